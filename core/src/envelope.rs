@@ -1,0 +1,405 @@
+//! Envelope format v1 (see `docs/FORMAT.md`):
+//!
+//! ```text
+//! magic "\xACKCE" | format 0x01 | flags | key version (u32 BE) | class length | class | nonce (12) | ciphertext | tag (16)
+//! ```
+//!
+//! Everything before the ciphertext is the header, and the header (followed by the
+//! context, when the value is context-bound) is the AES-GCM associated data, so changing
+//! any byte of an envelope makes it fail to open.
+
+use std::fmt;
+
+use aes_gcm::aead::AeadInPlace;
+use aes_gcm::{Nonce, Tag};
+
+use crate::class::{ClassName, ClassNameError, MAX_CLASS_LEN};
+use crate::key::DataKey;
+
+pub const MAGIC: [u8; 4] = [0xAC, b'K', b'C', b'E'];
+pub const FORMAT_V1: u8 = 1;
+/// Flags bit 0: the associated data includes a caller-supplied context.
+pub const FLAG_CONTEXT_BOUND: u8 = 0x01;
+const KNOWN_FLAGS: u8 = FLAG_CONTEXT_BOUND;
+pub const NONCE_LEN: usize = 12;
+pub const TAG_LEN: usize = 16;
+
+const MAGIC_AT: usize = 0;
+const FORMAT_AT: usize = 4;
+const FLAGS_AT: usize = 5;
+const KEY_VERSION_AT: usize = 6;
+const CLASS_LEN_AT: usize = 10;
+const CLASS_AT: usize = 11;
+/// Header length without the class name.
+const FIXED_HEADER_LEN: usize = CLASS_AT + NONCE_LEN;
+
+/// What to seal under: the class and key version name the key (so rotation adds versions
+/// without a format change); the nonce must be fresh and random for every seal.
+pub struct SealRequest<'a> {
+    pub class: ClassName<'a>,
+    pub key_version: u32,
+    pub context: Option<&'a [u8]>,
+    pub nonce: [u8; NONCE_LEN],
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EnvelopeError {
+    Truncated(usize),
+    BadMagic,
+    UnsupportedFormat(u8),
+    ReservedFlags(u8),
+    BadClass(ClassNameError),
+    KeyVersionZero,
+}
+
+impl fmt::Display for EnvelopeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            EnvelopeError::Truncated(n) => {
+                write!(f, "sealed value is truncated ({n} bytes is shorter than its header and tag)")
+            }
+            EnvelopeError::BadMagic => write!(f, "value is not an akko_crypt envelope (bad magic bytes)"),
+            EnvelopeError::UnsupportedFormat(v) => {
+                write!(f, "unsupported envelope format version {v}; this build reads version {FORMAT_V1}")
+            }
+            EnvelopeError::ReservedFlags(flags) => {
+                write!(f, "envelope has reserved flag bits set (flags 0x{flags:02x})")
+            }
+            EnvelopeError::BadClass(e) => write!(f, "envelope names an invalid data class: {e}"),
+            EnvelopeError::KeyVersionZero => write!(f, "envelope names key version 0, which never exists"),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OpenError {
+    ContextRequired,
+    ContextNotExpected,
+    AuthenticationFailed,
+}
+
+impl fmt::Display for OpenError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            OpenError::ContextRequired => write!(f, "sealed value is bound to a context, but no context was given"),
+            OpenError::ContextNotExpected => {
+                write!(f, "a context was given, but the sealed value is not bound to one")
+            }
+            OpenError::AuthenticationFailed => write!(
+                f,
+                "sealed value failed authentication: wrong key, wrong context, or altered bytes"
+            ),
+        }
+    }
+}
+
+/// Length of the envelope that sealing `plaintext_len` bytes under `class` produces.
+pub fn sealed_len(class: ClassName<'_>, plaintext_len: usize) -> usize {
+    FIXED_HEADER_LEN + class.as_str().len() + plaintext_len + TAG_LEN
+}
+
+/// Seals `plaintext` into `out`, which must be exactly `sealed_len(..)` bytes long: the
+/// plaintext is copied once and encrypted in place, so the caller can hand in a buffer
+/// that is already the final datum.
+pub fn seal_into(key: &DataKey, request: &SealRequest<'_>, plaintext: &[u8], out: &mut [u8]) {
+    let class = request.class.as_str().as_bytes();
+    let header_len = FIXED_HEADER_LEN + class.len();
+    assert_eq!(
+        out.len(),
+        header_len + plaintext.len() + TAG_LEN,
+        "seal_into needs a buffer of sealed_len() bytes"
+    );
+    let flags = if request.context.is_some() { FLAG_CONTEXT_BOUND } else { 0 };
+    out[MAGIC_AT..FORMAT_AT].copy_from_slice(&MAGIC);
+    out[FORMAT_AT] = FORMAT_V1;
+    out[FLAGS_AT] = flags;
+    out[KEY_VERSION_AT..CLASS_LEN_AT].copy_from_slice(&request.key_version.to_be_bytes());
+    out[CLASS_LEN_AT] = class.len() as u8;
+    out[CLASS_AT..CLASS_AT + class.len()].copy_from_slice(class);
+    out[header_len - NONCE_LEN..header_len].copy_from_slice(&request.nonce);
+
+    let (header, body) = out.split_at_mut(header_len);
+    let (data, tag_out) = body.split_at_mut(plaintext.len());
+    data.copy_from_slice(plaintext);
+    let tag = with_associated_data(header, request.context, |aad| {
+        key.cipher
+            .encrypt_in_place_detached(Nonce::from_slice(&request.nonce), aad, data)
+    })
+    .expect("AES-GCM seals up to 64 GiB; PostgreSQL values stop at 1 GiB");
+    tag_out.copy_from_slice(&tag);
+}
+
+/// Convenience form of [`seal_into`] that allocates.
+pub fn seal(key: &DataKey, request: &SealRequest<'_>, plaintext: &[u8]) -> Vec<u8> {
+    let mut out = vec![0u8; sealed_len(request.class, plaintext.len())];
+    seal_into(key, request, plaintext, &mut out);
+    out
+}
+
+fn with_associated_data<T>(header: &[u8], context: Option<&[u8]>, f: impl FnOnce(&[u8]) -> T) -> T {
+    match context {
+        None => f(header),
+        Some(context) => {
+            let mut aad = Vec::with_capacity(header.len() + context.len());
+            aad.extend_from_slice(header);
+            aad.extend_from_slice(context);
+            f(&aad)
+        }
+    }
+}
+
+/// A parsed envelope, borrowing the bytes it was parsed from.
+#[derive(Debug, Clone, Copy)]
+pub struct Envelope<'a> {
+    header: &'a [u8],
+    ciphertext: &'a [u8],
+    tag: &'a [u8],
+    pub flags: u8,
+    pub key_version: u32,
+    pub class: ClassName<'a>,
+}
+
+impl<'a> Envelope<'a> {
+    /// Parses without decrypting. Total on every input: it returns an error, never panics.
+    pub fn parse(bytes: &'a [u8]) -> Result<Self, EnvelopeError> {
+        if bytes.len() < FORMAT_AT + 1 {
+            return Err(if bytes.len() >= MAGIC.len() && bytes[..MAGIC.len()] != MAGIC {
+                EnvelopeError::BadMagic
+            } else {
+                EnvelopeError::Truncated(bytes.len())
+            });
+        }
+        if bytes[MAGIC_AT..FORMAT_AT] != MAGIC {
+            return Err(EnvelopeError::BadMagic);
+        }
+        if bytes[FORMAT_AT] != FORMAT_V1 {
+            return Err(EnvelopeError::UnsupportedFormat(bytes[FORMAT_AT]));
+        }
+        if bytes.len() < CLASS_AT {
+            return Err(EnvelopeError::Truncated(bytes.len()));
+        }
+        let flags = bytes[FLAGS_AT];
+        if flags & !KNOWN_FLAGS != 0 {
+            return Err(EnvelopeError::ReservedFlags(flags));
+        }
+        let key_version = u32::from_be_bytes(
+            bytes[KEY_VERSION_AT..CLASS_LEN_AT]
+                .try_into()
+                .expect("slice of four bytes"),
+        );
+        if key_version == 0 {
+            return Err(EnvelopeError::KeyVersionZero);
+        }
+        let class_len = bytes[CLASS_LEN_AT] as usize;
+        if class_len == 0 || class_len > MAX_CLASS_LEN {
+            return Err(EnvelopeError::BadClass(if class_len == 0 {
+                ClassNameError::Empty
+            } else {
+                ClassNameError::TooLong(class_len)
+            }));
+        }
+        let header_len = FIXED_HEADER_LEN + class_len;
+        if bytes.len() < header_len + TAG_LEN {
+            return Err(EnvelopeError::Truncated(bytes.len()));
+        }
+        let class = std::str::from_utf8(&bytes[CLASS_AT..CLASS_AT + class_len])
+            .map_err(|_| EnvelopeError::BadClass(ClassNameError::BadCharacter))
+            .and_then(|name| ClassName::parse(name).map_err(EnvelopeError::BadClass))?;
+        let (header, rest) = bytes.split_at(header_len);
+        let (ciphertext, tag) = rest.split_at(rest.len() - TAG_LEN);
+        Ok(Envelope {
+            header,
+            ciphertext,
+            tag,
+            flags,
+            key_version,
+            class,
+        })
+    }
+
+    pub fn is_context_bound(&self) -> bool {
+        self.flags & FLAG_CONTEXT_BOUND != 0
+    }
+
+    pub fn plaintext_len(&self) -> usize {
+        self.ciphertext.len()
+    }
+
+    fn nonce(&self) -> &'a [u8] {
+        &self.header[self.header.len() - NONCE_LEN..]
+    }
+
+    /// Checks the context against the flags before any key is needed.
+    pub fn check_context(&self, context: Option<&[u8]>) -> Result<(), OpenError> {
+        match (self.is_context_bound(), context.is_some()) {
+            (true, false) => Err(OpenError::ContextRequired),
+            (false, true) => Err(OpenError::ContextNotExpected),
+            _ => Ok(()),
+        }
+    }
+
+    /// Authenticates and decrypts into `out` (exactly `plaintext_len()` bytes). On failure
+    /// `out` holds only ciphertext: the tag is verified before anything is decrypted.
+    pub fn open_into(&self, key: &DataKey, context: Option<&[u8]>, out: &mut [u8]) -> Result<(), OpenError> {
+        self.check_context(context)?;
+        assert_eq!(out.len(), self.ciphertext.len(), "open_into needs plaintext_len() bytes");
+        out.copy_from_slice(self.ciphertext);
+        with_associated_data(self.header, context, |aad| {
+            key.cipher.decrypt_in_place_detached(
+                Nonce::from_slice(self.nonce()),
+                aad,
+                out,
+                Tag::from_slice(self.tag),
+            )
+        })
+        .map_err(|_| OpenError::AuthenticationFailed)
+    }
+
+    /// Convenience form of [`Envelope::open_into`] that allocates.
+    pub fn open(&self, key: &DataKey, context: Option<&[u8]>) -> Result<Vec<u8>, OpenError> {
+        let mut out = vec![0u8; self.plaintext_len()];
+        self.open_into(key, context, &mut out)?;
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::key::RootKey;
+
+    fn key(byte: u8, class: &str, version: u32) -> DataKey {
+        RootKey::from_bytes([byte; 32]).derive_class_key(ClassName::parse(class).unwrap(), version)
+    }
+
+    fn request<'a>(class: &'a str, context: Option<&'a [u8]>) -> SealRequest<'a> {
+        SealRequest {
+            class: ClassName::parse(class).unwrap(),
+            key_version: 1,
+            context,
+            nonce: [7u8; NONCE_LEN],
+        }
+    }
+
+    const DOC: &[u8] = br#"{"name": "Ada Lovelace", "email": "ada@example.com"}"#;
+
+    #[test]
+    fn round_trips_without_and_with_context() {
+        let k = key(1, "identity", 1);
+        for context in [None, Some(&b""[..]), Some(&b"customers:42"[..])] {
+            for plaintext in [&b""[..], b"{}", b"null", DOC, "\"\u{1F600} \u{00e9}\"".as_bytes()] {
+                let sealed = seal(&k, &request("identity", context), plaintext);
+                assert_eq!(sealed.len(), sealed_len(ClassName::parse("identity").unwrap(), plaintext.len()));
+                let env = Envelope::parse(&sealed).unwrap();
+                assert_eq!(env.class.as_str(), "identity");
+                assert_eq!(env.key_version, 1);
+                assert_eq!(env.is_context_bound(), context.is_some());
+                assert_eq!(env.open(&k, context).unwrap(), plaintext);
+            }
+        }
+    }
+
+    #[test]
+    fn the_same_plaintext_seals_differently_under_different_nonces() {
+        let k = key(1, "identity", 1);
+        let mut a = request("identity", None);
+        let b = seal(&k, &a, DOC);
+        a.nonce = [8u8; NONCE_LEN];
+        assert_ne!(seal(&k, &a, DOC), b);
+    }
+
+    #[test]
+    fn wrong_key_class_version_or_context_fails() {
+        let sealed = seal(&key(1, "identity", 1), &request("identity", Some(b"row:1")), DOC);
+        let env = Envelope::parse(&sealed).unwrap();
+        let auth = Err(OpenError::AuthenticationFailed);
+        assert_eq!(env.open(&key(2, "identity", 1), Some(b"row:1")), auth);
+        assert_eq!(env.open(&key(1, "financial", 1), Some(b"row:1")), auth);
+        assert_eq!(env.open(&key(1, "identity", 2), Some(b"row:1")), auth);
+        assert_eq!(env.open(&key(1, "identity", 1), Some(b"row:2")), auth);
+        assert_eq!(env.open(&key(1, "identity", 1), Some(b"")), auth);
+        assert_eq!(env.open(&key(1, "identity", 1), None), Err(OpenError::ContextRequired));
+        let unbound = seal(&key(1, "identity", 1), &request("identity", None), DOC);
+        assert_eq!(
+            Envelope::parse(&unbound).unwrap().open(&key(1, "identity", 1), Some(b"row:1")),
+            Err(OpenError::ContextNotExpected)
+        );
+    }
+
+    #[test]
+    fn flipping_any_bit_of_any_byte_fails() {
+        let k = key(1, "identity", 1);
+        let sealed = seal(&k, &request("identity", Some(b"ctx")), DOC);
+        for i in 0..sealed.len() {
+            for bit in 0..8 {
+                let mut bad = sealed.clone();
+                bad[i] ^= 1 << bit;
+                let opened = Envelope::parse(&bad).map_err(|_| ()).and_then(|env| {
+                    env.open(&k, if env.is_context_bound() { Some(b"ctx") } else { None })
+                        .map_err(|_| ())
+                });
+                assert!(opened.is_err(), "byte {i} bit {bit} changed and the value still opened");
+            }
+        }
+    }
+
+    #[test]
+    fn truncated_and_extended_envelopes_fail() {
+        let k = key(1, "identity", 1);
+        let sealed = seal(&k, &request("identity", None), DOC);
+        for len in 0..sealed.len() {
+            let opened = Envelope::parse(&sealed[..len]).map_err(|_| ()).and_then(|e| e.open(&k, None).map_err(|_| ()));
+            assert!(opened.is_err(), "prefix of {len} bytes opened");
+        }
+        let mut longer = sealed.clone();
+        longer.push(0);
+        assert_eq!(
+            Envelope::parse(&longer).unwrap().open(&k, None),
+            Err(OpenError::AuthenticationFailed)
+        );
+    }
+
+    #[test]
+    fn header_errors_are_specific() {
+        let sealed = seal(&key(1, "identity", 1), &request("identity", None), DOC);
+        let with = |i: usize, v: u8| {
+            let mut b = sealed.clone();
+            b[i] = v;
+            Envelope::parse(&b).map(|_| ())
+        };
+        assert_eq!(Envelope::parse(b"").map(|_| ()), Err(EnvelopeError::Truncated(0)));
+        assert_eq!(Envelope::parse(br#"{"a":1}"#).map(|_| ()), Err(EnvelopeError::BadMagic));
+        assert_eq!(with(FORMAT_AT, 2), Err(EnvelopeError::UnsupportedFormat(2)));
+        assert_eq!(with(FLAGS_AT, 0x80), Err(EnvelopeError::ReservedFlags(0x80)));
+        assert_eq!(with(CLASS_LEN_AT, 0), Err(EnvelopeError::BadClass(ClassNameError::Empty)));
+        assert_eq!(with(CLASS_AT, b'I'), Err(EnvelopeError::BadClass(ClassNameError::BadCharacter)));
+        assert_eq!(with(CLASS_AT, 0xff), Err(EnvelopeError::BadClass(ClassNameError::BadCharacter)));
+        let mut zero_version = sealed.clone();
+        zero_version[KEY_VERSION_AT..CLASS_LEN_AT].copy_from_slice(&[0; 4]);
+        assert_eq!(Envelope::parse(&zero_version).map(|_| ()), Err(EnvelopeError::KeyVersionZero));
+    }
+
+    #[test]
+    fn parse_never_panics_on_random_or_mutated_input() {
+        let k = key(1, "identity", 1);
+        let sealed = seal(&k, &request("identity", None), DOC);
+        let mut noise = vec![0u8; 4096];
+        getrandom::getrandom(&mut noise).unwrap();
+        for round in 0..20_000usize {
+            let start = (round * 7) % noise.len();
+            let len = (round * 13) % 200;
+            let random: Vec<u8> = noise.iter().cycle().skip(start).take(len).copied().collect();
+            let _ = Envelope::parse(&random).map(|e| e.open(&k, None));
+            let mut mutated = sealed.clone();
+            mutated[round % sealed.len()] = noise[round % noise.len()];
+            mutated.truncate(sealed.len() - (round % 5));
+            if let Ok(env) = Envelope::parse(&mutated) {
+                let _ = env.open(&k, None);
+            }
+            let mut magic_prefixed = MAGIC.to_vec();
+            magic_prefixed.push(FORMAT_V1);
+            magic_prefixed.extend_from_slice(&random);
+            let _ = Envelope::parse(&magic_prefixed).map(|e| e.open(&k, None));
+        }
+    }
+}

@@ -1,0 +1,13 @@
+//! The cryptographic core of akko_crypt, free of PostgreSQL so that it can be unit-tested,
+//! fuzzed and reused outside the server. The byte layout it implements is specified in
+//! `docs/FORMAT.md`.
+
+pub mod class;
+pub mod envelope;
+pub mod key;
+pub mod nonce;
+
+pub use class::{ClassName, ClassNameError};
+pub use envelope::{Envelope, EnvelopeError, OpenError, SealRequest};
+pub use key::{DataKey, Fingerprint, KeyParseError, RootKey};
+pub use nonce::NoncePool;
