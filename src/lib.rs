@@ -1,2 +1,34 @@
+//! akko_crypt: encrypts personal data inside PostgreSQL. The cryptography lives in the
+//! pgrx-free `akko_crypt_core` crate; the modules here are the server glue, one concern each.
+
+use pgrx::pg_sys::panic::ErrorReport;
 use pgrx::prelude::*;
-::pgrx::pg_module_magic!();
+
+mod classes;
+mod custody;
+mod errors;
+mod log_redaction;
+mod sealing;
+
+::pgrx::pg_module_magic!(name, version);
+
+extension_sql_file!("../sql/bootstrap.sql", name = "bootstrap", bootstrap);
+
+#[pg_guard]
+pub extern "C-unwind" fn _PG_init() {
+    // Loaded later, `SET akko_crypt.key` would land in a placeholder parameter that shows
+    // the key to anyone, before the hooks below exist to hide it.
+    if !unsafe { pg_sys::process_shared_preload_libraries_in_progress } {
+        ErrorReport::new(
+            PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
+            "akko_crypt must be loaded through shared_preload_libraries",
+            "_PG_init",
+        )
+        .set_hint("Add akko_crypt to shared_preload_libraries in postgresql.conf and restart PostgreSQL.")
+        .report(PgLogLevel::ERROR);
+    }
+    custody::init();
+    classes::init();
+    log_redaction::init();
+    unsafe { pg_sys::MarkGUCPrefixReserved(c"akko_crypt".as_ptr()) };
+}

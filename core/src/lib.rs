@@ -6,6 +6,7 @@ pub mod class;
 pub mod envelope;
 pub mod key;
 pub mod nonce;
+pub mod redaction;
 
 pub use class::{ClassName, ClassNameError};
 pub use envelope::{Envelope, EnvelopeError, OpenError, SealRequest};

@@ -1,0 +1,294 @@
+//! Key custody: the `akko_crypt.key` parameter and the backend-private store of the root
+//! keys it names.
+//!
+//! The parameter never holds a key. Its check hook parses what the pool sends, moves the
+//! key into this module's store and leaves only the key's fingerprint as the visible value;
+//! the GUC "extra" of each value is just the id of its store slot. PostgreSQL keeps the
+//! values a transaction may still return to (SET LOCAL, savepoints, RESET) on its GUC
+//! stack, so a slot stays alive exactly while the GUC can still reach its id: slots are
+//! dropped, and their keys zeroized, as soon as the parameter moves on (assign hook), when
+//! the transaction that replaced them ends (transaction callback), on `lock()`, and at
+//! backend exit.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::ffi::{c_char, c_void, CStr};
+
+use akko_crypt_core::{ClassName, DataKey, RootKey};
+use pgrx::pg_sys;
+use pgrx::prelude::*;
+use zeroize::Zeroize;
+
+use crate::errors;
+use crate::log_redaction;
+
+pub const KEY_GUC: &CStr = c"akko_crypt.key";
+
+/// Until the keyring arrives, every class has exactly one key version.
+pub const KEY_VERSION: u32 = 1;
+
+extern "C" {
+    // GUC frees extras and string values with free(), so they are allocated with malloc().
+    fn malloc(size: usize) -> *mut c_void;
+    fn free(ptr: *mut c_void);
+}
+
+static mut KEY_GUC_VALUE: *mut c_char = std::ptr::null_mut();
+static mut KEY_GUC_CONF: *mut pg_sys::config_string = std::ptr::null_mut();
+
+type SlotId = u64;
+
+struct Slot {
+    id: SlotId,
+    root: RootKey,
+    class_keys: HashMap<String, HashMap<u32, DataKey>>,
+}
+
+#[derive(Default)]
+struct Custody {
+    slots: Vec<Slot>,
+    current: Option<SlotId>,
+    next_id: SlotId,
+    exit_callback_registered: bool,
+}
+
+thread_local! {
+    static CUSTODY: RefCell<Custody> = RefCell::new(Custody::default());
+}
+
+pub fn init() {
+    unsafe {
+        pg_sys::DefineCustomStringVariable(
+            KEY_GUC.as_ptr(),
+            c"Root key of this session, as 64 hex digits or base64; reads back as its fingerprint only.".as_ptr(),
+            c"Set it at connection checkout with set_config('akko_crypt.key', $1, false). It cannot be stored in a configuration file or with ALTER ROLE/DATABASE.".as_ptr(),
+            &raw mut KEY_GUC_VALUE,
+            c"".as_ptr(),
+            pg_sys::GucContext::PGC_USERSET,
+            (pg_sys::GUC_NO_SHOW_ALL
+                | pg_sys::GUC_NOT_IN_SAMPLE
+                | pg_sys::GUC_DISALLOW_IN_FILE
+                | pg_sys::GUC_DISALLOW_IN_AUTO_FILE) as i32,
+            Some(check_key),
+            Some(assign_key),
+            None,
+        );
+        KEY_GUC_CONF = find_string_guc(KEY_GUC);
+        pg_sys::RegisterXactCallback(Some(at_transaction_end), std::ptr::null_mut());
+    }
+}
+
+unsafe fn find_string_guc(name: &CStr) -> *mut pg_sys::config_string {
+    let vars = pg_sys::get_guc_variables();
+    let count = pg_sys::GetNumConfigOptions() as usize;
+    (0..count)
+        .map(|i| *vars.add(i))
+        .find(|var| CStr::from_ptr((**var).name) == name)
+        .map_or(std::ptr::null_mut(), |var| var.cast())
+}
+
+/// Sources a key may come from: a session (SET, set_config) or the connection's startup
+/// packet. Everything else would store the key in a file or the catalog.
+fn source_may_carry_key(source: pg_sys::GucSource::Type) -> bool {
+    use pg_sys::GucSource::*;
+    matches!(source, PGC_S_CLIENT | PGC_S_SESSION | PGC_S_OVERRIDE | PGC_S_INTERACTIVE)
+}
+
+#[pg_guard]
+unsafe extern "C-unwind" fn check_key(
+    newval: *mut *mut c_char,
+    extra: *mut *mut c_void,
+    source: pg_sys::GucSource::Type,
+) -> bool {
+    let text = CStr::from_ptr(*newval).to_bytes();
+    if text.is_empty() {
+        return true;
+    }
+    // A parallel worker receives the leader's visible value, the fingerprint; workers get
+    // no key, which is why every function that needs one is PARALLEL RESTRICTED.
+    if pg_sys::InitializingParallelWorker {
+        return true;
+    }
+    log_redaction::hide_current_statement_from_activity();
+    if !source_may_carry_key(source) {
+        wipe_c_string(*newval);
+        reject(
+            PgSqlErrorCode::ERRCODE_CANT_CHANGE_RUNTIME_PARAM,
+            c"akko_crypt.key can only be set in a session, never stored in the catalog or a configuration file",
+            c"Have the connection pool run SELECT set_config('akko_crypt.key', $1, false) at checkout.",
+        );
+        return false;
+    }
+    let parsed = std::str::from_utf8(text)
+        .map_err(|_| akko_crypt_core::KeyParseError::NotHexOrBase64)
+        .and_then(RootKey::parse);
+    wipe_c_string(*newval);
+    let root = match parsed {
+        Ok(root) => root,
+        Err(e) => {
+            let message = format!("invalid value for akko_crypt.key: {e}");
+            let message = std::ffi::CString::new(message).expect("no NUL in a key error");
+            reject(
+                PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
+                &message,
+                c"Give 32 random bytes as 64 hex digits or as base64, for example the output of: openssl rand -base64 32",
+            );
+            return false;
+        }
+    };
+    let fingerprint = std::ffi::CString::new(root.fingerprint().to_string()).expect("hex has no NUL");
+    let id = store(root);
+
+    free((*newval).cast());
+    *newval = malloc_copy(fingerprint.as_bytes_with_nul()).cast();
+    let slot_ref: *mut SlotId = malloc_copy(&id.to_ne_bytes()).cast();
+    *extra = slot_ref.cast();
+    true
+}
+
+unsafe fn reject(code: PgSqlErrorCode, message: &CStr, hint: &CStr) {
+    pg_sys::GUC_check_errcode(code as i32);
+    pg_sys::GUC_check_errmsg_string = pg_sys::pstrdup(message.as_ptr());
+    pg_sys::GUC_check_errhint_string = pg_sys::pstrdup(hint.as_ptr());
+}
+
+unsafe fn wipe_c_string(s: *mut c_char) {
+    let len = CStr::from_ptr(s).to_bytes().len();
+    std::slice::from_raw_parts_mut(s.cast::<u8>(), len).zeroize();
+}
+
+unsafe fn malloc_copy(bytes: &[u8]) -> *mut c_void {
+    let ptr = malloc(bytes.len());
+    if ptr.is_null() {
+        errors::out_of_memory();
+    }
+    std::ptr::copy_nonoverlapping(bytes.as_ptr(), ptr.cast::<u8>(), bytes.len());
+    ptr
+}
+
+unsafe fn slot_of(extra: *mut c_void) -> Option<SlotId> {
+    (!extra.is_null()).then(|| *extra.cast::<SlotId>())
+}
+
+#[pg_guard]
+unsafe extern "C-unwind" fn assign_key(_newval: *const c_char, extra: *mut c_void) {
+    let current = slot_of(extra);
+    CUSTODY.with(|c| c.borrow_mut().current = current);
+    let conf = KEY_GUC_CONF;
+    if conf.is_null() {
+        return;
+    }
+    // The value being replaced stays alive only if the GUC stack still holds it.
+    let mut reachable = vec![current, slot_of((*conf).reset_extra)];
+    let mut entry = (*conf).gen_.stack;
+    while !entry.is_null() {
+        reachable.push(slot_of((*entry).prior.extra));
+        reachable.push(slot_of((*entry).masked.extra));
+        entry = (*entry).prev;
+    }
+    retain_slots(&reachable);
+}
+
+/// Runs just before PostgreSQL unwinds the GUC stack at the end of a top-level
+/// transaction, and keeps only the value that will survive it (and the RESET value).
+#[pg_guard]
+unsafe extern "C-unwind" fn at_transaction_end(event: pg_sys::XactEvent::Type, _arg: *mut c_void) {
+    use pg_sys::GucStackState::*;
+    use pg_sys::XactEvent::*;
+    let committed = match event {
+        XACT_EVENT_COMMIT | XACT_EVENT_PREPARE => true,
+        XACT_EVENT_ABORT => false,
+        _ => return,
+    };
+    let conf = KEY_GUC_CONF;
+    if conf.is_null() {
+        return;
+    }
+    let current = (*conf).gen_.extra;
+    // At top-level end every subtransaction is gone, so at most one stack entry remains.
+    let survivor = match (*conf).gen_.stack.as_ref() {
+        None => current,
+        Some(entry) if !committed || entry.state == GUC_SAVE || entry.state == GUC_LOCAL => entry.prior.extra,
+        Some(entry) if entry.state == GUC_SET_LOCAL => entry.masked.extra,
+        Some(_) => current,
+    };
+    retain_slots(&[slot_of(survivor), slot_of((*conf).reset_extra)]);
+}
+
+fn store(root: RootKey) -> SlotId {
+    let (id, first_key) = CUSTODY.with(|c| {
+        let mut c = c.borrow_mut();
+        c.next_id += 1;
+        let id = c.next_id;
+        c.slots.push(Slot {
+            id,
+            root,
+            class_keys: HashMap::new(),
+        });
+        (id, !std::mem::replace(&mut c.exit_callback_registered, true))
+    });
+    if first_key {
+        unsafe { pg_sys::on_proc_exit(Some(drop_all_keys_at_exit), pg_sys::Datum::from(0)) };
+    }
+    id
+}
+
+fn retain_slots(reachable: &[Option<SlotId>]) {
+    CUSTODY.with(|c| {
+        c.borrow_mut()
+            .slots
+            .retain(|slot| reachable.contains(&Some(slot.id)))
+    });
+}
+
+#[pg_guard]
+unsafe extern "C-unwind" fn drop_all_keys_at_exit(_code: i32, _arg: pg_sys::Datum) {
+    CUSTODY.with(|c| {
+        if let Ok(mut c) = c.try_borrow_mut() {
+            c.slots.clear();
+            c.current = None;
+        }
+    });
+}
+
+/// Runs `f` with the data key of `class` at `version`, derived from the session's root key
+/// on first use and cached for the rest of the session. Raises 55000 when no key is loaded.
+pub fn with_class_key<R>(class: ClassName<'_>, version: u32, f: impl FnOnce(&DataKey) -> R) -> R {
+    if version != KEY_VERSION {
+        errors::unknown_key_version(class.as_str(), version);
+    }
+    let result = CUSTODY.with(|c| {
+        let mut c = c.borrow_mut();
+        let current = c.current?;
+        let Slot { root, class_keys, .. } = c.slots.iter_mut().find(|slot| slot.id == current)?;
+        if !class_keys.contains_key(class.as_str()) {
+            class_keys.insert(class.as_str().to_owned(), HashMap::new());
+        }
+        let key = class_keys
+            .get_mut(class.as_str())
+            .expect("inserted above")
+            .entry(version)
+            .or_insert_with(|| root.derive_class_key(class, version));
+        Some(f(key))
+    });
+    result.unwrap_or_else(|| errors::no_key_loaded())
+}
+
+/// Drops every key this session holds, at once and for good: even if the surrounding
+/// transaction rolls back, the keys stay gone and must be set again.
+#[pg_extern(parallel_restricted)]
+fn lock() {
+    unsafe {
+        pg_sys::SetConfigOption(
+            KEY_GUC.as_ptr(),
+            c"".as_ptr(),
+            pg_sys::GucContext::PGC_USERSET,
+            pg_sys::GucSource::PGC_S_SESSION,
+        );
+    }
+    CUSTODY.with(|c| {
+        let mut c = c.borrow_mut();
+        c.slots.clear();
+        c.current = None;
+    });
+}

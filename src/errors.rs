@@ -1,0 +1,124 @@
+//! Every error a user can meet, each with its own SQLSTATE, a message that says what failed
+//! and, where it helps, a hint. None of them carries key material or plaintext.
+
+use akko_crypt_core::{ClassNameError, EnvelopeError, OpenError};
+use pgrx::pg_sys::panic::ErrorReport;
+use pgrx::{PgLogLevel, PgSqlErrorCode};
+
+fn raise(report: ErrorReport) -> ! {
+    report.report(PgLogLevel::ERROR);
+    unreachable!("ERROR does not return")
+}
+
+pub fn no_key_loaded() -> ! {
+    raise(
+        ErrorReport::new(
+            PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
+            "no akko_crypt key is loaded in this session",
+            "akko_crypt",
+        )
+        .set_hint(
+            "Load the root key at connection checkout: SELECT set_config('akko_crypt.key', $1, false), \
+             with the key as a bind parameter.",
+        ),
+    )
+}
+
+pub fn unknown_key_version(class: &str, version: u32) -> ! {
+    raise(ErrorReport::new(
+        PgSqlErrorCode::ERRCODE_UNDEFINED_OBJECT,
+        format!("key version {version} of data class \"{class}\" does not exist"),
+        "akko_crypt",
+    ))
+}
+
+pub fn unknown_class(class: &str) -> ! {
+    raise(
+        ErrorReport::new(
+            PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
+            format!("data class \"{class}\" does not exist"),
+            "akko_crypt",
+        )
+        .set_hint("Add it with SELECT akko_crypt.add_class('name'); akko_crypt.data_class lists the classes."),
+    )
+}
+
+pub fn invalid_class_name(error: ClassNameError) -> ! {
+    raise(ErrorReport::new(
+        PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
+        format!("invalid data class name: {error}"),
+        "akko_crypt",
+    ))
+}
+
+pub fn null_argument(name: &str) -> ! {
+    raise(ErrorReport::new(
+        PgSqlErrorCode::ERRCODE_NULL_VALUE_NOT_ALLOWED,
+        format!("{name} must not be NULL"),
+        "akko_crypt",
+    ))
+}
+
+pub fn bad_envelope(error: EnvelopeError) -> ! {
+    let hint = match error {
+        EnvelopeError::UnsupportedFormat(_) => "The value was sealed by a newer akko_crypt; upgrade the extension to open it.",
+        _ => "Only values produced by akko_crypt.seal_pii can be opened.",
+    };
+    raise(
+        ErrorReport::new(
+            PgSqlErrorCode::ERRCODE_INVALID_BINARY_REPRESENTATION,
+            format!("could not open sealed value: {error}"),
+            "akko_crypt",
+        )
+        .set_hint(hint),
+    )
+}
+
+pub fn open_failed(error: OpenError) -> ! {
+    let report = match error {
+        OpenError::AuthenticationFailed => ErrorReport::new(
+            PgSqlErrorCode::ERRCODE_DATA_CORRUPTED,
+            format!("could not open sealed value: {error}"),
+            "akko_crypt",
+        )
+        .set_hint("Check that this session holds the key the value was sealed with, and pass the same context."),
+        OpenError::ContextRequired | OpenError::ContextNotExpected => ErrorReport::new(
+            PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
+            format!("could not open sealed value: {error}"),
+            "akko_crypt",
+        ),
+    };
+    raise(report)
+}
+
+pub fn randomness_unavailable() -> ! {
+    raise(ErrorReport::new(
+        PgSqlErrorCode::ERRCODE_SYSTEM_ERROR,
+        "could not read random bytes from the operating system for a nonce",
+        "akko_crypt",
+    ))
+}
+
+pub fn out_of_memory() -> ! {
+    raise(ErrorReport::new(
+        PgSqlErrorCode::ERRCODE_OUT_OF_MEMORY,
+        "out of memory in akko_crypt",
+        "akko_crypt",
+    ))
+}
+
+pub fn catalog_query_failed(what: &str, error: pgrx::spi::Error) -> ! {
+    raise(ErrorReport::new(
+        PgSqlErrorCode::ERRCODE_EXTERNAL_ROUTINE_EXCEPTION,
+        format!("akko_crypt could not {what}: {error}"),
+        "akko_crypt",
+    ))
+}
+
+pub fn value_too_large(len: usize) -> ! {
+    raise(ErrorReport::new(
+        PgSqlErrorCode::ERRCODE_PROGRAM_LIMIT_EXCEEDED,
+        format!("sealed value would be {len} bytes, more than PostgreSQL's 1 GB limit for one value"),
+        "akko_crypt",
+    ))
+}
