@@ -56,9 +56,10 @@ pub fn registered(name: &str) -> ClassName<'_> {
 fn add_class(name: &str) -> bool {
     let class = parse(name);
     Spi::get_one_with_args::<bool>(
-        "INSERT INTO akko_crypt.data_class (name) VALUES ($1) ON CONFLICT DO NOTHING RETURNING true",
+        "WITH added AS (INSERT INTO akko_crypt.data_class (name) VALUES ($1) ON CONFLICT DO NOTHING RETURNING 1) \
+         SELECT count(*) OPERATOR(pg_catalog.>) 0 FROM added",
         &[class.as_str().into()],
     )
     .unwrap_or_else(|e| errors::catalog_query_failed("add the data class", e))
-    .unwrap_or(false)
+    .unwrap_or_default()
 }

@@ -1,0 +1,71 @@
+#!/usr/bin/env bash
+# Out-of-process checks against the running test cluster, for what SQL alone cannot see:
+# the server log, pg_stat_activity from another session, SHOW ALL, pg_dump output, bind
+# parameters, and a server that did not preload the library.
+#   tests/integration.sh DIR PORT     (after tests/sql ran in database akko_regress)
+set -uo pipefail
+dir=$1 port=$2
+here=$(cd "$(dirname "$0")" && pwd)
+psql_() { psql -X -q -A -t -h "$dir" -p "$port" -U postgres "$@"; }
+passed=0 failed=0
+check() { # check NAME COMMAND...: passes when COMMAND succeeds
+    local name=$1; shift
+    if "$@"; then passed=$((passed + 1)); echo "ok - $name"; else failed=$((failed + 1)); echo "not ok - $name"; fi
+}
+
+# Every key the test suites load, in the spellings they use.
+keys=(
+    000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f
+    AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8
+    3333333333333333333333333333333333333333333333333333333333333333
+    8888888888888888888888888888888888888888888888888888888888888888
+    9999999999999999999999999999999999999999999999999999999999999999
+)
+no_key_in() { # no_key_in FILE: none of the keys appears in FILE
+    local k; for k in "${keys[@]}"; do if grep -qi -- "$k" "$1"; then echo "  key ${k:0:6}... found in $1"; return 1; fi; done
+}
+
+# A key sent as a bind parameter (extended protocol), as pools do.
+cat >"$dir/bind.sql" <<'SQL'
+SELECT set_config('akko_crypt.key', :key, false);
+SELECT akko_crypt.open_pii(akko_crypt.seal_pii('{"via": "bind"}'));
+SQL
+check "a key sent as a bind parameter loads and seals" \
+    pgbench -n -t 1 -M extended -h "$dir" -p "$port" -U postgres -f "$dir/bind.sql" \
+    -D key=8888888888888888888888888888888888888888888888888888888888888888 akko_regress >/dev/null
+
+# pg_stat_activity of another session: the idle session's last statement set the key.
+printf "SET akko_crypt.key = '9999999999999999999999999999999999999999999999999999999999999999';\n\\\\! sleep 3\n" |
+    psql -X -q -h "$dir" -p "$port" -U postgres akko_regress >/dev/null &
+sleeper=$!
+sleep 1.5
+psql_ -c "SELECT pid, state, query FROM pg_stat_activity WHERE backend_type = 'client backend'" akko_regress >"$dir/activity.txt"
+wait $sleeper
+check "pg_stat_activity shows no key set by another session" no_key_in "$dir/activity.txt"
+check "pg_stat_activity shows that the statement was redacted" grep -q "redacted" "$dir/activity.txt"
+
+psql_ -c "SHOW ALL" akko_regress >"$dir/show_all.txt"
+check "SHOW ALL does not list akko_crypt.key" bash -c "! grep -q 'akko_crypt.key' '$dir/show_all.txt'"
+
+pg_dump -h "$dir" -p "$port" -U postgres akko_regress >"$dir/dump.sql"
+check "pg_dump output holds the sealed customer, not its name" \
+    bash -c "grep -q '^COPY public.customers' '$dir/dump.sql' && ! grep -q 'Lovelace' '$dir/dump.sql'"
+check "pg_dump output holds no key" no_key_in "$dir/dump.sql"
+check "pg_dump carries user-added classes, not the built-in ones" \
+    bash -c "grep -q '^health' '$dir/dump.sql' && ! grep -qE '^identity\b' '$dir/dump.sql'"
+
+check "the server log holds no key (log_statement = all, debug1)" no_key_in "$dir/server.log"
+check "the server log shows the redaction marker" grep -q "akko_crypt: redacted" "$dir/server.log"
+check "the server log shows no backend crash" \
+    bash -c "! grep -qE 'terminated by signal|PANIC|server process .* was terminated' '$dir/server.log'"
+
+# Without shared_preload_libraries the extension refuses to load.
+other="$dir-nopreload"
+"$here/cluster.sh" start "$other" $((port + 1)) ""
+psql -X -q -h "$other" -p $((port + 1)) -U postgres -c "CREATE EXTENSION akko_crypt" postgres >"$other/out.txt" 2>&1
+check "CREATE EXTENSION without shared_preload_libraries is refused" \
+    grep -q "akko_crypt must be loaded through shared_preload_libraries" "$other/out.txt"
+"$here/cluster.sh" stop "$other"
+
+echo "integration: $passed passed, $failed failed"
+[ "$failed" -eq 0 ]

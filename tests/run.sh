@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Runs every test tier against the installed extension: unit tests of the pgrx-free core,
+# the pg_regress suite (tests/sql, tests/expected) in a throwaway PostgreSQL 15 cluster,
+# then the out-of-process checks of tests/integration.sh against the same cluster.
+set -uo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+dir=${AKKO_TEST_DIR:-/tmp/akko_crypt_test}
+port=${AKKO_TEST_PORT:-55439}
+pg_regress=$(dirname "$(pg_config --pgxs)")/../test/regress/pg_regress
+passed=0 failed=0
+tally() { # tally NAME EXIT_CODE
+    if [ "$2" -eq 0 ]; then passed=$((passed + 1)); echo "== $1: ok"; else failed=$((failed + 1)); echo "== $1: FAILED"; fi
+}
+
+cargo test -p akko_crypt_core --manifest-path "$here/../Cargo.toml" 2>&1 | grep -E "^test |test result|panicked|error"
+tally "unit tests (akko_crypt_core)" "${PIPESTATUS[0]}"
+
+"$here/cluster.sh" start "$dir" "$port"
+trap '"$here/cluster.sh" stop "$dir"' EXIT
+
+out="$dir/regress"
+mkdir -p "$out"
+(cd "$here" && "$pg_regress" --host="$dir" --port="$port" --user=postgres --inputdir=. \
+    --outputdir="$out" --dbname=akko_regress --schedule=schedule)
+status=$?
+[ $status -eq 0 ] || cat "$out/regression.diffs"
+tally "pg_regress (tests/sql)" $status
+
+"$here/integration.sh" "$dir" "$port"
+tally "integration (tests/integration.sh)" $?
+
+echo "$passed passed, $failed failed"
+[ "$failed" -eq 0 ]
