@@ -1,0 +1,37 @@
+# akko_crypt: every target installs what is missing first, so each works on a fresh Debian 12.
+PG_CONFIG ?= /usr/lib/postgresql/15/bin/pg_config
+PGRX_VERSION := 0.18.0
+APT_PACKAGES := postgresql-15 postgresql-server-dev-15 postgresql-contrib libclang-dev clang sudo pkg-config
+
+.PHONY: all deps install test demo bench unit clean
+
+all: install
+
+deps:
+	@missing=$$(for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+		echo "installing: $$missing"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	fi
+	@cargo pgrx --version 2>/dev/null | grep -q "$(PGRX_VERSION)" || \
+		cargo install cargo-pgrx --version $(PGRX_VERSION) --locked
+	@grep -qs '^pg15' $${PGRX_HOME:-$$HOME/.pgrx}/config.toml || \
+		cargo pgrx init --pg15 $(PG_CONFIG)
+
+install: deps
+	cargo pgrx install --release --pg-config $(PG_CONFIG)
+
+test: install
+	tests/run.sh
+
+unit:
+	cargo test -p akko_crypt_core
+
+demo: install
+	demo/demo.sh
+
+bench: install
+	bench/bench.sh
+
+clean:
+	cargo clean

@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# A narrated walk through akko_crypt on a throwaway PostgreSQL 15 cluster.
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+dir=${AKKO_DEMO_DIR:-/tmp/akko_crypt_demo}
+port=${AKKO_DEMO_PORT:-55450}
+say() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
+sql() { psql -X -h "$dir" -p "$port" -U postgres -v ON_ERROR_STOP=1 "$@" demo; }
+
+say "Starting a throwaway PostgreSQL 15 cluster in $dir, with akko_crypt in shared_preload_libraries"
+"$here/../tests/cluster.sh" start "$dir" "$port"
+trap '"$here/../tests/cluster.sh" stop "$dir"' EXIT
+psql -X -q -h "$dir" -p "$port" -U postgres -c "CREATE DATABASE demo" postgres
+
+say "CREATE EXTENSION: schema akko_crypt, three data classes out of the box"
+sql -c "CREATE EXTENSION akko_crypt" -c "SELECT name FROM akko_crypt.data_class"
+
+say "A root key: 32 random bytes. It lives with the pool (or Vault), never in the database"
+key=$(head -c 32 /dev/urandom | base64)
+echo "generated a key (not shown); the session will only ever show its fingerprint"
+
+say "Load it at checkout, seal customer PII into a bytea column, read it back"
+sql -v key="$key" <<'SQL'
+SELECT set_config('akko_crypt.key', :'key', false) AS key_fingerprint;
+CREATE TABLE customers (id int PRIMARY KEY, pii bytea NOT NULL);
+INSERT INTO customers VALUES
+    (1, akko_crypt.seal_pii('{"name": "Ada Lovelace", "tax_id": "AL-1815-12", "email": "ada@example.com"}')),
+    (2, akko_crypt.seal_pii('{"name": "Alan Turing", "tax_id": "AT-1912-06", "email": "alan@example.com"}', 'identity', 'customers:2'));
+\echo '-- what the table holds:'
+SELECT id, substr(encode(pii, 'hex'), 1, 60) || '...' AS stored_bytes, length(pii) AS bytes FROM customers ORDER BY id;
+\echo '-- what a session holding the key reads (row 2 is bound to its context):'
+SELECT id, akko_crypt.open_pii(pii, CASE id WHEN 2 THEN 'customers:2'::bytea END) AS pii FROM customers ORDER BY id;
+\echo '-- SHOW gives the fingerprint, never the key:'
+SHOW akko_crypt.key;
+CHECKPOINT;
+SQL
+
+say "On disk: the table file and the WAL hold ciphertext only"
+file="$dir/data/$(psql -X -A -t -h "$dir" -p "$port" -U postgres -c "SELECT pg_relation_filepath('customers')" demo)"
+for f in "$file" "$dir"/data/pg_wal/0*; do
+    if grep -q "Lovelace" "$f"; then echo "FOUND plaintext in $f"; exit 1; fi
+done
+echo "grep 'Lovelace' in the table file and every WAL segment: no match"
+
+say "A new session without the key: a clear error, never NULL or clear text"
+sql -c "SELECT akko_crypt.open_pii(pii) FROM customers WHERE id = 1" || true
+
+say "A value bound to one row's context does not open in another"
+sql -v key="$key" <<'SQL' || true
+SELECT set_config('akko_crypt.key', :'key', false) IS NOT NULL AS key_loaded \gset
+SELECT akko_crypt.open_pii(pii, 'customers:1'::bytea) FROM customers WHERE id = 2;
+SQL
+
+say "Done. The cluster is stopped and removed on exit; see README.md for the pool setup."
