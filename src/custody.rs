@@ -91,7 +91,10 @@ unsafe fn find_string_guc(name: &CStr) -> *mut pg_sys::config_string {
 /// packet. Everything else would store the key in a file or the catalog.
 fn source_may_carry_key(source: pg_sys::GucSource::Type) -> bool {
     use pg_sys::GucSource::*;
-    matches!(source, PGC_S_CLIENT | PGC_S_SESSION | PGC_S_OVERRIDE | PGC_S_INTERACTIVE)
+    matches!(
+        source,
+        PGC_S_CLIENT | PGC_S_SESSION | PGC_S_OVERRIDE | PGC_S_INTERACTIVE
+    )
 }
 
 #[pg_guard]
@@ -136,7 +139,8 @@ unsafe extern "C-unwind" fn check_key(
             return false;
         }
     };
-    let fingerprint = std::ffi::CString::new(root.fingerprint().to_string()).expect("hex has no NUL");
+    let fingerprint =
+        std::ffi::CString::new(root.fingerprint().to_string()).expect("hex has no NUL");
     let id = store(root);
 
     free((*newval).cast());
@@ -208,7 +212,9 @@ unsafe extern "C-unwind" fn at_transaction_end(event: pg_sys::XactEvent::Type, _
     // At top-level end every subtransaction is gone, so at most one stack entry remains.
     let survivor = match (*conf).gen_.stack.as_ref() {
         None => current,
-        Some(entry) if !committed || entry.state == GUC_SAVE || entry.state == GUC_LOCAL => entry.prior.extra,
+        Some(entry) if !committed || entry.state == GUC_SAVE || entry.state == GUC_LOCAL => {
+            entry.prior.extra
+        }
         Some(entry) if entry.state == GUC_SET_LOCAL => entry.masked.extra,
         Some(_) => current,
     };
@@ -225,7 +231,10 @@ fn store(root: RootKey) -> SlotId {
             root,
             class_keys: HashMap::new(),
         });
-        (id, !std::mem::replace(&mut c.exit_callback_registered, true))
+        (
+            id,
+            !std::mem::replace(&mut c.exit_callback_registered, true),
+        )
     });
     if first_key {
         unsafe { pg_sys::on_proc_exit(Some(drop_all_keys_at_exit), pg_sys::Datum::from(0)) };
@@ -260,7 +269,9 @@ pub fn with_class_key<R>(class: ClassName<'_>, version: u32, f: impl FnOnce(&Dat
     let result = CUSTODY.with(|c| {
         let mut c = c.borrow_mut();
         let current = c.current?;
-        let Slot { root, class_keys, .. } = c.slots.iter_mut().find(|slot| slot.id == current)?;
+        let Slot {
+            root, class_keys, ..
+        } = c.slots.iter_mut().find(|slot| slot.id == current)?;
         if !class_keys.contains_key(class.as_str()) {
             class_keys.insert(class.as_str().to_owned(), HashMap::new());
         }

@@ -61,7 +61,9 @@ pub fn null_argument(name: &str) -> ! {
 
 pub fn bad_envelope(error: EnvelopeError) -> ! {
     let hint = match error {
-        EnvelopeError::UnsupportedFormat(_) => "The value was sealed by a newer akko_crypt; upgrade the extension to open it.",
+        EnvelopeError::UnsupportedFormat(_) => {
+            "The value was sealed by a newer akko_crypt; upgrade the extension to open it."
+        }
         _ => "Only values produced by akko_crypt.seal_pii can be opened.",
     };
     raise(
@@ -118,7 +120,9 @@ pub fn catalog_query_failed(what: &str, error: pgrx::spi::Error) -> ! {
 pub fn value_too_large(len: usize) -> ! {
     raise(ErrorReport::new(
         PgSqlErrorCode::ERRCODE_PROGRAM_LIMIT_EXCEEDED,
-        format!("sealed value would be {len} bytes, more than PostgreSQL's 1 GB limit for one value"),
+        format!(
+            "sealed value would be {len} bytes, more than PostgreSQL's 1 GB limit for one value"
+        ),
         "akko_crypt",
     ))
 }

@@ -24,7 +24,9 @@ pub extern "C-unwind" fn _PG_init() {
             "akko_crypt must be loaded through shared_preload_libraries",
             "_PG_init",
         )
-        .set_hint("Add akko_crypt to shared_preload_libraries in postgresql.conf and restart PostgreSQL.")
+        .set_hint(
+            "Add akko_crypt to shared_preload_libraries in postgresql.conf and restart PostgreSQL.",
+        )
         .report(PgLogLevel::ERROR);
     }
     custody::init();

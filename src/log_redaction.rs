@@ -6,8 +6,8 @@
 
 use std::ffi::CStr;
 
-use pgrx::pg_sys;
 use akko_crypt_core::redaction::names_secret;
+use pgrx::pg_sys;
 use pgrx::prelude::*;
 
 const REDACTED_STATEMENT: &CStr = c"<akko_crypt: redacted, this entry names akko_crypt.key>";
@@ -53,7 +53,10 @@ unsafe extern "C-unwind" fn redact(edata: *mut pg_sys::ErrorData) {
 pub fn hide_current_statement_from_activity() {
     unsafe {
         if c_names_secret(pg_sys::debug_query_string) {
-            pg_sys::pgstat_report_activity(pg_sys::BackendState::STATE_RUNNING, REDACTED_STATEMENT.as_ptr());
+            pg_sys::pgstat_report_activity(
+                pg_sys::BackendState::STATE_RUNNING,
+                REDACTED_STATEMENT.as_ptr(),
+            );
         }
     }
 }

@@ -8,7 +8,9 @@ use std::cell::RefCell;
 
 use akko_crypt_core::envelope::{seal_into, sealed_len, SealRequest, NONCE_LEN};
 use akko_crypt_core::{Envelope, NoncePool};
-use pgrx::fcinfo::{direct_function_call_as_datum, pg_arg_is_null, pg_getarg, pg_getarg_datum_raw, pg_return_null};
+use pgrx::fcinfo::{
+    direct_function_call_as_datum, pg_arg_is_null, pg_getarg, pg_getarg_datum_raw, pg_return_null,
+};
 use pgrx::pg_sys;
 use pgrx::prelude::*;
 use zeroize::Zeroize;
@@ -82,7 +84,11 @@ unsafe fn bytes_mut<'a>(ptr: *mut std::ffi::c_char, len: usize) -> &'a mut [u8] 
 }
 
 /// Zeroes and frees a server-encoding buffer and, if encoding conversion made one, its copy.
-unsafe fn wipe_and_free(original: *mut std::ffi::c_char, converted: *mut std::ffi::c_char, len: usize) {
+unsafe fn wipe_and_free(
+    original: *mut std::ffi::c_char,
+    converted: *mut std::ffi::c_char,
+    len: usize,
+) {
     if converted != original {
         let converted_len = std::ffi::CStr::from_ptr(converted).to_bytes().len();
         bytes_mut(converted, converted_len).zeroize();
@@ -102,7 +108,8 @@ pub unsafe extern "C-unwind" fn akko_seal_pii(fcinfo: pg_sys::FunctionCallInfo) 
     let class = classes::registered(class_name);
     let context: Option<&[u8]> = pg_getarg(fcinfo, 2);
 
-    let jsonb = pg_sys::pg_detoast_datum(pg_getarg_datum_raw(fcinfo, 0).cast_mut_ptr()).cast::<pg_sys::Jsonb>();
+    let jsonb = pg_sys::pg_detoast_datum(pg_getarg_datum_raw(fcinfo, 0).cast_mut_ptr())
+        .cast::<pg_sys::Jsonb>();
     let text = pg_sys::makeStringInfo();
     pg_sys::JsonbToCString(
         text,
@@ -132,8 +139,14 @@ pub unsafe extern "C-unwind" fn akko_seal_pii(fcinfo: pg_sys::FunctionCallInfo) 
     let sealed = custody::with_class_key(class, request.key_version, |key| {
         let varlena = pg_sys::palloc(total).cast::<pg_sys::varlena>();
         pgrx::varlena::set_varsize_4b(varlena, total as i32);
-        let body = std::slice::from_raw_parts_mut(varlena.cast::<u8>().add(pg_sys::VARHDRSZ), body_len);
-        seal_into(key, &request, std::slice::from_raw_parts(utf8.cast::<u8>(), utf8_len), body);
+        let body =
+            std::slice::from_raw_parts_mut(varlena.cast::<u8>().add(pg_sys::VARHDRSZ), body_len);
+        seal_into(
+            key,
+            &request,
+            std::slice::from_raw_parts(utf8.cast::<u8>(), utf8_len),
+            body,
+        );
         varlena
     });
     wipe_and_free((*text).data, utf8, text_len);
@@ -161,9 +174,11 @@ pub unsafe extern "C-unwind" fn akko_open_pii(fcinfo: pg_sys::FunctionCallInfo) 
     *plaintext.add(len) = 0;
 
     // Verifies the UTF-8 (and converts it for non-UTF-8 databases) before jsonb_in parses it.
-    let server_text = pg_sys::pg_any_to_server(plaintext, len as i32, pg_sys::pg_enc::PG_UTF8 as i32);
-    let jsonb = direct_function_call_as_datum(pg_sys::jsonb_in, &[Some(pg_sys::Datum::from(server_text))])
-        .expect("jsonb_in never returns NULL for a non-NULL input");
+    let server_text =
+        pg_sys::pg_any_to_server(plaintext, len as i32, pg_sys::pg_enc::PG_UTF8 as i32);
+    let jsonb =
+        direct_function_call_as_datum(pg_sys::jsonb_in, &[Some(pg_sys::Datum::from(server_text))])
+            .expect("jsonb_in never returns NULL for a non-NULL input");
     wipe_and_free(plaintext, server_text, len);
     jsonb
 }

@@ -70,8 +70,14 @@ mod tests {
     #[test]
     fn rejects_bad_names() {
         assert_eq!(ClassName::parse(""), Err(ClassNameError::Empty));
-        assert_eq!(ClassName::parse("Identity"), Err(ClassNameError::BadCharacter));
-        assert_eq!(ClassName::parse("9lives"), Err(ClassNameError::BadCharacter));
+        assert_eq!(
+            ClassName::parse("Identity"),
+            Err(ClassNameError::BadCharacter)
+        );
+        assert_eq!(
+            ClassName::parse("9lives"),
+            Err(ClassNameError::BadCharacter)
+        );
         assert_eq!(ClassName::parse("a-b"), Err(ClassNameError::BadCharacter));
         assert_eq!(ClassName::parse("a b"), Err(ClassNameError::BadCharacter));
         assert_eq!(ClassName::parse("é"), Err(ClassNameError::BadCharacter));

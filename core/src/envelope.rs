@@ -56,17 +56,30 @@ impl fmt::Display for EnvelopeError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             EnvelopeError::Truncated(n) => {
-                write!(f, "sealed value is truncated ({n} bytes is shorter than its header and tag)")
+                write!(
+                    f,
+                    "sealed value is truncated ({n} bytes is shorter than its header and tag)"
+                )
             }
-            EnvelopeError::BadMagic => write!(f, "value is not an akko_crypt envelope (bad magic bytes)"),
+            EnvelopeError::BadMagic => {
+                write!(f, "value is not an akko_crypt envelope (bad magic bytes)")
+            }
             EnvelopeError::UnsupportedFormat(v) => {
-                write!(f, "unsupported envelope format version {v}; this build reads version {FORMAT_V1}")
+                write!(
+                    f,
+                    "unsupported envelope format version {v}; this build reads version {FORMAT_V1}"
+                )
             }
             EnvelopeError::ReservedFlags(flags) => {
-                write!(f, "envelope has reserved flag bits set (flags 0x{flags:02x})")
+                write!(
+                    f,
+                    "envelope has reserved flag bits set (flags 0x{flags:02x})"
+                )
             }
             EnvelopeError::BadClass(e) => write!(f, "envelope names an invalid data class: {e}"),
-            EnvelopeError::KeyVersionZero => write!(f, "envelope names key version 0, which never exists"),
+            EnvelopeError::KeyVersionZero => {
+                write!(f, "envelope names key version 0, which never exists")
+            }
         }
     }
 }
@@ -81,9 +94,15 @@ pub enum OpenError {
 impl fmt::Display for OpenError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            OpenError::ContextRequired => write!(f, "sealed value is bound to a context, but no context was given"),
+            OpenError::ContextRequired => write!(
+                f,
+                "sealed value is bound to a context, but no context was given"
+            ),
             OpenError::ContextNotExpected => {
-                write!(f, "a context was given, but the sealed value is not bound to one")
+                write!(
+                    f,
+                    "a context was given, but the sealed value is not bound to one"
+                )
             }
             OpenError::AuthenticationFailed => write!(
                 f,
@@ -109,7 +128,11 @@ pub fn seal_into(key: &DataKey, request: &SealRequest<'_>, plaintext: &[u8], out
         header_len + plaintext.len() + TAG_LEN,
         "seal_into needs a buffer of sealed_len() bytes"
     );
-    let flags = if request.context.is_some() { FLAG_CONTEXT_BOUND } else { 0 };
+    let flags = if request.context.is_some() {
+        FLAG_CONTEXT_BOUND
+    } else {
+        0
+    };
     out[MAGIC_AT..FORMAT_AT].copy_from_slice(&MAGIC);
     out[FORMAT_AT] = FORMAT_V1;
     out[FLAGS_AT] = flags;
@@ -163,11 +186,13 @@ impl<'a> Envelope<'a> {
     /// Parses without decrypting. Total on every input: it returns an error, never panics.
     pub fn parse(bytes: &'a [u8]) -> Result<Self, EnvelopeError> {
         if bytes.len() < FORMAT_AT + 1 {
-            return Err(if bytes.len() >= MAGIC.len() && bytes[..MAGIC.len()] != MAGIC {
-                EnvelopeError::BadMagic
-            } else {
-                EnvelopeError::Truncated(bytes.len())
-            });
+            return Err(
+                if bytes.len() >= MAGIC.len() && bytes[..MAGIC.len()] != MAGIC {
+                    EnvelopeError::BadMagic
+                } else {
+                    EnvelopeError::Truncated(bytes.len())
+                },
+            );
         }
         if bytes[MAGIC_AT..FORMAT_AT] != MAGIC {
             return Err(EnvelopeError::BadMagic);
@@ -240,9 +265,18 @@ impl<'a> Envelope<'a> {
 
     /// Authenticates and decrypts into `out` (exactly `plaintext_len()` bytes). On failure
     /// `out` holds only ciphertext: the tag is verified before anything is decrypted.
-    pub fn open_into(&self, key: &DataKey, context: Option<&[u8]>, out: &mut [u8]) -> Result<(), OpenError> {
+    pub fn open_into(
+        &self,
+        key: &DataKey,
+        context: Option<&[u8]>,
+        out: &mut [u8],
+    ) -> Result<(), OpenError> {
         self.check_context(context)?;
-        assert_eq!(out.len(), self.ciphertext.len(), "open_into needs plaintext_len() bytes");
+        assert_eq!(
+            out.len(),
+            self.ciphertext.len(),
+            "open_into needs plaintext_len() bytes"
+        );
         out.copy_from_slice(self.ciphertext);
         with_associated_data(self.header, context, |aad| {
             key.cipher.decrypt_in_place_detached(
@@ -287,9 +321,18 @@ mod tests {
     fn round_trips_without_and_with_context() {
         let k = key(1, "identity", 1);
         for context in [None, Some(&b""[..]), Some(&b"customers:42"[..])] {
-            for plaintext in [&b""[..], b"{}", b"null", DOC, "\"\u{1F600} \u{00e9}\"".as_bytes()] {
+            for plaintext in [
+                &b""[..],
+                b"{}",
+                b"null",
+                DOC,
+                "\"\u{1F600} \u{00e9}\"".as_bytes(),
+            ] {
                 let sealed = seal(&k, &request("identity", context), plaintext);
-                assert_eq!(sealed.len(), sealed_len(ClassName::parse("identity").unwrap(), plaintext.len()));
+                assert_eq!(
+                    sealed.len(),
+                    sealed_len(ClassName::parse("identity").unwrap(), plaintext.len())
+                );
                 let env = Envelope::parse(&sealed).unwrap();
                 assert_eq!(env.class.as_str(), "identity");
                 assert_eq!(env.key_version, 1);
@@ -310,7 +353,11 @@ mod tests {
 
     #[test]
     fn wrong_key_class_version_or_context_fails() {
-        let sealed = seal(&key(1, "identity", 1), &request("identity", Some(b"row:1")), DOC);
+        let sealed = seal(
+            &key(1, "identity", 1),
+            &request("identity", Some(b"row:1")),
+            DOC,
+        );
         let env = Envelope::parse(&sealed).unwrap();
         let auth = Err(OpenError::AuthenticationFailed);
         assert_eq!(env.open(&key(2, "identity", 1), Some(b"row:1")), auth);
@@ -318,10 +365,15 @@ mod tests {
         assert_eq!(env.open(&key(1, "identity", 2), Some(b"row:1")), auth);
         assert_eq!(env.open(&key(1, "identity", 1), Some(b"row:2")), auth);
         assert_eq!(env.open(&key(1, "identity", 1), Some(b"")), auth);
-        assert_eq!(env.open(&key(1, "identity", 1), None), Err(OpenError::ContextRequired));
+        assert_eq!(
+            env.open(&key(1, "identity", 1), None),
+            Err(OpenError::ContextRequired)
+        );
         let unbound = seal(&key(1, "identity", 1), &request("identity", None), DOC);
         assert_eq!(
-            Envelope::parse(&unbound).unwrap().open(&key(1, "identity", 1), Some(b"row:1")),
+            Envelope::parse(&unbound)
+                .unwrap()
+                .open(&key(1, "identity", 1), Some(b"row:1")),
             Err(OpenError::ContextNotExpected)
         );
     }
@@ -335,10 +387,20 @@ mod tests {
                 let mut bad = sealed.clone();
                 bad[i] ^= 1 << bit;
                 let opened = Envelope::parse(&bad).map_err(|_| ()).and_then(|env| {
-                    env.open(&k, if env.is_context_bound() { Some(b"ctx") } else { None })
-                        .map_err(|_| ())
+                    env.open(
+                        &k,
+                        if env.is_context_bound() {
+                            Some(b"ctx")
+                        } else {
+                            None
+                        },
+                    )
+                    .map_err(|_| ())
                 });
-                assert!(opened.is_err(), "byte {i} bit {bit} changed and the value still opened");
+                assert!(
+                    opened.is_err(),
+                    "byte {i} bit {bit} changed and the value still opened"
+                );
             }
         }
     }
@@ -348,7 +410,9 @@ mod tests {
         let k = key(1, "identity", 1);
         let sealed = seal(&k, &request("identity", None), DOC);
         for len in 0..sealed.len() {
-            let opened = Envelope::parse(&sealed[..len]).map_err(|_| ()).and_then(|e| e.open(&k, None).map_err(|_| ()));
+            let opened = Envelope::parse(&sealed[..len])
+                .map_err(|_| ())
+                .and_then(|e| e.open(&k, None).map_err(|_| ()));
             assert!(opened.is_err(), "prefix of {len} bytes opened");
         }
         let mut longer = sealed.clone();
@@ -367,16 +431,37 @@ mod tests {
             b[i] = v;
             Envelope::parse(&b).map(|_| ())
         };
-        assert_eq!(Envelope::parse(b"").map(|_| ()), Err(EnvelopeError::Truncated(0)));
-        assert_eq!(Envelope::parse(br#"{"a":1}"#).map(|_| ()), Err(EnvelopeError::BadMagic));
+        assert_eq!(
+            Envelope::parse(b"").map(|_| ()),
+            Err(EnvelopeError::Truncated(0))
+        );
+        assert_eq!(
+            Envelope::parse(br#"{"a":1}"#).map(|_| ()),
+            Err(EnvelopeError::BadMagic)
+        );
         assert_eq!(with(FORMAT_AT, 2), Err(EnvelopeError::UnsupportedFormat(2)));
-        assert_eq!(with(FLAGS_AT, 0x80), Err(EnvelopeError::ReservedFlags(0x80)));
-        assert_eq!(with(CLASS_LEN_AT, 0), Err(EnvelopeError::BadClass(ClassNameError::Empty)));
-        assert_eq!(with(CLASS_AT, b'I'), Err(EnvelopeError::BadClass(ClassNameError::BadCharacter)));
-        assert_eq!(with(CLASS_AT, 0xff), Err(EnvelopeError::BadClass(ClassNameError::BadCharacter)));
+        assert_eq!(
+            with(FLAGS_AT, 0x80),
+            Err(EnvelopeError::ReservedFlags(0x80))
+        );
+        assert_eq!(
+            with(CLASS_LEN_AT, 0),
+            Err(EnvelopeError::BadClass(ClassNameError::Empty))
+        );
+        assert_eq!(
+            with(CLASS_AT, b'I'),
+            Err(EnvelopeError::BadClass(ClassNameError::BadCharacter))
+        );
+        assert_eq!(
+            with(CLASS_AT, 0xff),
+            Err(EnvelopeError::BadClass(ClassNameError::BadCharacter))
+        );
         let mut zero_version = sealed.clone();
         zero_version[KEY_VERSION_AT..CLASS_LEN_AT].copy_from_slice(&[0; 4]);
-        assert_eq!(Envelope::parse(&zero_version).map(|_| ()), Err(EnvelopeError::KeyVersionZero));
+        assert_eq!(
+            Envelope::parse(&zero_version).map(|_| ()),
+            Err(EnvelopeError::KeyVersionZero)
+        );
     }
 
     #[test]
@@ -388,7 +473,13 @@ mod tests {
         for round in 0..20_000usize {
             let start = (round * 7) % noise.len();
             let len = (round * 13) % 200;
-            let random: Vec<u8> = noise.iter().cycle().skip(start).take(len).copied().collect();
+            let random: Vec<u8> = noise
+                .iter()
+                .cycle()
+                .skip(start)
+                .take(len)
+                .copied()
+                .collect();
             let _ = Envelope::parse(&random).map(|e| e.open(&k, None));
             let mut mutated = sealed.clone();
             mutated[round % sealed.len()] = noise[round % noise.len()];

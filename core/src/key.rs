@@ -5,7 +5,9 @@
 use std::fmt;
 
 use aes_gcm::{Aes256Gcm, KeyInit};
-use base64::engine::general_purpose::{GeneralPurpose, STANDARD, STANDARD_NO_PAD, URL_SAFE, URL_SAFE_NO_PAD};
+use base64::engine::general_purpose::{
+    GeneralPurpose, STANDARD, STANDARD_NO_PAD, URL_SAFE, URL_SAFE_NO_PAD,
+};
 use base64::Engine;
 use hkdf::Hkdf;
 use sha2::{Digest, Sha256};
@@ -43,7 +45,10 @@ impl fmt::Display for KeyParseError {
                 write!(f, "the key is neither 64 hexadecimal digits nor base64")
             }
             KeyParseError::WrongLength(n) => {
-                write!(f, "the key decodes to {n} bytes; a root key is {ROOT_KEY_LEN} bytes")
+                write!(
+                    f,
+                    "the key decodes to {n} bytes; a root key is {ROOT_KEY_LEN} bytes"
+                )
             }
         }
     }
@@ -154,7 +159,8 @@ impl fmt::Debug for RootKey {
 }
 
 fn decode_base64(text: &str, out: &mut [u8]) -> Result<usize, KeyParseError> {
-    const ENGINES: [&GeneralPurpose; 4] = [&STANDARD, &STANDARD_NO_PAD, &URL_SAFE, &URL_SAFE_NO_PAD];
+    const ENGINES: [&GeneralPurpose; 4] =
+        [&STANDARD, &STANDARD_NO_PAD, &URL_SAFE, &URL_SAFE_NO_PAD];
     for engine in ENGINES {
         if let Ok(len) = engine.decode_slice(text, out) {
             return Ok(len);
@@ -206,10 +212,22 @@ mod tests {
     fn rejects_bad_keys_without_echoing_them() {
         assert_eq!(RootKey::parse("").unwrap_err(), KeyParseError::Empty);
         assert_eq!(RootKey::parse("   ").unwrap_err(), KeyParseError::Empty);
-        assert_eq!(RootKey::parse("not a key!").unwrap_err(), KeyParseError::NotHexOrBase64);
-        assert_eq!(RootKey::parse("AAECAwQ=").unwrap_err(), KeyParseError::WrongLength(5));
-        assert_eq!(RootKey::parse(&"AAAA".repeat(12)).unwrap_err(), KeyParseError::WrongLength(36));
-        assert_eq!(RootKey::parse(&"A".repeat(500)).unwrap_err(), KeyParseError::NotHexOrBase64);
+        assert_eq!(
+            RootKey::parse("not a key!").unwrap_err(),
+            KeyParseError::NotHexOrBase64
+        );
+        assert_eq!(
+            RootKey::parse("AAECAwQ=").unwrap_err(),
+            KeyParseError::WrongLength(5)
+        );
+        assert_eq!(
+            RootKey::parse(&"AAAA".repeat(12)).unwrap_err(),
+            KeyParseError::WrongLength(36)
+        );
+        assert_eq!(
+            RootKey::parse(&"A".repeat(500)).unwrap_err(),
+            KeyParseError::NotHexOrBase64
+        );
         let secretish = "c2VjcmV0LXNlY3JldC1zZWNyZXQ=";
         let msg = RootKey::parse(secretish).unwrap_err().to_string();
         assert!(!msg.contains(secretish));
@@ -224,7 +242,10 @@ mod tests {
         let debug = format!("{key:?}");
         assert!(debug.contains(&fp));
         assert!(!debug.contains("0001020304"));
-        assert_ne!(key.fingerprint(), RootKey::parse(&"11".repeat(32)).unwrap().fingerprint());
+        assert_ne!(
+            key.fingerprint(),
+            RootKey::parse(&"11".repeat(32)).unwrap().fingerprint()
+        );
     }
 
     #[test]

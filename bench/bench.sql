@@ -1,0 +1,52 @@
+-- Side-by-side timings on one cluster, in one session, interleaved round by round so that
+-- machine noise hits every query alike. Only the ratios are meant to be compared.
+\set ON_ERROR_STOP 1
+CREATE EXTENSION IF NOT EXISTS pgcrypto;
+SELECT set_config('akko_crypt.key', encode(gen_random_bytes(32), 'base64'), false) IS NOT NULL AS key_loaded \gset
+
+DROP TABLE IF EXISTS bench;
+CREATE TABLE bench AS
+SELECT i,
+       jsonb_build_object('name', 'Customer ' || i, 'email', 'customer' || i || '@example.com',
+                          'tax_id', 'TX-' || lpad(i::text, 9, '0'), 'dob', '1980-01-01'::date + (i % 9000),
+                          'phone', '+44 20 7946 ' || lpad((i % 10000)::text, 4, '0')) AS pii
+FROM generate_series(1, 100000) AS i;
+ALTER TABLE bench ADD COLUMN plain bytea, ADD COLUMN sealed bytea, ADD COLUMN pgp bytea;
+UPDATE bench SET plain = pii::text::bytea, sealed = akko_crypt.seal_pii(pii),
+                 pgp = pgp_sym_encrypt(pii::text, 'bench-passphrase', 's2k-mode=1, cipher-algo=aes256');
+VACUUM FREEZE ANALYZE bench;
+
+CREATE TEMP TABLE queries (name text PRIMARY KEY, sql text);
+INSERT INTO queries VALUES
+    ('baseline_text_to_bytea', 'SELECT count(pii::text::bytea) FROM bench'),
+    ('akko_seal_pii',          'SELECT count(akko_crypt.seal_pii(pii)) FROM bench'),
+    ('pgcrypto_encrypt',       'SELECT count(pgp_sym_encrypt(pii::text, ''bench-passphrase'', ''s2k-mode=1, cipher-algo=aes256'')) FROM bench'),
+    ('baseline_bytea_to_jsonb','SELECT count(convert_from(plain, ''UTF8'')::jsonb) FROM bench'),
+    ('akko_open_pii',          'SELECT count(akko_crypt.open_pii(sealed)) FROM bench'),
+    ('pgcrypto_decrypt',       'SELECT count(pgp_sym_decrypt(pgp, ''bench-passphrase'')) FROM bench');
+
+SET bench.rounds = :rounds;
+CREATE TEMP TABLE timings (name text, round int, ms float8);
+DO $$
+DECLARE q record; t0 timestamptz;
+BEGIN
+    FOR r IN 1..current_setting('bench.rounds')::int LOOP
+        FOR q IN SELECT * FROM queries ORDER BY name LOOP
+            t0 := clock_timestamp();
+            EXECUTE q.sql;
+            INSERT INTO timings VALUES (q.name, r, extract(epoch FROM clock_timestamp() - t0) * 1000);
+        END LOOP;
+    END LOOP;
+END $$;
+
+CREATE TEMP VIEW medians AS
+    SELECT name, percentile_cont(0.5) WITHIN GROUP (ORDER BY ms) AS ms FROM timings GROUP BY name;
+\pset format unaligned
+\pset tuples_only on
+\pset fieldsep '|'
+SELECT name, round(ms::numeric, 1) FROM medians ORDER BY name;
+SELECT 'ratio|seal_vs_baseline|' || round((SELECT ms FROM medians WHERE name = 'akko_seal_pii')::numeric / (SELECT ms FROM medians WHERE name = 'baseline_text_to_bytea')::numeric, 2);
+SELECT 'ratio|open_vs_baseline|' || round((SELECT ms FROM medians WHERE name = 'akko_open_pii')::numeric / (SELECT ms FROM medians WHERE name = 'baseline_bytea_to_jsonb')::numeric, 2);
+SELECT 'ratio|pgcrypto_encrypt_vs_seal|' || round((SELECT ms FROM medians WHERE name = 'pgcrypto_encrypt')::numeric / (SELECT ms FROM medians WHERE name = 'akko_seal_pii')::numeric, 2);
+SELECT 'ratio|pgcrypto_decrypt_vs_open|' || round((SELECT ms FROM medians WHERE name = 'pgcrypto_decrypt')::numeric / (SELECT ms FROM medians WHERE name = 'akko_open_pii')::numeric, 2);
+SELECT 'avg_json_bytes|' || round(avg(length(pii::text))) FROM bench;
