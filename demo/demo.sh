@@ -16,11 +16,14 @@ say "CREATE EXTENSION: schema akko_crypt, three data classes out of the box"
 sql -c "CREATE EXTENSION akko_crypt" -c "SELECT name FROM akko_crypt.data_class"
 
 say "A root key: 32 random bytes. It lives with the pool (or Vault), never in the database"
-key=$(head -c 32 /dev/urandom | base64)
+# Handed to psql through the environment, never argv, which any local user can read with ps.
+export AKKO_DEMO_KEY
+AKKO_DEMO_KEY=$(head -c 32 /dev/urandom | base64)
 echo "generated a key (not shown); the session will only ever show its fingerprint"
 
 say "Load it at checkout, seal customer PII into a bytea column, read it back"
-sql -v key="$key" <<'SQL'
+sql <<'SQL'
+\getenv key AKKO_DEMO_KEY
 SELECT set_config('akko_crypt.key', :'key', false) AS key_fingerprint;
 CREATE TABLE customers (id int PRIMARY KEY, pii bytea NOT NULL);
 INSERT INTO customers VALUES
@@ -46,7 +49,8 @@ say "A new session without the key: a clear error, never NULL or clear text"
 sql -c "SELECT akko_crypt.open_pii(pii) FROM customers WHERE id = 1" || true
 
 say "A value bound to one row's context does not open in another"
-sql -v key="$key" <<'SQL' || true
+sql <<'SQL' || true
+\getenv key AKKO_DEMO_KEY
 SELECT set_config('akko_crypt.key', :'key', false) IS NOT NULL AS key_loaded \gset
 SELECT akko_crypt.open_pii(pii, 'customers:1'::bytea) FROM customers WHERE id = 2;
 SQL

@@ -11,7 +11,6 @@
 //! backend exit.
 
 use std::cell::RefCell;
-use std::collections::HashMap;
 use std::ffi::{c_char, c_void, CStr};
 
 use akko_crypt_core::{ClassName, DataKey, RootKey};
@@ -41,7 +40,14 @@ type SlotId = u64;
 struct Slot {
     id: SlotId,
     root: RootKey,
-    class_keys: HashMap<String, HashMap<u32, DataKey>>,
+    /// Data keys derived so far; a handful per session, so a scan beats hashing.
+    class_keys: Vec<ClassKey>,
+}
+
+struct ClassKey {
+    class: String,
+    version: u32,
+    key: DataKey,
 }
 
 #[derive(Default)]
@@ -50,6 +56,13 @@ struct Custody {
     current: Option<SlotId>,
     next_id: SlotId,
     exit_callback_registered: bool,
+}
+
+impl Custody {
+    fn forget_all(&mut self) {
+        self.slots.clear();
+        self.current = None;
+    }
 }
 
 thread_local! {
@@ -229,7 +242,7 @@ fn store(root: RootKey) -> SlotId {
         c.slots.push(Slot {
             id,
             root,
-            class_keys: HashMap::new(),
+            class_keys: Vec::new(),
         });
         (
             id,
@@ -254,8 +267,7 @@ fn retain_slots(reachable: &[Option<SlotId>]) {
 unsafe extern "C-unwind" fn drop_all_keys_at_exit(_code: i32, _arg: pg_sys::Datum) {
     CUSTODY.with(|c| {
         if let Ok(mut c) = c.try_borrow_mut() {
-            c.slots.clear();
-            c.current = None;
+            c.forget_all();
         }
     });
 }
@@ -272,14 +284,18 @@ pub fn with_class_key<R>(class: ClassName<'_>, version: u32, f: impl FnOnce(&Dat
         let Slot {
             root, class_keys, ..
         } = c.slots.iter_mut().find(|slot| slot.id == current)?;
-        if !class_keys.contains_key(class.as_str()) {
-            class_keys.insert(class.as_str().to_owned(), HashMap::new());
-        }
-        let key = class_keys
-            .get_mut(class.as_str())
-            .expect("inserted above")
-            .entry(version)
-            .or_insert_with(|| root.derive_class_key(class, version));
+        let cached = class_keys
+            .iter()
+            .position(|k| k.version == version && k.class == class.as_str());
+        let index = cached.unwrap_or_else(|| {
+            class_keys.push(ClassKey {
+                class: class.as_str().to_owned(),
+                version,
+                key: root.derive_class_key(class, version),
+            });
+            class_keys.len() - 1
+        });
+        let key = &class_keys[index].key;
         Some(f(key))
     });
     result.unwrap_or_else(|| errors::no_key_loaded())
@@ -297,9 +313,5 @@ fn lock() {
             pg_sys::GucSource::PGC_S_SESSION,
         );
     }
-    CUSTODY.with(|c| {
-        let mut c = c.borrow_mut();
-        c.slots.clear();
-        c.current = None;
-    });
+    CUSTODY.with(|c| c.borrow_mut().forget_all());
 }

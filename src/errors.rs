@@ -93,6 +93,14 @@ pub fn open_failed(error: OpenError) -> ! {
     raise(report)
 }
 
+pub fn plaintext_not_utf8() -> ! {
+    raise(ErrorReport::new(
+        PgSqlErrorCode::ERRCODE_CHARACTER_NOT_IN_REPERTOIRE,
+        "could not open sealed value: its plaintext is not valid UTF-8 JSON text",
+        "akko_crypt",
+    ))
+}
+
 pub fn randomness_unavailable() -> ! {
     raise(ErrorReport::new(
         PgSqlErrorCode::ERRCODE_SYSTEM_ERROR,

@@ -4,15 +4,18 @@
 //! text with the server's own `JsonbToCString` and back with `jsonb_in`, with no serde
 //! round trip, and the sealed bytes are written straight into the result varlena.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
+use std::ffi::{c_char, CStr};
 
 use akko_crypt_core::envelope::{seal_into, sealed_len, SealRequest, NONCE_LEN};
-use akko_crypt_core::{Envelope, NoncePool};
-use pgrx::fcinfo::{
-    direct_function_call_as_datum, pg_arg_is_null, pg_getarg, pg_getarg_datum_raw, pg_return_null,
-};
+use akko_crypt_core::{ClassNameError, Envelope, NoncePool};
+use pgrx::fcinfo::{pg_arg_is_null, pg_getarg_datum_raw, pg_return_null};
 use pgrx::pg_sys;
 use pgrx::prelude::*;
+use pgrx::varlena::{
+    set_varsize_4b, varatt_is_1b_e, varatt_is_4b_c, varatt_is_4b_u, varlena_to_byte_slice,
+    varsize_any,
+};
 use zeroize::Zeroize;
 
 use crate::{classes, custody, errors};
@@ -66,36 +69,67 @@ fn fresh_nonce() -> [u8; NONCE_LEN] {
         .unwrap_or_else(|_| errors::randomness_unavailable())
 }
 
-/// Postgres looks this up to learn that `akko_seal_pii` uses the V1 calling convention.
-#[no_mangle]
-pub extern "C" fn pg_finfo_akko_seal_pii() -> &'static pg_sys::Pg_finfo_record {
-    const V1: pg_sys::Pg_finfo_record = pg_sys::Pg_finfo_record { api_version: 1 };
-    &V1
+/// Declares the `pg_finfo_*` records that tell PostgreSQL these symbols follow the V1
+/// calling convention.
+macro_rules! v1_function_info {
+    ($($finfo:ident),*) => {$(
+        #[no_mangle]
+        pub extern "C" fn $finfo() -> &'static pg_sys::Pg_finfo_record {
+            const V1: pg_sys::Pg_finfo_record = pg_sys::Pg_finfo_record { api_version: 1 };
+            &V1
+        }
+    )*};
+}
+v1_function_info!(pg_finfo_akko_seal_pii, pg_finfo_akko_open_pii);
+
+extern "C-unwind" {
+    // The server's own symbol: pgrx's `pg_sys::jsonb_in` is a Rust wrapper, which
+    // DirectFunctionCall cannot take.
+    #[link_name = "jsonb_in"]
+    fn server_jsonb_in(fcinfo: pg_sys::FunctionCallInfo) -> pg_sys::Datum;
 }
 
-#[no_mangle]
-pub extern "C" fn pg_finfo_akko_open_pii() -> &'static pg_sys::Pg_finfo_record {
-    const V1: pg_sys::Pg_finfo_record = pg_sys::Pg_finfo_record { api_version: 1 };
-    &V1
+thread_local! {
+    /// A backend's database, and so its encoding, never changes.
+    static DATABASE_IS_UTF8: Cell<Option<bool>> = const { Cell::new(None) };
 }
 
-unsafe fn bytes_mut<'a>(ptr: *mut std::ffi::c_char, len: usize) -> &'a mut [u8] {
-    std::slice::from_raw_parts_mut(ptr.cast::<u8>(), len)
+fn database_is_utf8() -> bool {
+    DATABASE_IS_UTF8.with(|cached| {
+        *cached.get().get_or_insert_with(|| unsafe {
+            pg_sys::GetDatabaseEncoding() == pg_sys::pg_enc::PG_UTF8 as i32
+        })
+    })
 }
 
-/// Zeroes and frees a server-encoding buffer and, if encoding conversion made one, its copy.
-unsafe fn wipe_and_free(
-    original: *mut std::ffi::c_char,
-    converted: *mut std::ffi::c_char,
-    len: usize,
-) {
-    if converted != original {
-        let converted_len = std::ffi::CStr::from_ptr(converted).to_bytes().len();
-        bytes_mut(converted, converted_len).zeroize();
-        pg_sys::pfree(converted.cast());
+// Every pg_sys call pays for pgrx's error barrier, so the argument readers below read
+// plain inline values (by far the common case) in place and call the detoaster only for
+// compressed or out-of-line ones.
+
+/// The bytes of a text or bytea argument, or None for NULL.
+unsafe fn arg_bytes<'a>(fcinfo: pg_sys::FunctionCallInfo, n: usize) -> Option<&'a [u8]> {
+    if pg_arg_is_null(fcinfo, n) {
+        return None;
     }
-    bytes_mut(original, len).zeroize();
-    pg_sys::pfree(original.cast());
+    let mut value = pg_getarg_datum_raw(fcinfo, n).cast_mut_ptr::<pg_sys::varlena>();
+    if varatt_is_1b_e(value) || varatt_is_4b_c(value) {
+        value = pg_sys::pg_detoast_datum_packed(value);
+    }
+    Some(varlena_to_byte_slice(value))
+}
+
+/// A jsonb argument as the 4-byte-header, uncompressed value that jsonb code expects.
+unsafe fn arg_jsonb(fcinfo: pg_sys::FunctionCallInfo, n: usize) -> *mut pg_sys::Jsonb {
+    let mut value = pg_getarg_datum_raw(fcinfo, n).cast_mut_ptr::<pg_sys::varlena>();
+    if !varatt_is_4b_u(value) {
+        value = pg_sys::pg_detoast_datum(value);
+    }
+    value.cast()
+}
+
+unsafe fn c_bytes_mut<'a>(ptr: *mut c_char) -> &'a mut [u8] {
+    let len = CStr::from_ptr(ptr).to_bytes().len();
+    std::slice::from_raw_parts_mut(ptr.cast::<u8>(), len)
 }
 
 #[pg_guard]
@@ -104,28 +138,28 @@ pub unsafe extern "C-unwind" fn akko_seal_pii(fcinfo: pg_sys::FunctionCallInfo) 
     if pg_arg_is_null(fcinfo, 0) {
         return pg_return_null(fcinfo);
     }
-    let class_name: &str = pg_getarg(fcinfo, 1).unwrap_or_else(|| errors::null_argument("class"));
+    let class_name = arg_bytes(fcinfo, 1).unwrap_or_else(|| errors::null_argument("class"));
+    let class_name = std::str::from_utf8(class_name)
+        .unwrap_or_else(|_| errors::invalid_class_name(ClassNameError::BadCharacter));
     let class = classes::registered(class_name);
-    let context: Option<&[u8]> = pg_getarg(fcinfo, 2);
+    let context = arg_bytes(fcinfo, 2);
 
-    let jsonb = pg_sys::pg_detoast_datum(pg_getarg_datum_raw(fcinfo, 0).cast_mut_ptr())
-        .cast::<pg_sys::Jsonb>();
-    let text = pg_sys::makeStringInfo();
-    pg_sys::JsonbToCString(
-        text,
+    let jsonb = arg_jsonb(fcinfo, 0);
+    let text = pg_sys::JsonbToCString(
+        std::ptr::null_mut(),
         &raw mut (*jsonb).root,
-        pgrx::varlena::varsize_any(jsonb.cast()) as i32,
+        varsize_any(jsonb.cast()) as i32,
     );
-    let text_len = (*text).len as usize;
-    // Plaintext is UTF-8 JSON whatever the database encoding; a no-op in UTF-8 databases.
-    let utf8 = pg_sys::pg_server_to_any((*text).data, (*text).len, pg_sys::pg_enc::PG_UTF8 as i32);
-    let utf8_len = if utf8 == (*text).data {
-        text_len
+    // The plaintext is UTF-8 JSON whatever the database encoding.
+    let utf8 = if database_is_utf8() {
+        text
     } else {
-        std::ffi::CStr::from_ptr(utf8).to_bytes().len()
+        let len = CStr::from_ptr(text).to_bytes().len() as i32;
+        pg_sys::pg_server_to_any(text, len, pg_sys::pg_enc::PG_UTF8 as i32)
     };
+    let plaintext = c_bytes_mut(utf8);
 
-    let body_len = sealed_len(class, utf8_len);
+    let body_len = sealed_len(class, plaintext.len());
     let total = body_len + pg_sys::VARHDRSZ;
     if total > MAX_ALLOC_SIZE {
         errors::value_too_large(total);
@@ -138,47 +172,59 @@ pub unsafe extern "C-unwind" fn akko_seal_pii(fcinfo: pg_sys::FunctionCallInfo) 
     };
     let sealed = custody::with_class_key(class, request.key_version, |key| {
         let varlena = pg_sys::palloc(total).cast::<pg_sys::varlena>();
-        pgrx::varlena::set_varsize_4b(varlena, total as i32);
+        set_varsize_4b(varlena, total as i32);
         let body =
             std::slice::from_raw_parts_mut(varlena.cast::<u8>().add(pg_sys::VARHDRSZ), body_len);
-        seal_into(
-            key,
-            &request,
-            std::slice::from_raw_parts(utf8.cast::<u8>(), utf8_len),
-            body,
-        );
+        seal_into(key, &request, plaintext, body);
         varlena
     });
-    wipe_and_free((*text).data, utf8, text_len);
+    // Plaintext copies die with the call's memory context; wipe them first.
+    plaintext.zeroize();
+    if utf8 != text {
+        c_bytes_mut(text).zeroize();
+    }
     pg_sys::Datum::from(sealed)
 }
 
 #[pg_guard]
 #[no_mangle]
 pub unsafe extern "C-unwind" fn akko_open_pii(fcinfo: pg_sys::FunctionCallInfo) -> pg_sys::Datum {
-    let Some(sealed) = pg_getarg::<&[u8]>(fcinfo, 0) else {
+    let Some(sealed) = arg_bytes(fcinfo, 0) else {
         return pg_return_null(fcinfo);
     };
-    let context: Option<&[u8]> = pg_getarg(fcinfo, 1);
+    let context = arg_bytes(fcinfo, 1);
     let envelope = Envelope::parse(sealed).unwrap_or_else(|e| errors::bad_envelope(e));
     envelope
         .check_context(context)
         .unwrap_or_else(|e| errors::open_failed(e));
 
     let len = envelope.plaintext_len();
-    let plaintext = pg_sys::palloc(len + 1).cast::<std::ffi::c_char>();
+    let buffer = pg_sys::palloc(len + 1).cast::<c_char>();
+    let plaintext = std::slice::from_raw_parts_mut(buffer.cast::<u8>(), len);
     custody::with_class_key(envelope.class, envelope.key_version, |key| {
-        envelope.open_into(key, context, bytes_mut(plaintext, len))
+        envelope.open_into(key, context, plaintext)
     })
     .unwrap_or_else(|e| errors::open_failed(e));
-    *plaintext.add(len) = 0;
+    *buffer.add(len) = 0;
 
-    // Verifies the UTF-8 (and converts it for non-UTF-8 databases) before jsonb_in parses it.
-    let server_text =
-        pg_sys::pg_any_to_server(plaintext, len as i32, pg_sys::pg_enc::PG_UTF8 as i32);
-    let jsonb =
-        direct_function_call_as_datum(pg_sys::jsonb_in, &[Some(pg_sys::Datum::from(server_text))])
-            .expect("jsonb_in never returns NULL for a non-NULL input");
-    wipe_and_free(plaintext, server_text, len);
+    // jsonb_in trusts its input to be valid in the server encoding and NUL-free.
+    let server_text = if database_is_utf8() {
+        if std::str::from_utf8(plaintext).is_err() || plaintext.contains(&0) {
+            plaintext.zeroize();
+            errors::plaintext_not_utf8();
+        }
+        buffer
+    } else {
+        pg_sys::pg_any_to_server(buffer, len as i32, pg_sys::pg_enc::PG_UTF8 as i32)
+    };
+    let jsonb = pg_sys::DirectFunctionCall1Coll(
+        Some(server_jsonb_in),
+        pg_sys::InvalidOid,
+        pg_sys::Datum::from(server_text),
+    );
+    plaintext.zeroize();
+    if server_text != buffer {
+        c_bytes_mut(server_text).zeroize();
+    }
     jsonb
 }

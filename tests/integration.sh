@@ -30,9 +30,11 @@ cat >"$dir/bind.sql" <<'SQL'
 SELECT set_config('akko_crypt.key', :key, false);
 SELECT akko_crypt.open_pii(akko_crypt.seal_pii('{"via": "bind"}'));
 SQL
-check "a key sent as a bind parameter loads and seals" \
+bind_key() {
     pgbench -n -t 1 -M extended -h "$dir" -p "$port" -U postgres -f "$dir/bind.sql" \
-    -D key=8888888888888888888888888888888888888888888888888888888888888888 akko_regress >/dev/null
+        -D key=8888888888888888888888888888888888888888888888888888888888888888 akko_regress >/dev/null
+}
+check "a key sent as a bind parameter loads and seals" bind_key
 
 # pg_stat_activity of another session: the idle session's last statement set the key.
 printf "SET akko_crypt.key = '9999999999999999999999999999999999999999999999999999999999999999';\n\\\\! sleep 3\n" |
@@ -58,6 +60,23 @@ check "the server log holds no key (log_statement = all, debug1)" no_key_in "$di
 check "the server log shows the redaction marker" grep -q "akko_crypt: redacted" "$dir/server.log"
 check "the server log shows no backend crash" \
     bash -c "! grep -qE 'terminated by signal|PANIC|server process .* was terminated' '$dir/server.log'"
+
+# A LATIN1 database seals UTF-8 plaintext and gets its own encoding back, and a value
+# sealed there opens with the same text in a UTF-8 database. The client speaks UTF-8.
+with_key() { # with_key DB SQL: runs SQL in DB with a key loaded, prints the last row
+    PGCLIENTENCODING=UTF8 psql_ -c "SELECT set_config('akko_crypt.key', repeat('ab', 32), false) IS NULL" -c "$2" "$1" | tail -1
+}
+psql_ -c "CREATE DATABASE akko_latin1 ENCODING 'LATIN1' LC_COLLATE 'C' LC_CTYPE 'C' TEMPLATE template0" postgres
+psql_ -c "CREATE EXTENSION akko_crypt" akko_latin1
+name='Zoë Ångström'
+sealed=$(with_key akko_latin1 "SELECT akko_crypt.seal_pii(jsonb_build_object('name', '$name'))")
+opened_latin1=$(with_key akko_latin1 "SELECT akko_crypt.open_pii('$sealed') ->> 'name'")
+opened_utf8=$(with_key akko_regress "SELECT akko_crypt.open_pii('$sealed') ->> 'name'")
+sealed_len=$(psql_ -c "SELECT length('$sealed'::bytea)" postgres)
+check "a LATIN1 database round-trips non-ASCII text" [ "$opened_latin1" = "$name" ]
+check "a value sealed in LATIN1 opens in a UTF-8 database" [ "$opened_utf8" = "$name" ]
+check "the plaintext inside the envelope is UTF-8 (47 bytes of overhead)" \
+    [ "$sealed_len" -eq $((47 + $(printf '{"name": "%s"}' "$name" | wc -c))) ]
 
 # Without shared_preload_libraries the extension refuses to load.
 other="$dir-nopreload"
