@@ -16,7 +16,11 @@ UPDATE bench SET plain = pii::text::bytea, sealed = akko_crypt.seal_pii(pii),
                  pgp = pgp_sym_encrypt(pii::text, 'bench-passphrase', 's2k-mode=1, cipher-algo=aes256');
 VACUUM FREEZE ANALYZE bench;
 
-CREATE TEMP TABLE queries (name text PRIMARY KEY, sql text);
+-- seal_pii and open_pii are PARALLEL RESTRICTED (the key lives only in the backend that
+-- loaded it), so the planner runs them in the leader alone, while the baselines and pgcrypto
+-- parallelise. The targets compare per-row cost like for like, every query in a serial plan;
+-- the *_parallel rows show the baselines in their default plans as well.
+CREATE TEMP TABLE queries (name text PRIMARY KEY, sql text, parallel boolean NOT NULL DEFAULT false);
 INSERT INTO queries VALUES
     ('baseline_text_to_bytea', 'SELECT count(pii::text::bytea) FROM bench'),
     ('akko_seal_pii',          'SELECT count(akko_crypt.seal_pii(pii)) FROM bench'),
@@ -24,14 +28,27 @@ INSERT INTO queries VALUES
     ('baseline_bytea_to_jsonb','SELECT count(convert_from(plain, ''UTF8'')::jsonb) FROM bench'),
     ('akko_open_pii',          'SELECT count(akko_crypt.open_pii(sealed)) FROM bench'),
     ('pgcrypto_decrypt',       'SELECT count(pgp_sym_decrypt(pgp, ''bench-passphrase'')) FROM bench');
+INSERT INTO queries
+    SELECT name || '_parallel', sql, true FROM queries WHERE name LIKE 'baseline%';
 
 SET bench.rounds = :rounds;
 CREATE TEMP TABLE timings (name text, round int, ms float8);
+CREATE TEMP TABLE plans (name text PRIMARY KEY, workers int);
 DO $$
-DECLARE q record; t0 timestamptz;
+DECLARE
+    q record;
+    t0 timestamptz;
+    plan json;
+    default_workers text := current_setting('max_parallel_workers_per_gather');
 BEGIN
     FOR r IN 1..current_setting('bench.rounds')::int LOOP
         FOR q IN SELECT * FROM queries ORDER BY name LOOP
+            PERFORM set_config('max_parallel_workers_per_gather',
+                               CASE WHEN q.parallel THEN default_workers ELSE '0' END, false);
+            IF r = 1 THEN
+                EXECUTE 'EXPLAIN (FORMAT JSON) ' || q.sql INTO plan;
+                INSERT INTO plans VALUES (q.name, coalesce(substring(plan::text FROM '"Workers Planned": ([0-9]+)')::int, 0));
+            END IF;
             t0 := clock_timestamp();
             EXECUTE q.sql;
             INSERT INTO timings VALUES (q.name, r, extract(epoch FROM clock_timestamp() - t0) * 1000);
@@ -44,9 +61,11 @@ CREATE TEMP VIEW medians AS
 \pset format unaligned
 \pset tuples_only on
 \pset fieldsep '|'
-SELECT name, round(ms::numeric, 1) FROM medians ORDER BY name;
+SELECT name, round(ms::numeric, 1), workers FROM medians JOIN plans USING (name) ORDER BY name;
 SELECT 'ratio|seal_vs_baseline|' || round((SELECT ms FROM medians WHERE name = 'akko_seal_pii')::numeric / (SELECT ms FROM medians WHERE name = 'baseline_text_to_bytea')::numeric, 2);
 SELECT 'ratio|open_vs_baseline|' || round((SELECT ms FROM medians WHERE name = 'akko_open_pii')::numeric / (SELECT ms FROM medians WHERE name = 'baseline_bytea_to_jsonb')::numeric, 2);
 SELECT 'ratio|pgcrypto_encrypt_vs_seal|' || round((SELECT ms FROM medians WHERE name = 'pgcrypto_encrypt')::numeric / (SELECT ms FROM medians WHERE name = 'akko_seal_pii')::numeric, 2);
 SELECT 'ratio|pgcrypto_decrypt_vs_open|' || round((SELECT ms FROM medians WHERE name = 'pgcrypto_decrypt')::numeric / (SELECT ms FROM medians WHERE name = 'akko_open_pii')::numeric, 2);
+SELECT 'ratio|seal_vs_parallel_baseline|' || round((SELECT ms FROM medians WHERE name = 'akko_seal_pii')::numeric / (SELECT ms FROM medians WHERE name = 'baseline_text_to_bytea_parallel')::numeric, 2);
+SELECT 'ratio|open_vs_parallel_baseline|' || round((SELECT ms FROM medians WHERE name = 'akko_open_pii')::numeric / (SELECT ms FROM medians WHERE name = 'baseline_bytea_to_jsonb_parallel')::numeric, 2);
 SELECT 'avg_json_bytes|' || round(avg(length(pii::text))) FROM bench;

@@ -10,8 +10,8 @@
 
 use std::fmt;
 
-use aes_gcm::aead::AeadInPlace;
-use aes_gcm::{Nonce, Tag};
+use aes_gcm::aead::inout::InOutBuf;
+use aes_gcm::aead::AeadInOut;
 
 use crate::class::{ClassName, ClassNameError, MAX_CLASS_LEN};
 use crate::key::DataKey;
@@ -142,11 +142,11 @@ pub fn seal_into(key: &DataKey, request: &SealRequest<'_>, plaintext: &[u8], out
     out[header_len - NONCE_LEN..header_len].copy_from_slice(&request.nonce);
 
     let (header, body) = out.split_at_mut(header_len);
-    let (data, tag_out) = body.split_at_mut(plaintext.len());
-    data.copy_from_slice(plaintext);
+    let (ciphertext, tag_out) = body.split_at_mut(plaintext.len());
     let tag = with_associated_data(header, request.context, |aad| {
+        let data = InOutBuf::new(plaintext, ciphertext).expect("split to the plaintext's length");
         key.cipher
-            .encrypt_in_place_detached(Nonce::from_slice(&request.nonce), aad, data)
+            .encrypt_inout_detached((&request.nonce).into(), aad, data)
     })
     .expect("AES-GCM seals up to 64 GiB; PostgreSQL values stop at 1 GiB");
     tag_out.copy_from_slice(&tag);
@@ -176,7 +176,7 @@ fn with_associated_data<T>(header: &[u8], context: Option<&[u8]>, f: impl FnOnce
 pub struct Envelope<'a> {
     header: &'a [u8],
     ciphertext: &'a [u8],
-    tag: &'a [u8],
+    tag: &'a [u8; TAG_LEN],
     pub flags: u8,
     pub key_version: u32,
     pub class: ClassName<'a>,
@@ -232,6 +232,7 @@ impl<'a> Envelope<'a> {
             .and_then(|name| ClassName::parse(name).map_err(EnvelopeError::BadClass))?;
         let (header, rest) = bytes.split_at(header_len);
         let (ciphertext, tag) = rest.split_at(rest.len() - TAG_LEN);
+        let tag = tag.try_into().expect("split at TAG_LEN from the end");
         Ok(Envelope {
             header,
             ciphertext,
@@ -250,8 +251,10 @@ impl<'a> Envelope<'a> {
         self.ciphertext.len()
     }
 
-    fn nonce(&self) -> &'a [u8] {
-        &self.header[self.header.len() - NONCE_LEN..]
+    fn nonce(&self) -> &'a [u8; NONCE_LEN] {
+        self.header[self.header.len() - NONCE_LEN..]
+            .try_into()
+            .expect("a parsed header ends with the nonce")
     }
 
     /// Checks the context against the flags before any key is needed.
@@ -264,7 +267,7 @@ impl<'a> Envelope<'a> {
     }
 
     /// Authenticates and decrypts into `out` (exactly `plaintext_len()` bytes). On failure
-    /// `out` holds only ciphertext: the tag is verified before anything is decrypted.
+    /// `out` is left untouched: the tag is verified before anything is decrypted.
     pub fn open_into(
         &self,
         key: &DataKey,
@@ -277,14 +280,10 @@ impl<'a> Envelope<'a> {
             self.ciphertext.len(),
             "open_into needs plaintext_len() bytes"
         );
-        out.copy_from_slice(self.ciphertext);
         with_associated_data(self.header, context, |aad| {
-            key.cipher.decrypt_in_place_detached(
-                Nonce::from_slice(self.nonce()),
-                aad,
-                out,
-                Tag::from_slice(self.tag),
-            )
+            let data = InOutBuf::new(self.ciphertext, out).expect("length checked above");
+            key.cipher
+                .decrypt_inout_detached(self.nonce().into(), aad, data, self.tag.into())
         })
         .map_err(|_| OpenError::AuthenticationFailed)
     }

@@ -175,6 +175,9 @@ pub struct DataKey {
     pub(crate) cipher: Aes256Gcm,
 }
 
+// Fails to compile if aes-gcm's "zeroize" feature is ever dropped.
+impl ZeroizeOnDrop for DataKey where Aes256Gcm: ZeroizeOnDrop {}
+
 impl DataKey {
     pub fn from_bytes(bytes: &[u8; 32]) -> Self {
         DataKey {
