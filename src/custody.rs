@@ -13,7 +13,8 @@
 use std::cell::RefCell;
 use std::ffi::{c_char, c_void, CStr};
 
-use akko_crypt_core::{ClassName, DataKey, RootKey};
+use akko_crypt_core::envelope::SubjectId;
+use akko_crypt_core::{DataKey, DataKeyMaterial, Fingerprint, RootKey};
 use pgrx::pg_sys;
 use pgrx::prelude::*;
 use zeroize::Zeroize;
@@ -23,8 +24,8 @@ use crate::log_redaction;
 
 pub const KEY_GUC: &CStr = c"akko_crypt.key";
 
-/// Until the keyring arrives, every class has exactly one key version.
-pub const KEY_VERSION: u32 = 1;
+/// Sessions that seal for many subjects would otherwise cache a key per subject forever.
+const MAX_CACHED_KEYS: usize = 4096;
 
 extern "C" {
     // GUC frees extras and string values with free(), so they are allocated with malloc().
@@ -40,14 +41,35 @@ type SlotId = u64;
 struct Slot {
     id: SlotId,
     root: RootKey,
-    /// Data keys derived so far; a handful per session, so a scan beats hashing.
-    class_keys: Vec<ClassKey>,
+    /// The keyring generation (see `keyring::generation`) the caches below were filled in.
+    generation: u64,
+    /// Unwrapped data keys, and the ciphers made from them; a handful per session, so a
+    /// scan beats hashing.
+    materials: Vec<(KeyName, DataKeyMaterial)>,
+    keys: Vec<(KeyName, Option<SubjectId>, DataKey)>,
 }
 
-struct ClassKey {
+#[derive(PartialEq, Eq)]
+struct KeyName {
     class: String,
     version: u32,
-    key: DataKey,
+}
+
+impl KeyName {
+    fn is(&self, class: &str, version: u32) -> bool {
+        self.version == version && self.class == class
+    }
+}
+
+impl Slot {
+    fn caches_for(&mut self, generation: u64) -> &mut Self {
+        if self.generation != generation {
+            self.materials.clear();
+            self.keys.clear();
+            self.generation = generation;
+        }
+        self
+    }
 }
 
 #[derive(Default)]
@@ -242,7 +264,9 @@ fn store(root: RootKey) -> SlotId {
         c.slots.push(Slot {
             id,
             root,
-            class_keys: Vec::new(),
+            generation: 0,
+            materials: Vec::new(),
+            keys: Vec::new(),
         });
         (
             id,
@@ -272,33 +296,109 @@ unsafe extern "C-unwind" fn drop_all_keys_at_exit(_code: i32, _arg: pg_sys::Datu
     });
 }
 
-/// Runs `f` with the data key of `class` at `version`, derived from the session's root key
-/// on first use and cached for the rest of the session. Raises 55000 when no key is loaded.
-pub fn with_class_key<R>(class: ClassName<'_>, version: u32, f: impl FnOnce(&DataKey) -> R) -> R {
-    if version != KEY_VERSION {
-        errors::unknown_key_version(class.as_str(), version);
-    }
+fn with_current_slot<R>(f: impl FnOnce(&mut Slot) -> R) -> R {
     let result = CUSTODY.with(|c| {
         let mut c = c.borrow_mut();
         let current = c.current?;
-        let Slot {
-            root, class_keys, ..
-        } = c.slots.iter_mut().find(|slot| slot.id == current)?;
-        let cached = class_keys
-            .iter()
-            .position(|k| k.version == version && k.class == class.as_str());
-        let index = cached.unwrap_or_else(|| {
-            class_keys.push(ClassKey {
-                class: class.as_str().to_owned(),
-                version,
-                key: root.derive_class_key(class, version),
-            });
-            class_keys.len() - 1
-        });
-        let key = &class_keys[index].key;
-        Some(f(key))
+        c.slots.iter_mut().find(|slot| slot.id == current).map(f)
     });
     result.unwrap_or_else(|| errors::no_key_loaded())
+}
+
+/// The fingerprint of the session's root key, or None when no key is loaded.
+pub fn fingerprint() -> Option<Fingerprint> {
+    CUSTODY.with(|c| {
+        let c = c.borrow();
+        let current = c.current?;
+        c.slots
+            .iter()
+            .find(|slot| slot.id == current)
+            .map(|slot| slot.root.fingerprint())
+    })
+}
+
+/// Runs `f` with the session's root key; raises 55000 when no key is loaded.
+pub fn with_root<R>(f: impl FnOnce(&RootKey) -> R) -> R {
+    with_current_slot(|slot| f(&slot.root))
+}
+
+/// Runs `f` with the cached key of `class`/`version` (and `subject`), or hands `f` back
+/// when this session has not unwrapped it in keyring generation `generation`.
+pub fn with_cached_key<R, F: FnOnce(&DataKey) -> R>(
+    class: &str,
+    version: u32,
+    subject: Option<&SubjectId>,
+    generation: u64,
+    f: F,
+) -> Result<R, F> {
+    with_current_slot(|slot| {
+        let slot = slot.caches_for(generation);
+        match slot
+            .keys
+            .iter()
+            .find(|(name, s, _)| name.is(class, version) && s.as_ref() == subject)
+        {
+            Some((_, _, key)) => Ok(f(key)),
+            None => Err(f),
+        }
+    })
+}
+
+/// Derives a key from the cached data key material of `class`/`version`, or hands
+/// `derive` back when it is not cached.
+pub fn with_cached_material<R, F: FnOnce(&DataKeyMaterial) -> R>(
+    class: &str,
+    version: u32,
+    generation: u64,
+    derive: F,
+) -> Result<R, F> {
+    with_current_slot(|slot| {
+        let slot = slot.caches_for(generation);
+        match slot
+            .materials
+            .iter()
+            .find(|(name, _)| name.is(class, version))
+        {
+            Some((_, material)) => Ok(derive(material)),
+            None => Err(derive),
+        }
+    })
+}
+
+/// Caches an unwrapped data key, unless the keyring changed since `generation`.
+pub fn remember_material(class: &str, version: u32, generation: u64, material: DataKeyMaterial) {
+    with_current_slot(|slot| {
+        if slot.generation == generation {
+            let name = KeyName {
+                class: class.to_owned(),
+                version,
+            };
+            slot.materials.push((name, material));
+        }
+    })
+}
+
+/// Caches a key ready for sealing and opening, unless the keyring changed since `generation`.
+pub fn remember_key(
+    class: &str,
+    version: u32,
+    subject: Option<&SubjectId>,
+    generation: u64,
+    key: DataKey,
+) {
+    with_current_slot(|slot| {
+        if slot.generation != generation {
+            return;
+        }
+        if slot.keys.len() >= MAX_CACHED_KEYS {
+            slot.keys.retain(|(_, subject, _)| subject.is_none());
+        }
+        let name = KeyName {
+            class: class.to_owned(),
+            version,
+        };
+        slot.keys.push((name, subject.copied(), key));
+    })
 }
 
 /// Drops every key this session holds, at once and for good: even if the surrounding

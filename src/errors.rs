@@ -1,7 +1,7 @@
 //! Every error a user can meet, each with its own SQLSTATE, a message that says what failed
 //! and, where it helps, a hint. None of them carries key material or plaintext.
 
-use akko_crypt_core::{ClassNameError, EnvelopeError, OpenError};
+use akko_crypt_core::{ClassNameError, EnvelopeError, KeyParseError, OpenError, UnwrapError};
 use pgrx::pg_sys::panic::ErrorReport;
 use pgrx::{PgLogLevel, PgSqlErrorCode};
 
@@ -131,6 +131,96 @@ pub fn value_too_large(len: usize) -> ! {
         format!(
             "sealed value would be {len} bytes, more than PostgreSQL's 1 GB limit for one value"
         ),
+        "akko_crypt",
+    ))
+}
+
+pub fn extension_missing() -> ! {
+    raise(ErrorReport::new(
+        PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
+        "the akko_crypt extension is not installed in this database",
+        "akko_crypt",
+    ))
+}
+
+pub fn wrong_root(session: &str, keyring: &str) -> ! {
+    raise(
+        ErrorReport::new(
+            PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
+            format!(
+                "this session's root key (fingerprint {session}) is not the root that wrapped the keyring (fingerprint {keyring})"
+            ),
+            "akko_crypt",
+        )
+        .set_hint("Load the root key whose fingerprint the keyring shows (akko_crypt.status()), or move the keyring to a new root with akko_crypt.rewrap()."),
+    )
+}
+
+pub fn no_active_version(class: &str) -> ! {
+    raise(
+        ErrorReport::new(
+            PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
+            format!("data class \"{class}\" has no active key version"),
+            "akko_crypt",
+        )
+        .set_hint(format!(
+            "Create one with SELECT akko_crypt.rotate_key('{class}')."
+        )),
+    )
+}
+
+pub fn key_retired(class: &str, version: u32) -> ! {
+    raise(
+        ErrorReport::new(
+            PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
+            format!("key {class}/{version} is retired; values sealed under it no longer open"),
+            "akko_crypt",
+        )
+        .set_hint(
+            "A retired key is kept in the keyring; re-encrypt values before retiring their key.",
+        ),
+    )
+}
+
+pub fn key_destroyed(class: &str, version: u32) -> ! {
+    raise(ErrorReport::new(
+        PgSqlErrorCode::ERRCODE_UNDEFINED_OBJECT,
+        format!("key {class}/{version} was destroyed; values sealed under it can never be opened"),
+        "akko_crypt",
+    ))
+}
+
+pub fn subject_forgotten() -> ! {
+    raise(ErrorReport::new(
+        PgSqlErrorCode::ERRCODE_UNDEFINED_OBJECT,
+        "the subject this value was sealed for has been forgotten; its values can never be opened",
+        "akko_crypt",
+    ))
+}
+
+pub fn corrupt_keyring(class: &str, version: u32, error: UnwrapError) -> ! {
+    raise(ErrorReport::new(
+        PgSqlErrorCode::ERRCODE_DATA_CORRUPTED,
+        format!("keyring entry {class}/{version} is damaged: {error}"),
+        "akko_crypt",
+    ))
+}
+
+pub fn refused(message: String, hint: &str) -> ! {
+    raise(
+        ErrorReport::new(
+            PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
+            message,
+            "akko_crypt",
+        )
+        .set_hint(hint),
+    )
+}
+
+pub fn invalid_new_key(error: KeyParseError) -> ! {
+    raise(ErrorReport::new(
+        PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
+        format!("invalid new root key: {error}"),
         "akko_crypt",
     ))
 }

@@ -7,12 +7,19 @@ use pgrx::prelude::*;
 mod classes;
 mod custody;
 mod errors;
+mod key_lifecycle;
+mod keyring;
 mod log_redaction;
 mod sealing;
 
 ::pgrx::pg_module_magic!(name, version);
 
 extension_sql_file!("../sql/bootstrap.sql", name = "bootstrap", bootstrap);
+extension_sql_file!(
+    "../sql/keyring.sql",
+    name = "keyring",
+    requires = ["bootstrap"]
+);
 
 #[pg_guard]
 pub extern "C-unwind" fn _PG_init() {
@@ -31,6 +38,8 @@ pub extern "C-unwind" fn _PG_init() {
     }
     custody::init();
     classes::init();
+    keyring::init();
+    key_lifecycle::init();
     log_redaction::init();
     unsafe { pg_sys::MarkGUCPrefixReserved(c"akko_crypt".as_ptr()) };
 }

@@ -7,7 +7,7 @@
 use std::cell::{Cell, RefCell};
 use std::ffi::{c_char, CStr};
 
-use akko_crypt_core::envelope::{seal_into, sealed_len, SealRequest, NONCE_LEN};
+use akko_crypt_core::envelope::{seal_into, SealRequest, NONCE_LEN};
 use akko_crypt_core::{ClassNameError, Envelope, NoncePool};
 use pgrx::fcinfo::{pg_arg_is_null, pg_getarg_datum_raw, pg_return_null};
 use pgrx::pg_sys;
@@ -18,24 +18,27 @@ use pgrx::varlena::{
 };
 use zeroize::Zeroize;
 
-use crate::{classes, custody, errors};
+use crate::{classes, errors, keyring};
 
 extension_sql!(
     r#"
-CREATE FUNCTION seal_pii(data jsonb, class text DEFAULT 'identity', context bytea DEFAULT NULL)
+CREATE FUNCTION seal_pii(data jsonb, class text DEFAULT 'identity', context bytea DEFAULT NULL,
+                         subject text DEFAULT NULL)
     RETURNS bytea LANGUAGE c VOLATILE PARALLEL RESTRICTED
     AS 'MODULE_PATHNAME', 'akko_seal_pii';
-COMMENT ON FUNCTION seal_pii(jsonb, text, bytea) IS
-    'Seals a jsonb document with AES-256-GCM under the session key of the data class; a context, if given, must be given again to open it';
+COMMENT ON FUNCTION seal_pii(jsonb, text, bytea, text) IS
+    'Seals a jsonb document with AES-256-GCM under the active key of the data class (or the subject''s key, if one is named); a context, if given, must be given again to open it';
 
 CREATE FUNCTION open_pii(sealed bytea, context bytea DEFAULT NULL)
     RETURNS jsonb LANGUAGE c STABLE PARALLEL RESTRICTED
     AS 'MODULE_PATHNAME', 'akko_open_pii';
 COMMENT ON FUNCTION open_pii(bytea, bytea) IS
     'Opens a value sealed by seal_pii; fails unless this session holds the key and the same context is given';
+
+REVOKE ALL ON FUNCTION seal_pii(jsonb, text, bytea, text), open_pii(bytea, bytea) FROM PUBLIC;
 "#,
     name = "sealing",
-    requires = ["bootstrap"]
+    requires = ["keyring"]
 );
 
 /// PostgreSQL's MaxAllocSize: the largest value one palloc, and so one datum, can hold.
@@ -143,6 +146,8 @@ pub unsafe extern "C-unwind" fn akko_seal_pii(fcinfo: pg_sys::FunctionCallInfo) 
         .unwrap_or_else(|_| errors::invalid_class_name(ClassNameError::BadCharacter));
     let class = classes::registered(class_name);
     let context = arg_bytes(fcinfo, 2);
+    let subject = arg_bytes(fcinfo, 3).map(keyring::subject_id);
+    let key_version = keyring::active_version(class);
 
     let jsonb = arg_jsonb(fcinfo, 0);
     let text = pg_sys::JsonbToCString(
@@ -159,18 +164,19 @@ pub unsafe extern "C-unwind" fn akko_seal_pii(fcinfo: pg_sys::FunctionCallInfo) 
     };
     let plaintext = c_bytes_mut(utf8);
 
-    let body_len = sealed_len(class, plaintext.len());
+    let request = SealRequest {
+        class,
+        key_version,
+        subject: subject.as_ref(),
+        context,
+        nonce: fresh_nonce(),
+    };
+    let body_len = request.sealed_len(plaintext.len());
     let total = body_len + pg_sys::VARHDRSZ;
     if total > MAX_ALLOC_SIZE {
         errors::value_too_large(total);
     }
-    let request = SealRequest {
-        class,
-        key_version: custody::KEY_VERSION,
-        context,
-        nonce: fresh_nonce(),
-    };
-    let sealed = custody::with_class_key(class, request.key_version, |key| {
+    let sealed = keyring::with_key(class, key_version, request.subject, |key| {
         let varlena = pg_sys::palloc(total).cast::<pg_sys::varlena>();
         set_varsize_4b(varlena, total as i32);
         let body =
@@ -201,9 +207,12 @@ pub unsafe extern "C-unwind" fn akko_open_pii(fcinfo: pg_sys::FunctionCallInfo) 
     let len = envelope.plaintext_len();
     let buffer = pg_sys::palloc(len + 1).cast::<c_char>();
     let plaintext = std::slice::from_raw_parts_mut(buffer.cast::<u8>(), len);
-    custody::with_class_key(envelope.class, envelope.key_version, |key| {
-        envelope.open_into(key, context, plaintext)
-    })
+    keyring::with_key(
+        envelope.class,
+        envelope.key_version,
+        envelope.subject,
+        |key| envelope.open_into(key, context, plaintext),
+    )
     .unwrap_or_else(|e| errors::open_failed(e));
     *buffer.add(len) = 0;
 

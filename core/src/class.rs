@@ -56,6 +56,12 @@ impl<'a> ClassName<'a> {
     }
 }
 
+impl std::fmt::Display for ClassName<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,7 +1,8 @@
 //! Envelope format v1 (see `docs/FORMAT.md`):
 //!
 //! ```text
-//! magic "\xACKCE" | format 0x01 | flags | key version (u32 BE) | class length | class | nonce (12) | ciphertext | tag (16)
+//! magic "\xACKCE" | format 0x01 | flags | key version (u32 BE) | class length | class
+//!     | [subject id (16), if flag bit 1] | nonce (12) | ciphertext | tag (16)
 //! ```
 //!
 //! Everything before the ciphertext is the header, and the header (followed by the
@@ -20,7 +21,10 @@ pub const MAGIC: [u8; 4] = [0xAC, b'K', b'C', b'E'];
 pub const FORMAT_V1: u8 = 1;
 /// Flags bit 0: the associated data includes a caller-supplied context.
 pub const FLAG_CONTEXT_BOUND: u8 = 0x01;
-const KNOWN_FLAGS: u8 = FLAG_CONTEXT_BOUND;
+/// Flags bit 1: sealed under a per-subject key; the subject's id follows the class.
+pub const FLAG_SUBJECT: u8 = 0x02;
+const KNOWN_FLAGS: u8 = FLAG_CONTEXT_BOUND | FLAG_SUBJECT;
+pub const SUBJECT_ID_LEN: usize = 16;
 pub const NONCE_LEN: usize = 12;
 pub const TAG_LEN: usize = 16;
 
@@ -30,16 +34,30 @@ const FLAGS_AT: usize = 5;
 const KEY_VERSION_AT: usize = 6;
 const CLASS_LEN_AT: usize = 10;
 const CLASS_AT: usize = 11;
-/// Header length without the class name.
+/// Header length without the class name and subject id.
 const FIXED_HEADER_LEN: usize = CLASS_AT + NONCE_LEN;
 
-/// What to seal under: the class and key version name the key (so rotation adds versions
-/// without a format change); the nonce must be fresh and random for every seal.
+pub type SubjectId = [u8; SUBJECT_ID_LEN];
+
+/// What to seal under: the class, key version and subject name the key (so rotation adds
+/// versions without a format change); the nonce must be fresh and random for every seal.
 pub struct SealRequest<'a> {
     pub class: ClassName<'a>,
     pub key_version: u32,
+    pub subject: Option<&'a SubjectId>,
     pub context: Option<&'a [u8]>,
     pub nonce: [u8; NONCE_LEN],
+}
+
+impl SealRequest<'_> {
+    fn header_len(&self) -> usize {
+        FIXED_HEADER_LEN + self.class.as_str().len() + self.subject.map_or(0, |_| SUBJECT_ID_LEN)
+    }
+
+    /// Length of the envelope that sealing `plaintext_len` bytes produces.
+    pub fn sealed_len(&self, plaintext_len: usize) -> usize {
+        self.header_len() + plaintext_len + TAG_LEN
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -112,33 +130,32 @@ impl fmt::Display for OpenError {
     }
 }
 
-/// Length of the envelope that sealing `plaintext_len` bytes under `class` produces.
-pub fn sealed_len(class: ClassName<'_>, plaintext_len: usize) -> usize {
-    FIXED_HEADER_LEN + class.as_str().len() + plaintext_len + TAG_LEN
-}
-
-/// Seals `plaintext` into `out`, which must be exactly `sealed_len(..)` bytes long: the
-/// plaintext is copied once and encrypted in place, so the caller can hand in a buffer
-/// that is already the final datum.
+/// Seals `plaintext` into `out`, which must be exactly `request.sealed_len(..)` bytes
+/// long, so the caller can hand in a buffer that is already the final datum.
 pub fn seal_into(key: &DataKey, request: &SealRequest<'_>, plaintext: &[u8], out: &mut [u8]) {
     let class = request.class.as_str().as_bytes();
-    let header_len = FIXED_HEADER_LEN + class.len();
+    let header_len = request.header_len();
     assert_eq!(
         out.len(),
-        header_len + plaintext.len() + TAG_LEN,
+        request.sealed_len(plaintext.len()),
         "seal_into needs a buffer of sealed_len() bytes"
     );
-    let flags = if request.context.is_some() {
-        FLAG_CONTEXT_BOUND
-    } else {
-        0
-    };
+    let mut flags = 0;
+    if request.context.is_some() {
+        flags |= FLAG_CONTEXT_BOUND;
+    }
+    if request.subject.is_some() {
+        flags |= FLAG_SUBJECT;
+    }
     out[MAGIC_AT..FORMAT_AT].copy_from_slice(&MAGIC);
     out[FORMAT_AT] = FORMAT_V1;
     out[FLAGS_AT] = flags;
     out[KEY_VERSION_AT..CLASS_LEN_AT].copy_from_slice(&request.key_version.to_be_bytes());
     out[CLASS_LEN_AT] = class.len() as u8;
     out[CLASS_AT..CLASS_AT + class.len()].copy_from_slice(class);
+    if let Some(subject) = request.subject {
+        out[CLASS_AT + class.len()..][..SUBJECT_ID_LEN].copy_from_slice(subject);
+    }
     out[header_len - NONCE_LEN..header_len].copy_from_slice(&request.nonce);
 
     let (header, body) = out.split_at_mut(header_len);
@@ -154,7 +171,7 @@ pub fn seal_into(key: &DataKey, request: &SealRequest<'_>, plaintext: &[u8], out
 
 /// Convenience form of [`seal_into`] that allocates.
 pub fn seal(key: &DataKey, request: &SealRequest<'_>, plaintext: &[u8]) -> Vec<u8> {
-    let mut out = vec![0u8; sealed_len(request.class, plaintext.len())];
+    let mut out = vec![0u8; request.sealed_len(plaintext.len())];
     seal_into(key, request, plaintext, &mut out);
     out
 }
@@ -180,6 +197,7 @@ pub struct Envelope<'a> {
     pub flags: u8,
     pub key_version: u32,
     pub class: ClassName<'a>,
+    pub subject: Option<&'a SubjectId>,
 }
 
 impl<'a> Envelope<'a> {
@@ -223,13 +241,23 @@ impl<'a> Envelope<'a> {
                 ClassNameError::TooLong(class_len)
             }));
         }
-        let header_len = FIXED_HEADER_LEN + class_len;
+        let subject_len = if flags & FLAG_SUBJECT != 0 {
+            SUBJECT_ID_LEN
+        } else {
+            0
+        };
+        let header_len = FIXED_HEADER_LEN + class_len + subject_len;
         if bytes.len() < header_len + TAG_LEN {
             return Err(EnvelopeError::Truncated(bytes.len()));
         }
         let class = std::str::from_utf8(&bytes[CLASS_AT..CLASS_AT + class_len])
             .map_err(|_| EnvelopeError::BadClass(ClassNameError::BadCharacter))
             .and_then(|name| ClassName::parse(name).map_err(EnvelopeError::BadClass))?;
+        let subject = (subject_len != 0).then(|| {
+            bytes[CLASS_AT + class_len..][..SUBJECT_ID_LEN]
+                .try_into()
+                .expect("slice of SUBJECT_ID_LEN bytes")
+        });
         let (header, rest) = bytes.split_at(header_len);
         let (ciphertext, tag) = rest.split_at(rest.len() - TAG_LEN);
         let tag = tag.try_into().expect("split at TAG_LEN from the end");
@@ -240,6 +268,7 @@ impl<'a> Envelope<'a> {
             flags,
             key_version,
             class,
+            subject,
         })
     }
 
@@ -299,16 +328,17 @@ impl<'a> Envelope<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::key::RootKey;
+    use crate::wrap::DataKeyMaterial;
 
-    fn key(byte: u8, class: &str, version: u32) -> DataKey {
-        RootKey::from_bytes([byte; 32]).derive_class_key(ClassName::parse(class).unwrap(), version)
+    fn key(byte: u8) -> DataKey {
+        DataKeyMaterial::from_bytes([byte; 32]).cipher()
     }
 
     fn request<'a>(class: &'a str, context: Option<&'a [u8]>) -> SealRequest<'a> {
         SealRequest {
             class: ClassName::parse(class).unwrap(),
             key_version: 1,
+            subject: None,
             context,
             nonce: [7u8; NONCE_LEN],
         }
@@ -318,7 +348,7 @@ mod tests {
 
     #[test]
     fn round_trips_without_and_with_context() {
-        let k = key(1, "identity", 1);
+        let k = key(1);
         for context in [None, Some(&b""[..]), Some(&b"customers:42"[..])] {
             for plaintext in [
                 &b""[..],
@@ -330,7 +360,7 @@ mod tests {
                 let sealed = seal(&k, &request("identity", context), plaintext);
                 assert_eq!(
                     sealed.len(),
-                    sealed_len(ClassName::parse("identity").unwrap(), plaintext.len())
+                    request("identity", context).sealed_len(plaintext.len())
                 );
                 let env = Envelope::parse(&sealed).unwrap();
                 assert_eq!(env.class.as_str(), "identity");
@@ -343,7 +373,7 @@ mod tests {
 
     #[test]
     fn the_same_plaintext_seals_differently_under_different_nonces() {
-        let k = key(1, "identity", 1);
+        let k = key(1);
         let mut a = request("identity", None);
         let b = seal(&k, &a, DOC);
         a.nonce = [8u8; NONCE_LEN];
@@ -351,35 +381,49 @@ mod tests {
     }
 
     #[test]
-    fn wrong_key_class_version_or_context_fails() {
-        let sealed = seal(
-            &key(1, "identity", 1),
-            &request("identity", Some(b"row:1")),
-            DOC,
-        );
+    fn wrong_key_or_context_fails() {
+        let sealed = seal(&key(1), &request("identity", Some(b"row:1")), DOC);
         let env = Envelope::parse(&sealed).unwrap();
         let auth = Err(OpenError::AuthenticationFailed);
-        assert_eq!(env.open(&key(2, "identity", 1), Some(b"row:1")), auth);
-        assert_eq!(env.open(&key(1, "financial", 1), Some(b"row:1")), auth);
-        assert_eq!(env.open(&key(1, "identity", 2), Some(b"row:1")), auth);
-        assert_eq!(env.open(&key(1, "identity", 1), Some(b"row:2")), auth);
-        assert_eq!(env.open(&key(1, "identity", 1), Some(b"")), auth);
-        assert_eq!(
-            env.open(&key(1, "identity", 1), None),
-            Err(OpenError::ContextRequired)
-        );
-        let unbound = seal(&key(1, "identity", 1), &request("identity", None), DOC);
+        assert_eq!(env.open(&key(2), Some(b"row:1")), auth);
+        assert_eq!(env.open(&key(1), Some(b"row:2")), auth);
+        assert_eq!(env.open(&key(1), Some(b"")), auth);
+        assert_eq!(env.open(&key(1), None), Err(OpenError::ContextRequired));
+        let unbound = seal(&key(1), &request("identity", None), DOC);
         assert_eq!(
             Envelope::parse(&unbound)
                 .unwrap()
-                .open(&key(1, "identity", 1), Some(b"row:1")),
+                .open(&key(1), Some(b"row:1")),
             Err(OpenError::ContextNotExpected)
         );
     }
 
     #[test]
+    fn a_header_naming_another_class_version_or_subject_fails_under_the_same_key() {
+        let k = key(1);
+        let sealed = seal(&k, &request("identity", None), DOC);
+        let mut other_class = request("identity", None);
+        other_class.class = ClassName::parse("identitx").unwrap();
+        let relabelled = |req: &SealRequest<'_>| {
+            let mut bytes = seal(&k, req, DOC);
+            let header_len = req.header_len();
+            bytes.truncate(header_len);
+            bytes.extend_from_slice(&sealed[sealed.len() - DOC.len() - TAG_LEN..]);
+            Envelope::parse(&bytes).unwrap().open(&k, None)
+        };
+        let auth = Err(OpenError::AuthenticationFailed);
+        assert_eq!(relabelled(&other_class), auth);
+        let mut other_version = request("identity", None);
+        other_version.key_version = 2;
+        assert_eq!(relabelled(&other_version), auth);
+        let mut with_subject = request("identity", None);
+        with_subject.subject = Some(&[3; SUBJECT_ID_LEN]);
+        assert_eq!(relabelled(&with_subject), auth);
+    }
+
+    #[test]
     fn flipping_any_bit_of_any_byte_fails() {
-        let k = key(1, "identity", 1);
+        let k = key(1);
         let sealed = seal(&k, &request("identity", Some(b"ctx")), DOC);
         for i in 0..sealed.len() {
             for bit in 0..8 {
@@ -406,7 +450,7 @@ mod tests {
 
     #[test]
     fn truncated_and_extended_envelopes_fail() {
-        let k = key(1, "identity", 1);
+        let k = key(1);
         let sealed = seal(&k, &request("identity", None), DOC);
         for len in 0..sealed.len() {
             let opened = Envelope::parse(&sealed[..len])
@@ -424,7 +468,7 @@ mod tests {
 
     #[test]
     fn header_errors_are_specific() {
-        let sealed = seal(&key(1, "identity", 1), &request("identity", None), DOC);
+        let sealed = seal(&key(1), &request("identity", None), DOC);
         let with = |i: usize, v: u8| {
             let mut b = sealed.clone();
             b[i] = v;
@@ -465,7 +509,7 @@ mod tests {
 
     #[test]
     fn parse_never_panics_on_random_or_mutated_input() {
-        let k = key(1, "identity", 1);
+        let k = key(1);
         let sealed = seal(&k, &request("identity", None), DOC);
         let mut noise = vec![0u8; 4096];
         getrandom::getrandom(&mut noise).unwrap();

@@ -1,6 +1,5 @@
-//! Root keys (what the session holds), their fingerprints, and the per-class data keys
-//! derived from them with HKDF-SHA256. Every type here that holds key material zeroizes
-//! it on drop and never prints it.
+//! Root keys (what the session holds), their fingerprints, and ready-to-use AES-256-GCM
+//! keys. Every type here that holds key material zeroizes it on drop and never prints it.
 
 use std::fmt;
 
@@ -9,17 +8,14 @@ use base64::engine::general_purpose::{
     GeneralPurpose, STANDARD, STANDARD_NO_PAD, URL_SAFE, URL_SAFE_NO_PAD,
 };
 use base64::Engine;
-use hkdf::Hkdf;
 use sha2::{Digest, Sha256};
 use zeroize::{Zeroize, ZeroizeOnDrop, Zeroizing};
 
-use crate::class::ClassName;
-
 pub const ROOT_KEY_LEN: usize = 32;
 
-/// HKDF salt for class keys: fixed, so that the same root always yields the same class keys.
-pub const CLASS_KEY_SALT: &[u8] = b"akko_crypt/v1";
-const CLASS_KEY_INFO_PREFIX: &[u8] = b"akko_crypt class key\0";
+/// HKDF salt for keys derived from the root: fixed, so that a root always yields the same
+/// wrapping keys.
+pub const HKDF_SALT: &[u8] = b"akko_crypt/v1";
 const FINGERPRINT_PREFIX: &[u8] = b"akko_crypt root fingerprint v1\0";
 
 /// Longest key text accepted; anything longer cannot hold 32 bytes in hex or base64.
@@ -127,28 +123,8 @@ impl RootKey {
         Zeroizing::new(STANDARD.encode(self.bytes))
     }
 
-    /// The data key of `class` at `version`:
-    /// HKDF-SHA256(salt = "akko_crypt/v1", ikm = root,
-    ///             info = "akko_crypt class key\0" || class || 0x00 || version as u32 big-endian).
-    pub fn derive_class_key(&self, class: ClassName<'_>, version: u32) -> DataKey {
-        DataKey::from_bytes(&self.class_key_bytes(class, version))
-    }
-
-    /// The raw bytes behind [`RootKey::derive_class_key`], for test vectors.
-    pub fn class_key_bytes(&self, class: ClassName<'_>, version: u32) -> Zeroizing<[u8; 32]> {
-        let hkdf = Hkdf::<Sha256>::new(Some(CLASS_KEY_SALT), &self.bytes);
-        let mut okm = Zeroizing::new([0u8; 32]);
-        hkdf.expand_multi_info(
-            &[
-                CLASS_KEY_INFO_PREFIX,
-                class.as_str().as_bytes(),
-                &[0u8],
-                &version.to_be_bytes(),
-            ],
-            &mut okm[..],
-        )
-        .expect("32 bytes is a valid HKDF-SHA256 output length");
-        okm
+    pub(crate) fn expose(&self) -> &[u8; ROOT_KEY_LEN] {
+        &self.bytes
     }
 }
 

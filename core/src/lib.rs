@@ -7,8 +7,10 @@ pub mod envelope;
 pub mod key;
 pub mod nonce;
 pub mod redaction;
+pub mod wrap;
 
 pub use class::{ClassName, ClassNameError};
 pub use envelope::{Envelope, EnvelopeError, OpenError, SealRequest};
 pub use key::{DataKey, Fingerprint, KeyParseError, RootKey};
 pub use nonce::NoncePool;
+pub use wrap::{DataKeyMaterial, UnwrapError};

@@ -1,8 +1,9 @@
 //! Spotting statement text that would carry a secret, so that the server glue can keep it
 //! out of logs and activity views.
 
-/// Parameters whose values are secrets, as they appear in statement text.
-pub const SECRET_PARAMETERS: &[&[u8]] = &[b"akko_crypt.key"];
+/// What statement text that carries a secret names: the key parameter, or a call of
+/// `akko_crypt.rewrap(new_key)`, with or without its schema.
+pub const SECRET_PARAMETERS: &[&[u8]] = &[b"akko_crypt.key", b"rewrap("];
 
 /// True when `text` names a secret parameter, however it is spelt: SQL identifiers are
 /// case-insensitive and may be quoted or spaced (`SET "AKKO_CRYPT" . key`).
@@ -28,6 +29,8 @@ mod tests {
             "set AKKO_CRYPT.KEY to 'x'",
             "SET \"akko_crypt\" . \"key\" = 'x'",
             "SELECT set_config('akko_crypt.key', $1, false)",
+            "SELECT akko_crypt.rewrap('x')",
+            "select AKKO_CRYPT.\"REWRAP\" ('x')",
             "SET akko_crypt .\n key = 'x'",
         ] {
             assert!(names_secret(text.as_bytes()), "{text}");

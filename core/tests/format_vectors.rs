@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 
 use akko_crypt_core::envelope::{seal, SealRequest};
-use akko_crypt_core::{ClassName, Envelope, RootKey};
+use akko_crypt_core::{ClassName, DataKeyMaterial, Envelope, RootKey};
 
 const FORMAT_MD: &str = include_str!("../../docs/FORMAT.md");
 
@@ -31,27 +31,43 @@ fn hex(s: &str) -> Vec<u8> {
         .collect()
 }
 
+fn array<const N: usize>(s: &str) -> [u8; N] {
+    hex(s).try_into().expect("field of the right length")
+}
+
 #[test]
-fn format_md_vectors_seal_and_open() {
+fn format_md_vectors_wrap_seal_and_open() {
     let vectors = vectors();
-    assert_eq!(vectors.len(), 3, "FORMAT.md should carry three vectors");
+    assert_eq!(vectors.len(), 4, "FORMAT.md should carry four vectors");
     for v in vectors {
         let root = RootKey::parse(&v["root_key"]).unwrap();
         assert_eq!(root.fingerprint().to_string(), v["fingerprint"]);
         let class = ClassName::parse(&v["class"]).unwrap();
         let version: u32 = v["key_version"].parse().unwrap();
+
+        let data_key = DataKeyMaterial::from_bytes(array(&v["data_key"]));
+        let wrapped = hex(&v["wrapped_key"]);
         assert_eq!(
-            root.class_key_bytes(class, version).to_vec(),
-            hex(&v["class_key"])
+            root.wrap_with_nonce(class, version, &data_key, array(&v["wrap_nonce"]))
+                .to_vec(),
+            wrapped
         );
+        let unwrapped = root.unwrap(class, version, &wrapped).unwrap();
+
+        let subject: Option<[u8; 16]> =
+            (v["subject_id"] != "none").then(|| array(&v["subject_id"]));
+        let key = match &subject {
+            Some(id) => unwrapped.subject_key(id, &array(&v["subject_salt"])),
+            None => unwrapped.cipher(),
+        };
         let context = (v["context"] != "none").then(|| hex(&v["context"]));
         let request = SealRequest {
             class,
             key_version: version,
+            subject: subject.as_ref(),
             context: context.as_deref(),
-            nonce: hex(&v["nonce"]).try_into().unwrap(),
+            nonce: array(&v["nonce"]),
         };
-        let key = root.derive_class_key(class, version);
         let envelope = hex(&v["envelope"]);
         assert_eq!(seal(&key, &request, v["plaintext"].as_bytes()), envelope);
         let opened = Envelope::parse(&envelope)

@@ -1,0 +1,37 @@
+-- akko_crypt.status(): runs as the extension owner with search_path = pg_catalog, pg_temp.
+-- $1 is this session's root fingerprint, or NULL when no key is loaded.
+WITH policy AS (
+    SELECT make_interval(mins => setting::int) AS rotation_interval,
+           CASE WHEN setting::int % 1440 = 0 THEN (setting::int / 1440) || ' days'
+                ELSE make_interval(mins => setting::int)::text END AS shown
+    FROM pg_settings WHERE name = 'akko_crypt.rotation_interval'
+), classes AS (
+    SELECT c.name, a.version AS active_version, a.created_at AS last_rotation,
+           a.created_at + p.rotation_interval AS next_rotation_due,
+           (SELECT jsonb_agg(jsonb_build_object(
+                        'version', k.version, 'state', k.state, 'created_at', k.created_at,
+                        'state_changed_at', k.state_changed_at, 'root_fingerprint', k.root_fingerprint)
+                    ORDER BY k.version)
+            FROM akko_crypt.keyring k WHERE k.class = c.name) AS versions
+    FROM akko_crypt.data_class c
+    CROSS JOIN policy p
+    LEFT JOIN akko_crypt.keyring a ON a.class = c.name AND a.state = 'active'
+)
+SELECT jsonb_build_object(
+    'cipher', 'AES-256-GCM',
+    'envelope_format', 1,
+    'unlocked', $1 IS NOT NULL,
+    'key_source', CASE WHEN $1 IS NOT NULL THEN 'akko_crypt.key' END,
+    'root_fingerprint', $1,
+    'keyring_root_fingerprints',
+        (SELECT coalesce(jsonb_agg(DISTINCT root_fingerprint), '[]')
+         FROM akko_crypt.keyring WHERE state <> 'destroyed'),
+    'rotation_interval', (SELECT shown FROM policy),
+    'classes', (SELECT coalesce(jsonb_agg(jsonb_build_object(
+                    'class', name, 'active_version', active_version,
+                    'last_rotation', last_rotation, 'next_rotation_due', next_rotation_due,
+                    'overdue', coalesce(next_rotation_due < now(), false),
+                    'versions', coalesce(versions, '[]')) ORDER BY name), '[]')
+                FROM classes),
+    'subjects', (SELECT count(*) FROM akko_crypt.subjects),
+    'audit_log_entries', (SELECT count(*) FROM akko_crypt.audit_log))

@@ -1,0 +1,284 @@
+//! The operator's key lifecycle: rotate, retire, destroy, forget a subject, move to a new
+//! root, unlock, and the status report. A data key goes
+//! active -> decrypt_only (rotate_key) -> retired (retire_key) -> destroyed (destroy_key).
+//! None of these is executable by PUBLIC; README.md shows the grants for an administrator.
+
+use akko_crypt_core::{ClassName, RootKey};
+use pgrx::prelude::*;
+use pgrx::{GucContext, GucFlags, GucRegistry, GucSetting, JsonB};
+
+use crate::keyring::{
+    announce_change, as_owner, audit, first_row, new_wrapped_key, require_keyring_root,
+};
+use crate::{classes, custody, errors, log_redaction};
+
+extension_sql!(
+    r#"
+REVOKE ALL ON FUNCTION rotate_key(text), retire_key(text, integer, boolean),
+    destroy_key(text, integer, boolean), forget_subject(text), rewrap(text), unlock(), status(),
+    lock(), add_class(text)
+    FROM PUBLIC;
+"#,
+    name = "key_lifecycle_grants",
+    requires = [
+        rotate_key,
+        retire_key,
+        destroy_key,
+        forget_subject,
+        rewrap,
+        unlock,
+        status,
+        "keyring"
+    ]
+);
+
+/// 90 days, in minutes (the parameter's unit).
+const DEFAULT_ROTATION_INTERVAL_MINUTES: i32 = 90 * 24 * 60;
+static ROTATION_INTERVAL: GucSetting<i32> =
+    GucSetting::<i32>::new(DEFAULT_ROTATION_INTERVAL_MINUTES);
+
+pub fn init() {
+    GucRegistry::define_int_guc(
+        c"akko_crypt.rotation_interval",
+        c"How long a data key may stay active before akko_crypt.status() reports its rotation overdue.",
+        c"Policy only: nothing rotates by itself. Set it per database with ALTER DATABASE ... SET.",
+        &ROTATION_INTERVAL,
+        60,
+        i32::MAX,
+        GucContext::Suset,
+        GucFlags::UNIT_MIN,
+    );
+}
+
+fn class_arg(name: &str) -> ClassName<'_> {
+    classes::registered(name)
+}
+
+fn key_state(class: ClassName<'_>, version: i32) -> Option<String> {
+    first_row(
+        "read the keyring",
+        Spi::get_one_with_args::<String>(
+            "SELECT state FROM akko_crypt.keyring WHERE class = $1 AND version = $2 FOR UPDATE",
+            &[class.as_str().into(), version.into()],
+        ),
+    )
+    .flatten()
+}
+
+fn set_state(class: ClassName<'_>, version: i32, state: &str) {
+    Spi::run_with_args(
+        "UPDATE akko_crypt.keyring SET state = $3, state_changed_at = now(), \
+           wrapped_key = CASE WHEN $3 = 'destroyed' THEN NULL ELSE wrapped_key END \
+         WHERE class = $1 AND version = $2",
+        &[class.as_str().into(), version.into(), state.into()],
+    )
+    .unwrap_or_else(|e| errors::catalog_query_failed("update the keyring", e));
+}
+
+/// Starts a new key version of `class`; every new seal, in every session, uses it from the
+/// next transaction on. Older versions become decrypt_only and keep opening.
+#[pg_extern(volatile, parallel_unsafe)]
+fn rotate_key(class: &str) -> i32 {
+    let class = class_arg(class);
+    let version = as_owner(|| {
+        require_keyring_root();
+        // Serializes concurrent rotations of one class.
+        Spi::run_with_args(
+            "SELECT FROM akko_crypt.data_class WHERE name = $1 FOR UPDATE",
+            &[class.as_str().into()],
+        )
+        .unwrap_or_else(|e| errors::catalog_query_failed("lock the data class", e));
+        let version = Spi::get_one_with_args::<i32>(
+            "SELECT coalesce(max(version), 0) + 1 \
+             FROM akko_crypt.keyring WHERE class = $1",
+            &[class.as_str().into()],
+        )
+        .unwrap_or_else(|e| errors::catalog_query_failed("read the keyring", e))
+        .unwrap_or(1);
+        let (wrapped, fingerprint) = new_wrapped_key(class, version as u32);
+        Spi::run_with_args(
+            "UPDATE akko_crypt.keyring SET state = 'decrypt_only', state_changed_at = now() \
+             WHERE class = $1 AND state = 'active'",
+            &[class.as_str().into()],
+        )
+        .unwrap_or_else(|e| errors::catalog_query_failed("update the keyring", e));
+        Spi::run_with_args(
+            "INSERT INTO akko_crypt.keyring (class, version, wrapped_key, root_fingerprint) \
+             VALUES ($1, $2, $3, $4)",
+            &[
+                class.as_str().into(),
+                version.into(),
+                wrapped.into(),
+                fingerprint.into(),
+            ],
+        )
+        .unwrap_or_else(|e| errors::catalog_query_failed("add the key", e));
+        version
+    });
+    announce_change();
+    audit(
+        "rotate_key",
+        Some(class.as_str()),
+        Some(version as u32),
+        None,
+        "ok",
+    );
+    version
+}
+
+/// Stops a decrypt_only version from opening anything; it stays in the keyring.
+#[pg_extern(volatile, parallel_unsafe)]
+fn retire_key(class: &str, version: i32, force: default!(bool, false)) {
+    let class = class_arg(class);
+    as_owner(|| match key_state(class, version).as_deref() {
+        None => errors::unknown_key_version(class.as_str(), version as u32),
+        Some("active") => errors::refused(
+            format!("key {class}/{version} is the active key of its class and cannot be retired"),
+            "Rotate first with akko_crypt.rotate_key(), re-encrypt, then retire the old version.",
+        ),
+        Some("destroyed") => errors::key_destroyed(class.as_str(), version as u32),
+        Some(_) if !force => errors::refused(
+            format!("values sealed under key {class}/{version} may remain"),
+            "Re-encrypt every column that holds values of this class (akko_crypt.reencrypt), \
+             then retire with force => true. Until columns are registered with akko_crypt, \
+             it cannot count them for you.",
+        ),
+        Some(_) => set_state(class, version, "retired"),
+    });
+    announce_change();
+    audit(
+        "retire_key",
+        Some(class.as_str()),
+        Some(version as u32),
+        None,
+        "ok",
+    );
+}
+
+/// Cryptographic erasure of one key version: its wrapped key is deleted, so every value
+/// sealed under it, wherever its bytes remain, can never be opened again.
+#[pg_extern(volatile, parallel_unsafe)]
+fn destroy_key(class: &str, version: i32, force: default!(bool, false)) {
+    let class = class_arg(class);
+    as_owner(|| match key_state(class, version).as_deref() {
+        None => errors::unknown_key_version(class.as_str(), version as u32),
+        Some("active") => errors::refused(
+            format!("key {class}/{version} is the active key of its class and cannot be destroyed"),
+            "Rotate first with akko_crypt.rotate_key().",
+        ),
+        Some("destroyed") => {}
+        Some("retired") => set_state(class, version, "destroyed"),
+        Some(_) if !force => errors::refused(
+            format!("key {class}/{version} is not retired"),
+            "Retire it first (akko_crypt.retire_key), or pass force => true to destroy a key \
+             that still opens values.",
+        ),
+        Some(_) => set_state(class, version, "destroyed"),
+    });
+    announce_change();
+    audit(
+        "destroy_key",
+        Some(class.as_str()),
+        Some(version as u32),
+        None,
+        "ok",
+    );
+}
+
+/// Deletes a subject's salt: every value sealed for it, in every table, can never be
+/// opened again. Returns false if the subject was unknown.
+#[pg_extern(volatile, parallel_unsafe)]
+fn forget_subject(subject: &str) -> bool {
+    let forgotten = as_owner(|| {
+        Spi::get_one_with_args::<bool>(
+            "WITH gone AS (DELETE FROM akko_crypt.subjects WHERE subject = $1 RETURNING 1) \
+             SELECT count(*) > 0 FROM gone",
+            &[subject.into()],
+        )
+        .unwrap_or_else(|e| errors::catalog_query_failed("forget the subject", e))
+        .unwrap_or(false)
+    });
+    announce_change();
+    let outcome = if forgotten { "ok" } else { "unknown subject" };
+    audit("forget_subject", None, None, Some(subject), outcome);
+    forgotten
+}
+
+/// Moves the keyring to a new root key: every data key is unwrapped with the session's
+/// root and wrapped again under `new_key`, in this transaction; no sealed value changes.
+/// Pass the new key as a bind parameter; statements naming rewrap are kept out of the log.
+#[pg_extern(volatile, parallel_unsafe)]
+fn rewrap(new_key: &str) -> i64 {
+    log_redaction::hide_current_statement_from_activity();
+    let new_root = RootKey::parse(new_key).unwrap_or_else(|e| errors::invalid_new_key(e));
+    let old = custody::fingerprint().unwrap_or_else(|| errors::no_key_loaded());
+    let rewrapped = as_owner(|| {
+        require_keyring_root();
+        let keys: Vec<(String, i32, Vec<u8>)> = Spi::connect(|client| {
+            client
+                .select(
+                    "SELECT class, version, wrapped_key FROM akko_crypt.keyring \
+                     WHERE state <> 'destroyed' FOR UPDATE",
+                    None,
+                    &[],
+                )?
+                .map(|row| {
+                    Ok((
+                        row.get(1)?.unwrap_or_default(),
+                        row.get(2)?.unwrap_or_default(),
+                        row.get(3)?.unwrap_or_default(),
+                    ))
+                })
+                .collect::<Result<_, pgrx::spi::Error>>()
+        })
+        .unwrap_or_else(|e| errors::catalog_query_failed("read the keyring", e));
+        for (class_name, version, wrapped) in &keys {
+            let class =
+                ClassName::parse(class_name).unwrap_or_else(|e| errors::invalid_class_name(e));
+            let material = custody::with_root(|root| root.unwrap(class, *version as u32, wrapped))
+                .unwrap_or_else(|e| errors::corrupt_keyring(class_name, *version as u32, e));
+            let rewrapped = new_root
+                .wrap(class, *version as u32, &material)
+                .unwrap_or_else(|_| errors::randomness_unavailable());
+            Spi::run_with_args(
+                "UPDATE akko_crypt.keyring SET wrapped_key = $3, root_fingerprint = $4 \
+                 WHERE class = $1 AND version = $2",
+                &[
+                    class_name.as_str().into(),
+                    (*version).into(),
+                    rewrapped.to_vec().into(),
+                    new_root.fingerprint().to_string().into(),
+                ],
+            )
+            .unwrap_or_else(|e| errors::catalog_query_failed("update the keyring", e));
+        }
+        keys.len() as i64
+    });
+    announce_change();
+    let detail = format!("root {old} -> {}, {rewrapped} keys", new_root.fingerprint());
+    audit("rewrap", None, None, Some(&detail), "ok");
+    rewrapped
+}
+
+/// Checks that the session's root key opens the keyring (every active key unwraps), records
+/// the unlock in the audit log, and returns the root's fingerprint.
+#[pg_extern(volatile, parallel_unsafe)]
+fn unlock() -> String {
+    let fingerprint = custody::fingerprint().unwrap_or_else(|| errors::no_key_loaded());
+    as_owner(require_keyring_root);
+    let detail = format!("root {fingerprint}, source akko_crypt.key");
+    audit("unlock", None, None, Some(&detail), "ok");
+    fingerprint.to_string()
+}
+
+/// The security officer's report: cipher, this session's key, the rotation policy, and
+/// every key version of every class with its state and age.
+#[pg_extern(stable, parallel_unsafe)]
+fn status() -> JsonB {
+    let fingerprint = custody::fingerprint().map(|f| f.to_string());
+    let report = as_owner(|| {
+        Spi::get_one_with_args::<JsonB>(include_str!("../sql/status.sql"), &[fingerprint.into()])
+            .unwrap_or_else(|e| errors::catalog_query_failed("build the status report", e))
+    });
+    report.unwrap_or_else(|| errors::extension_missing())
+}
