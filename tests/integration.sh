@@ -18,7 +18,6 @@ keys=(
     000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f
     AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8
     3333333333333333333333333333333333333333333333333333333333333333
-    8888888888888888888888888888888888888888888888888888888888888888
     9999999999999999999999999999999999999999999999999999999999999999
 )
 no_key_in() { # no_key_in FILE: none of the keys appears in FILE
@@ -32,7 +31,7 @@ SELECT akko_crypt.open_pii(akko_crypt.seal_pii('{"via": "bind"}'));
 SQL
 bind_key() {
     pgbench -n -t 1 -M extended -h "$dir" -p "$port" -U postgres -f "$dir/bind.sql" \
-        -D key=8888888888888888888888888888888888888888888888888888888888888888 akko_regress >/dev/null
+        -D key=000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f akko_regress >/dev/null
 }
 check "a key sent as a bind parameter loads and seals" bind_key
 
@@ -53,8 +52,29 @@ pg_dump -h "$dir" -p "$port" -U postgres akko_regress >"$dir/dump.sql"
 check "pg_dump output holds the sealed customer, not its name" \
     bash -c "grep -q '^COPY public.customers' '$dir/dump.sql' && ! grep -q 'Lovelace' '$dir/dump.sql'"
 check "pg_dump output holds no key" no_key_in "$dir/dump.sql"
-check "pg_dump carries user-added classes, not the built-in ones" \
-    bash -c "grep -q '^health' '$dir/dump.sql' && ! grep -qE '^identity\b' '$dir/dump.sql'"
+copy_block() { # copy_block TABLE: the rows pg_dump wrote for TABLE
+    awk -v t="COPY $1 " 'index($0, t) == 1 { on = 1; next } on && /^\\\.$/ { on = 0 } on' "$dir/dump.sql"
+}
+user_classes_only() {
+    copy_block akko_crypt.data_class | grep -q '^health' && ! copy_block akko_crypt.data_class | grep -qE '^identity\b'
+}
+check "pg_dump carries user-added classes, not the built-in ones" user_classes_only
+keyring_dumped() { copy_block akko_crypt.keyring | grep -q '^identity'; }
+check "pg_dump carries the wrapped keyring" keyring_dumped
+
+# The dump restored into a new database opens with the root key, and with nothing else.
+psql_ -c "CREATE DATABASE akko_restored" postgres
+psql -X -q -h "$dir" -p "$port" -U postgres -f "$dir/dump.sql" akko_restored >/dev/null 2>"$dir/restore.err"
+restored() { # restored KEY: opens the sealed customer in the restored database
+    psql_ -c "SELECT set_config('akko_crypt.key', '$1', false) IS NULL" \
+        -c "SELECT akko_crypt.open_pii(pii) ->> 'email' FROM customers WHERE id = 1" akko_restored 2>&1
+}
+check "a restored dump opens with the root key" \
+    [ "$(restored 000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f | tail -1)" = "ada@example.com" ]
+other_root_refused() {
+    [[ "$(restored 3333333333333333333333333333333333333333333333333333333333333333)" == *"is not the root that wrapped the keyring"* ]]
+}
+check "a restored dump does not open with another key" other_root_refused
 
 check "the server log holds no key (log_statement = all, debug1)" no_key_in "$dir/server.log"
 check "the server log shows the redaction marker" grep -q "akko_crypt: redacted" "$dir/server.log"
@@ -71,10 +91,14 @@ psql_ -c "CREATE EXTENSION akko_crypt" akko_latin1
 name='Zoë Ångström'
 sealed=$(with_key akko_latin1 "SELECT akko_crypt.seal_pii(jsonb_build_object('name', '$name'))")
 opened_latin1=$(with_key akko_latin1 "SELECT akko_crypt.open_pii('$sealed') ->> 'name'")
-opened_utf8=$(with_key akko_regress "SELECT akko_crypt.open_pii('$sealed') ->> 'name'")
+# Data keys belong to a database's keyring: the UTF-8 database gets a copy of it.
+psql_ -c "CREATE DATABASE akko_utf8 ENCODING 'UTF8' TEMPLATE template0" postgres
+psql_ -c "CREATE EXTENSION akko_crypt" akko_utf8
+psql_ -c "COPY akko_crypt.keyring TO STDOUT" akko_latin1 | psql_ -c "COPY akko_crypt.keyring FROM STDIN" akko_utf8
+opened_utf8=$(with_key akko_utf8 "SELECT akko_crypt.open_pii('$sealed') ->> 'name'")
 sealed_len=$(psql_ -c "SELECT length('$sealed'::bytea)" postgres)
 check "a LATIN1 database round-trips non-ASCII text" [ "$opened_latin1" = "$name" ]
-check "a value sealed in LATIN1 opens in a UTF-8 database" [ "$opened_utf8" = "$name" ]
+check "a value sealed in LATIN1 opens in a UTF-8 database with the same keyring" [ "$opened_utf8" = "$name" ]
 check "the plaintext inside the envelope is UTF-8 (47 bytes of overhead)" \
     [ "$sealed_len" -eq $((47 + $(printf '{"name": "%s"}' "$name" | wc -c))) ]
 

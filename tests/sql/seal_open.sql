@@ -39,6 +39,7 @@ SELECT akko_test.error_of($$SELECT akko_crypt.add_class(repeat('a', 64))$$);
 -- A value sealed under one class never opens under another: relabel "identity" as
 -- "financia" (same length, so only the class bytes change) after registering that class.
 SELECT akko_crypt.add_class('financia');
+SELECT akko_crypt.seal_pii('{}', 'financia') IS NOT NULL AS financia_has_a_key;
 SELECT akko_test.error_of(format($$SELECT akko_crypt.open_pii(%L::bytea)$$,
     overlay(akko_crypt.seal_pii('{"a": 1}', 'identity') PLACING 'financia'::bytea FROM 12)));
 
