@@ -1,5 +1,5 @@
--- Data classes. Each has its own key, derived from the session's root key; the key itself
--- is stored nowhere. The built-in classes come with the extension, user-added ones are
+-- Data classes. Each has its own key versions in akko_crypt.keyring, stored only wrapped
+-- under the session's root key. The built-in classes come with the extension, user-added ones are
 -- carried by pg_dump.
 CREATE TABLE data_class (
     name       text PRIMARY KEY CHECK (name ~ '^[a-z][a-z0-9_]{0,62}$'),

@@ -50,10 +50,6 @@ pub fn init() {
     );
 }
 
-fn class_arg(name: &str) -> ClassName<'_> {
-    classes::registered(name)
-}
-
 fn key_state(class: ClassName<'_>, version: i32) -> Option<String> {
     first_row(
         "read the keyring",
@@ -79,7 +75,7 @@ fn set_state(class: ClassName<'_>, version: i32, state: &str) {
 /// next transaction on. Older versions become decrypt_only and keep opening.
 #[pg_extern(volatile, parallel_unsafe)]
 fn rotate_key(class: &str) -> i32 {
-    let class = class_arg(class);
+    let class = classes::registered(class);
     let version = as_owner(|| {
         require_keyring_root();
         // Serializes concurrent rotations of one class.
@@ -126,28 +122,26 @@ fn rotate_key(class: &str) -> i32 {
     version
 }
 
-/// Stops a decrypt_only version from opening anything; it stays in the keyring.
-#[pg_extern(volatile, parallel_unsafe)]
-fn retire_key(class: &str, version: i32, force: default!(bool, false)) {
-    let class = class_arg(class);
-    as_owner(|| match key_state(class, version).as_deref() {
+/// Moves key `class`/`version` to the state `next` picks from its current one (None: leave
+/// it), then tells every backend and the audit log. `next` raises for refused moves.
+fn change_state(
+    operation: &str,
+    class: &str,
+    version: i32,
+    next: impl FnOnce(ClassName<'_>, &str) -> Option<&'static str>,
+) {
+    let class = classes::registered(class);
+    as_owner(|| match key_state(class, version) {
         None => errors::unknown_key_version(class.as_str(), version as u32),
-        Some("active") => errors::refused(
-            format!("key {class}/{version} is the active key of its class and cannot be retired"),
-            "Rotate first with akko_crypt.rotate_key(), re-encrypt, then retire the old version.",
-        ),
-        Some("destroyed") => errors::key_destroyed(class.as_str(), version as u32),
-        Some(_) if !force => errors::refused(
-            format!("values sealed under key {class}/{version} may remain"),
-            "Re-encrypt every column that holds values of this class (akko_crypt.reencrypt), \
-             then retire with force => true. Until columns are registered with akko_crypt, \
-             it cannot count them for you.",
-        ),
-        Some(_) => set_state(class, version, "retired"),
+        Some(state) => {
+            if let Some(target) = next(class, &state) {
+                set_state(class, version, target);
+            }
+        }
     });
     announce_change();
     audit(
-        "retire_key",
+        operation,
         Some(class.as_str()),
         Some(version as u32),
         None,
@@ -155,34 +149,43 @@ fn retire_key(class: &str, version: i32, force: default!(bool, false)) {
     );
 }
 
+/// Stops a decrypt_only version from opening anything; it stays in the keyring.
+#[pg_extern(volatile, parallel_unsafe)]
+fn retire_key(class: &str, version: i32, force: default!(bool, false)) {
+    change_state("retire_key", class, version, |class, state| match state {
+        "active" => errors::refused(
+            format!("key {class}/{version} is the active key of its class and cannot be retired"),
+            "Rotate first with akko_crypt.rotate_key(), re-encrypt, then retire the old version.",
+        ),
+        "destroyed" => errors::key_destroyed(class.as_str(), version as u32),
+        _ if !force => errors::refused(
+            format!("values sealed under key {class}/{version} may remain"),
+            "Re-encrypt every column that holds values of this class (akko_crypt.reencrypt), \
+             then retire with force => true. Until columns are registered with akko_crypt, \
+             it cannot count them for you.",
+        ),
+        _ => Some("retired"),
+    });
+}
+
 /// Cryptographic erasure of one key version: its wrapped key is deleted, so every value
 /// sealed under it, wherever its bytes remain, can never be opened again.
 #[pg_extern(volatile, parallel_unsafe)]
 fn destroy_key(class: &str, version: i32, force: default!(bool, false)) {
-    let class = class_arg(class);
-    as_owner(|| match key_state(class, version).as_deref() {
-        None => errors::unknown_key_version(class.as_str(), version as u32),
-        Some("active") => errors::refused(
+    change_state("destroy_key", class, version, |class, state| match state {
+        "active" => errors::refused(
             format!("key {class}/{version} is the active key of its class and cannot be destroyed"),
             "Rotate first with akko_crypt.rotate_key().",
         ),
-        Some("destroyed") => {}
-        Some("retired") => set_state(class, version, "destroyed"),
-        Some(_) if !force => errors::refused(
+        "destroyed" => None,
+        "retired" => Some("destroyed"),
+        _ if !force => errors::refused(
             format!("key {class}/{version} is not retired"),
             "Retire it first (akko_crypt.retire_key), or pass force => true to destroy a key \
              that still opens values.",
         ),
-        Some(_) => set_state(class, version, "destroyed"),
+        _ => Some("destroyed"),
     });
-    announce_change();
-    audit(
-        "destroy_key",
-        Some(class.as_str()),
-        Some(version as u32),
-        None,
-        "ok",
-    );
 }
 
 /// Deletes a subject's salt: every value sealed for it, in every table, can never be
@@ -260,8 +263,8 @@ fn rewrap(new_key: &str) -> i64 {
     rewrapped
 }
 
-/// Checks that the session's root key opens the keyring (every active key unwraps), records
-/// the unlock in the audit log, and returns the root's fingerprint.
+/// Checks that the session's root is the one that wrapped the keyring (by fingerprint),
+/// records the unlock in the audit log, and returns the root's fingerprint.
 #[pg_extern(volatile, parallel_unsafe)]
 fn unlock() -> String {
     let fingerprint = custody::fingerprint().unwrap_or_else(|| errors::no_key_loaded());

@@ -15,7 +15,7 @@ use pgrx::datum::DatumWithOid;
 use pgrx::pg_sys;
 use pgrx::prelude::*;
 
-use crate::{custody, errors};
+use crate::{classes, custody, errors};
 
 thread_local! {
     /// Bumped whenever the keyring or subjects table may have changed, here or in another
@@ -180,7 +180,8 @@ pub fn as_owner<R>(f: impl FnOnce() -> R) -> R {
     f()
 }
 
-/// The key version new seals of `class` use. The first seal of a class creates version 1.
+/// The key version new seals of `class` use, and so the one check a seal needs: only a
+/// registered class has one. The first seal of a class creates its version 1.
 pub fn active_version(class: ClassName<'_>) -> u32 {
     let cached = ACTIVE.with(|a| {
         a.borrow_mut()
@@ -194,8 +195,12 @@ pub fn active_version(class: ClassName<'_>) -> u32 {
         return version;
     }
     let generation = generation();
-    let version =
-        as_owner(|| select_active_version(class).unwrap_or_else(|| create_first_version(class)));
+    let version = as_owner(|| {
+        select_active_version(class).unwrap_or_else(|| {
+            classes::require_registered(class);
+            create_first_version(class)
+        })
+    });
     ACTIVE.with(|a| {
         let mut a = a.borrow_mut();
         if a.generation == generation {

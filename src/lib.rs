@@ -37,7 +37,6 @@ pub extern "C-unwind" fn _PG_init() {
         .report(PgLogLevel::ERROR);
     }
     custody::init();
-    classes::init();
     keyring::init();
     key_lifecycle::init();
     log_redaction::init();

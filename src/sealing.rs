@@ -144,7 +144,7 @@ pub unsafe extern "C-unwind" fn akko_seal_pii(fcinfo: pg_sys::FunctionCallInfo) 
     let class_name = arg_bytes(fcinfo, 1).unwrap_or_else(|| errors::null_argument("class"));
     let class_name = std::str::from_utf8(class_name)
         .unwrap_or_else(|_| errors::invalid_class_name(ClassNameError::BadCharacter));
-    let class = classes::registered(class_name);
+    let class = classes::parse(class_name);
     let context = arg_bytes(fcinfo, 2);
     let subject = arg_bytes(fcinfo, 3).map(keyring::subject_id);
     let key_version = keyring::active_version(class);

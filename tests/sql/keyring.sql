@@ -71,6 +71,13 @@ SELECT result FROM dblink(format('dbname=%s host=%s port=%s', current_database()
            akko_crypt.rotate_key('operational')$$) AS t(loaded bool, result int);
 SELECT get_byte(akko_crypt.seal_pii('{}', 'operational'), 9) AS version_after_other_session_rotated;
 
+-- A class added and used in a transaction that rolls back is gone with it, keys included.
+BEGIN;
+SELECT akko_crypt.add_class('scratch') AS added;
+SELECT get_byte(akko_crypt.seal_pii('{}', 'scratch'), 9) AS first, get_byte(akko_crypt.seal_pii('{}', 'scratch'), 9) AS cached;
+ROLLBACK;
+SELECT akko_test.error_of($$SELECT akko_crypt.seal_pii('{}', 'scratch')$$) AS after_rollback;
+
 -- The status report.
 UPDATE akko_crypt.keyring SET created_at = now() - interval '100 days' WHERE class = 'identity' AND state = 'active';
 SELECT s ->> 'cipher' AS cipher, s ->> 'unlocked' AS unlocked, s ->> 'root_fingerprint' AS root,
