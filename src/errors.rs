@@ -224,3 +224,114 @@ pub fn invalid_new_key(error: KeyParseError) -> ! {
         "akko_crypt",
     ))
 }
+
+pub fn invalid_batch_size(batch_size: i32) -> ! {
+    raise(ErrorReport::new(
+        PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
+        format!("batch_size must be at least 1, not {batch_size}"),
+        "akko_crypt",
+    ))
+}
+
+pub fn no_such_table(oid: u32) -> ! {
+    raise(ErrorReport::new(
+        PgSqlErrorCode::ERRCODE_UNDEFINED_TABLE,
+        format!("relation with OID {oid} does not exist"),
+        "akko_crypt",
+    ))
+}
+
+pub fn reencrypt_needs_table(table: &str, relkind: &str) -> ! {
+    let hint = if relkind == "p" {
+        "Run akko_crypt.reencrypt on each partition: they hold the rows."
+    } else {
+        "akko_crypt.reencrypt rewrites the rows of an ordinary table."
+    };
+    raise(
+        ErrorReport::new(
+            PgSqlErrorCode::ERRCODE_WRONG_OBJECT_TYPE,
+            format!("\"{table}\" is not an ordinary table"),
+            "akko_crypt",
+        )
+        .set_hint(hint),
+    )
+}
+
+pub fn no_such_column(table: &str, column: &str) -> ! {
+    raise(ErrorReport::new(
+        PgSqlErrorCode::ERRCODE_UNDEFINED_COLUMN,
+        format!("column \"{column}\" of relation \"{table}\" does not exist"),
+        "akko_crypt",
+    ))
+}
+
+pub fn reencrypt_needs_bytea(table: &str, column: &str, column_type: &str) -> ! {
+    raise(
+        ErrorReport::new(
+            PgSqlErrorCode::ERRCODE_DATATYPE_MISMATCH,
+            format!("column {column} of {table} is of type {column_type}, not bytea"),
+            "akko_crypt",
+        )
+        .set_hint("akko_crypt.reencrypt works on bytea columns that hold values sealed by akko_crypt.seal_pii."),
+    )
+}
+
+pub fn reencrypt_not_permitted(table: &str, column: &str) -> ! {
+    raise(ErrorReport::new(
+        PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE,
+        format!("permission denied to read and update column {column} of {table}"),
+        "akko_crypt",
+    ))
+}
+
+pub fn reencrypt_running(table: &str, column: &str, pid: i32) -> ! {
+    raise(
+        ErrorReport::new(
+            PgSqlErrorCode::ERRCODE_OBJECT_IN_USE,
+            format!("akko_crypt.reencrypt is already running on {table}.{column}, in backend {pid}"),
+            "akko_crypt",
+        )
+        .set_hint("Wait for it to finish (akko_crypt.reencrypt_runs shows its progress), or stop it with pg_terminate_backend; a new call resumes where it stopped."),
+    )
+}
+
+pub fn reencrypt_running_elsewhere(run: i64, pid: i32) -> ! {
+    raise(
+        ErrorReport::new(
+            PgSqlErrorCode::ERRCODE_OBJECT_IN_USE,
+            format!("reencrypt run {run} belongs to backend {pid}"),
+            "akko_crypt",
+        )
+        .set_hint("Call akko_crypt.reencrypt again to take over a run whose backend has gone."),
+    )
+}
+
+pub fn no_such_run(run: i64) -> ! {
+    raise(ErrorReport::new(
+        PgSqlErrorCode::ERRCODE_UNDEFINED_OBJECT,
+        format!("reencrypt run {run} does not exist"),
+        "akko_crypt",
+    ))
+}
+
+pub fn reencrypt_context_missing(table: &str, column: &str, row: &str) -> ! {
+    raise(
+        ErrorReport::new(
+            PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
+            format!("the value of {table}.{column} in row {row} is bound to a context, and no context was given for it"),
+            "akko_crypt",
+        )
+        .set_hint("Pass context => an SQL expression over the table's columns that gives, for every row, the bytea the value was sealed with; the run resumes where it stopped."),
+    )
+}
+
+pub fn reencrypt_open_failed(table: &str, column: &str, row: &str, error: OpenError) -> ! {
+    raise(
+        ErrorReport::new(
+            PgSqlErrorCode::ERRCODE_DATA_CORRUPTED,
+            format!("could not re-encrypt the value of {table}.{column} in row {row}: {error}"),
+            "akko_crypt",
+        )
+        .set_hint("If the value is bound to a context, check that the context expression gives the bytes it was sealed with."),
+    )
+}

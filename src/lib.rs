@@ -10,6 +10,7 @@ mod errors;
 mod key_lifecycle;
 mod keyring;
 mod log_redaction;
+mod reencrypt;
 mod sealing;
 
 ::pgrx::pg_module_magic!(name, version);

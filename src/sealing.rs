@@ -7,8 +7,8 @@
 use std::cell::{Cell, RefCell};
 use std::ffi::{c_char, CStr};
 
-use akko_crypt_core::envelope::{seal_into, SealRequest, NONCE_LEN};
-use akko_crypt_core::{ClassNameError, Envelope, NoncePool};
+use akko_crypt_core::envelope::{seal, seal_into, SealRequest, NONCE_LEN};
+use akko_crypt_core::{ClassNameError, Envelope, NoncePool, OpenError};
 use pgrx::fcinfo::{pg_arg_is_null, pg_getarg_datum_raw, pg_return_null};
 use pgrx::pg_sys;
 use pgrx::prelude::*;
@@ -16,7 +16,7 @@ use pgrx::varlena::{
     set_varsize_4b, varatt_is_1b_e, varatt_is_4b_c, varatt_is_4b_u, varlena_to_byte_slice,
     varsize_any,
 };
-use zeroize::Zeroize;
+use zeroize::{Zeroize, Zeroizing};
 
 use crate::{classes, errors, keyring};
 
@@ -236,4 +236,30 @@ pub unsafe extern "C-unwind" fn akko_open_pii(fcinfo: pg_sys::FunctionCallInfo) 
         c_bytes_mut(server_text).zeroize();
     }
     jsonb
+}
+
+/// Seals the plaintext of `envelope` again under the active key version of its class, for
+/// the same subject and bound to the same context. The plaintext exists only in a buffer
+/// that is wiped on return.
+pub fn reseal(envelope: &Envelope<'_>, context: Option<&[u8]>) -> Result<Vec<u8>, OpenError> {
+    let mut plaintext = Zeroizing::new(vec![0u8; envelope.plaintext_len()]);
+    keyring::with_key(
+        envelope.class,
+        envelope.key_version,
+        envelope.subject,
+        |key| envelope.open_into(key, context, &mut plaintext),
+    )?;
+    let request = SealRequest {
+        class: envelope.class,
+        key_version: keyring::active_version(envelope.class),
+        subject: envelope.subject,
+        context,
+        nonce: fresh_nonce(),
+    };
+    Ok(keyring::with_key(
+        request.class,
+        request.key_version,
+        request.subject,
+        |key| seal(key, &request, &plaintext),
+    ))
 }
