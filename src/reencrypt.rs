@@ -47,7 +47,8 @@ CREATE TABLE reencrypt_runs (
 CREATE UNIQUE INDEX reencrypt_runs_one_open_run ON reencrypt_runs (tbl, col) WHERE finished_at IS NULL;
 COMMENT ON TABLE reencrypt_runs IS
     'Progress of akko_crypt.reencrypt runs, committed with every batch; an unfinished run resumes where it stopped';
-COMMENT ON COLUMN reencrypt_runs.pass_stale IS 'Values under an older key version found so far in this pass';
+COMMENT ON COLUMN reencrypt_runs.pass_stale IS
+    'Values under an older key version that could be resealed, found so far in this pass; the run ends after a pass that found none';
 COMMENT ON COLUMN reencrypt_runs.pass_unreadable IS
     'Values found so far in this pass whose key version is retired or destroyed, or whose subject was forgotten: they cannot be resealed';
 COMMENT ON COLUMN reencrypt_runs.pass_not_sealed IS 'Values found so far in this pass that are not akko_crypt envelopes';
@@ -96,9 +97,10 @@ impl Target {
     fn resolve(tbl: pg_sys::Oid, col: &str, batch_size: i32) -> Target {
         let row = Spi::connect(|client| {
             let rows = client.select(
-                "SELECT c.relkind::text, pg_catalog.format('%I.%I', n.nspname, c.relname), \
-                        a.atttypid::pg_catalog.regtype::text, pg_catalog.quote_ident(a.attname), \
-                        pg_catalog.has_column_privilege(c.oid, a.attnum, 'SELECT, UPDATE'), \
+                "SELECT c.relkind::pg_catalog.text, pg_catalog.format('%I.%I', n.nspname, c.relname), \
+                        a.atttypid::pg_catalog.regtype::pg_catalog.text, pg_catalog.quote_ident(a.attname), \
+                        pg_catalog.has_column_privilege(c.oid, a.attnum, 'SELECT') \
+                          AND pg_catalog.has_column_privilege(c.oid, a.attnum, 'UPDATE'), \
                         pg_catalog.pg_relation_size(c.oid) \
                           OPERATOR(pg_catalog./) pg_catalog.current_setting('block_size')::bigint, \
                         CASE WHEN c.relpages OPERATOR(pg_catalog.>) 0 \
@@ -409,7 +411,7 @@ fn next_batch_blocks(blocks_read: i64, rows_read: i64, batch_size: i32) -> i32 {
 
 fn report_finished(run: &Run, target: &Target) {
     let summary = format!(
-        "run {} on {}.{}: {} values resealed in {} passes; {} values cannot be opened and {} are not sealed",
+        "run {} on {}.{}: resealed {}, passes {}; left as they are: {} that cannot be opened, {} not sealed",
         run.id,
         target.table,
         target.column,
@@ -482,14 +484,10 @@ fn reseal_batch(
         match Envelope::parse(&row.value) {
             Err(_) => outcome.not_sealed += 1,
             Ok(envelope) if !keys.opens(envelope.class, envelope.key_version) => {
-                outcome.stale += 1;
                 outcome.unreadable += 1;
             }
             Ok(envelope) if keys.is_active(envelope.class, envelope.key_version) => {}
-            Ok(envelope) => {
-                outcome.stale += 1;
-                stale.push((row, envelope));
-            }
+            Ok(envelope) => stale.push((row, envelope)),
         }
     }
     let subjects = existing_subjects(stale.iter().filter_map(|(_, envelope)| envelope.subject));
@@ -502,6 +500,7 @@ fn reseal_batch(
             outcome.unreadable += 1;
             continue;
         }
+        outcome.stale += 1;
         let context = envelope.is_context_bound().then(|| {
             row.context.as_deref().unwrap_or_else(|| {
                 errors::reencrypt_context_missing(&target.table, &target.column, &row_label(row))
