@@ -8,12 +8,62 @@ port=${AKKO_BENCH_PORT:-55460}
 rounds=${AKKO_BENCH_ROUNDS:-7}
 out="$here/../docs/benchmarks.md"
 
+# One random root key for every session of the run, handed over at connection start: it
+# is on no command line and in no statement.
+PGOPTIONS="-c akko_crypt.key=$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')"
+export PGOPTIONS
+
 "$here/../tests/cluster.sh" start "$dir" "$port"
 trap '"$here/../tests/cluster.sh" stop "$dir"' EXIT
 psql -X -q -h "$dir" -p "$port" -U postgres -c "ALTER SYSTEM SET log_statement = 'none'" \
     -c "ALTER SYSTEM SET log_min_messages = 'warning'" -c "SELECT pg_reload_conf()" -c "CREATE EXTENSION akko_crypt" postgres >/dev/null
 results=$(psql -X -q -h "$dir" -p "$port" -U postgres -v rounds="$rounds" -f "$here/bench.sql" postgres)
 echo "$results"
+
+q() { psql -X -q -A -t -v ON_ERROR_STOP=1 -h "$dir" -p "$port" -U postgres postgres "$@"; }
+median() { sort -n | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
+
+# reencrypt against the offline way to move values to a new key: one UPDATE rewriting every
+# value in one transaction, which locks every row until it commits. Each round rotates and
+# vacuums first, so every value is stale and the table carries no dead rows.
+time_after_rotation() { # time_after_rotation SQL: prints the milliseconds SQL took
+    q -c "SELECT akko_crypt.rotate_key('identity')" -c "VACUUM bench" >/dev/null
+    q 2>/dev/null <<SQL | tail -1
+SELECT clock_timestamp() AS t0 \gset
+$1
+SELECT round(extract(epoch FROM clock_timestamp() - :'t0') * 1000, 1);
+SQL
+}
+reencrypt_rounds=${AKKO_BENCH_REENCRYPT_ROUNDS:-3}
+reencrypt_ms=() update_ms=()
+for _ in $(seq "$reencrypt_rounds"); do
+    reencrypt_ms+=("$(time_after_rotation "CALL akko_crypt.reencrypt('bench', 'sealed', batch_size => 1000);")")
+    update_ms+=("$(time_after_rotation "UPDATE bench SET sealed = akko_crypt.seal_pii(akko_crypt.open_pii(sealed));")")
+done
+reencrypt_median=$(printf '%s\n' "${reencrypt_ms[@]}" | median)
+update_median=$(printf '%s\n' "${update_ms[@]}" | median)
+per_second() { awk -v ms="$1" 'BEGIN { printf "%d", 100000 / (ms / 1000) }'; }
+
+# The keyring's cost on a session's first seals: the first seal in a new session, the first
+# seal of a second class in that session (a keyring read and one unwrap), later seals.
+# Every statement pays the same client round trip, timed by psql.
+q -c "SELECT akko_crypt.seal_pii('{}', 'financial')" >/dev/null
+sessions=${AKKO_BENCH_SESSIONS:-15}
+for _ in $(seq "$sessions"); do
+    q <<'SQL' | awk '/^Time:/ { n++; print n, $2 }'
+SELECT 1;
+\timing on
+SELECT length(akko_crypt.seal_pii('{"name": "Ada"}'));
+SELECT length(akko_crypt.seal_pii('{"iban": "GB00"}', 'financial'));
+SELECT length(akko_crypt.seal_pii('{"name": "Ada"}'));
+SELECT length(akko_crypt.seal_pii('{"name": "Ada"}'));
+SELECT length(akko_crypt.seal_pii('{"name": "Ada"}'));
+SELECT length(akko_crypt.seal_pii('{"name": "Ada"}'));
+SQL
+done >"$dir/first_seals.txt"
+first_seal=$(awk '$1 == 1 { print $2 }' "$dir/first_seals.txt" | median)
+second_class_seal=$(awk '$1 == 2 { print $2 }' "$dir/first_seals.txt" | median)
+later_seal=$(awk '$1 > 2 { print $2 }' "$dir/first_seals.txt" | median)
 
 ms() { echo "$results" | awk -F'|' -v n="$1" '$1 == n { print $2 }'; }
 workers() { echo "$results" | awk -F'|' -v n="$1" '$1 == n { print ($3 == 0 ? "serial" : $3 " workers + leader") }'; }
@@ -56,5 +106,28 @@ parallelising.
 | pgcrypto decrypt / open_pii | $(ratio pgcrypto_decrypt_vs_open) | at least 3 |
 | seal_pii / baseline in its default plan | $(ratio seal_vs_parallel_baseline) | none (parallelism) |
 | open_pii / baseline in its default plan | $(ratio open_vs_parallel_baseline) | none (parallelism) |
+
+## Keyring
+
+Re-encryption after \`rotate_key\`, every value of the same 100,000 rows stale, medians of
+$reencrypt_rounds rounds (a rotation and a VACUUM before each):
+
+| how | median ms | values per second |
+|---|---:|---:|
+| \`CALL akko_crypt.reencrypt('bench', 'sealed', batch_size => 1000)\`: online, a commit per batch | $reencrypt_median | $(per_second "$reencrypt_median") |
+| \`UPDATE bench SET sealed = seal_pii(open_pii(sealed))\`: one transaction locking every row | $update_median | $(per_second "$update_median") |
+
+reencrypt / UPDATE: $(awk -v a="$reencrypt_median" -v b="$update_median" 'BEGIN { printf "%.2f", a / b }'). reencrypt walks the table twice (the
+second pass confirms that nothing is left) and commits every batch; the UPDATE is not
+resumable and holds its row locks to the end.
+
+The first seals of a session, medians over $sessions new sessions, each statement timed by psql
+(client round trip included):
+
+| statement | median ms |
+|---|---:|
+| first seal in a new session (keyring read, unwrap, first-call catalog lookups) | $first_seal |
+| first seal of a second class in the same session (keyring read and unwrap) | $second_class_seal |
+| later seals | $later_seal |
 MD
 echo "wrote $out"

@@ -2,7 +2,6 @@
 -- machine noise hits every query alike. Only the ratios are meant to be compared.
 \set ON_ERROR_STOP 1
 CREATE EXTENSION IF NOT EXISTS pgcrypto;
-SELECT set_config('akko_crypt.key', encode(gen_random_bytes(32), 'base64'), false) IS NOT NULL AS key_loaded \gset
 
 DROP TABLE IF EXISTS bench;
 CREATE TABLE bench AS
