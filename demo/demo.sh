@@ -55,4 +55,23 @@ SELECT set_config('akko_crypt.key', :'key', false) IS NOT NULL AS key_loaded \gs
 SELECT akko_crypt.open_pii(pii, 'customers:1'::bytea) FROM customers WHERE id = 2;
 SQL
 
+say "Key lifecycle: rotate, re-encrypt online, retire the old version, erase one person"
+sql <<'SQL'
+\getenv key AKKO_DEMO_KEY
+SELECT set_config('akko_crypt.key', :'key', false) IS NOT NULL AS key_loaded \gset
+SELECT akko_crypt.rotate_key('identity') AS new_version;
+\echo '-- re-seal everything under version 2, batch by batch; row 2 keeps its context:'
+CALL akko_crypt.reencrypt('customers', 'pii', context => $$convert_to('customers:' || id, 'UTF8')$$);
+SELECT id, get_byte(pii, 9) AS key_version FROM customers ORDER BY id;
+SELECT akko_crypt.retire_key('identity', 1, force => true);
+INSERT INTO customers VALUES (3, akko_crypt.seal_pii('{"name": "Grace Hopper"}', subject => 'customer:3'));
+SELECT akko_crypt.forget_subject('customer:3');
+\echo '-- what the security officer reads:'
+SELECT jsonb_pretty(akko_crypt.status()) AS status;
+SELECT operation, class, version, outcome FROM akko_crypt.audit_log ORDER BY id;
+\set ON_ERROR_STOP off
+\echo '-- customer 3 was forgotten: their value never opens again:'
+SELECT akko_crypt.open_pii(pii) FROM customers WHERE id = 3;
+SQL
+
 say "Done. The cluster is stopped and removed on exit; see README.md for the pool setup."

@@ -1,4 +1,5 @@
 -- akko_crypt.status(): runs as the extension owner with search_path = pg_catalog, pg_temp.
+-- For each column, "reencrypt" shows its latest run.
 -- $1 is this session's root fingerprint, or NULL when no key is loaded.
 WITH policy AS (
     SELECT make_interval(mins => setting::int) AS rotation_interval,
@@ -33,5 +34,16 @@ SELECT jsonb_build_object(
                     'overdue', coalesce(next_rotation_due < now(), false),
                     'versions', coalesce(versions, '[]')) ORDER BY name), '[]')
                 FROM classes),
+    'reencrypt', (SELECT coalesce(jsonb_agg(jsonb_build_object(
+                      'table', r.tbl::text, 'column', r.col,
+                      'state', CASE WHEN r.finished_at IS NOT NULL THEN 'finished'
+                                    WHEN EXISTS (SELECT FROM pg_stat_activity a
+                                                 WHERE a.pid = r.pid AND a.backend_start = r.backend_start)
+                                    THEN 'running' ELSE 'interrupted' END,
+                      'started_at', r.started_at, 'finished_at', r.finished_at, 'pass', r.pass,
+                      'resealed', r.resealed, 'cannot_be_opened', r.pass_unreadable,
+                      'not_sealed', r.pass_not_sealed) ORDER BY r.tbl::text, r.col), '[]')
+                  FROM (SELECT DISTINCT ON (tbl, col) * FROM akko_crypt.reencrypt_runs
+                        ORDER BY tbl, col, id DESC) r),
     'subjects', (SELECT count(*) FROM akko_crypt.subjects),
     'audit_log_entries', (SELECT count(*) FROM akko_crypt.audit_log))

@@ -106,6 +106,8 @@ wait $runner
 interrupted=$(psql_ -c "SELECT r.finished_at IS NULL AND r.resealed > 0, (SELECT count(*) > 0 FROM big WHERE get_byte(v, 9) = 1)
                         FROM akko_crypt.reencrypt_runs r" akko_reencrypt)
 check "the killed run stopped part-way, old values left" [ "$interrupted" = "t|t" ]
+check "status() reports the killed run as interrupted" \
+    [ "$(psql_ -c "SELECT akko_crypt.status() -> 'reencrypt' -> 0 ->> 'state'" akko_reencrypt)" = interrupted ]
 resumed=$(keyed akko_reencrypt "CALL akko_crypt.reencrypt('big', 'v', batch_size => 5000)" 2>"$dir/reencrypt_resumed.txt")
 after=$(psql_ -c "SELECT (SELECT count(*) FROM big WHERE get_byte(v, 9) <> 2), resealed, resumed, finished_at IS NOT NULL
                   FROM akko_crypt.reencrypt_runs" akko_reencrypt)

@@ -120,3 +120,7 @@ DROP ROLE akko_operator;
 -- Every run is in the audit log: started, resumed, finished, with its counts.
 SELECT operation, role, detail, outcome FROM akko_crypt.audit_log
 WHERE operation = 'reencrypt' ORDER BY id;
+-- status() shows the latest run of each column.
+SELECT r ->> 'table' AS tbl, r ->> 'column' AS col, r ->> 'state' AS state, r ->> 'resealed' AS resealed,
+       r ->> 'cannot_be_opened' AS cannot_be_opened, r ->> 'not_sealed' AS not_sealed
+FROM jsonb_array_elements(akko_crypt.status() -> 'reencrypt') AS r;
