@@ -1,6 +1,6 @@
 -- akko_crypt.status(): runs as the extension owner with search_path = pg_catalog, pg_temp.
 -- For each column, "reencrypt" shows its latest run.
--- $1 is this session's root fingerprint, or NULL when no key is loaded.
+-- $1 is this session's root fingerprint and $2 where it came from, both NULL when no key is loaded.
 WITH policy AS (
     SELECT make_interval(mins => setting::int) AS rotation_interval,
            CASE WHEN setting::int % 1440 = 0 THEN (setting::int / 1440) || ' days'
@@ -22,7 +22,7 @@ SELECT jsonb_build_object(
     'cipher', 'AES-256-GCM',
     'envelope_format', 1,
     'unlocked', $1 IS NOT NULL,
-    'key_source', CASE WHEN $1 IS NOT NULL THEN 'akko_crypt.key' END,
+    'key_source', $2,
     'root_fingerprint', $1,
     'keyring_root_fingerprints',
         (SELECT coalesce(jsonb_agg(DISTINCT root_fingerprint), '[]')

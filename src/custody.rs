@@ -19,8 +19,7 @@ use pgrx::pg_sys;
 use pgrx::prelude::*;
 use zeroize::Zeroize;
 
-use crate::errors;
-use crate::log_redaction;
+use crate::{errors, log_redaction, vault_unlock};
 
 pub const KEY_GUC: &CStr = c"akko_crypt.key";
 
@@ -41,6 +40,8 @@ type SlotId = u64;
 struct Slot {
     id: SlotId,
     root: RootKey,
+    /// Where the root came from: the parameter, or Vault.
+    source: &'static str,
     /// The keyring generation (see `keyring::generation`) the caches below were filled in.
     generation: u64,
     /// Unwrapped data keys, and the ciphers made from them; a handful per session, so a
@@ -77,6 +78,8 @@ struct Custody {
     slots: Vec<Slot>,
     current: Option<SlotId>,
     next_id: SlotId,
+    /// Set by `load` for the check hook it goes through.
+    loading_from: Option<&'static str>,
     exit_callback_registered: bool,
 }
 
@@ -261,9 +264,11 @@ fn store(root: RootKey) -> SlotId {
         let mut c = c.borrow_mut();
         c.next_id += 1;
         let id = c.next_id;
+        let source = c.loading_from.take().unwrap_or("akko_crypt.key");
         c.slots.push(Slot {
             id,
             root,
+            source,
             generation: 0,
             materials: Vec::new(),
             keys: Vec::new(),
@@ -297,12 +302,56 @@ unsafe extern "C-unwind" fn drop_all_keys_at_exit(_code: i32, _arg: pg_sys::Datu
 }
 
 fn with_current_slot<R>(f: impl FnOnce(&mut Slot) -> R) -> R {
+    if CUSTODY.with(|c| c.borrow().current.is_none()) && !vault_unlock::lazy_unlock() {
+        errors::no_key_loaded();
+    }
     let result = CUSTODY.with(|c| {
         let mut c = c.borrow_mut();
         let current = c.current?;
         c.slots.iter_mut().find(|slot| slot.id == current).map(f)
     });
     result.unwrap_or_else(|| errors::no_key_loaded())
+}
+
+/// Loads `root` as the session's key, as `SET akko_crypt.key` would (so SHOW gives its
+/// fingerprint, and a rolled-back transaction takes it back), recording where it came from.
+pub fn load(root: RootKey, source: &'static str) {
+    let text = root.to_base64();
+    let text = std::ffi::CString::new(text.as_str()).expect("base64 has no NUL");
+    CUSTODY.with(|c| c.borrow_mut().loading_from = Some(source));
+    unsafe {
+        pg_sys::set_config_option(
+            KEY_GUC.as_ptr(),
+            text.as_ptr(),
+            pg_sys::GucContext::PGC_USERSET,
+            pg_sys::GucSource::PGC_S_SESSION,
+            pg_sys::GucAction::GUC_ACTION_SET,
+            true,
+            0,
+            false,
+        );
+    }
+    let mut bytes = text.into_bytes();
+    bytes.zeroize();
+    CUSTODY.with(|c| c.borrow_mut().loading_from = None);
+}
+
+/// Where the session's root key came from, or None when no key is loaded.
+pub fn source() -> Option<&'static str> {
+    CUSTODY.with(|c| {
+        let c = c.borrow();
+        let current = c.current?;
+        c.slots
+            .iter()
+            .find(|slot| slot.id == current)
+            .map(|slot| slot.source)
+    })
+}
+
+/// The fingerprint of the session's root key, unlocking from Vault first if it is
+/// configured and no key is loaded; raises 55000 otherwise.
+pub fn require_fingerprint() -> Fingerprint {
+    with_current_slot(|slot| slot.root.fingerprint())
 }
 
 /// The fingerprint of the session's root key, or None when no key is loaded.
@@ -414,4 +463,5 @@ fn lock() {
         );
     }
     CUSTODY.with(|c| c.borrow_mut().forget_all());
+    vault_unlock::lock();
 }

@@ -2,6 +2,7 @@
 //! and, where it helps, a hint. None of them carries key material or plaintext.
 
 use akko_crypt_core::{ClassNameError, EnvelopeError, KeyParseError, OpenError, UnwrapError};
+use akko_crypt_vault::VaultError;
 use pgrx::pg_sys::panic::ErrorReport;
 use pgrx::{PgLogLevel, PgSqlErrorCode};
 
@@ -333,5 +334,94 @@ pub fn reencrypt_open_failed(table: &str, column: &str, row: &str, error: OpenEr
             "akko_crypt",
         )
         .set_hint("If the value is bound to a context, check that the context expression gives the bytes it was sealed with."),
+    )
+}
+
+pub fn vault_setting_missing(name: &str) -> ! {
+    raise(
+        ErrorReport::new(
+            PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
+            format!("{name} is not set"),
+            "akko_crypt",
+        )
+        .set_hint("README.md, \"Keys from Vault or OpenBao\", lists the settings each mode needs."),
+    )
+}
+
+pub fn vault_file_unreadable(name: &str, path: &str, error: &std::io::Error) -> ! {
+    raise(ErrorReport::new(
+        PgSqlErrorCode::ERRCODE_CONFIG_FILE_ERROR,
+        format!("could not read {name} \"{path}\": {error}"),
+        "akko_crypt",
+    ))
+}
+
+pub fn transit_not_initialised() -> ! {
+    raise(
+        ErrorReport::new(
+            PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
+            "akko_crypt.vault_transit_key is set, but this database has no Transit-wrapped root key",
+            "akko_crypt",
+        )
+        .set_hint("Create it once with SELECT akko_crypt.vault_init_transit()."),
+    )
+}
+
+pub fn vault_thread_failed(error: &std::io::Error) -> ! {
+    raise(ErrorReport::new(
+        PgSqlErrorCode::ERRCODE_SYSTEM_ERROR,
+        format!("could not start the thread that talks to Vault: {error}"),
+        "akko_crypt",
+    ))
+}
+
+/// Vault's answers, by what the operator has to do about them. The message carries Vault's
+/// own words, never a token or a key.
+pub fn vault_failed(what: &str, error: &VaultError) -> ! {
+    let (code, hint) = match error {
+        VaultError::InsecureAddress => (
+            PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
+            "Use https with akko_crypt.vault_ca_file, or set akko_crypt.vault_allow_http.",
+        ),
+        VaultError::CaFile(_) => (PgSqlErrorCode::ERRCODE_CONFIG_FILE_ERROR, ""),
+        VaultError::Unreachable(_) | VaultError::TimedOut => (
+            PgSqlErrorCode::ERRCODE_CONNECTION_FAILURE,
+            "Check akko_crypt.vault_addr and that Vault is up; sessions that hold a key keep working.",
+        ),
+        VaultError::Status { status: 403, .. } => (
+            PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE,
+            "Check the token or login settings and that the policy allows this path.",
+        ),
+        VaultError::Status { status: 404, .. } => (
+            PgSqlErrorCode::ERRCODE_UNDEFINED_OBJECT,
+            "Check akko_crypt.vault_kv_path (mount/data/path) or akko_crypt.vault_transit_key.",
+        ),
+        VaultError::Status { status: 503, .. } => (
+            PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
+            "Vault is sealed or in standby: unseal it.",
+        ),
+        VaultError::Status { .. } => (PgSqlErrorCode::ERRCODE_EXTERNAL_ROUTINE_EXCEPTION, ""),
+        VaultError::Malformed(_) => (PgSqlErrorCode::ERRCODE_INVALID_TEXT_REPRESENTATION, ""),
+    };
+    let report = ErrorReport::new(
+        code,
+        format!("akko_crypt could not {what}: {error}"),
+        "akko_crypt",
+    );
+    raise(if hint.is_empty() {
+        report
+    } else {
+        report.set_hint(hint)
+    })
+}
+
+pub fn vault_key_malformed(source: &str) -> ! {
+    raise(
+        ErrorReport::new(
+            PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
+            format!("the root key from {source} is not 32 bytes in hex or base64"),
+            "akko_crypt",
+        )
+        .set_hint("Store 32 random bytes, for example: bao kv put secret/akko_crypt root_key=$(openssl rand -base64 32)"),
     )
 }

@@ -3,6 +3,8 @@
 //! active -> decrypt_only (rotate_key) -> retired (retire_key) -> destroyed (destroy_key).
 //! None of these is executable by PUBLIC; README.md shows the grants for an administrator.
 
+use std::time::Duration;
+
 use akko_crypt_core::{ClassName, RootKey};
 use pgrx::prelude::*;
 use pgrx::{GucContext, GucFlags, GucRegistry, GucSetting, JsonB};
@@ -10,7 +12,7 @@ use pgrx::{GucContext, GucFlags, GucRegistry, GucSetting, JsonB};
 use crate::keyring::{
     announce_change, as_owner, audit, first_row, new_wrapped_key, require_keyring_root,
 };
-use crate::{classes, custody, errors, log_redaction};
+use crate::{classes, custody, errors, log_redaction, vault_unlock};
 
 extension_sql!(
     r#"
@@ -214,12 +216,20 @@ fn forget_subject(subject: &str) -> bool {
 fn rewrap(new_key: &str) -> i64 {
     log_redaction::hide_current_statement_from_activity();
     let new_root = RootKey::parse(new_key).unwrap_or_else(|e| errors::invalid_new_key(e));
-    let old = custody::fingerprint().unwrap_or_else(|| errors::no_key_loaded());
+    let old = custody::require_fingerprint();
+    let rewrapped = rewrap_keyring(&new_root);
+    let detail = format!("root {old} -> {}, {rewrapped} keys", new_root.fingerprint());
+    audit("rewrap", None, None, Some(&detail), "ok");
+    rewrapped
+}
+
+/// Rewraps every data key under `new_root` with the session's root (needed only if the
+/// keyring holds a key), in this transaction. Returns how many.
+pub fn rewrap_keyring(new_root: &RootKey) -> i64 {
     let rewrapped = as_owner(|| {
-        require_keyring_root();
-        let keys: Vec<(String, i32, Vec<u8>)> = Spi::connect(|client| {
+        let keys: Vec<(String, i32, Vec<u8>)> = Spi::connect_mut(|client| {
             client
-                .select(
+                .update(
                     "SELECT class, version, wrapped_key FROM akko_crypt.keyring \
                      WHERE state <> 'destroyed' FOR UPDATE",
                     None,
@@ -235,6 +245,9 @@ fn rewrap(new_key: &str) -> i64 {
                 .collect::<Result<_, pgrx::spi::Error>>()
         })
         .unwrap_or_else(|e| errors::catalog_query_failed("read the keyring", e));
+        if !keys.is_empty() {
+            require_keyring_root();
+        }
         for (class_name, version, wrapped) in &keys {
             let class =
                 ClassName::parse(class_name).unwrap_or_else(|e| errors::invalid_class_name(e));
@@ -258,8 +271,6 @@ fn rewrap(new_key: &str) -> i64 {
         keys.len() as i64
     });
     announce_change();
-    let detail = format!("root {old} -> {}, {rewrapped} keys", new_root.fingerprint());
-    audit("rewrap", None, None, Some(&detail), "ok");
     rewrapped
 }
 
@@ -267,9 +278,20 @@ fn rewrap(new_key: &str) -> i64 {
 /// records the unlock in the audit log, and returns the root's fingerprint.
 #[pg_extern(volatile, parallel_unsafe)]
 fn unlock() -> String {
-    let fingerprint = custody::fingerprint().unwrap_or_else(|| errors::no_key_loaded());
+    let (source, took) = if vault_unlock::configured() {
+        vault_unlock::unlock()
+    } else {
+        (
+            custody::source().unwrap_or("akko_crypt.key"),
+            Duration::ZERO,
+        )
+    };
+    let fingerprint = custody::require_fingerprint();
     as_owner(require_keyring_root);
-    let detail = format!("root {fingerprint}, source akko_crypt.key");
+    let detail = format!(
+        "root {fingerprint}, source {source}, {} ms",
+        took.as_millis()
+    );
     audit("unlock", None, None, Some(&detail), "ok");
     fingerprint.to_string()
 }
@@ -279,9 +301,13 @@ fn unlock() -> String {
 #[pg_extern(stable, parallel_unsafe)]
 fn status() -> JsonB {
     let fingerprint = custody::fingerprint().map(|f| f.to_string());
+    let source = custody::source();
     let report = as_owner(|| {
-        Spi::get_one_with_args::<JsonB>(include_str!("../sql/status.sql"), &[fingerprint.into()])
-            .unwrap_or_else(|e| errors::catalog_query_failed("build the status report", e))
+        Spi::get_one_with_args::<JsonB>(
+            include_str!("../sql/status.sql"),
+            &[fingerprint.into(), source.into()],
+        )
+        .unwrap_or_else(|e| errors::catalog_query_failed("build the status report", e))
     });
     report.unwrap_or_else(|| errors::extension_missing())
 }

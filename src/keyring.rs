@@ -225,7 +225,7 @@ fn select_active_version(class: ClassName<'_>) -> Option<u32> {
 /// Refuses to add a key under a root other than the one the keyring already uses: data
 /// sealed under two roots would need both to open.
 pub fn require_keyring_root() {
-    let session = custody::fingerprint().unwrap_or_else(|| errors::no_key_loaded());
+    let session = custody::require_fingerprint();
     let other = first_row(
         "read the keyring",
         Spi::get_one_with_args::<String>(

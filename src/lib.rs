@@ -12,6 +12,7 @@ mod keyring;
 mod log_redaction;
 mod reencrypt;
 mod sealing;
+mod vault_unlock;
 
 ::pgrx::pg_module_magic!(name, version);
 
@@ -41,5 +42,6 @@ pub extern "C-unwind" fn _PG_init() {
     keyring::init();
     key_lifecycle::init();
     log_redaction::init();
+    vault_unlock::init();
     unsafe { pg_sys::MarkGUCPrefixReserved(c"akko_crypt".as_ptr()) };
 }
