@@ -29,5 +29,8 @@ tally "pg_regress (tests/sql)" $status
 "$here/integration.sh" "$dir" "$port"
 tally "integration (tests/integration.sh)" $?
 
+"$here/vault.sh" "$dir" "$port" "${AKKO_BAO:-$here/../.venv/bin/bao}"
+tally "vault (tests/vault.sh, a real OpenBao)" $?
+
 echo "$passed passed, $failed failed"
 [ "$failed" -eq 0 ]

@@ -1,0 +1,141 @@
+#!/usr/bin/env bash
+# The root key from a real OpenBao (bao server -dev on loopback): KV v2 and Transit, lazy
+# unlock, Vault's refusals, a black-hole address cut short by statement_timeout and
+# pg_cancel_backend, and Vault stopped in the middle of a session.
+#   tests/vault.sh DIR PORT BAO     (against the running test cluster)
+set -uo pipefail
+dir=$1 port=$2 bao=$3
+# bao also listens on the next port up, for cluster traffic.
+vport=$((port + 20))
+export BAO_ADDR="http://127.0.0.1:$vport" BAO_TOKEN=akko-dev-root
+psql_() { psql -X -q -A -t -h "$dir" -p "$port" -U postgres "$@"; }
+passed=0 failed=0
+check() { # check NAME COMMAND...: passes when COMMAND succeeds
+    local name=$1; shift
+    if "$@"; then passed=$((passed + 1)); echo "ok - $name"; else failed=$((failed + 1)); echo "not ok - $name"; fi
+}
+root_hex=000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f
+root_fingerprint=c7bd0684b7e5534c
+
+start_bao() {
+    "$bao" server -dev -dev-root-token-id="$BAO_TOKEN" -dev-listen-address="127.0.0.1:$vport" >>"$dir/bao.log" 2>&1 &
+    bao_pid=$!
+    for _ in $(seq 100); do "$bao" status >/dev/null 2>&1 && break; sleep 0.1; done
+    # A dev server keeps everything in memory: each start provisions it again.
+    "$bao" kv put secret/akko_crypt root_key="$root_hex" >/dev/null
+    "$bao" kv put secret/short root_key=c2hvcnQ= >/dev/null
+    "$bao" secrets enable transit >/dev/null
+    "$bao" write -f transit/keys/akko_root >/dev/null
+    printf 'path "secret/data/akko_crypt" { capabilities = ["read"] }\npath "secret/data/short" { capabilities = ["read"] }\npath "secret/data/missing" { capabilities = ["read"] }\n' |
+        "$bao" policy write akko_kv - >/dev/null
+    printf 'path "transit/datakey/wrapped/akko_root" { capabilities = ["update"] }\npath "transit/decrypt/akko_root" { capabilities = ["update"] }\n' |
+        "$bao" policy write akko_transit - >/dev/null
+    "$bao" token create -policy=akko_kv -policy=akko_transit -field=token >"$dir/vault.token"
+    chown postgres: "$dir/vault.token" && chmod 600 "$dir/vault.token"
+}
+stop_bao() { kill "$bao_pid" 2>/dev/null; wait "$bao_pid" 2>/dev/null; }
+start_bao
+trap stop_bao EXIT
+echo "not-a-token" >"$dir/wrong.token" && chown postgres: "$dir/wrong.token"
+
+psql_ -c "CREATE DATABASE akko_vault" postgres
+psql_ -c "CREATE EXTENSION akko_crypt" akko_vault
+psql_ -c "ALTER DATABASE akko_vault SET akko_crypt.vault_addr = '$BAO_ADDR'" \
+      -c "ALTER DATABASE akko_vault SET akko_crypt.vault_token_file = '$dir/vault.token'" \
+      -c "ALTER DATABASE akko_vault SET akko_crypt.vault_kv_path = 'secret/data/akko_crypt'" postgres
+
+# KV: unlock at checkout, and lazily on first use.
+check "unlock() fetches the root from KV and returns its fingerprint" \
+    [ "$(psql_ -c "SELECT akko_crypt.unlock()" akko_vault)" = "$root_fingerprint" ]
+lazy=$(psql_ -c "SELECT akko_crypt.open_pii(akko_crypt.seal_pii('{\"via\": \"vault\"}')) ->> 'via'" \
+             -c "SHOW akko_crypt.key" -c "SELECT akko_crypt.status() ->> 'key_source'" akko_vault | paste -sd ' ')
+check "the first seal unlocks by itself (lazy), SHOW gives the fingerprint, status names the source" \
+    [ "$lazy" = "vault $root_fingerprint vault kv" ]
+check "a value sealed with the Vault root opens with the same key given directly" \
+    [ "$(psql_ -c "SELECT set_config('akko_crypt.key', '$root_hex', false) IS NULL" \
+               -c "SELECT akko_crypt.open_pii(akko_crypt.seal_pii('{\"a\": 1}')) ->> 'a'" akko_vault | tail -1)" = 1 ]
+unlocks=$(psql_ -c "SELECT count(*) FROM akko_crypt.audit_log WHERE operation = 'unlock' AND detail LIKE '%source vault kv%'" akko_vault)
+check "each unlock is in the audit log with its source" [ "$unlocks" -ge 2 ]
+locked=$(psql_ -c "SELECT akko_crypt.unlock() IS NOT NULL" -c "SELECT akko_crypt.lock()" \
+               -c "SELECT akko_crypt.seal_pii('{}')" akko_vault 2>&1)
+check "after lock() no lazy unlock brings the key back" grep -q "no akko_crypt key is loaded" <<<"$locked"
+
+# Vault's refusals, per role: each role can log in with its own identity.
+refusal() { # refusal ROLE SETTING VALUE: the error a fresh session of ROLE meets
+    psql_ -c "DROP ROLE IF EXISTS $1" -c "CREATE ROLE $1 LOGIN" -c "GRANT USAGE ON SCHEMA akko_crypt TO $1" \
+          -c "GRANT EXECUTE ON FUNCTION akko_crypt.seal_pii(jsonb, text, bytea, text) TO $1" \
+          -c "ALTER ROLE $1 SET $2 = '$3'" akko_vault >/dev/null
+    psql -X -q -A -t -h "$dir" -p "$port" -U "$1" -c "\\set VERBOSITY verbose" \
+         -c "SELECT akko_crypt.seal_pii('{}')" akko_vault 2>&1
+}
+out=$(refusal akko_wrong_token akko_crypt.vault_token_file "$dir/wrong.token")
+check "a wrong token: 42501 with Vault's own message" grep -q "42501: .*HTTP 403: permission denied" <<<"$out"
+out=$(refusal akko_missing akko_crypt.vault_kv_path secret/data/missing)
+check "a missing secret: 42704" grep -q "42704: .*HTTP 404" <<<"$out"
+out=$(refusal akko_short akko_crypt.vault_kv_path secret/data/short)
+check "a secret that is not a 32-byte key: 22023, the value not echoed" \
+    bash -c "grep -q '22023: the root key from vault kv is not 32 bytes' <<<'$out' && ! grep -q 'c2hvcnQ' <<<'$out'"
+
+# A black hole: a listener that accepts and never answers.
+python3 -c "
+import socket, time
+s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(('127.0.0.1', $((vport + 5)))); s.listen(16); held = []
+while True: held.append(s.accept())" &
+hole=$!
+sleep 0.3
+hole_session() { # hole_session SQL...: a superuser session pointed at the black hole
+    psql_ -c "SET akko_crypt.vault_addr = 'http://127.0.0.1:$((vport + 5))'" "$@" akko_vault 2>&1
+}
+elapsed() { local t0=$(date +%s%N); "$@" >"$dir/hole.out"; echo $(( ($(date +%s%N) - t0) / 1000000 )); }
+ms=$(elapsed hole_session -c "SET akko_crypt.vault_timeout = 400" -c "SELECT akko_crypt.unlock()")
+check "akko_crypt.vault_timeout ends the wait: 08006 after ${ms} ms" \
+    bash -c "grep -q 'Vault did not answer in time' '$dir/hole.out' && [ $ms -lt 2500 ]"
+ms=$(elapsed hole_session -c "SET akko_crypt.vault_timeout = 60000" -c "SET statement_timeout = 300" -c "SELECT akko_crypt.unlock()")
+check "statement_timeout cuts the wait short (${ms} ms)" \
+    bash -c "grep -q 'canceling statement due to statement timeout' '$dir/hole.out' && [ $ms -lt 2500 ]"
+(sleep 0.7; psql_ -c "SELECT pg_cancel_backend(pid) FROM pg_stat_activity WHERE query LIKE '%akko_crypt.unlock()%' AND pid <> pg_backend_pid()" postgres >/dev/null) &
+ms=$(elapsed hole_session -c "SET akko_crypt.vault_timeout = 60000" -c "SELECT akko_crypt.unlock()")
+check "pg_cancel_backend cuts the wait short (${ms} ms)" \
+    bash -c "grep -q 'canceling statement due to user request' '$dir/hole.out' && [ $ms -lt 3000 ]"
+kill $hole
+
+# Vault stopped in the middle of a session: the session keeps working, a new one fails
+# fast and clearly, and once Vault is back the next call succeeds.
+cat >"$dir/vault_down.sql" <<SQL
+SELECT akko_crypt.unlock() = '$root_fingerprint' AS unlocked;
+\\! kill $bao_pid; sleep 0.5
+SELECT akko_crypt.open_pii(akko_crypt.seal_pii('{"while": "down"}')) ->> 'while' AS still_sealing;
+SQL
+out=$(psql_ -f "$dir/vault_down.sql" akko_vault 2>&1 | paste -sd ' ')
+check "a session holding the key keeps sealing while Vault is down" [ "$out" = "t down" ]
+fresh_seal() { psql_ -c "SELECT akko_crypt.seal_pii('{}')" akko_vault 2>&1; }
+ms=$(elapsed fresh_seal)
+check "a new session fails fast and clearly while Vault is down (${ms} ms)" \
+    bash -c "grep -q 'could not reach Vault' '$dir/hole.out' && [ $ms -lt 2500 ]"
+start_bao
+check "once Vault is back the next session unlocks with no operator action" \
+    [ "$(psql_ -c "SELECT akko_crypt.open_pii(akko_crypt.seal_pii('{\"back\": true}')) ->> 'back'" akko_vault)" = true ]
+
+# Transit: the root is created by Transit and stored only wrapped; every unlock decrypts it.
+psql_ -c "CREATE DATABASE akko_transit" postgres
+psql_ -c "CREATE EXTENSION akko_crypt" akko_transit
+psql_ -c "ALTER DATABASE akko_transit SET akko_crypt.vault_addr = '$BAO_ADDR'" \
+      -c "ALTER DATABASE akko_transit SET akko_crypt.vault_token_file = '$dir/vault.token'" \
+      -c "ALTER DATABASE akko_transit SET akko_crypt.vault_transit_key = 'akko_root'" postgres
+out=$(psql_ -c "SELECT akko_crypt.seal_pii('{}')" akko_transit 2>&1)
+check "Transit mode before vault_init_transit: a clear error" grep -q "no Transit-wrapped root key" <<<"$out"
+transit_fp=$(psql_ -c "SELECT akko_crypt.vault_init_transit()" akko_transit)
+check "vault_init_transit returns the new root's fingerprint" grep -qE '^[0-9a-f]{16}$' <<<"$transit_fp"
+psql_ -c "CREATE TABLE t (v bytea)" -c "INSERT INTO t SELECT akko_crypt.seal_pii('{\"transit\": true}')" akko_transit
+check "a new session unlocks through Transit and opens" \
+    [ "$(psql_ -c "SELECT akko_crypt.open_pii(v) ->> 'transit' FROM t" -c "SHOW akko_crypt.key" akko_transit | paste -sd ' ')" = "true $transit_fp" ]
+check "only the Transit-wrapped root is stored" \
+    [ "$(psql_ -c "SELECT wrapped_root LIKE 'vault:v1:%' FROM akko_crypt.transit_root" akko_transit)" = t ]
+
+token=$(cat "$dir/vault.token")
+check "the server log holds neither the Vault token nor the root key" \
+    bash -c "! grep -qF -e '$token' -e '$BAO_TOKEN' -e '$root_hex' '$dir/server.log'"
+
+echo "vault: $passed passed, $failed failed"
+[ "$failed" -eq 0 ]
