@@ -301,16 +301,30 @@ unsafe extern "C-unwind" fn drop_all_keys_at_exit(_code: i32, _arg: pg_sys::Datu
     });
 }
 
-fn with_current_slot<R>(f: impl FnOnce(&mut Slot) -> R) -> R {
-    if CUSTODY.with(|c| c.borrow().current.is_none()) && !vault_unlock::lazy_unlock() {
-        errors::no_key_loaded();
-    }
-    let result = CUSTODY.with(|c| {
+/// Runs `f` with the session's slot, or hands `f` back when no key is loaded.
+fn try_with_current_slot<R, F: FnOnce(&mut Slot) -> R>(f: F) -> Result<R, F> {
+    CUSTODY.with(|c| {
         let mut c = c.borrow_mut();
-        let current = c.current?;
-        c.slots.iter_mut().find(|slot| slot.id == current).map(f)
-    });
-    result.unwrap_or_else(|| errors::no_key_loaded())
+        let current = c.current;
+        match c.slots.iter_mut().find(|slot| Some(slot.id) == current) {
+            Some(slot) => Ok(f(slot)),
+            None => Err(f),
+        }
+    })
+}
+
+/// Runs `f` with the session's slot; with no key loaded, unlocks from Vault if it is
+/// configured (only then: seal and open pay nothing for it), else raises 55000.
+fn with_current_slot<R>(f: impl FnOnce(&mut Slot) -> R) -> R {
+    match try_with_current_slot(f) {
+        Ok(result) => result,
+        Err(f) => {
+            if !vault_unlock::lazy_unlock() {
+                errors::no_key_loaded();
+            }
+            try_with_current_slot(f).unwrap_or_else(|_| errors::no_key_loaded())
+        }
+    }
 }
 
 /// Loads `root` as the session's key, as `SET akko_crypt.key` would (so SHOW gives its

@@ -372,28 +372,30 @@ fn off_main_thread<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'static)
     }
 }
 
+/// A root key as Transit returns it: 32 raw bytes.
+fn root_from_bytes(bytes: &[u8]) -> Option<RootKey> {
+    <[u8; ROOT_KEY_LEN]>::try_from(bytes)
+        .ok()
+        .map(RootKey::from_bytes)
+}
+
 fn fetch_root(source: Source) -> RootKey {
     let label = source.label();
+    // None: Vault answered with something that is not a 32-byte key.
     let fetched = with_token(move |vault, token| match &source {
         Source::Kv { path, field } => vault
             .kv_field(token, path, field)
-            .map(|text| Zeroizing::new(text.as_bytes().to_vec())),
-        Source::Transit { key, wrapped_root } => vault.transit_decrypt(token, key, wrapped_root),
+            .map(|text| RootKey::parse(&text).ok()),
+        Source::Transit { key, wrapped_root } => vault
+            .transit_decrypt(token, key, wrapped_root)
+            .map(|bytes| root_from_bytes(&bytes)),
     });
-    let bytes = fetched.unwrap_or_else(|e| {
-        pgrx::log!("akko_crypt audit: unlock from {label} failed: {e}");
-        errors::vault_failed("fetch the root key", &e)
-    });
-    let root = if label == "vault kv" {
-        std::str::from_utf8(&bytes)
-            .ok()
-            .and_then(|text| RootKey::parse(text).ok())
-    } else {
-        <[u8; ROOT_KEY_LEN]>::try_from(bytes.as_slice())
-            .ok()
-            .map(RootKey::from_bytes)
-    };
-    root.unwrap_or_else(|| errors::vault_key_malformed(label))
+    fetched
+        .unwrap_or_else(|e| {
+            pgrx::log!("akko_crypt audit: unlock from {label} failed: {e}");
+            errors::vault_failed("fetch the root key", &e)
+        })
+        .unwrap_or_else(|| errors::vault_key_malformed(label))
 }
 
 /// Fetches the root key from Vault and loads it into the session; returns where it came
@@ -447,9 +449,8 @@ fn vault_init_transit() -> String {
         Ok((wrapped, plain))
     })
     .unwrap_or_else(|e| errors::vault_failed("create a Transit-wrapped root key", &e));
-    let root = <[u8; ROOT_KEY_LEN]>::try_from(plain.as_slice())
-        .map(RootKey::from_bytes)
-        .unwrap_or_else(|_| errors::vault_key_malformed("vault transit"));
+    let root =
+        root_from_bytes(&plain).unwrap_or_else(|| errors::vault_key_malformed("vault transit"));
     as_owner(|| {
         Spi::run_with_args(
             "INSERT INTO akko_crypt.transit_root (transit_key, wrapped_root) VALUES ($1, $2)",

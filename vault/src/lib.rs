@@ -205,6 +205,20 @@ impl Vault {
         })
     }
 
+    fn with_headers<B>(
+        &self,
+        mut request: ureq::RequestBuilder<B>,
+        token: Option<&Token>,
+    ) -> ureq::RequestBuilder<B> {
+        if let Some(token) = token {
+            request = request.header("X-Vault-Token", token.secret.as_str());
+        }
+        if let Some(namespace) = &self.namespace {
+            request = request.header("X-Vault-Namespace", namespace);
+        }
+        request
+    }
+
     fn call<T: DeserializeOwned>(
         &self,
         path: &str,
@@ -214,28 +228,12 @@ impl Vault {
         let url = format!("{}/v1/{}", self.addr, path.trim_start_matches('/'));
         let response = match body {
             Some(body) => {
-                let mut request = self.agent.post(&url);
-                if let Some(token) = token {
-                    request = request.header("X-Vault-Token", token.secret.as_str());
-                }
-                if let Some(namespace) = &self.namespace {
-                    request = request.header("X-Vault-Namespace", namespace);
-                }
                 let body = Zeroizing::new(body.to_string());
-                request
+                self.with_headers(self.agent.post(&url), token)
                     .header("Content-Type", "application/json")
                     .send(body.as_bytes())
             }
-            None => {
-                let mut request = self.agent.get(&url);
-                if let Some(token) = token {
-                    request = request.header("X-Vault-Token", token.secret.as_str());
-                }
-                if let Some(namespace) = &self.namespace {
-                    request = request.header("X-Vault-Namespace", namespace);
-                }
-                request.call()
-            }
+            None => self.with_headers(self.agent.get(&url), token).call(),
         };
         let mut response = response.map_err(transport_error)?;
         let status = response.status().as_u16();
