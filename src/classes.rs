@@ -6,6 +6,7 @@ use akko_crypt_core::ClassName;
 use pgrx::prelude::*;
 
 use crate::errors;
+use crate::keyring::read_one;
 
 /// A syntactically valid class name; raises 22023 otherwise.
 pub fn parse(name: &str) -> ClassName<'_> {
@@ -14,11 +15,11 @@ pub fn parse(name: &str) -> ClassName<'_> {
 
 /// Raises 22023 unless `class` is in the catalog.
 pub fn require_registered(class: ClassName<'_>) {
-    let exists = Spi::get_one_with_args::<bool>(
+    let exists = read_one::<bool>(
+        "look up the data class",
         "SELECT EXISTS (SELECT FROM akko_crypt.data_class WHERE name OPERATOR(pg_catalog.=) $1)",
         &[class.as_str().into()],
-    )
-    .unwrap_or_else(|e| errors::catalog_query_failed("look up the data class", e));
+    );
     if exists != Some(true) {
         errors::unknown_class(class.as_str());
     }

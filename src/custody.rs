@@ -9,12 +9,19 @@
 //! dropped, and their keys zeroized, as soon as the parameter moves on (assign hook), when
 //! the transaction that replaced them ends (transaction callback), on `lock()`, and at
 //! backend exit.
+//!
+//! The parameter's stored text is the fingerprint, a colon, and the root sealed for this
+//! backend's parallel workers (see `akko_crypt_core::handoff`); its show hook displays only
+//! the fingerprint. PostgreSQL copies that text to each worker of a parallel query, whose
+//! check hook opens it: so the workers seal and open with the leader's key, and the shared
+//! memory between them holds only ciphertext.
 
 use std::cell::RefCell;
 use std::ffi::{c_char, c_void, CStr};
+use std::sync::OnceLock;
 
 use akko_crypt_core::envelope::SubjectId;
-use akko_crypt_core::{DataKey, DataKeyMaterial, Fingerprint, RootKey};
+use akko_crypt_core::{DataKey, DataKeyMaterial, Fingerprint, HandoffKey, RootKey};
 use pgrx::pg_sys;
 use pgrx::prelude::*;
 use zeroize::Zeroize;
@@ -34,6 +41,13 @@ extern "C" {
 
 static mut KEY_GUC_VALUE: *mut c_char = std::ptr::null_mut();
 static mut KEY_GUC_CONF: *mut pg_sys::config_string = std::ptr::null_mut();
+
+/// Drawn in the postmaster, which loads this library before it forks any backend or
+/// worker, so all of them hold the same one.
+static HANDOFF: OnceLock<HandoffKey> = OnceLock::new();
+
+/// What a worker's check hook labels the key it received.
+const FROM_LEADER: &str = "parallel leader";
 
 type SlotId = u64;
 
@@ -95,6 +109,8 @@ thread_local! {
 }
 
 pub fn init() {
+    let handoff = HandoffKey::generate().unwrap_or_else(|_| errors::randomness_unavailable());
+    let _ = HANDOFF.set(handoff);
     unsafe {
         pg_sys::DefineCustomStringVariable(
             KEY_GUC.as_ptr(),
@@ -109,7 +125,7 @@ pub fn init() {
                 | pg_sys::GUC_DISALLOW_IN_AUTO_FILE) as i32,
             Some(check_key),
             Some(assign_key),
-            None,
+            Some(show_key),
         );
         KEY_GUC_CONF = find_string_guc(KEY_GUC);
         pg_sys::RegisterXactCallback(Some(at_transaction_end), std::ptr::null_mut());
@@ -145,9 +161,9 @@ unsafe extern "C-unwind" fn check_key(
     if text.is_empty() {
         return true;
     }
-    // A parallel worker receives the leader's visible value, the fingerprint; workers get
-    // no key, which is why every function that needs one is PARALLEL RESTRICTED.
     if pg_sys::InitializingParallelWorker {
+        *extra = receive_from_leader(text)
+            .map_or(std::ptr::null_mut(), |id| malloc_copy(&id.to_ne_bytes()));
         return true;
     }
     log_redaction::hide_current_statement_from_activity();
@@ -177,15 +193,52 @@ unsafe extern "C-unwind" fn check_key(
             return false;
         }
     };
-    let fingerprint =
-        std::ffi::CString::new(root.fingerprint().to_string()).expect("hex has no NUL");
+    let for_workers = HANDOFF
+        .get()
+        .expect("set in _PG_init")
+        .seal_root(&root, pg_sys::MyProcPid)
+        .unwrap_or_else(|_| errors::randomness_unavailable());
+    let stored = std::ffi::CString::new(format!("{}:{for_workers}", root.fingerprint()))
+        .expect("hex and base64 have no NUL");
     let id = store(root);
 
     free((*newval).cast());
-    *newval = malloc_copy(fingerprint.as_bytes_with_nul()).cast();
+    *newval = malloc_copy(stored.as_bytes_with_nul()).cast();
     let slot_ref: *mut SlotId = malloc_copy(&id.to_ne_bytes()).cast();
     *extra = slot_ref.cast();
     true
+}
+
+/// Opens the root a parallel worker's leader sealed for it. A worker that cannot (no key in
+/// the leader, or text that is not the leader's) holds no key, and raises 55000 only if its
+/// part of the query needs one.
+unsafe fn receive_from_leader(stored: &[u8]) -> Option<SlotId> {
+    let leader = (*pg_sys::MyProc).lockGroupLeader;
+    if leader.is_null() {
+        return None;
+    }
+    let (_, sealed) = std::str::from_utf8(stored).ok()?.split_once(':')?;
+    let root = HANDOFF.get()?.open_root(sealed, (*leader).pid).ok()?;
+    CUSTODY.with(|c| c.borrow_mut().loading_from = Some(FROM_LEADER));
+    Some(store(root))
+}
+
+/// SHOW, current_setting() and set_config() display the fingerprint, never the sealed
+/// root behind it.
+#[pg_guard]
+unsafe extern "C-unwind" fn show_key() -> *const c_char {
+    static mut SHOWN: [u8; 2 * 8 + 1] = [0; 2 * 8 + 1];
+    let stored = if KEY_GUC_VALUE.is_null() {
+        &[][..]
+    } else {
+        CStr::from_ptr(KEY_GUC_VALUE).to_bytes()
+    };
+    let fingerprint = stored.split(|&b| b == b':').next().unwrap_or_default();
+    let shown = &mut *(&raw mut SHOWN);
+    let len = fingerprint.len().min(shown.len() - 1);
+    shown[..len].copy_from_slice(&fingerprint[..len]);
+    shown[len] = 0;
+    shown.as_ptr().cast()
 }
 
 unsafe fn reject(code: PgSqlErrorCode, message: &CStr, hint: &CStr) {
@@ -319,7 +372,9 @@ fn with_current_slot<R>(f: impl FnOnce(&mut Slot) -> R) -> R {
     match try_with_current_slot(f) {
         Ok(result) => result,
         Err(f) => {
-            if !vault_unlock::lazy_unlock() {
+            // A worker has the key its leader held at the start of the query, or none.
+            let in_worker = unsafe { pg_sys::ParallelWorkerNumber } >= 0;
+            if in_worker || !vault_unlock::lazy_unlock() {
                 errors::no_key_loaded();
             }
             try_with_current_slot(f).unwrap_or_else(|_| errors::no_key_loaded())
@@ -466,7 +521,7 @@ pub fn remember_key(
 
 /// Drops every key this session holds, at once and for good: even if the surrounding
 /// transaction rolls back, the keys stay gone and must be set again.
-#[pg_extern(parallel_restricted)]
+#[pg_extern(volatile, parallel_unsafe)]
 fn lock() {
     unsafe {
         pg_sys::SetConfigOption(

@@ -25,6 +25,21 @@ pub fn no_key_loaded() -> ! {
     )
 }
 
+/// Creating a class's first key or registering a subject writes to the keyring, which
+/// PostgreSQL forbids while a query runs in parallel.
+pub fn keyring_write_in_parallel_query(what: String) -> ! {
+    raise(
+        ErrorReport::new(
+            PgSqlErrorCode::ERRCODE_INVALID_TRANSACTION_STATE,
+            format!("{what}, which cannot happen inside a parallel query"),
+            "akko_crypt",
+        )
+        .set_hint(
+            "Run this statement with SET max_parallel_workers_per_gather = 0, or seal one such value in a statement of its own first.",
+        ),
+    )
+}
+
 pub fn unknown_key_version(class: &str, version: u32) -> ! {
     raise(ErrorReport::new(
         PgSqlErrorCode::ERRCODE_UNDEFINED_OBJECT,

@@ -10,7 +10,7 @@ use pgrx::prelude::*;
 use pgrx::{GucContext, GucFlags, GucRegistry, GucSetting, JsonB};
 
 use crate::keyring::{
-    announce_change, as_owner, audit, first_row, new_wrapped_key, require_keyring_root,
+    announce_change, as_owner, audit, first_row, new_wrapped_key, read_one, require_keyring_root,
 };
 use crate::{classes, custody, errors, log_redaction, vault_unlock};
 
@@ -302,12 +302,12 @@ fn unlock() -> String {
 fn status() -> JsonB {
     let fingerprint = custody::fingerprint().map(|f| f.to_string());
     let source = custody::source();
-    let report = as_owner(|| {
-        Spi::get_one_with_args::<JsonB>(
+    as_owner(|| {
+        read_one::<JsonB>(
+            "build the status report",
             include_str!("../sql/status.sql"),
             &[fingerprint.into(), source.into()],
         )
-        .unwrap_or_else(|e| errors::catalog_query_failed("build the status report", e))
-    });
-    report.unwrap_or_else(|| errors::extension_missing())
+    })
+    .unwrap_or_else(|| errors::extension_missing())
 }

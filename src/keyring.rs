@@ -55,6 +55,30 @@ pub fn first_row<T>(what: &str, result: Result<T, pgrx::spi::Error>) -> Option<T
     }
 }
 
+/// The first row of a read-only query. pgrx's `Spi::get_*` helpers first assign the
+/// transaction an id, as for a write, which a parallel worker or a hot standby cannot do
+/// (and which would give every reading transaction a commit record); `select` does not.
+pub fn read_row<R>(
+    what: &str,
+    query: &str,
+    args: &[DatumWithOid<'_>],
+    row: impl FnOnce(pgrx::spi::SpiTupleTable<'_>) -> Result<R, pgrx::spi::Error>,
+) -> Option<R> {
+    first_row(
+        what,
+        Spi::connect(|client| row(client.select(query, Some(1), args)?.first())),
+    )
+}
+
+/// The first column of the first row of a read-only query; None for no row or NULL.
+pub fn read_one<A: FromDatum + IntoDatum>(
+    what: &str,
+    query: &str,
+    args: &[DatumWithOid<'_>],
+) -> Option<A> {
+    read_row(what, query, args, |row| row.get_one::<A>()).flatten()
+}
+
 pub fn generation() -> u64 {
     GENERATION.with(Cell::get)
 }
@@ -111,13 +135,11 @@ fn extension_owner() -> pg_sys::Oid {
     if cached_at == generation {
         return owner;
     }
-    let owner = first_row(
+    let owner = read_one::<pg_sys::Oid>(
         "find the extension owner",
-        Spi::get_one::<pg_sys::Oid>(
-            "SELECT extowner FROM pg_catalog.pg_extension WHERE extname OPERATOR(pg_catalog.=) 'akko_crypt'",
-        ),
+        "SELECT extowner FROM pg_catalog.pg_extension WHERE extname OPERATOR(pg_catalog.=) 'akko_crypt'",
+        &[],
     )
-    .flatten()
     .unwrap_or_else(|| errors::extension_missing());
     OWNER.with(|o| o.set((generation, owner)));
     owner
@@ -211,14 +233,11 @@ pub fn active_version(class: ClassName<'_>) -> u32 {
 }
 
 fn select_active_version(class: ClassName<'_>) -> Option<u32> {
-    first_row(
+    read_one::<i32>(
         "read the keyring",
-        Spi::get_one_with_args::<i32>(
-            "SELECT version FROM akko_crypt.keyring WHERE class = $1 AND state = 'active'",
-            &[class.as_str().into()],
-        ),
+        "SELECT version FROM akko_crypt.keyring WHERE class = $1 AND state = 'active'",
+        &[class.as_str().into()],
     )
-    .flatten()
     .map(|v| v as u32)
 }
 
@@ -226,15 +245,12 @@ fn select_active_version(class: ClassName<'_>) -> Option<u32> {
 /// sealed under two roots would need both to open.
 pub fn require_keyring_root() {
     let session = custody::require_fingerprint();
-    let other = first_row(
+    let other = read_one::<String>(
         "read the keyring",
-        Spi::get_one_with_args::<String>(
-            "SELECT root_fingerprint FROM akko_crypt.keyring \
-             WHERE state <> 'destroyed' AND root_fingerprint <> $1 LIMIT 1",
-            &[session.to_string().into()],
-        ),
-    )
-    .flatten();
+        "SELECT root_fingerprint FROM akko_crypt.keyring \
+         WHERE state <> 'destroyed' AND root_fingerprint <> $1 LIMIT 1",
+        &[session.to_string().into()],
+    );
     if let Some(other) = other {
         errors::wrong_root(&session.to_string(), &other);
     }
@@ -253,6 +269,12 @@ pub fn new_wrapped_key(class: ClassName<'_>, version: u32) -> (Vec<u8>, String) 
 }
 
 fn create_first_version(class: ClassName<'_>) -> u32 {
+    if unsafe { pg_sys::IsInParallelMode() } {
+        errors::keyring_write_in_parallel_query(format!(
+            "the first seal of data class \"{}\" writes its key to the keyring",
+            class.as_str()
+        ));
+    }
     require_keyring_root();
     let (wrapped, fingerprint) = new_wrapped_key(class, 1);
     let created = Spi::get_one_with_args::<bool>(
@@ -305,13 +327,12 @@ pub fn with_key<R>(
 
 fn unwrap_from_keyring(class: ClassName<'_>, version: u32) -> DataKeyMaterial {
     let (state, wrapped, wrapped_by) = as_owner(|| {
-        first_row(
+        read_row(
             "read the keyring",
-            Spi::get_three_with_args::<String, Vec<u8>, String>(
-                "SELECT state, wrapped_key, root_fingerprint FROM akko_crypt.keyring \
-                 WHERE class = $1 AND version = $2",
-                &[class.as_str().into(), (version as i32).into()],
-            ),
+            "SELECT state, wrapped_key, root_fingerprint FROM akko_crypt.keyring \
+             WHERE class = $1 AND version = $2",
+            &[class.as_str().into(), (version as i32).into()],
+            |row| row.get_three::<String, Vec<u8>, String>(),
         )
         .unwrap_or((None, None, None))
     });
@@ -350,8 +371,41 @@ pub fn subject_id(subject: &[u8]) -> SubjectId {
         return id;
     }
     let generation = generation();
+    let stored = if unsafe { pg_sys::IsInParallelMode() } {
+        registered_subject(subject).or_else(|| {
+            errors::keyring_write_in_parallel_query(
+                "the first seal for a new subject registers it in the keyring".to_owned(),
+            )
+        })
+    } else {
+        register_subject(subject)
+    };
+    let id: SubjectId = stored
+        .and_then(|bytes| bytes.try_into().ok())
+        .unwrap_or_else(|| errors::subject_forgotten());
+    ACTIVE.with(|a| {
+        let mut a = a.borrow_mut();
+        if a.generation == generation {
+            a.subjects.push((subject.to_vec(), id));
+        }
+    });
+    id
+}
+
+fn registered_subject(subject: &[u8]) -> Option<Vec<u8>> {
+    as_owner(|| {
+        read_one::<Vec<u8>>(
+            "read the subject",
+            "SELECT id FROM akko_crypt.subjects WHERE subject = $1",
+            &[text_datum(subject)],
+        )
+    })
+}
+
+/// The id of `subject`, registered with a fresh random salt if it is new.
+fn register_subject(subject: &[u8]) -> Option<Vec<u8>> {
     let (id, salt) = new_subject().unwrap_or_else(|_| errors::randomness_unavailable());
-    let stored = as_owner(|| {
+    as_owner(|| {
         Spi::get_one_with_args::<Vec<u8>>(
             "WITH created AS (\
                INSERT INTO akko_crypt.subjects (subject, id, salt) VALUES ($1, $2, $3) \
@@ -365,17 +419,7 @@ pub fn subject_id(subject: &[u8]) -> SubjectId {
             ],
         )
         .unwrap_or_else(|e| errors::catalog_query_failed("register the subject", e))
-    });
-    let id: SubjectId = stored
-        .and_then(|bytes| bytes.try_into().ok())
-        .unwrap_or_else(|| errors::subject_forgotten());
-    ACTIVE.with(|a| {
-        let mut a = a.borrow_mut();
-        if a.generation == generation {
-            a.subjects.push((subject.to_vec(), id));
-        }
-    });
-    id
+    })
 }
 
 /// Text in the database encoding as a query argument, without a UTF-8 round trip.
@@ -388,14 +432,11 @@ fn text_datum<'a>(bytes: &[u8]) -> DatumWithOid<'a> {
 
 fn subject_salt(id: &SubjectId) -> [u8; SUBJECT_SALT_LEN] {
     let salt = as_owner(|| {
-        first_row(
+        read_one::<Vec<u8>>(
             "read the subject",
-            Spi::get_one_with_args::<Vec<u8>>(
-                "SELECT salt FROM akko_crypt.subjects WHERE id = $1",
-                &[DatumWithOid::from(id.to_vec())],
-            ),
+            "SELECT salt FROM akko_crypt.subjects WHERE id = $1",
+            &[DatumWithOid::from(id.to_vec())],
         )
-        .flatten()
     });
     salt.and_then(|bytes| bytes.try_into().ok())
         .unwrap_or_else(|| errors::subject_forgotten())

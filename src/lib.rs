@@ -10,6 +10,7 @@ mod errors;
 mod key_lifecycle;
 mod keyring;
 mod log_redaction;
+mod parallel;
 mod reencrypt;
 mod sealing;
 mod vault_unlock;
@@ -43,5 +44,6 @@ pub extern "C-unwind" fn _PG_init() {
     key_lifecycle::init();
     log_redaction::init();
     vault_unlock::init();
+    parallel::init();
     unsafe { pg_sys::MarkGUCPrefixReserved(c"akko_crypt".as_ptr()) };
 }

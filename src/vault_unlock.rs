@@ -22,7 +22,7 @@ use pgrx::prelude::*;
 use pgrx::{GucContext, GucFlags, GucRegistry, GucSetting, PostgresGucEnum};
 use zeroize::Zeroizing;
 
-use crate::keyring::{as_owner, audit, first_row};
+use crate::keyring::{as_owner, audit, read_one};
 use crate::{custody, errors};
 
 extension_sql!(
@@ -248,11 +248,11 @@ fn source() -> Source {
     match setting(&TRANSIT_KEY) {
         Some(key) => {
             let wrapped_root = as_owner(|| {
-                first_row(
+                read_one::<String>(
                     "read akko_crypt.transit_root",
-                    Spi::get_one::<String>("SELECT wrapped_root FROM akko_crypt.transit_root"),
+                    "SELECT wrapped_root FROM akko_crypt.transit_root",
+                    &[],
                 )
-                .flatten()
             })
             .unwrap_or_else(|| errors::transit_not_initialised());
             Source::Transit { key, wrapped_root }
@@ -410,10 +410,15 @@ pub fn unlock() -> (&'static str, Duration) {
     (label, started.elapsed())
 }
 
+/// Whether a seal or open without a key would fetch one from Vault.
+pub fn would_unlock_lazily() -> bool {
+    configured() && !SESSION.with(|s| s.borrow().locked)
+}
+
 /// The unlock a seal or open makes by itself when Vault is configured, no key is loaded and
 /// the session has not locked itself. Returns whether it loaded one.
 pub fn lazy_unlock() -> bool {
-    if !configured() || SESSION.with(|s| s.borrow().locked) {
+    if !would_unlock_lazily() {
         return false;
     }
     let (label, took) = unlock();

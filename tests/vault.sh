@@ -54,8 +54,18 @@ check "the first seal unlocks by itself (lazy), SHOW gives the fingerprint, stat
 check "a value sealed with the Vault root opens with the same key given directly" \
     [ "$(psql_ -c "SELECT set_config('akko_crypt.key', '$root_hex', false) IS NULL" \
                -c "SELECT akko_crypt.open_pii(akko_crypt.seal_pii('{\"a\": 1}')) ->> 'a'" akko_vault | tail -1)" = 1 ]
+# A parallel query as the session's first use: workers get only the key their leader holds
+# when the query starts, so the leader unlocks before a parallel plan that needs the key.
+parallel_first=$(psql_ -c "CREATE TABLE IF NOT EXISTS par AS SELECT g FROM generate_series(1, 5000) g" \
+    -c "SET parallel_setup_cost = 0" -c "SET parallel_tuple_cost = 0" -c "SET min_parallel_table_scan_size = 0" \
+    -c "SET parallel_leader_participation = off" \
+    -c "SELECT count(*) FILTER (WHERE akko_crypt.open_pii(akko_crypt.seal_pii(jsonb_build_object('g', g))) ->> 'g' = g::text) FROM par" \
+    -c "EXPLAIN (ANALYZE, COSTS OFF, TIMING OFF, SUMMARY OFF) SELECT count(akko_crypt.seal_pii(jsonb_build_object('g', g))) FROM par" \
+    akko_vault 2>&1)
+check "a parallel query as a session's first use unlocks first, and its workers seal and open" \
+    [ "$(head -1 <<<"$parallel_first")" = 5000 ] && grep -q "Workers Launched: [12]" <<<"$parallel_first"
 unlocks=$(psql_ -c "SELECT count(*) FROM akko_crypt.audit_log WHERE operation = 'unlock' AND detail LIKE '%source vault kv%'" akko_vault)
-check "each unlock is in the audit log with its source" [ "$unlocks" -ge 2 ]
+check "each unlock is in the audit log with its source" [ "$unlocks" -ge 3 ]
 locked=$(psql_ -c "SELECT akko_crypt.unlock() IS NOT NULL" -c "SELECT akko_crypt.lock()" \
                -c "SELECT akko_crypt.seal_pii('{}')" akko_vault 2>&1)
 check "after lock() no lazy unlock brings the key back" grep -q "no akko_crypt key is loaded" <<<"$locked"

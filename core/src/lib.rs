@@ -4,6 +4,7 @@
 
 pub mod class;
 pub mod envelope;
+pub mod handoff;
 pub mod key;
 pub mod nonce;
 pub mod redaction;
@@ -11,6 +12,7 @@ pub mod wrap;
 
 pub use class::{ClassName, ClassNameError};
 pub use envelope::{Envelope, EnvelopeError, OpenError, SealRequest};
+pub use handoff::{HandoffError, HandoffKey};
 pub use key::{DataKey, Fingerprint, KeyParseError, RootKey};
 pub use nonce::NoncePool;
 pub use wrap::{DataKeyMaterial, UnwrapError};

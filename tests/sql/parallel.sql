@@ -1,0 +1,60 @@
+-- Parallel queries: seal_pii and open_pii are PARALLEL SAFE, and each worker gets the key
+-- its leader held when the query started, sealed for it (never the key in clear).
+SET akko_crypt.key = '000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f';
+CREATE TABLE akko_test.par AS
+    SELECT g, jsonb_build_object('n', g, 'name', 'person ' || g) AS pii FROM generate_series(1, 2000) g;
+ALTER TABLE akko_test.par ADD COLUMN sealed bytea, ADD COLUMN bound bytea;
+UPDATE akko_test.par SET sealed = akko_crypt.seal_pii(pii, 'identity'),
+                         bound = akko_crypt.seal_pii(pii, 'identity', int4send(g));
+ANALYZE akko_test.par;
+SELECT proname, proparallel FROM pg_proc
+ WHERE pronamespace = 'akko_crypt'::regnamespace AND proname IN ('seal_pii', 'open_pii') ORDER BY 1;
+
+-- Every plan below runs in parallel workers only: the leader just gathers.
+SET parallel_setup_cost = 0;
+SET parallel_tuple_cost = 0;
+SET min_parallel_table_scan_size = 0;
+SET max_parallel_workers_per_gather = 2;
+SET parallel_leader_participation = off;
+EXPLAIN (COSTS OFF) SELECT count(*) FILTER (WHERE akko_crypt.open_pii(sealed) = pii) FROM akko_test.par;
+SELECT count(*) FILTER (WHERE akko_crypt.open_pii(sealed) = pii) AS opened_in_workers,
+       count(*) FILTER (WHERE akko_crypt.open_pii(bound, int4send(g)) = pii) AS opened_with_context
+  FROM akko_test.par;
+-- Sealed in workers, opened by the leader.
+EXPLAIN (COSTS OFF) CREATE TABLE akko_test.par_plan AS SELECT akko_crypt.seal_pii(pii, 'identity') FROM akko_test.par;
+CREATE TABLE akko_test.par_sealed AS SELECT g, akko_crypt.seal_pii(pii, 'identity') AS s FROM akko_test.par;
+SELECT count(*) FILTER (WHERE akko_crypt.open_pii(s) = p.pii) AS sealed_in_workers
+  FROM akko_test.par_sealed JOIN akko_test.par p USING (g);
+
+-- A single-copy plan shows that the work, and an error raised there, happen in a worker.
+SET force_parallel_mode = on;
+SELECT akko_crypt.open_pii(bound, int4send(g)) FROM akko_test.par WHERE g = 7;
+SELECT akko_crypt.open_pii(bound, int4send(g + 1)) FROM akko_test.par WHERE g = 7;
+-- What the session shows stays the fingerprint; the sealed root behind it is never displayed.
+SELECT current_setting('akko_crypt.key') AS shown, length(current_setting('akko_crypt.key')) AS shown_length;
+
+-- A worker has the key only if its leader held one when the query began.
+SELECT akko_crypt.lock();
+SELECT akko_crypt.open_pii(sealed) FROM akko_test.par WHERE g = 7;
+SET akko_crypt.key = '000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f';
+
+-- What writes to the keyring cannot run inside a parallel query, and says so.
+SELECT akko_crypt.add_class('parallel_class');
+SELECT akko_crypt.seal_pii(pii, 'parallel_class') FROM akko_test.par WHERE g = 7;
+SELECT akko_crypt.seal_pii(pii, subject => 'parallel subject') FROM akko_test.par WHERE g = 7;
+RESET force_parallel_mode;
+SELECT length(akko_crypt.seal_pii('{}', 'parallel_class')) > 0 AS created_outside;
+SELECT length(akko_crypt.seal_pii('{}', subject => 'parallel subject')) > 0 AS registered_outside;
+SET force_parallel_mode = on;
+SELECT akko_crypt.open_pii(akko_crypt.seal_pii(pii, 'parallel_class', subject => 'parallel subject'))
+  FROM akko_test.par WHERE g = 7;
+RESET ALL;
+
+-- Opening reads the keyring without giving the transaction an id, so it runs on a hot
+-- standby, and a reading transaction writes no commit record.
+SET akko_crypt.key = '000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f';
+BEGIN;
+SELECT akko_crypt.open_pii(sealed) FROM akko_test.par WHERE g = 7;
+SELECT pg_current_xact_id_if_assigned() IS NULL AS no_transaction_id;
+COMMIT;
+DROP TABLE akko_test.par, akko_test.par_sealed;
