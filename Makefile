@@ -36,7 +36,7 @@ unit:
 demo: install
 	demo/demo.sh
 
-bench: install
+bench: install $(BAO)
 	bench/bench.sh
 
 clean:

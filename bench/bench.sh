@@ -65,6 +65,46 @@ first_seal=$(awk '$1 == 1 { print $2 }' "$dir/first_seals.txt" | median)
 second_class_seal=$(awk '$1 == 2 { print $2 }' "$dir/first_seals.txt" | median)
 later_seal=$(awk '$1 > 2 { print $2 }' "$dir/first_seals.txt" | median)
 
+# Unlock latency at connection checkout against OpenBao on loopback: pgbench opens a new
+# connection for every transaction (-C) and logs each statement's latency, which excludes
+# the connection itself; pgbench reports the average connection time apart.
+bao=${AKKO_BAO:-$here/../.venv/bin/bao}
+vport=$((port + 20))
+export BAO_ADDR="http://127.0.0.1:$vport" BAO_TOKEN=akko-bench-root
+"$bao" server -dev -dev-root-token-id="$BAO_TOKEN" -dev-listen-address="127.0.0.1:$vport" >"$dir/bao.log" 2>&1 &
+bao_pid=$!
+trap 'kill $bao_pid 2>/dev/null; "$here/../tests/cluster.sh" stop "$dir"' EXIT
+for _ in $(seq 100); do "$bao" status >/dev/null 2>&1 && break; sleep 0.1; done
+"$bao" kv put secret/akko_crypt root_key="$(head -c 32 /dev/urandom | base64)" >/dev/null
+"$bao" secrets enable transit >/dev/null
+"$bao" write -f transit/keys/akko_root >/dev/null
+printf 'path "secret/data/akko_crypt" { capabilities = ["read"] }\npath "transit/*" { capabilities = ["update"] }\n' |
+    "$bao" policy write akko_bench - >/dev/null
+"$bao" token create -policy=akko_bench -field=token >"$dir/vault.token"
+chown postgres: "$dir/vault.token" && chmod 600 "$dir/vault.token"
+for mode in kv transit; do
+    q -c "CREATE DATABASE akko_$mode" -c "ALTER DATABASE akko_$mode SET akko_crypt.vault_addr = '$BAO_ADDR'" \
+      -c "ALTER DATABASE akko_$mode SET akko_crypt.vault_token_file = '$dir/vault.token'" >/dev/null
+    q -d "akko_$mode" -c "CREATE EXTENSION akko_crypt" >/dev/null
+done
+q -c "ALTER DATABASE akko_kv SET akko_crypt.vault_kv_path = 'secret/data/akko_crypt'" \
+  -c "ALTER DATABASE akko_transit SET akko_crypt.vault_transit_key = 'akko_root'" >/dev/null
+env -u PGOPTIONS psql -X -q -A -t -h "$dir" -p "$port" -U postgres -c "SELECT akko_crypt.vault_init_transit()" akko_transit >/dev/null
+connections=${AKKO_BENCH_CONNECTIONS:-300}
+printf 'SELECT akko_crypt.unlock();\n' >"$dir/unlock.sql"
+printf 'SELECT 1;\n' >"$dir/plain.sql"
+checkout() { # checkout NAME SCRIPT DATABASE: median and p99 statement latency (ms), connection time
+    local summary
+    summary=$(cd "$dir" && env -u PGOPTIONS pgbench -n -C -c 1 -t "$connections" -f "$2" -l --log-prefix="$1" \
+        -h "$dir" -p "$port" -U postgres "$3" 2>&1)
+    sort -n -k3 "$dir/$1".* | awk -v conn="$(awk '/average connection time/ { print $5 }' <<<"$summary")" \
+        '{ v[NR] = $3 } END { printf "%.2f|%.2f|%.2f", v[int((NR + 1) / 2)] / 1000, v[int(NR * 0.99)] / 1000, conn }'
+}
+plain_checkout=$(checkout plain plain.sql akko_kv)
+kv_checkout=$(checkout kv unlock.sql akko_kv)
+transit_checkout=$(checkout transit unlock.sql akko_transit)
+field() { cut -d'|' -f"$2" <<<"$1"; }
+
 ms() { echo "$results" | awk -F'|' -v n="$1" '$1 == n { print $2 }'; }
 workers() { echo "$results" | awk -F'|' -v n="$1" '$1 == n { print ($3 == 0 ? "serial" : $3 " workers + leader") }'; }
 ratio() { echo "$results" | awk -F'|' -v n="$1" '$1 == "ratio" && $2 == n { print $3 }'; }
@@ -123,5 +163,21 @@ The first seals of a session, medians over $sessions new sessions, each statemen
 | first seal in a new session (keyring read, unwrap, first-call catalog lookups) | $first_seal |
 | first seal of a second class in the same session (keyring read and unwrap) | $second_class_seal |
 | later seals | $later_seal |
+
+## Unlock from Vault at connection checkout
+
+\`SELECT akko_crypt.unlock()\` as the first statement of $connections new connections each, against
+OpenBao $("$bao" version | awk '{ print $2; exit }') (\`bao server -dev\`) on loopback, next to \`SELECT 1\` on the same kind of
+connection. Timed by pgbench (\`-C\`, one connection per transaction); a statement's time
+excludes opening the connection, which pgbench reports apart.
+
+| first statement of a new connection | median ms | p99 ms |
+|---|---:|---:|
+| \`SELECT 1\` | $(field "$plain_checkout" 1) | $(field "$plain_checkout" 2) |
+| \`unlock()\`, KV v2 (one read of the secret) | $(field "$kv_checkout" 1) | $(field "$kv_checkout" 2) |
+| \`unlock()\`, Transit (one decrypt of the wrapped root) | $(field "$transit_checkout" 1) | $(field "$transit_checkout" 2) |
+
+Opening the connection itself took $(field "$plain_checkout" 3) ms on average. Target: unlock median at most 5 ms.
+Each unlock also checks the root against the keyring and appends to the audit log.
 MD
 echo "wrote $out"

@@ -415,6 +415,10 @@ pub fn vault_failed(what: &str, error: &VaultError) -> ! {
             PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
             "Vault is sealed or in standby: unseal it.",
         ),
+        VaultError::LoginRefused { .. } => (
+            PgSqlErrorCode::ERRCODE_INVALID_AUTHORIZATION_SPECIFICATION,
+            "Check akko_crypt.vault_auth and this role's AppRole or JWT settings against the auth role in Vault (bound claims, audience, secret_id uses and TTL).",
+        ),
         VaultError::Status { .. } => (PgSqlErrorCode::ERRCODE_EXTERNAL_ROUTINE_EXCEPTION, ""),
         VaultError::Malformed(_) => (PgSqlErrorCode::ERRCODE_INVALID_TEXT_REPRESENTATION, ""),
     };

@@ -20,17 +20,20 @@ use zeroize::{Zeroize, Zeroizing};
 
 use crate::{classes, errors, keyring};
 
+// COST 100 (the default C function cost is 1): each call converts a whole document and
+// encrypts or decrypts it. Costed at 1, the planner keeps large scans serial and evaluates
+// seal/open before cheaper conditions of the same WHERE clause.
 extension_sql!(
     r#"
 CREATE FUNCTION seal_pii(data jsonb, class text DEFAULT 'identity', context bytea DEFAULT NULL,
                          subject text DEFAULT NULL)
-    RETURNS bytea LANGUAGE c VOLATILE PARALLEL SAFE
+    RETURNS bytea LANGUAGE c VOLATILE PARALLEL SAFE COST 100
     AS 'MODULE_PATHNAME', 'akko_seal_pii';
 COMMENT ON FUNCTION seal_pii(jsonb, text, bytea, text) IS
     'Seals a jsonb document with AES-256-GCM under the active key of the data class (or the subject''s key, if one is named); a context, if given, must be given again to open it';
 
 CREATE FUNCTION open_pii(sealed bytea, context bytea DEFAULT NULL)
-    RETURNS jsonb LANGUAGE c STABLE PARALLEL SAFE
+    RETURNS jsonb LANGUAGE c STABLE PARALLEL SAFE COST 100
     AS 'MODULE_PATHNAME', 'akko_open_pii';
 COMMENT ON FUNCTION open_pii(bytea, bytea) IS
     'Opens a value sealed by seal_pii; fails unless this session holds the key and the same context is given';

@@ -37,6 +37,7 @@ stop_bao() { kill "$bao_pid" 2>/dev/null; wait "$bao_pid" 2>/dev/null; }
 start_bao
 trap stop_bao EXIT
 echo "not-a-token" >"$dir/wrong.token" && chown postgres: "$dir/wrong.token"
+echo "$BAO_TOKEN" >"$dir/root.token" && chown postgres: "$dir/root.token" && chmod 600 "$dir/root.token"
 
 psql_ -c "CREATE DATABASE akko_vault" postgres
 psql_ -c "CREATE EXTENSION akko_crypt" akko_vault
@@ -63,7 +64,7 @@ parallel_first=$(psql_ -c "CREATE TABLE IF NOT EXISTS par AS SELECT g FROM gener
     -c "EXPLAIN (ANALYZE, COSTS OFF, TIMING OFF, SUMMARY OFF) SELECT count(akko_crypt.seal_pii(jsonb_build_object('g', g))) FROM par" \
     akko_vault 2>&1)
 check "a parallel query as a session's first use unlocks first, and its workers seal and open" \
-    [ "$(head -1 <<<"$parallel_first")" = 5000 ] && grep -q "Workers Launched: [12]" <<<"$parallel_first"
+    [ "$(head -1 <<<"$parallel_first") $(grep -c "Workers Launched: [12]" <<<"$parallel_first")" = "5000 1" ]
 unlocks=$(psql_ -c "SELECT count(*) FROM akko_crypt.audit_log WHERE operation = 'unlock' AND detail LIKE '%source vault kv%'" akko_vault)
 check "each unlock is in the audit log with its source" [ "$unlocks" -ge 3 ]
 locked=$(psql_ -c "SELECT akko_crypt.unlock() IS NOT NULL" -c "SELECT akko_crypt.lock()" \
@@ -143,9 +144,82 @@ check "a new session unlocks through Transit and opens" \
 check "only the Transit-wrapped root is stored" \
     [ "$(psql_ -c "SELECT wrapped_root LIKE 'vault:v1:%' FROM akko_crypt.transit_root" akko_transit)" = t ]
 
+# Logins with an identity of the role's own: AppRole, and a JWT signed by a key Vault trusts.
+# Each AppRole login uses up one use of the secret_id, so Vault itself counts the logins.
+"$bao" auth enable approle >/dev/null
+"$bao" write auth/approle/role/akko token_policies=akko_kv token_ttl=2s token_max_ttl=2s >/dev/null
+role_id=$("$bao" read -field=role_id auth/approle/role/akko/role-id)
+"$bao" write -field=secret_id auth/approle/role/akko/secret-id num_uses=100 >"$dir/approle.secret"
+logins() { echo $((100 - $("$bao" write -field=secret_id_num_uses auth/approle/role/akko/secret-id/lookup secret_id="$(cat "$dir/approle.secret")"))); }
+openssl genrsa -out "$dir/jwt.key" 2048 2>/dev/null
+openssl rsa -in "$dir/jwt.key" -pubout -out "$dir/jwt.pub" 2>/dev/null
+"$bao" auth enable jwt >/dev/null
+"$bao" write auth/jwt/config jwt_validation_pubkeys=@"$dir/jwt.pub" >/dev/null
+"$bao" write auth/jwt/role/akko_bi role_type=jwt bound_audiences=akko_crypt user_claim=sub \
+    token_policies=akko_kv token_ttl=1h >/dev/null
+b64url() { base64 -w0 | tr '+/' '-_' | tr -d '='; }
+jwt() { # jwt AUDIENCE: a JWT for subject bi-reader, signed RS256 with jwt.key
+    local now header payload
+    now=$(date +%s)
+    header=$(printf '{"alg":"RS256","typ":"JWT"}' | b64url)
+    payload=$(printf '{"sub":"bi-reader","aud":"%s","iat":%d,"exp":%d}' "$1" "$now" $((now + 600)) | b64url)
+    printf '%s.%s.%s' "$header" "$payload" \
+        "$(printf '%s.%s' "$header" "$payload" | openssl dgst -sha256 -sign "$dir/jwt.key" | b64url)"
+}
+jwt akko_crypt >"$dir/good.jwt"
+jwt someone_else >"$dir/other_audience.jwt"
+chown postgres: "$dir/approle.secret" "$dir/good.jwt" "$dir/other_audience.jwt"
+login_role() { # login_role ROLE SETTING=VALUE...: a login role whose Vault settings a superuser set
+    local role=$1; shift
+    psql_ -c "DROP ROLE IF EXISTS $role" -c "CREATE ROLE $role LOGIN" -c "GRANT USAGE ON SCHEMA akko_crypt TO $role" \
+          -c "GRANT EXECUTE ON FUNCTION akko_crypt.open_pii(bytea, bytea), akko_crypt.unlock() TO $role" akko_vault >/dev/null
+    for setting in "$@"; do psql_ -c "ALTER ROLE $role SET akko_crypt.${setting%%=*} = '${setting#*=}'" akko_vault >/dev/null; done
+}
+as_role() { local role=$1; shift; psql -X -q -A -t -h "$dir" -p "$port" -U "$role" "$@" akko_vault 2>&1; }
+login_role akko_approle vault_auth=approle vault_approle_role_id="$role_id" vault_approle_secret_id_file="$dir/approle.secret"
+sealed=$(psql_ -c "SELECT encode(akko_crypt.seal_pii('{\"for\": \"bi\"}'), 'base64')" akko_vault | tr -d '\n')
+before=$(logins)
+out=$(as_role akko_approle -c "SELECT akko_crypt.unlock()" -c "SELECT akko_crypt.open_pii(decode('$sealed', 'base64')) ->> 'for'" \
+    -c "SELECT pg_sleep(2.5)" -c "SELECT akko_crypt.unlock()" | paste -sd ' ')
+check "AppRole: a role logs in with its own role_id and secret_id, and opens" \
+    [ "$(cut -d' ' -f1-2 <<<"$out")" = "$root_fingerprint bi" ]
+new_logins=$(($(logins) - before))
+check "AppRole: a login token past its TTL is replaced by a new login in the same session ($new_logins logins)" \
+    [ "$(cut -d' ' -f4 <<<"$out") $new_logins" = "$root_fingerprint 2" ]
+login_role akko_jwt vault_auth=jwt vault_jwt_role=akko_bi vault_jwt_file="$dir/good.jwt"
+check "JWT: a role logs in with a signed JWT, and opens" \
+    [ "$(as_role akko_jwt -c "SELECT akko_crypt.open_pii(decode('$sealed', 'base64')) ->> 'for'")" = bi ]
+login_role akko_jwt_other vault_auth=jwt vault_jwt_role=akko_bi vault_jwt_file="$dir/other_audience.jwt"
+out=$(as_role akko_jwt_other -c "\set VERBOSITY verbose" -c "SELECT akko_crypt.unlock()")
+check "JWT: a token for another audience is refused (28000) with Vault's own message" \
+    grep -q "28000: .*Vault refused the login (HTTP 400): .*aud" <<<"$out"
+
+# TLS: https to a dev server with its own CA; trusted only through akko_crypt.vault_ca_file.
+tport=$((vport + 10))
+mkdir -p "$dir/tls"
+"$bao" server -dev -dev-tls -dev-tls-cert-dir="$dir/tls" -dev-root-token-id="$BAO_TOKEN" \
+    -dev-listen-address="127.0.0.1:$tport" >>"$dir/bao_tls.log" 2>&1 &
+tls_pid=$!
+tls_bao() { BAO_ADDR="https://127.0.0.1:$tport" BAO_CACERT="$dir/tls/vault-ca.pem" "$bao" "$@"; }
+for _ in $(seq 100); do tls_bao status >/dev/null 2>&1 && break; sleep 0.1; done
+tls_bao kv put secret/akko_crypt root_key="$root_hex" >/dev/null
+chmod -R a+rX "$dir/tls"
+tls_session() { psql_ -c "SET akko_crypt.vault_addr = 'https://127.0.0.1:$tport'" "$@" -c "SELECT akko_crypt.unlock()" akko_vault 2>&1; }
+check "https with akko_crypt.vault_ca_file: unlocks" \
+    [ "$(tls_session -c "SET akko_crypt.vault_token_file = '$dir/root.token'" -c "SET akko_crypt.vault_ca_file = '$dir/tls/vault-ca.pem'")" = "$root_fingerprint" ]
+out=$(tls_session -c "SET akko_crypt.vault_token_file = '$dir/root.token'" -c "\set VERBOSITY verbose")
+check "https to a certificate no configured CA signed: refused (08006)" grep -q "08006: .*could not reach Vault: .*[Cc]ertificate" <<<"$out"
+kill $tls_pid
+
+# A sealed Vault answers 503: 55000, with a hint to unseal.
+"$bao" operator seal >/dev/null
+out=$(psql_ -c "\set VERBOSITY verbose" -c "SELECT akko_crypt.unlock()" akko_vault 2>&1)
+check "a sealed Vault: 55000 with Vault's message and a hint to unseal" \
+    bash -c "grep -q '55000: .*HTTP 503' <<<'$out' && grep -q 'unseal' <<<'$out'"
+
 token=$(cat "$dir/vault.token")
-check "the server log holds neither the Vault token nor the root key" \
-    bash -c "! grep -qF -e '$token' -e '$BAO_TOKEN' -e '$root_hex' '$dir/server.log'"
+check "the server log holds neither a Vault token, a secret_id, a JWT nor the root key" \
+    bash -c "! grep -qF -e '$token' -e '$BAO_TOKEN' -e '$root_hex' -e '$(cat "$dir/approle.secret")' -e '$(cat "$dir/good.jwt")' '$dir/server.log'"
 
 echo "vault: $passed passed, $failed failed"
 [ "$failed" -eq 0 ]

@@ -82,6 +82,8 @@ pub enum VaultError {
     TimedOut,
     /// Vault answered with an error status; `messages` are Vault's own.
     Status { status: u16, messages: Vec<String> },
+    /// The AppRole or JWT login was refused; `messages` are Vault's own.
+    LoginRefused { status: u16, messages: Vec<String> },
     /// Vault answered 2xx with a body that is not what the API documents.
     Malformed(&'static str),
 }
@@ -102,6 +104,11 @@ impl fmt::Display for VaultError {
             VaultError::Status { status, messages } => {
                 write!(f, "Vault answered HTTP {status}: {}", messages.join("; "))
             }
+            VaultError::LoginRefused { status, messages } => write!(
+                f,
+                "Vault refused the login (HTTP {status}): {}",
+                messages.join("; ")
+            ),
             VaultError::Malformed(what) => write!(f, "unexpected answer from Vault: {what}"),
         }
     }
@@ -277,7 +284,14 @@ impl Vault {
                 serde_json::json!({ "role": role, "jwt": jwt.as_str() }),
             ),
         };
-        let answer: AuthBody = self.call(&format!("auth/{mount}/login"), None, Some(body))?;
+        let answer: AuthBody = self
+            .call(&format!("auth/{mount}/login"), None, Some(body))
+            .map_err(|e| match e {
+                VaultError::Status { status, messages } if (400..=403).contains(&status) => {
+                    VaultError::LoginRefused { status, messages }
+                }
+                other => other,
+            })?;
         Ok(Token {
             secret: answer.auth.client_token,
             lease: (answer.auth.lease_duration > 0)
