@@ -33,7 +33,7 @@ test: install $(BAO)
 unit:
 	cargo test -p akko_crypt_core
 
-demo: install
+demo: install $(BAO)
 	demo/demo.sh
 
 bench: install $(BAO)

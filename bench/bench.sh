@@ -123,7 +123,8 @@ Each query ran twice per round: in the plan PostgreSQL picks by default, and in 
 (\`max_parallel_workers_per_gather = 0\`). The targets hold for the default plans, which is
 what users get; the serial plans compare the cost per row without parallelism. \`seal_pii\`
 and \`open_pii\` are \`PARALLEL SAFE\`: each parallel worker receives the key its leader
-holds, sealed for it (see the README, "Parallel queries").
+holds, sealed for it (see the README, "Parallel queries"), and are declared \`COST 100\`; pgcrypto's
+functions keep the default cost of 1, which can leave them in a serial plan by default.
 
 | query | default plan | median ms | serial plan, median ms |
 |---|---|---:|---:|

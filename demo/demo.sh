@@ -74,4 +74,36 @@ SELECT operation, class, version, outcome FROM akko_crypt.audit_log ORDER BY id;
 SELECT akko_crypt.open_pii(pii) FROM customers WHERE id = 3;
 SQL
 
+say "The root from OpenBao Transit: a new session unlocks with no key from the pool"
+bao=${AKKO_BAO:-$here/../.venv/bin/bao}
+export BAO_ADDR="http://127.0.0.1:$((port + 20))" BAO_TOKEN=akko-demo-root
+"$bao" server -dev -dev-root-token-id="$BAO_TOKEN" -dev-listen-address="${BAO_ADDR#http://}" >"$dir/bao.log" 2>&1 &
+bao_pid=$!
+trap 'kill $bao_pid 2>/dev/null; "$here/../tests/cluster.sh" stop "$dir"' EXIT
+for _ in $(seq 100); do "$bao" status >/dev/null 2>&1 && break; sleep 0.1; done
+"$bao" secrets enable transit >/dev/null
+"$bao" write -f transit/keys/akko_root >/dev/null
+printf 'path "transit/datakey/wrapped/akko_root" { capabilities = ["update"] }\npath "transit/decrypt/akko_root" { capabilities = ["update"] }\n' |
+    "$bao" policy write akko_demo - >/dev/null
+"$bao" token create -policy=akko_demo -field=token >"$dir/vault.token"
+chown postgres: "$dir/vault.token" && chmod 600 "$dir/vault.token"
+echo "OpenBao dev server on $BAO_ADDR, Transit key akko_root; the backend's token may only wrap and decrypt"
+sql -q -c "ALTER DATABASE demo SET akko_crypt.vault_addr = '$BAO_ADDR'" \
+    -c "ALTER DATABASE demo SET akko_crypt.vault_token_file = '$dir/vault.token'" \
+    -c "ALTER DATABASE demo SET akko_crypt.vault_transit_key = 'akko_root'"
+sql <<'SQL'
+\getenv key AKKO_DEMO_KEY
+SELECT set_config('akko_crypt.key', :'key', false) IS NOT NULL AS key_loaded \gset
+\echo '-- once: a new root from Transit; the keyring is rewrapped under it, no value is rewritten:'
+SELECT akko_crypt.vault_init_transit() AS new_root_fingerprint;
+\echo '-- the database keeps the root only as Transit wrapped it:'
+SELECT left(wrapped_root, 20) || '...' AS wrapped_root FROM akko_crypt.transit_root;
+SQL
+sql <<'SQL'
+\echo '-- a new session, no key sent: the first open fetches the root through Transit:'
+SELECT id, akko_crypt.open_pii(pii) ->> 'name' AS name FROM customers WHERE id = 1;
+SHOW akko_crypt.key;
+SELECT akko_crypt.status() ->> 'key_source' AS key_source;
+SQL
+
 say "Done. The cluster is stopped and removed on exit; see README.md for the pool setup."
