@@ -71,17 +71,13 @@ later_seal=$(awk '$1 > 2 { print $2 }' "$dir/first_seals.txt" | median)
 bao=${AKKO_BAO:-$here/../.venv/bin/bao}
 vport=$((port + 20))
 export BAO_ADDR="http://127.0.0.1:$vport" BAO_TOKEN=akko-bench-root
-"$bao" server -dev -dev-root-token-id="$BAO_TOKEN" -dev-listen-address="127.0.0.1:$vport" >"$dir/bao.log" 2>&1 &
-bao_pid=$!
+. "$here/../tests/bao.sh"
+bao_start "$dir/bao.log"
 trap 'kill $bao_pid 2>/dev/null; "$here/../tests/cluster.sh" stop "$dir"' EXIT
-for _ in $(seq 100); do "$bao" status >/dev/null 2>&1 && break; sleep 0.1; done
 "$bao" kv put secret/akko_crypt root_key="$(head -c 32 /dev/urandom | base64)" >/dev/null
-"$bao" secrets enable transit >/dev/null
-"$bao" write -f transit/keys/akko_root >/dev/null
 printf 'path "secret/data/akko_crypt" { capabilities = ["read"] }\npath "transit/*" { capabilities = ["update"] }\n' |
     "$bao" policy write akko_bench - >/dev/null
-"$bao" token create -policy=akko_bench -field=token >"$dir/vault.token"
-chown postgres: "$dir/vault.token" && chmod 600 "$dir/vault.token"
+bao_token_file "$dir/vault.token" akko_bench
 for mode in kv transit; do
     q -c "CREATE DATABASE akko_$mode" -c "ALTER DATABASE akko_$mode SET akko_crypt.vault_addr = '$BAO_ADDR'" \
       -c "ALTER DATABASE akko_$mode SET akko_crypt.vault_token_file = '$dir/vault.token'" >/dev/null

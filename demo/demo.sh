@@ -77,16 +77,12 @@ SQL
 say "The root from OpenBao Transit: a new session unlocks with no key from the pool"
 bao=${AKKO_BAO:-$here/../.venv/bin/bao}
 export BAO_ADDR="http://127.0.0.1:$((port + 20))" BAO_TOKEN=akko-demo-root
-"$bao" server -dev -dev-root-token-id="$BAO_TOKEN" -dev-listen-address="${BAO_ADDR#http://}" >"$dir/bao.log" 2>&1 &
-bao_pid=$!
+. "$here/../tests/bao.sh"
+bao_start "$dir/bao.log"
 trap 'kill $bao_pid 2>/dev/null; "$here/../tests/cluster.sh" stop "$dir"' EXIT
-for _ in $(seq 100); do "$bao" status >/dev/null 2>&1 && break; sleep 0.1; done
-"$bao" secrets enable transit >/dev/null
-"$bao" write -f transit/keys/akko_root >/dev/null
 printf 'path "transit/datakey/wrapped/akko_root" { capabilities = ["update"] }\npath "transit/decrypt/akko_root" { capabilities = ["update"] }\n' |
     "$bao" policy write akko_demo - >/dev/null
-"$bao" token create -policy=akko_demo -field=token >"$dir/vault.token"
-chown postgres: "$dir/vault.token" && chmod 600 "$dir/vault.token"
+bao_token_file "$dir/vault.token" akko_demo
 echo "OpenBao dev server on $BAO_ADDR, Transit key akko_root; the backend's token may only wrap and decrypt"
 sql -q -c "ALTER DATABASE demo SET akko_crypt.vault_addr = '$BAO_ADDR'" \
     -c "ALTER DATABASE demo SET akko_crypt.vault_token_file = '$dir/vault.token'" \

@@ -17,21 +17,17 @@ check() { # check NAME COMMAND...: passes when COMMAND succeeds
 root_hex=000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f
 root_fingerprint=c7bd0684b7e5534c
 
+. "$(dirname "$0")/bao.sh"
 start_bao() {
-    "$bao" server -dev -dev-root-token-id="$BAO_TOKEN" -dev-listen-address="127.0.0.1:$vport" >>"$dir/bao.log" 2>&1 &
-    bao_pid=$!
-    for _ in $(seq 100); do "$bao" status >/dev/null 2>&1 && break; sleep 0.1; done
+    bao_start "$dir/bao.log"
     # A dev server keeps everything in memory: each start provisions it again.
     "$bao" kv put secret/akko_crypt root_key="$root_hex" >/dev/null
     "$bao" kv put secret/short root_key=c2hvcnQ= >/dev/null
-    "$bao" secrets enable transit >/dev/null
-    "$bao" write -f transit/keys/akko_root >/dev/null
     printf 'path "secret/data/akko_crypt" { capabilities = ["read"] }\npath "secret/data/short" { capabilities = ["read"] }\npath "secret/data/missing" { capabilities = ["read"] }\n' |
         "$bao" policy write akko_kv - >/dev/null
     printf 'path "transit/datakey/wrapped/akko_root" { capabilities = ["update"] }\npath "transit/decrypt/akko_root" { capabilities = ["update"] }\n' |
         "$bao" policy write akko_transit - >/dev/null
-    "$bao" token create -policy=akko_kv -policy=akko_transit -field=token >"$dir/vault.token"
-    chown postgres: "$dir/vault.token" && chmod 600 "$dir/vault.token"
+    bao_token_file "$dir/vault.token" akko_kv akko_transit
 }
 stop_bao() { kill "$bao_pid" 2>/dev/null; wait "$bao_pid" 2>/dev/null; }
 start_bao
