@@ -440,4 +440,72 @@ mod tests {
         );
         assert!(started.elapsed() < Duration::from_secs(3));
     }
+
+    /// A listener that answers every request with `status` and `body`, then closes.
+    fn answering(status: &'static str, body: &'static str) -> String {
+        use std::io::{Read, Write};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = format!("http://{}", listener.local_addr().unwrap());
+        std::thread::spawn(move || {
+            for mut stream in listener.incoming().flatten() {
+                let mut request = [0u8; 4096];
+                let _ = stream.read(&mut request);
+                let _ = write!(
+                    stream,
+                    "HTTP/1.1 {status}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+            }
+        });
+        addr
+    }
+
+    #[test]
+    fn answers_that_are_not_the_documented_json_are_malformed() {
+        let token = Token {
+            secret: Zeroizing::new("t".into()),
+            lease: None,
+        };
+        for body in ["not json", r#"{"data": {"data": {"other": "x"}}}"#, "[]"] {
+            let addr = answering("200 OK", body);
+            let vault = Vault::new(&settings(&addr)).unwrap();
+            assert!(
+                matches!(
+                    vault.kv_field(&token, "secret/data/x", "root_key"),
+                    Err(VaultError::Malformed(_))
+                ),
+                "{body}"
+            );
+        }
+    }
+
+    #[test]
+    fn an_error_status_carries_vaults_messages_and_a_refused_login_is_told_apart() {
+        let addr = answering(
+            "400 Bad Request",
+            r#"{"errors": ["invalid role or secret ID"]}"#,
+        );
+        let vault = Vault::new(&settings(&addr)).unwrap();
+        let login = Login::AppRole {
+            mount: "approle".into(),
+            role_id: "r".into(),
+            secret_id: Zeroizing::new("s".into()),
+        };
+        let refused = VaultError::LoginRefused {
+            status: 400,
+            messages: vec!["invalid role or secret ID".into()],
+        };
+        assert_eq!(vault.login(&login).err(), Some(refused));
+        let token = Token {
+            secret: Zeroizing::new("t".into()),
+            lease: None,
+        };
+        assert_eq!(
+            vault.kv_field(&token, "secret/data/x", "root_key").err(),
+            Some(VaultError::Status {
+                status: 400,
+                messages: vec!["invalid role or secret ID".into()],
+            })
+        );
+    }
 }
