@@ -407,14 +407,7 @@ pub fn load(root: RootKey, source: &'static str) {
 
 /// Where the session's root key came from, or None when no key is loaded.
 pub fn source() -> Option<&'static str> {
-    CUSTODY.with(|c| {
-        let c = c.borrow();
-        let current = c.current?;
-        c.slots
-            .iter()
-            .find(|slot| slot.id == current)
-            .map(|slot| slot.source)
-    })
+    try_with_current_slot(|slot| slot.source).ok()
 }
 
 /// The fingerprint of the session's root key, unlocking from Vault first if it is
@@ -425,14 +418,7 @@ pub fn require_fingerprint() -> Fingerprint {
 
 /// The fingerprint of the session's root key, or None when no key is loaded.
 pub fn fingerprint() -> Option<Fingerprint> {
-    CUSTODY.with(|c| {
-        let c = c.borrow();
-        let current = c.current?;
-        c.slots
-            .iter()
-            .find(|slot| slot.id == current)
-            .map(|slot| slot.root.fingerprint())
-    })
+    try_with_current_slot(|slot| slot.root.fingerprint()).ok()
 }
 
 /// Runs `f` with the session's root key; raises 55000 when no key is loaded.

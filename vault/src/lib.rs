@@ -362,6 +362,13 @@ fn transport_error(error: ureq::Error) -> VaultError {
 mod tests {
     use super::*;
 
+    fn token() -> Token {
+        Token {
+            secret: Zeroizing::new("t".into()),
+            lease: None,
+        }
+    }
+
     fn settings(addr: &str) -> Settings {
         Settings {
             addr: addr.to_owned(),
@@ -414,10 +421,7 @@ mod tests {
     #[test]
     fn nothing_listening_is_unreachable() {
         let vault = Vault::new(&settings("http://127.0.0.1:9")).unwrap();
-        let token = Token {
-            secret: Zeroizing::new("t".into()),
-            lease: None,
-        };
+        let token = token();
         assert!(matches!(
             vault.kv_field(&token, "secret/data/x", "root_key"),
             Err(VaultError::Unreachable(_))
@@ -429,10 +433,7 @@ mod tests {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = format!("http://{}", listener.local_addr().unwrap());
         let vault = Vault::new(&settings(&addr)).unwrap();
-        let token = Token {
-            secret: Zeroizing::new("t".into()),
-            lease: None,
-        };
+        let token = token();
         let started = std::time::Instant::now();
         assert_eq!(
             vault.kv_field(&token, "secret/data/x", "root_key").err(),
@@ -462,10 +463,7 @@ mod tests {
 
     #[test]
     fn answers_that_are_not_the_documented_json_are_malformed() {
-        let token = Token {
-            secret: Zeroizing::new("t".into()),
-            lease: None,
-        };
+        let token = token();
         for body in ["not json", r#"{"data": {"data": {"other": "x"}}}"#, "[]"] {
             let addr = answering("200 OK", body);
             let vault = Vault::new(&settings(&addr)).unwrap();
@@ -496,10 +494,7 @@ mod tests {
             messages: vec!["invalid role or secret ID".into()],
         };
         assert_eq!(vault.login(&login).err(), Some(refused));
-        let token = Token {
-            secret: Zeroizing::new("t".into()),
-            lease: None,
-        };
+        let token = token();
         assert_eq!(
             vault.kv_field(&token, "secret/data/x", "root_key").err(),
             Some(VaultError::Status {
