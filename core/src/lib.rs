@@ -3,6 +3,7 @@
 //! `docs/FORMAT.md`.
 
 pub mod class;
+pub mod column;
 pub mod envelope;
 pub mod handoff;
 pub mod key;

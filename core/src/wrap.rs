@@ -12,6 +12,7 @@ use sha2::Sha256;
 use zeroize::{ZeroizeOnDrop, Zeroizing};
 
 use crate::class::ClassName;
+use crate::column::{BindingId, BlindIndexKey};
 use crate::envelope::{SubjectId, NONCE_LEN, SUBJECT_ID_LEN, TAG_LEN};
 use crate::key::{DataKey, RootKey, HKDF_SALT};
 
@@ -24,6 +25,7 @@ pub const WRAPPED_KEY_LEN: usize = 1 + NONCE_LEN + DATA_KEY_LEN + TAG_LEN;
 const WRAPPING_KEY_INFO_PREFIX: &[u8] = b"akko_crypt wrapping key\0";
 const WRAPPED_KEY_AAD_PREFIX: &[u8] = b"akko_crypt wrapped key\0";
 const SUBJECT_KEY_INFO_PREFIX: &[u8] = b"akko_crypt subject key\0";
+const BLIND_INDEX_KEY_INFO_PREFIX: &[u8] = b"akko_crypt blind index key\0";
 
 /// A data key's 32 raw bytes; zeroized on drop.
 #[derive(ZeroizeOnDrop)]
@@ -78,6 +80,17 @@ impl DataKeyMaterial {
     pub fn subject_key(&self, subject: &SubjectId, salt: &[u8; SUBJECT_SALT_LEN]) -> DataKey {
         let okm = hkdf_sha256(salt, &self.bytes, &[SUBJECT_KEY_INFO_PREFIX, subject]);
         DataKey::from_bytes(&okm)
+    }
+
+    /// HKDF-SHA256(salt = "akko_crypt/v1", ikm = data key,
+    ///             info = "akko_crypt blind index key\0" || column binding id)
+    pub fn blind_index_key(&self, binding: &BindingId) -> BlindIndexKey {
+        let okm = hkdf_sha256(
+            HKDF_SALT,
+            &self.bytes,
+            &[BLIND_INDEX_KEY_INFO_PREFIX, binding],
+        );
+        BlindIndexKey::from_bytes(*okm)
     }
 }
 

@@ -1,0 +1,204 @@
+//! Protected table columns: what a value is bound to, how a scalar value is carried as the
+//! envelope's JSON plaintext, the jsonb form of an envelope, and blind indexes.
+
+use std::borrow::Cow;
+
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine;
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
+use zeroize::{ZeroizeOnDrop, Zeroizing};
+
+/// A protected column's random binding id, kept in its registry row: values are bound to it
+/// rather than to the table's name or OID, which change with renames and restores.
+pub const BINDING_ID_LEN: usize = 16;
+pub type BindingId = [u8; BINDING_ID_LEN];
+
+const ROW_CONTEXT_PREFIX: &[u8] = b"akko_crypt row v1\0";
+
+/// The context of a value bound to its row: the column's binding id and the text of each
+/// primary key column, each prefixed with its length so that no two keys give one context.
+pub fn row_context<'a>(binding: &BindingId, key: impl IntoIterator<Item = &'a [u8]>) -> Vec<u8> {
+    let mut context = Vec::with_capacity(ROW_CONTEXT_PREFIX.len() + BINDING_ID_LEN + 16);
+    context.extend_from_slice(ROW_CONTEXT_PREFIX);
+    context.extend_from_slice(binding);
+    for part in key {
+        context.extend_from_slice(&(part.len() as u32).to_be_bytes());
+        context.extend_from_slice(part);
+    }
+    context
+}
+
+/// The plaintext of a scalar value: its text form as a JSON string, so that every envelope
+/// holds JSON and `open_pii` opens any of them.
+pub fn text_payload(text: &str) -> Zeroizing<Vec<u8>> {
+    Zeroizing::new(serde_json::to_vec(text).expect("a string always serialises"))
+}
+
+/// The text form of a plaintext: a JSON string unescaped, any other JSON as it is.
+pub fn payload_text(json: &str) -> Option<Cow<'_, str>> {
+    if json.starts_with('"') {
+        serde_json::from_str::<String>(json).ok().map(Cow::Owned)
+    } else {
+        Some(Cow::Borrowed(json))
+    }
+}
+
+/// The one key of the jsonb object that holds an envelope in a jsonb-mode column.
+pub const JSONB_ENVELOPE_KEY: &str = "$akko";
+const JSONB_ENVELOPE_START: &str = "{\"$akko\": \"";
+const JSONB_ENVELOPE_END: &str = "\"}";
+
+/// `{"$akko": "<base64 envelope>"}`, as PostgreSQL's jsonb output writes it.
+pub fn jsonb_envelope_text(envelope: &[u8]) -> String {
+    let mut text = String::with_capacity(
+        JSONB_ENVELOPE_START.len() + envelope.len().div_ceil(3) * 4 + JSONB_ENVELOPE_END.len(),
+    );
+    text.push_str(JSONB_ENVELOPE_START);
+    STANDARD.encode_string(envelope, &mut text);
+    text.push_str(JSONB_ENVELOPE_END);
+    text
+}
+
+/// The envelope a jsonb document holds, given the document's output text; None if it is
+/// any other document. An object with the key but a malformed value is an error.
+pub fn jsonb_envelope(json_text: &str) -> Option<Result<Vec<u8>, base64::DecodeError>> {
+    let encoded = json_text
+        .strip_prefix(JSONB_ENVELOPE_START)?
+        .strip_suffix(JSONB_ENVELOPE_END)?;
+    if encoded.contains('"') {
+        return None;
+    }
+    Some(STANDARD.decode(encoded))
+}
+
+/// Length of a blind index value: the first 16 bytes of HMAC-SHA256.
+pub const BLIND_INDEX_LEN: usize = 16;
+
+/// How a value is normalised before its blind index is computed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Normalization {
+    /// The value's text as it is.
+    None,
+    /// Unicode lower case (not the database collation's).
+    Lower,
+    /// Leading and trailing white space removed, then Unicode lower case.
+    TrimLower,
+}
+
+impl Normalization {
+    pub fn parse(name: &str) -> Option<Self> {
+        match name {
+            "none" => Some(Normalization::None),
+            "lower" => Some(Normalization::Lower),
+            "trim_lower" => Some(Normalization::TrimLower),
+            _ => None,
+        }
+    }
+
+    fn apply<'a>(self, text: &'a str) -> Cow<'a, str> {
+        match self {
+            Normalization::None => Cow::Borrowed(text),
+            Normalization::Lower => Cow::Owned(text.to_lowercase()),
+            Normalization::TrimLower => Cow::Owned(text.trim().to_lowercase()),
+        }
+    }
+}
+
+/// The HMAC-SHA256 key of one column's blind index; zeroized on drop.
+#[derive(ZeroizeOnDrop)]
+pub struct BlindIndexKey {
+    bytes: [u8; 32],
+}
+
+impl BlindIndexKey {
+    pub(crate) fn from_bytes(bytes: [u8; 32]) -> Self {
+        BlindIndexKey { bytes }
+    }
+
+    /// HMAC-SHA256(key, normalised text), truncated to [`BLIND_INDEX_LEN`] bytes.
+    pub fn compute(&self, normalization: Normalization, text: &str) -> [u8; BLIND_INDEX_LEN] {
+        let normalized = normalization.apply(text);
+        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(&self.bytes)
+            .expect("HMAC takes a key of any length");
+        mac.update(normalized.as_bytes());
+        if let Cow::Owned(copy) = normalized {
+            drop(Zeroizing::new(copy));
+        }
+        let digest = mac.finalize().into_bytes();
+        digest[..BLIND_INDEX_LEN]
+            .try_into()
+            .expect("HMAC-SHA256 is 32 bytes")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::DataKeyMaterial;
+
+    #[test]
+    fn row_contexts_differ_by_binding_and_key() {
+        let a = row_context(&[1; 16], [b"1".as_slice()]);
+        assert_eq!(a.len(), ROW_CONTEXT_PREFIX.len() + 16 + 4 + 1);
+        assert_ne!(a, row_context(&[2; 16], [b"1".as_slice()]));
+        assert_ne!(a, row_context(&[1; 16], [b"2".as_slice()]));
+        // Lengths keep ("ab", "c") apart from ("a", "bc").
+        assert_ne!(
+            row_context(&[1; 16], [b"ab".as_slice(), b"c"]),
+            row_context(&[1; 16], [b"a".as_slice(), b"bc"])
+        );
+    }
+
+    #[test]
+    fn text_payloads_round_trip() {
+        for text in ["", "123-45-6789", "quote \" and \\ and \n", "Zoë 日本"] {
+            let payload = text_payload(text);
+            let json = std::str::from_utf8(&payload).unwrap();
+            assert!(json.starts_with('"'));
+            assert_eq!(payload_text(json).unwrap(), text);
+        }
+        assert_eq!(payload_text("{\"a\": 1}").unwrap(), "{\"a\": 1}");
+        assert_eq!(payload_text("12.50").unwrap(), "12.50");
+        assert!(payload_text("\"unterminated").is_none());
+    }
+
+    #[test]
+    fn jsonb_envelopes_are_recognised_and_nothing_else() {
+        let text = jsonb_envelope_text(&[0xAC, 1, 2, 3]);
+        assert_eq!(text, "{\"$akko\": \"rAECAw==\"}");
+        assert_eq!(jsonb_envelope(&text).unwrap().unwrap(), vec![0xAC, 1, 2, 3]);
+        assert!(jsonb_envelope("{\"$akko\": \"!!\"}").unwrap().is_err());
+        assert!(jsonb_envelope("{\"name\": \"Ada\"}").is_none());
+        assert!(jsonb_envelope("{\"$akko\": \"a\", \"x\": \"b\"}").is_none());
+        assert!(jsonb_envelope("{\"$akko\": 1}").is_none());
+    }
+
+    #[test]
+    fn blind_indexes_depend_on_key_column_and_normalisation() {
+        let material = DataKeyMaterial::from_bytes([9; 32]);
+        let email = material.blind_index_key(&[1; 16]);
+        let other_column = material.blind_index_key(&[2; 16]);
+        let a = email.compute(Normalization::Lower, "Ada@Example.com");
+        assert_eq!(a, email.compute(Normalization::Lower, "ada@example.com"));
+        assert_ne!(a, email.compute(Normalization::None, "Ada@Example.com"));
+        assert_eq!(
+            a,
+            email.compute(Normalization::TrimLower, "  ADA@example.com ")
+        );
+        assert_ne!(
+            a,
+            other_column.compute(Normalization::Lower, "ada@example.com")
+        );
+        let other_key = DataKeyMaterial::from_bytes([8; 32]).blind_index_key(&[1; 16]);
+        assert_ne!(
+            a,
+            other_key.compute(Normalization::Lower, "ada@example.com")
+        );
+        assert_eq!(
+            Normalization::parse("trim_lower"),
+            Some(Normalization::TrimLower)
+        );
+        assert_eq!(Normalization::parse("upper"), None);
+    }
+}
