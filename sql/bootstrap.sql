@@ -7,6 +7,7 @@ CREATE TABLE data_class (
     created_at timestamptz NOT NULL DEFAULT now()
 );
 COMMENT ON TABLE data_class IS 'Data classes known to akko_crypt.seal_pii; add one with akko_crypt.add_class(name)';
-INSERT INTO data_class (name, builtin) VALUES ('identity', true), ('financial', true), ('operational', true);
+INSERT INTO data_class (name, builtin) VALUES ('identity', true), ('financial', true), ('operational', true),
+    ('blind_index', true);  -- keys of blind indexes (akko_crypt.protect(..., blind_index => true))
 SELECT pg_catalog.pg_extension_config_dump('data_class', 'WHERE NOT builtin');
 GRANT SELECT ON data_class TO PUBLIC;

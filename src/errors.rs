@@ -444,3 +444,111 @@ pub fn vault_key_malformed(source: &str) -> ! {
         .set_hint("Store 32 random bytes, for example: bao kv put secret/akko_crypt root_key=$(openssl rand -base64 32)"),
     )
 }
+
+pub fn bad_binding_id(len: usize) -> ! {
+    raise(ErrorReport::new(
+        PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
+        format!("a column binding id is 16 bytes, not {len}"),
+        "akko_crypt",
+    ))
+}
+
+pub fn row_context_needs_separate_keys() -> ! {
+    raise(ErrorReport::new(
+        PgSqlErrorCode::ERRCODE_FEATURE_NOT_SUPPORTED,
+        "akko_crypt.row_context takes the primary key columns as separate arguments, not as a VARIADIC array",
+        "akko_crypt",
+    ))
+}
+
+pub fn bad_jsonb_envelope() -> ! {
+    raise(ErrorReport::new(
+        PgSqlErrorCode::ERRCODE_INVALID_BINARY_REPRESENTATION,
+        "the \"$akko\" value of a jsonb envelope is not valid base64",
+        "akko_crypt",
+    ))
+}
+
+pub fn bad_original_type(name: &str) -> ! {
+    raise(ErrorReport::new(
+        PgSqlErrorCode::ERRCODE_UNDEFINED_OBJECT,
+        format!("type \"{name}\" of a protected column does not exist"),
+        "akko_crypt",
+    ))
+}
+
+/// The type's own message would quote the value, which is plaintext: only its SQLSTATE is kept.
+pub fn invalid_protected_value(column: &str, type_name: &str, code: PgSqlErrorCode) -> ! {
+    raise(
+        ErrorReport::new(
+            code,
+            format!(
+                "the value written to protected column \"{column}\" is not a valid {type_name}"
+            ),
+            "akko_crypt",
+        )
+        .set_detail("akko_crypt does not show the value: it is plaintext."),
+    )
+}
+
+pub fn protected_column_missing(table: &str, column: &str) -> ! {
+    raise(
+        ErrorReport::new(
+            PgSqlErrorCode::ERRCODE_UNDEFINED_COLUMN,
+            format!("protected column \"{column}\" of table \"{table}\" no longer exists"),
+            "akko_crypt",
+        )
+        .set_hint(
+            "A protected column was renamed or dropped: rename it back, or run akko_crypt.unprotect on it before dropping it.",
+        ),
+    )
+}
+
+pub fn protected_column_retyped(table: &str, column: &str) -> ! {
+    raise(
+        ErrorReport::new(
+            PgSqlErrorCode::ERRCODE_DATATYPE_MISMATCH,
+            format!("protected column \"{column}\" of table \"{table}\" changed its type"),
+            "akko_crypt",
+        )
+        .set_hint("A protected column stays bytea (or jsonb in jsonb mode); use akko_crypt.unprotect to change it."),
+    )
+}
+
+pub fn row_binding_needs_primary_key(table: &str) -> ! {
+    raise(ErrorReport::new(
+        PgSqlErrorCode::ERRCODE_FEATURE_NOT_SUPPORTED,
+        format!("table \"{table}\" binds values to their row but has no primary key"),
+        "akko_crypt",
+    ))
+}
+
+pub fn not_called_as_trigger() -> ! {
+    raise(ErrorReport::new(
+        PgSqlErrorCode::ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED,
+        "akko_crypt.protect_row() must be called as a BEFORE ... FOR EACH ROW trigger",
+        "akko_crypt",
+    ))
+}
+
+pub fn protected_plaintext_not_utf8(column: &str) -> ! {
+    raise(
+        ErrorReport::new(
+            PgSqlErrorCode::ERRCODE_CHARACTER_NOT_IN_REPERTOIRE,
+            format!("the value written to protected column \"{column}\" is neither an akko_crypt envelope nor UTF-8 text"),
+            "akko_crypt",
+        )
+        .set_hint("Write plaintext through the decrypting view, or as UTF-8 text: convert_to(value::text, 'UTF8')."),
+    )
+}
+
+pub fn no_blind_index(table: u32, column: &str) -> ! {
+    raise(
+        ErrorReport::new(
+            PgSqlErrorCode::ERRCODE_UNDEFINED_OBJECT,
+            format!("column \"{column}\" of the relation with OID {table} has no blind index"),
+            "akko_crypt",
+        )
+        .set_hint("Protect it with akko_crypt.protect(..., blind_index => true)."),
+    )
+}

@@ -307,22 +307,32 @@ pub fn with_key<R>(
         Err(f) => f,
     };
     let salt = subject.map(subject_salt);
-    let derive = |material: &DataKeyMaterial| match (subject, &salt) {
+    let key = with_material(class, version, |material| match (subject, &salt) {
         (Some(id), Some(salt)) => material.subject_key(id, salt),
         _ => material.cipher(),
-    };
-    let key = match custody::with_cached_material(class.as_str(), version, generation, derive) {
-        Ok(key) => key,
-        Err(derive) => {
-            let material = unwrap_from_keyring(class, version);
-            let key = derive(&material);
-            custody::remember_material(class.as_str(), version, generation, material);
-            key
-        }
-    };
+    });
     let result = f(&key);
     custody::remember_key(class.as_str(), version, subject, generation, key);
     result
+}
+
+/// Runs `f` with the data key material of `class`/`version`, unwrapping it on first use in
+/// this session.
+pub fn with_material<R>(
+    class: ClassName<'_>,
+    version: u32,
+    f: impl FnOnce(&DataKeyMaterial) -> R,
+) -> R {
+    let generation = generation();
+    match custody::with_cached_material(class.as_str(), version, generation, f) {
+        Ok(result) => result,
+        Err(f) => {
+            let material = unwrap_from_keyring(class, version);
+            let result = f(&material);
+            custody::remember_material(class.as_str(), version, generation, material);
+            result
+        }
+    }
 }
 
 fn unwrap_from_keyring(class: ClassName<'_>, version: u32) -> DataKeyMaterial {

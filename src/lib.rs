@@ -4,13 +4,28 @@
 use pgrx::pg_sys::panic::ErrorReport;
 use pgrx::prelude::*;
 
+/// Declares the `pg_finfo_*` records that tell PostgreSQL these symbols follow the V1
+/// calling convention.
+macro_rules! v1_function_info {
+    ($($finfo:ident),*) => {$(
+        #[no_mangle]
+        pub extern "C" fn $finfo() -> &'static pgrx::pg_sys::Pg_finfo_record {
+            const V1: pgrx::pg_sys::Pg_finfo_record = pgrx::pg_sys::Pg_finfo_record { api_version: 1 };
+            &V1
+        }
+    )*};
+}
+
+mod blind_index;
 mod classes;
+mod columns;
 mod custody;
 mod errors;
 mod key_lifecycle;
 mod keyring;
 mod log_redaction;
 mod parallel;
+mod protect_trigger;
 mod reencrypt;
 mod sealing;
 mod vault_unlock;
@@ -22,6 +37,17 @@ extension_sql_file!(
     "../sql/keyring.sql",
     name = "keyring",
     requires = ["bootstrap"]
+);
+extension_sql_file!(
+    "../sql/protect.sql",
+    name = "protect",
+    requires = [
+        "keyring",
+        "sealing",
+        "columns",
+        "protect_trigger",
+        "blind_index"
+    ]
 );
 
 #[pg_guard]
@@ -45,5 +71,6 @@ pub extern "C-unwind" fn _PG_init() {
     log_redaction::init();
     vault_unlock::init();
     parallel::init();
+    protect_trigger::init();
     unsafe { pg_sys::MarkGUCPrefixReserved(c"akko_crypt".as_ptr()) };
 }

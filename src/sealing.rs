@@ -7,8 +7,8 @@
 use std::cell::{Cell, RefCell};
 use std::ffi::{c_char, CStr};
 
-use akko_crypt_core::envelope::{seal, seal_into, SealRequest, NONCE_LEN};
-use akko_crypt_core::{ClassNameError, Envelope, NoncePool, OpenError};
+use akko_crypt_core::envelope::{seal, seal_into, SealRequest, SubjectId, NONCE_LEN};
+use akko_crypt_core::{ClassName, ClassNameError, Envelope, NoncePool, OpenError};
 use pgrx::fcinfo::{pg_arg_is_null, pg_getarg_datum_raw, pg_return_null};
 use pgrx::pg_sys;
 use pgrx::prelude::*;
@@ -75,24 +75,13 @@ fn fresh_nonce() -> [u8; NONCE_LEN] {
         .unwrap_or_else(|_| errors::randomness_unavailable())
 }
 
-/// Declares the `pg_finfo_*` records that tell PostgreSQL these symbols follow the V1
-/// calling convention.
-macro_rules! v1_function_info {
-    ($($finfo:ident),*) => {$(
-        #[no_mangle]
-        pub extern "C" fn $finfo() -> &'static pg_sys::Pg_finfo_record {
-            const V1: pg_sys::Pg_finfo_record = pg_sys::Pg_finfo_record { api_version: 1 };
-            &V1
-        }
-    )*};
-}
 v1_function_info!(pg_finfo_akko_seal_pii, pg_finfo_akko_open_pii);
 
 extern "C-unwind" {
     // The server's own symbol: pgrx's `pg_sys::jsonb_in` is a Rust wrapper, which
     // DirectFunctionCall cannot take.
     #[link_name = "jsonb_in"]
-    fn server_jsonb_in(fcinfo: pg_sys::FunctionCallInfo) -> pg_sys::Datum;
+    pub fn server_jsonb_in(fcinfo: pg_sys::FunctionCallInfo) -> pg_sys::Datum;
 }
 
 thread_local! {
@@ -100,7 +89,7 @@ thread_local! {
     static DATABASE_IS_UTF8: Cell<Option<bool>> = const { Cell::new(None) };
 }
 
-fn database_is_utf8() -> bool {
+pub fn database_is_utf8() -> bool {
     DATABASE_IS_UTF8.with(|cached| {
         *cached.get().get_or_insert_with(|| unsafe {
             pg_sys::GetDatabaseEncoding() == pg_sys::pg_enc::PG_UTF8 as i32
@@ -113,19 +102,24 @@ fn database_is_utf8() -> bool {
 // compressed or out-of-line ones.
 
 /// The bytes of a text or bytea argument, or None for NULL.
-unsafe fn arg_bytes<'a>(fcinfo: pg_sys::FunctionCallInfo, n: usize) -> Option<&'a [u8]> {
+pub unsafe fn arg_bytes<'a>(fcinfo: pg_sys::FunctionCallInfo, n: usize) -> Option<&'a [u8]> {
     if pg_arg_is_null(fcinfo, n) {
         return None;
     }
-    let mut value = pg_getarg_datum_raw(fcinfo, n).cast_mut_ptr::<pg_sys::varlena>();
+    Some(datum_bytes(pg_getarg_datum_raw(fcinfo, n)))
+}
+
+/// The bytes of a text or bytea datum.
+pub unsafe fn datum_bytes<'a>(datum: pg_sys::Datum) -> &'a [u8] {
+    let mut value = datum.cast_mut_ptr::<pg_sys::varlena>();
     if varatt_is_1b_e(value) || varatt_is_4b_c(value) {
         value = pg_sys::pg_detoast_datum_packed(value);
     }
-    Some(varlena_to_byte_slice(value))
+    varlena_to_byte_slice(value)
 }
 
 /// A jsonb argument as the 4-byte-header, uncompressed value that jsonb code expects.
-unsafe fn arg_jsonb(fcinfo: pg_sys::FunctionCallInfo, n: usize) -> *mut pg_sys::Jsonb {
+pub unsafe fn arg_jsonb(fcinfo: pg_sys::FunctionCallInfo, n: usize) -> *mut pg_sys::Jsonb {
     let mut value = pg_getarg_datum_raw(fcinfo, n).cast_mut_ptr::<pg_sys::varlena>();
     if !varatt_is_4b_u(value) {
         value = pg_sys::pg_detoast_datum(value);
@@ -133,7 +127,7 @@ unsafe fn arg_jsonb(fcinfo: pg_sys::FunctionCallInfo, n: usize) -> *mut pg_sys::
     value.cast()
 }
 
-unsafe fn c_bytes_mut<'a>(ptr: *mut c_char) -> &'a mut [u8] {
+pub unsafe fn c_bytes_mut<'a>(ptr: *mut c_char) -> &'a mut [u8] {
     let len = CStr::from_ptr(ptr).to_bytes().len();
     std::slice::from_raw_parts_mut(ptr.cast::<u8>(), len)
 }
@@ -152,46 +146,10 @@ pub unsafe extern "C-unwind" fn akko_seal_pii(fcinfo: pg_sys::FunctionCallInfo) 
     let subject = arg_bytes(fcinfo, 3).map(keyring::subject_id);
     let key_version = keyring::active_version(class);
 
-    let jsonb = arg_jsonb(fcinfo, 0);
-    let text = pg_sys::JsonbToCString(
-        std::ptr::null_mut(),
-        &raw mut (*jsonb).root,
-        varsize_any(jsonb.cast()) as i32,
-    );
-    // The plaintext is UTF-8 JSON whatever the database encoding.
-    let utf8 = if database_is_utf8() {
-        text
-    } else {
-        let len = CStr::from_ptr(text).to_bytes().len() as i32;
-        pg_sys::pg_server_to_any(text, len, pg_sys::pg_enc::PG_UTF8 as i32)
-    };
-    let plaintext = c_bytes_mut(utf8);
-
-    let request = SealRequest {
-        class,
-        key_version,
-        subject: subject.as_ref(),
-        context,
-        nonce: fresh_nonce(),
-    };
-    let body_len = request.sealed_len(plaintext.len());
-    let total = body_len + pg_sys::VARHDRSZ;
-    if total > MAX_ALLOC_SIZE {
-        errors::value_too_large(total);
-    }
-    let sealed = keyring::with_key(class, key_version, request.subject, |key| {
-        let varlena = pg_sys::palloc(total).cast::<pg_sys::varlena>();
-        set_varsize_4b(varlena, total as i32);
-        let body =
-            std::slice::from_raw_parts_mut(varlena.cast::<u8>().add(pg_sys::VARHDRSZ), body_len);
-        seal_into(key, &request, plaintext, body);
-        varlena
-    });
+    let (plaintext, text) = jsonb_to_utf8(arg_jsonb(fcinfo, 0));
+    let sealed = seal_to_varlena(class, key_version, subject.as_ref(), context, plaintext);
     // Plaintext copies die with the call's memory context; wipe them first.
-    plaintext.zeroize();
-    if utf8 != text {
-        c_bytes_mut(text).zeroize();
-    }
+    wipe_utf8(plaintext, text);
     pg_sys::Datum::from(sealed)
 }
 
@@ -202,23 +160,13 @@ pub unsafe extern "C-unwind" fn akko_open_pii(fcinfo: pg_sys::FunctionCallInfo) 
         return pg_return_null(fcinfo);
     };
     let context = arg_bytes(fcinfo, 1);
-    let envelope = Envelope::parse(sealed).unwrap_or_else(|e| errors::bad_envelope(e));
-    envelope
-        .check_context(context)
-        .unwrap_or_else(|e| errors::open_failed(e));
+    plaintext_to_jsonb(open_to_buffer(sealed, context))
+}
 
-    let len = envelope.plaintext_len();
-    let buffer = pg_sys::palloc(len + 1).cast::<c_char>();
-    let plaintext = std::slice::from_raw_parts_mut(buffer.cast::<u8>(), len);
-    keyring::with_key(
-        envelope.class,
-        envelope.key_version,
-        envelope.subject,
-        |key| envelope.open_into(key, context, plaintext),
-    )
-    .unwrap_or_else(|e| errors::open_failed(e));
-    *buffer.add(len) = 0;
-
+/// The jsonb document an opened plaintext holds; wipes the plaintext.
+pub unsafe fn plaintext_to_jsonb(plaintext: &mut [u8]) -> pg_sys::Datum {
+    let len = plaintext.len();
+    let buffer = plaintext.as_mut_ptr().cast::<c_char>();
     // jsonb_in trusts its input to be valid in the server encoding and NUL-free.
     let server_text = if database_is_utf8() {
         if std::str::from_utf8(plaintext).is_err() || plaintext.contains(&0) {
@@ -239,6 +187,84 @@ pub unsafe extern "C-unwind" fn akko_open_pii(fcinfo: pg_sys::FunctionCallInfo) 
         c_bytes_mut(server_text).zeroize();
     }
     jsonb
+}
+
+/// A jsonb document's text, converted to UTF-8; the caller wipes it (and the server-encoded
+/// copy, if the second value differs from the first).
+pub unsafe fn jsonb_to_utf8<'a>(jsonb: *mut pg_sys::Jsonb) -> (&'a mut [u8], *mut c_char) {
+    let text = pg_sys::JsonbToCString(
+        std::ptr::null_mut(),
+        &raw mut (*jsonb).root,
+        varsize_any(jsonb.cast()) as i32,
+    );
+    // The plaintext is UTF-8 JSON whatever the database encoding.
+    let utf8 = if database_is_utf8() {
+        text
+    } else {
+        let len = CStr::from_ptr(text).to_bytes().len() as i32;
+        pg_sys::pg_server_to_any(text, len, pg_sys::pg_enc::PG_UTF8 as i32)
+    };
+    (c_bytes_mut(utf8), text)
+}
+
+/// Wipes what [`jsonb_to_utf8`] returned.
+pub unsafe fn wipe_utf8(utf8: &mut [u8], server_text: *mut c_char) {
+    let converted = utf8.as_mut_ptr().cast::<c_char>() != server_text;
+    utf8.zeroize();
+    if converted {
+        c_bytes_mut(server_text).zeroize();
+    }
+}
+
+/// Seals `plaintext` into a new bytea datum under `class` at `key_version`.
+pub unsafe fn seal_to_varlena(
+    class: ClassName<'_>,
+    key_version: u32,
+    subject: Option<&SubjectId>,
+    context: Option<&[u8]>,
+    plaintext: &[u8],
+) -> *mut pg_sys::varlena {
+    let request = SealRequest {
+        class,
+        key_version,
+        subject,
+        context,
+        nonce: fresh_nonce(),
+    };
+    let body_len = request.sealed_len(plaintext.len());
+    let total = body_len + pg_sys::VARHDRSZ;
+    if total > MAX_ALLOC_SIZE {
+        errors::value_too_large(total);
+    }
+    keyring::with_key(class, key_version, request.subject, |key| {
+        let varlena = pg_sys::palloc(total).cast::<pg_sys::varlena>();
+        set_varsize_4b(varlena, total as i32);
+        let body =
+            std::slice::from_raw_parts_mut(varlena.cast::<u8>().add(pg_sys::VARHDRSZ), body_len);
+        seal_into(key, &request, plaintext, body);
+        varlena
+    })
+}
+
+/// Opens an envelope into a palloc'd buffer, NUL-terminated after the returned slice; the
+/// caller wipes it. Raises the envelope's error if it does not open.
+pub unsafe fn open_to_buffer<'a>(sealed: &[u8], context: Option<&[u8]>) -> &'a mut [u8] {
+    let envelope = Envelope::parse(sealed).unwrap_or_else(|e| errors::bad_envelope(e));
+    envelope
+        .check_context(context)
+        .unwrap_or_else(|e| errors::open_failed(e));
+    let len = envelope.plaintext_len();
+    let buffer = pg_sys::palloc(len + 1).cast::<u8>();
+    let plaintext = std::slice::from_raw_parts_mut(buffer, len);
+    keyring::with_key(
+        envelope.class,
+        envelope.key_version,
+        envelope.subject,
+        |key| envelope.open_into(key, context, plaintext),
+    )
+    .unwrap_or_else(|e| errors::open_failed(e));
+    *buffer.add(len) = 0;
+    plaintext
 }
 
 /// Seals the plaintext of `envelope` again under the active key version of its class, for

@@ -1,0 +1,68 @@
+//! Blind indexes: a protected column's companion `<column>_bidx` holds HMAC-SHA256 of the
+//! value's normalised text under a key of its own, so that equality lookups and UNIQUE
+//! constraints work on sealed values. The key is derived per column (from its binding id)
+//! from a data key of the built-in class `blind_index`, never from the class that seals the
+//! values: rotating that class leaves the index valid.
+
+use akko_crypt_core::column::{BindingId, BLIND_INDEX_LEN};
+use akko_crypt_core::ClassName;
+use pgrx::fcinfo::pg_getarg_datum_raw;
+use pgrx::pg_sys;
+use pgrx::prelude::*;
+
+use crate::columns::bytea_datum;
+use crate::protect_trigger::{self, BlindIndex};
+use crate::sealing::arg_bytes;
+use crate::{errors, keyring};
+
+extension_sql!(
+    r#"
+CREATE FUNCTION blind_index(value text, tbl regclass, col name)
+    RETURNS bytea LANGUAGE c STABLE STRICT PARALLEL SAFE
+    AS 'MODULE_PATHNAME', 'akko_blind_index';
+COMMENT ON FUNCTION blind_index(text, regclass, name) IS
+    'The blind index of a value for a protected column: WHERE <col>_bidx = akko_crypt.blind_index(value, table, column) finds equal values by index';
+REVOKE ALL ON FUNCTION blind_index(text, regclass, name) FROM PUBLIC;
+"#,
+    name = "blind_index",
+    requires = ["sealing", "protect_trigger"]
+);
+
+v1_function_info!(pg_finfo_akko_blind_index);
+
+/// The data class whose keys blind index keys are derived from.
+pub const CLASS: &str = "blind_index";
+
+fn class() -> ClassName<'static> {
+    ClassName::parse(CLASS).expect("a valid class name")
+}
+
+/// The 16-byte blind index of `text` for the column bound to `binding`.
+pub fn compute(binding: &BindingId, bidx: &BlindIndex, text: &str) -> [u8; BLIND_INDEX_LEN] {
+    keyring::with_material(class(), bidx.key_version, |material| {
+        material
+            .blind_index_key(binding)
+            .compute(bidx.normalization, text)
+    })
+}
+
+/// The key version a new blind index uses: the active one of class `blind_index`.
+#[pg_extern(volatile, parallel_unsafe)]
+fn blind_index_key_version() -> i32 {
+    keyring::active_version(class()) as i32
+}
+
+#[pg_guard]
+#[no_mangle]
+pub unsafe extern "C-unwind" fn akko_blind_index(
+    fcinfo: pg_sys::FunctionCallInfo,
+) -> pg_sys::Datum {
+    let value = arg_bytes(fcinfo, 0).unwrap_or_default();
+    let table = pg_sys::Oid::from_datum(pg_getarg_datum_raw(fcinfo, 1), false)
+        .unwrap_or_else(|| errors::null_argument("tbl"));
+    let column = pg_getarg_datum_raw(fcinfo, 2).cast_mut_ptr::<pg_sys::NameData>();
+    let column = std::ffi::CStr::from_ptr((*column).data.as_ptr()).to_string_lossy();
+    let utf8 = std::str::from_utf8(value).unwrap_or_else(|_| errors::plaintext_not_utf8());
+    let digest = protect_trigger::blind_index_of(table, &column, utf8);
+    bytea_datum(&digest)
+}

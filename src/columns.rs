@@ -1,0 +1,184 @@
+//! The SQL functions that protected columns and their decrypting views use: `open_text`
+//! (a bytea-mode value as its text), `open_pii(jsonb)` (a jsonb-mode value, or any other
+//! jsonb unchanged) and `row_context` (what a row-bound value is bound to).
+
+use std::borrow::Cow;
+use std::ffi::{c_char, CStr};
+
+use akko_crypt_core::column::{jsonb_envelope, payload_text, row_context, BindingId};
+use pgrx::fcinfo::{pg_arg_is_null, pg_getarg_datum_raw, pg_return_null};
+use pgrx::pg_sys;
+use pgrx::prelude::*;
+use zeroize::{Zeroize, Zeroizing};
+
+use crate::errors;
+use crate::sealing::{
+    arg_bytes, arg_jsonb, c_bytes_mut, database_is_utf8, open_to_buffer, plaintext_to_jsonb,
+};
+
+extension_sql!(
+    r#"
+CREATE FUNCTION open_text(sealed bytea, context bytea DEFAULT NULL)
+    RETURNS text LANGUAGE c STABLE PARALLEL SAFE COST 100
+    AS 'MODULE_PATHNAME', 'akko_open_text';
+COMMENT ON FUNCTION open_text(bytea, bytea) IS
+    'Opens a value of a protected bytea column as the text of its original type';
+
+CREATE FUNCTION open_pii(sealed jsonb, context bytea DEFAULT NULL)
+    RETURNS jsonb LANGUAGE c STABLE PARALLEL SAFE COST 100
+    AS 'MODULE_PATHNAME', 'akko_open_pii_jsonb';
+COMMENT ON FUNCTION open_pii(jsonb, bytea) IS
+    'Opens a value of a protected jsonb column ({"$akko": "..."}); any other jsonb is returned unchanged';
+
+CREATE FUNCTION row_context(binding bytea, VARIADIC row_key "any")
+    RETURNS bytea LANGUAGE c IMMUTABLE STRICT PARALLEL SAFE
+    AS 'MODULE_PATHNAME', 'akko_row_context';
+COMMENT ON FUNCTION row_context(bytea, "any") IS
+    'The context that binds a protected column''s value to its row: the column''s binding id and the row''s primary key';
+
+REVOKE ALL ON FUNCTION open_text(bytea, bytea), open_pii(jsonb, bytea) FROM PUBLIC;
+"#,
+    name = "columns",
+    requires = ["sealing"]
+);
+
+v1_function_info!(
+    pg_finfo_akko_open_text,
+    pg_finfo_akko_open_pii_jsonb,
+    pg_finfo_akko_row_context
+);
+
+/// The text PostgreSQL's output function writes for a key column's value, as `row_context`
+/// and the trigger both use it.
+pub unsafe fn key_text<'a>(value: pg_sys::Datum, type_oid: pg_sys::Oid) -> &'a [u8] {
+    let mut output = pg_sys::InvalidOid;
+    let mut is_varlena = false;
+    pg_sys::getTypeOutputInfo(type_oid, &mut output, &mut is_varlena);
+    CStr::from_ptr(pg_sys::OidOutputFunctionCall(output, value)).to_bytes()
+}
+
+/// A binding id argument: the 16 bytes of a column's `binding_id`.
+pub fn binding_id(bytes: &[u8]) -> BindingId {
+    bytes
+        .try_into()
+        .unwrap_or_else(|_| errors::bad_binding_id(bytes.len()))
+}
+
+#[pg_guard]
+#[no_mangle]
+pub unsafe extern "C-unwind" fn akko_row_context(
+    fcinfo: pg_sys::FunctionCallInfo,
+) -> pg_sys::Datum {
+    let binding =
+        binding_id(arg_bytes(fcinfo, 0).unwrap_or_else(|| errors::null_argument("binding")));
+    let flinfo = (*fcinfo).flinfo;
+    if pg_sys::get_fn_expr_variadic(flinfo) {
+        errors::row_context_needs_separate_keys();
+    }
+    let nargs = (*fcinfo).nargs as usize;
+    let parts: Vec<&[u8]> = (1..nargs)
+        .map(|i| {
+            if pg_arg_is_null(fcinfo, i) {
+                errors::null_argument("row_key");
+            }
+            key_text(
+                pg_getarg_datum_raw(fcinfo, i),
+                pg_sys::get_fn_expr_argtype(flinfo, i as i32),
+            )
+        })
+        .collect();
+    bytea_datum(&row_context(&binding, parts))
+}
+
+pub unsafe fn bytea_datum(bytes: &[u8]) -> pg_sys::Datum {
+    let total = bytes.len() + pg_sys::VARHDRSZ;
+    let varlena = pg_sys::palloc(total).cast::<pg_sys::varlena>();
+    pgrx::varlena::set_varsize_4b(varlena, total as i32);
+    std::ptr::copy_nonoverlapping(
+        bytes.as_ptr(),
+        varlena.cast::<u8>().add(pg_sys::VARHDRSZ),
+        bytes.len(),
+    );
+    pg_sys::Datum::from(varlena)
+}
+
+#[pg_guard]
+#[no_mangle]
+pub unsafe extern "C-unwind" fn akko_open_text(fcinfo: pg_sys::FunctionCallInfo) -> pg_sys::Datum {
+    let Some(sealed) = arg_bytes(fcinfo, 0) else {
+        return pg_return_null(fcinfo);
+    };
+    let plaintext = open_to_buffer(sealed, arg_bytes(fcinfo, 1));
+    let text = match std::str::from_utf8(plaintext).ok().and_then(payload_text) {
+        Some(Cow::Borrowed(text)) => Zeroizing::new(text.to_owned()),
+        Some(Cow::Owned(text)) => Zeroizing::new(text),
+        None => {
+            plaintext.zeroize();
+            errors::plaintext_not_utf8()
+        }
+    };
+    plaintext.zeroize();
+    if text.contains('\0') {
+        errors::plaintext_not_utf8();
+    }
+    text_datum_from_utf8(&text)
+}
+
+/// A text datum in the server encoding from UTF-8 text; wipes the converted copy.
+pub unsafe fn text_datum_from_utf8(utf8: &str) -> pg_sys::Datum {
+    let text = if database_is_utf8() {
+        pg_sys::cstring_to_text_with_len(utf8.as_ptr().cast(), utf8.len() as i32)
+    } else {
+        let server = pg_sys::pg_any_to_server(
+            utf8.as_ptr().cast(),
+            utf8.len() as i32,
+            pg_sys::pg_enc::PG_UTF8 as i32,
+        );
+        let len = CStr::from_ptr(server).to_bytes().len();
+        let text = pg_sys::cstring_to_text_with_len(server, len as i32);
+        if server.cast_const() != utf8.as_ptr().cast::<c_char>() {
+            c_bytes_mut(server).zeroize();
+        }
+        text
+    };
+    pg_sys::Datum::from(text)
+}
+
+#[pg_guard]
+#[no_mangle]
+pub unsafe extern "C-unwind" fn akko_open_pii_jsonb(
+    fcinfo: pg_sys::FunctionCallInfo,
+) -> pg_sys::Datum {
+    if pg_arg_is_null(fcinfo, 0) {
+        return pg_return_null(fcinfo);
+    }
+    let jsonb = arg_jsonb(fcinfo, 0);
+    let Some(envelope) = jsonb_envelope_of(jsonb) else {
+        return pg_getarg_datum_raw(fcinfo, 0);
+    };
+    plaintext_to_jsonb(open_to_buffer(&envelope, arg_bytes(fcinfo, 1)))
+}
+
+/// The envelope a jsonb-mode value holds, or None for any other document (whose text,
+/// plaintext, is wiped).
+pub unsafe fn jsonb_envelope_of(jsonb: *mut pg_sys::Jsonb) -> Option<Vec<u8>> {
+    // Only an object of one pair can hold an envelope: skip the text of anything else.
+    let root = &raw mut (*jsonb).root;
+    if (*root).header & pg_sys::JB_FOBJECT == 0 || (*root).header & pg_sys::JB_CMASK != 1 {
+        return None;
+    }
+    let text = pg_sys::JsonbToCString(
+        std::ptr::null_mut(),
+        root,
+        pgrx::varlena::varsize_any(jsonb.cast()) as i32,
+    );
+    let bytes = c_bytes_mut(text);
+    let found = std::str::from_utf8(bytes).ok().and_then(jsonb_envelope);
+    let envelope = match found {
+        Some(Ok(envelope)) => Some(envelope),
+        Some(Err(_)) => errors::bad_jsonb_envelope(),
+        None => None,
+    };
+    bytes.zeroize();
+    envelope
+}

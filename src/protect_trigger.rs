@@ -1,0 +1,716 @@
+//! The row trigger that keeps a table's protected columns sealed: `akko_crypt.protect_row()`,
+//! one BEFORE INSERT OR UPDATE trigger per table, which `akko_crypt.protect` creates.
+//!
+//! It is the one place where plaintext becomes ciphertext for a protected column, so a
+//! value is sealed the same way whether it arrives through the decrypting view, straight
+//! into the table, by COPY, or from a row that a migration batch touches. What each table
+//! protects is read from `akko_crypt.protected_columns` once per backend and kept until a
+//! relcache invalidation of the table (protect and unprotect recreate the trigger, which
+//! sends one), so a row costs no catalog query.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::ffi::{c_char, CStr, CString};
+use std::rc::Rc;
+
+use akko_crypt_core::column::{
+    jsonb_envelope_text, payload_text, row_context, text_payload, BindingId, Normalization,
+    BLIND_INDEX_LEN,
+};
+use akko_crypt_core::envelope::MAGIC;
+use akko_crypt_core::{ClassName, Envelope};
+use pgrx::pg_sys;
+use pgrx::pg_sys::panic::CaughtError;
+use pgrx::prelude::*;
+use zeroize::{Zeroize, Zeroizing};
+
+use crate::columns::{binding_id, bytea_datum, jsonb_envelope_of, key_text};
+use crate::keyring::{as_owner, read_row};
+use crate::sealing::{
+    c_bytes_mut, database_is_utf8, datum_bytes, jsonb_to_utf8, open_to_buffer, seal_to_varlena,
+    server_jsonb_in, wipe_utf8,
+};
+use crate::{blind_index, classes, errors, keyring};
+
+extension_sql!(
+    r#"
+CREATE FUNCTION protect_row() RETURNS trigger LANGUAGE c
+    AS 'MODULE_PATHNAME', 'akko_protect_row';
+COMMENT ON FUNCTION protect_row() IS
+    'BEFORE INSERT OR UPDATE row trigger that akko_crypt.protect creates: seals the protected columns of each row';
+"#,
+    name = "protect_trigger",
+    requires = ["sealing"]
+);
+
+v1_function_info!(pg_finfo_akko_protect_row);
+
+thread_local! {
+    static TABLES: RefCell<HashMap<pg_sys::Oid, Rc<TableSpec>>> = RefCell::new(HashMap::new());
+}
+
+pub fn init() {
+    unsafe { pg_sys::CacheRegisterRelcacheCallback(Some(forget_table), pg_sys::Datum::from(0)) };
+}
+
+#[pg_guard]
+unsafe extern "C-unwind" fn forget_table(_arg: pg_sys::Datum, relid: pg_sys::Oid) {
+    TABLES.with(|t| {
+        let mut tables = t.borrow_mut();
+        if relid == pg_sys::InvalidOid {
+            tables.clear();
+        } else {
+            tables.remove(&relid);
+        }
+    });
+}
+
+/// The type a bytea-mode column had before it was protected: plaintext written to it is
+/// checked and normalised by that type's input and output functions.
+pub struct OriginalType {
+    pub name: String,
+    oid: pg_sys::Oid,
+    typmod: i32,
+    input: pg_sys::Oid,
+    io_param: pg_sys::Oid,
+    output: pg_sys::Oid,
+}
+
+impl OriginalType {
+    pub fn parse(name: &str) -> OriginalType {
+        let c_name = CString::new(name).unwrap_or_else(|_| errors::bad_original_type(name));
+        let (mut oid, mut typmod) = (pg_sys::InvalidOid, -1);
+        let (mut input, mut io_param, mut output, mut is_varlena) = (
+            pg_sys::InvalidOid,
+            pg_sys::InvalidOid,
+            pg_sys::InvalidOid,
+            false,
+        );
+        unsafe {
+            pg_sys::parseTypeString(c_name.as_ptr(), &mut oid, &mut typmod, false);
+            pg_sys::getTypeInputInfo(oid, &mut input, &mut io_param);
+            pg_sys::getTypeOutputInfo(oid, &mut output, &mut is_varlena);
+        }
+        OriginalType {
+            name: name.to_owned(),
+            oid,
+            typmod,
+            input,
+            io_param,
+            output,
+        }
+    }
+
+    /// json and jsonb values are sealed as the document itself, others as a JSON string.
+    fn is_json(&self) -> bool {
+        self.oid == pg_sys::JSONBOID || self.oid == pg_sys::JSONOID
+    }
+
+    /// The value's text as its type writes it, from text as a user wrote it. Errors name
+    /// the column and type, never the value.
+    pub fn canonical_text(&self, column: &str, utf8: &str) -> Zeroizing<String> {
+        if utf8.contains('\0') {
+            errors::plaintext_not_utf8();
+        }
+        if self.oid == pg_sys::TEXTOID || (self.oid == pg_sys::VARCHAROID && self.typmod < 0) {
+            return Zeroizing::new(utf8.to_owned());
+        }
+        unsafe {
+            let server = to_server_cstring(utf8);
+            let value = PgTryBuilder::new(|| {
+                pg_sys::InputFunctionCall(
+                    &mut function_info(self.input),
+                    server,
+                    self.io_param,
+                    self.typmod,
+                )
+            })
+            .catch_others(|error| match error {
+                CaughtError::PostgresError(report) | CaughtError::ErrorReport(report) => {
+                    errors::invalid_protected_value(column, &self.name, report.sql_error_code())
+                }
+                other => other.rethrow(),
+            })
+            .execute();
+            c_bytes_mut(server).zeroize();
+            let output = pg_sys::OidOutputFunctionCall(self.output, value);
+            let text = from_server_cstring(output);
+            c_bytes_mut(output).zeroize();
+            text
+        }
+    }
+}
+
+unsafe fn function_info(oid: pg_sys::Oid) -> pg_sys::FmgrInfo {
+    let mut info = std::mem::zeroed::<pg_sys::FmgrInfo>();
+    pg_sys::fmgr_info(oid, &mut info);
+    info
+}
+
+/// A palloc'd, NUL-terminated copy of UTF-8 text in the server encoding.
+unsafe fn to_server_cstring(utf8: &str) -> *mut c_char {
+    let copy = pg_sys::palloc(utf8.len() + 1).cast::<u8>();
+    std::ptr::copy_nonoverlapping(utf8.as_ptr(), copy, utf8.len());
+    *copy.add(utf8.len()) = 0;
+    let copy = copy.cast::<c_char>();
+    if database_is_utf8() {
+        return copy;
+    }
+    let server = pg_sys::pg_any_to_server(copy, utf8.len() as i32, pg_sys::pg_enc::PG_UTF8 as i32);
+    if server != copy {
+        c_bytes_mut(copy).zeroize();
+    }
+    server
+}
+
+unsafe fn from_server_cstring(text: *mut c_char) -> Zeroizing<String> {
+    let utf8 = if database_is_utf8() {
+        text
+    } else {
+        let len = CStr::from_ptr(text).to_bytes().len() as i32;
+        pg_sys::pg_server_to_any(text, len, pg_sys::pg_enc::PG_UTF8 as i32)
+    };
+    let bytes = c_bytes_mut(utf8);
+    let owned = Zeroizing::new(String::from_utf8_lossy(bytes).into_owned());
+    if utf8 != text {
+        bytes.zeroize();
+    }
+    owned
+}
+
+enum Mode {
+    Bytea(OriginalType),
+    Jsonb,
+}
+
+pub struct BlindIndex {
+    /// Index of the `<column>_bidx` column in the row.
+    column: usize,
+    pub key_version: u32,
+    pub normalization: Normalization,
+}
+
+struct ColumnSpec {
+    name: String,
+    /// Index of the column in the row (attnum - 1).
+    column: usize,
+    class: String,
+    mode: Mode,
+    binding: BindingId,
+    bound_to_row: bool,
+    blind_index: Option<BlindIndex>,
+    /// While a bytea-mode column migrates: the renamed plaintext column and its output
+    /// function.
+    plain: Option<(usize, pg_sys::Oid)>,
+}
+
+struct TableSpec {
+    columns: Vec<ColumnSpec>,
+    /// The primary key columns (index in the row, type), for row-bound values.
+    key: Vec<(usize, pg_sys::Oid)>,
+}
+
+type SpecRow = (
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    Option<bool>,
+    Option<Vec<u8>>,
+    Option<i32>,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+);
+
+unsafe fn load_spec(relation: pg_sys::Relation) -> TableSpec {
+    let relid = (*relation).rd_id;
+    let tupdesc = (*relation).rd_att;
+    let table = CStr::from_ptr((*(*relation).rd_rel).relname.data.as_ptr())
+        .to_string_lossy()
+        .into_owned();
+    let (rows, key) = as_owner(|| {
+        let rows = Spi::connect(|client| {
+            client
+                .select(
+                    "SELECT col::text, class, mode, original_type, bind_row, binding_id, \
+                            bidx_key_version, bidx_normalize, bidx_col::text, plain_col::text \
+                     FROM akko_crypt.protected_columns WHERE tbl = $1 ORDER BY col",
+                    None,
+                    &[relid.into()],
+                )?
+                .map(|row| -> Result<SpecRow, pgrx::spi::Error> {
+                    Ok((
+                        row.get(1)?,
+                        row.get(2)?,
+                        row.get(3)?,
+                        row.get(4)?,
+                        row.get(5)?,
+                        row.get(6)?,
+                        row.get(7)?,
+                        row.get(8)?,
+                        row.get(9)?,
+                        row.get(10)?,
+                    ))
+                })
+                .collect::<Result<Vec<_>, _>>()
+        })
+        .unwrap_or_else(|e| errors::catalog_query_failed("read the protected columns", e));
+        let key = read_row(
+            "read the primary key",
+            "SELECT array_agg(k.attnum ORDER BY k.n) FROM pg_index i, \
+                    unnest(i.indkey::int2[]) WITH ORDINALITY AS k(attnum, n) \
+             WHERE i.indrelid = $1 AND i.indisprimary",
+            &[relid.into()],
+            |row| row.get_one::<Vec<i16>>(),
+        )
+        .flatten()
+        .unwrap_or_default();
+        (rows, key)
+    });
+    let column_index = |name: &str, wanted: Option<pg_sys::Oid>| -> usize {
+        let natts = (*tupdesc).natts as usize;
+        let attrs = (*tupdesc).attrs.as_slice(natts);
+        let found = attrs.iter().position(|a| {
+            !a.attisdropped && CStr::from_ptr(a.attname.data.as_ptr()).to_bytes() == name.as_bytes()
+        });
+        let Some(i) = found else {
+            errors::protected_column_missing(&table, name)
+        };
+        if let Some(wanted) = wanted {
+            if attrs[i].atttypid != wanted {
+                errors::protected_column_retyped(&table, name);
+            }
+        }
+        i
+    };
+    let columns =
+        rows.into_iter()
+            .map(|row| {
+                let (
+                    name,
+                    class,
+                    mode,
+                    original,
+                    bound,
+                    binding,
+                    bidx_version,
+                    normalize,
+                    bidx,
+                    plain,
+                ) = row;
+                let name = name.unwrap_or_default();
+                let mode = match mode.as_deref() {
+                    Some("jsonb") => Mode::Jsonb,
+                    _ => Mode::Bytea(OriginalType::parse(original.as_deref().unwrap_or("text"))),
+                };
+                let stored_as = match mode {
+                    Mode::Jsonb => pg_sys::JSONBOID,
+                    Mode::Bytea(_) => pg_sys::BYTEAOID,
+                };
+                let plain = plain.map(|plain| {
+                    let i = column_index(&plain, None);
+                    let mut output = pg_sys::InvalidOid;
+                    let mut is_varlena = false;
+                    let attr = &(*tupdesc).attrs.as_slice(i + 1)[i];
+                    pg_sys::getTypeOutputInfo(attr.atttypid, &mut output, &mut is_varlena);
+                    (i, output)
+                });
+                ColumnSpec {
+                    column: column_index(&name, Some(stored_as)),
+                    class: class.unwrap_or_default(),
+                    mode,
+                    binding: binding_id(&binding.unwrap_or_default()),
+                    bound_to_row: bound.unwrap_or(false),
+                    blind_index: bidx.map(|bidx| BlindIndex {
+                        column: column_index(&bidx, Some(pg_sys::BYTEAOID)),
+                        key_version: bidx_version.unwrap_or(1) as u32,
+                        normalization: normalize
+                            .as_deref()
+                            .and_then(Normalization::parse)
+                            .unwrap_or(Normalization::None),
+                    }),
+                    plain,
+                    name,
+                }
+            })
+            .collect::<Vec<_>>();
+    let natts = (*tupdesc).natts as usize;
+    let key = key
+        .into_iter()
+        .map(|attnum| {
+            let i = attnum as usize - 1;
+            (i, (*tupdesc).attrs.as_slice(natts)[i].atttypid)
+        })
+        .collect::<Vec<_>>();
+    if key.is_empty() && columns.iter().any(|c| c.bound_to_row) {
+        errors::row_binding_needs_primary_key(&table);
+    }
+    TableSpec { columns, key }
+}
+
+unsafe fn table_spec(relation: pg_sys::Relation) -> Rc<TableSpec> {
+    let relid = (*relation).rd_id;
+    if let Some(spec) = TABLES.with(|t| t.borrow().get(&relid).cloned()) {
+        return spec;
+    }
+    let spec = Rc::new(load_spec(relation));
+    TABLES.with(|t| t.borrow_mut().insert(relid, spec.clone()));
+    spec
+}
+
+/// One row's values, deformed.
+struct Row {
+    values: Vec<pg_sys::Datum>,
+    nulls: Vec<bool>,
+}
+
+impl Row {
+    unsafe fn deform(tuple: pg_sys::HeapTuple, tupdesc: pg_sys::TupleDesc) -> Row {
+        let natts = (*tupdesc).natts as usize;
+        let mut row = Row {
+            values: vec![pg_sys::Datum::from(0); natts],
+            nulls: vec![false; natts],
+        };
+        pg_sys::heap_deform_tuple(
+            tuple,
+            tupdesc,
+            row.values.as_mut_ptr(),
+            row.nulls.as_mut_ptr(),
+        );
+        row
+    }
+
+    fn get(&self, i: usize) -> Option<pg_sys::Datum> {
+        (!self.nulls[i]).then(|| self.values[i])
+    }
+
+    unsafe fn key_text(&self, key: &[(usize, pg_sys::Oid)]) -> Vec<Vec<u8>> {
+        key.iter()
+            .map(|&(i, typ)| match self.get(i) {
+                Some(value) => key_text(value, typ).to_vec(),
+                None => Vec::new(),
+            })
+            .collect()
+    }
+}
+
+/// The replacements for one row's columns.
+#[derive(Default)]
+struct Changes {
+    columns: Vec<i32>,
+    values: Vec<pg_sys::Datum>,
+    nulls: Vec<bool>,
+}
+
+impl Changes {
+    fn set(&mut self, column: usize, value: Option<pg_sys::Datum>) {
+        self.columns.push(column as i32 + 1);
+        self.values.push(value.unwrap_or(pg_sys::Datum::from(0)));
+        self.nulls.push(value.is_none());
+    }
+}
+
+/// What this row's values are sealed with.
+struct Sealing<'a> {
+    class: ClassName<'a>,
+    context: Option<Vec<u8>>,
+}
+
+#[pg_guard]
+#[no_mangle]
+pub unsafe extern "C-unwind" fn akko_protect_row(
+    fcinfo: pg_sys::FunctionCallInfo,
+) -> pg_sys::Datum {
+    let context = (*fcinfo).context;
+    if context.is_null() || (*context).type_ != pg_sys::NodeTag::T_TriggerData {
+        errors::not_called_as_trigger();
+    }
+    let trigger = context.cast::<pg_sys::TriggerData>();
+    let event = (*trigger).tg_event;
+    if event & pg_sys::TRIGGER_EVENT_ROW == 0 || event & pg_sys::TRIGGER_EVENT_BEFORE == 0 {
+        errors::not_called_as_trigger();
+    }
+    let is_update = event & pg_sys::TRIGGER_EVENT_OPMASK == pg_sys::TRIGGER_EVENT_UPDATE;
+    let relation = (*trigger).tg_relation;
+    let tupdesc = (*relation).rd_att;
+    let tuple = if is_update {
+        (*trigger).tg_newtuple
+    } else {
+        (*trigger).tg_trigtuple
+    };
+    let spec = table_spec(relation);
+    let new = Row::deform(tuple, tupdesc);
+    let old = is_update.then(|| Row::deform((*trigger).tg_trigtuple, tupdesc));
+
+    let binds = spec.columns.iter().any(|c| c.bound_to_row);
+    let new_key = if binds {
+        new.key_text(&spec.key)
+    } else {
+        Vec::new()
+    };
+    let old_key = match &old {
+        Some(old) if binds => Some(old.key_text(&spec.key)),
+        _ => None,
+    };
+    let key_changed = old_key.as_ref().is_some_and(|k| *k != new_key);
+
+    let mut changes = Changes::default();
+    for column in &spec.columns {
+        let class = classes::parse(&column.class);
+        let bound = |key: &[Vec<u8>]| {
+            column
+                .bound_to_row
+                .then(|| row_context(&column.binding, key.iter().map(Vec::as_slice)))
+        };
+        let sealing = Sealing {
+            class,
+            context: bound(&new_key),
+        };
+        let rebind = (column.bound_to_row && key_changed)
+            .then(|| bound(old_key.as_deref().unwrap_or_default()));
+        let unchanged = old
+            .as_ref()
+            .is_some_and(|old| same_value(old, &new, column.column));
+        match &column.mode {
+            Mode::Bytea(original) => protect_bytea(
+                column,
+                original,
+                &sealing,
+                &new,
+                unchanged,
+                rebind.flatten(),
+                &mut changes,
+            ),
+            Mode::Jsonb => protect_jsonb(
+                column,
+                &sealing,
+                &new,
+                unchanged,
+                rebind.flatten(),
+                &mut changes,
+            ),
+        }
+    }
+    if changes.columns.is_empty() {
+        return pg_sys::Datum::from(tuple);
+    }
+    let modified = pg_sys::heap_modify_tuple_by_cols(
+        tuple,
+        tupdesc,
+        changes.columns.len() as i32,
+        changes.columns.as_mut_ptr(),
+        changes.values.as_mut_ptr(),
+        changes.nulls.as_mut_ptr(),
+    );
+    pg_sys::Datum::from(modified)
+}
+
+unsafe fn same_value(old: &Row, new: &Row, i: usize) -> bool {
+    match (old.get(i), new.get(i)) {
+        (None, None) => true,
+        (Some(a), Some(b)) => a == b || datum_bytes(a) == datum_bytes(b),
+        _ => false,
+    }
+}
+
+/// A bytea-mode column: an envelope passes, anything else is plaintext (UTF-8 text of the
+/// original type) and is sealed; a row that still has its value in the migrating plaintext
+/// column has it sealed from there.
+unsafe fn protect_bytea(
+    column: &ColumnSpec,
+    original: &OriginalType,
+    sealing: &Sealing<'_>,
+    new: &Row,
+    unchanged: bool,
+    old_context: Option<Vec<u8>>,
+    changes: &mut Changes,
+) {
+    let plain_value = column.plain.and_then(|(i, output)| {
+        new.get(i).map(|value| {
+            changes.set(i, None);
+            (value, output)
+        })
+    });
+    let Some(value) = new.get(column.column) else {
+        match plain_value {
+            Some((value, output)) => {
+                let text = pg_sys::OidOutputFunctionCall(output, value);
+                let utf8 = from_server_cstring(text);
+                c_bytes_mut(text).zeroize();
+                seal_text(column, original, sealing, &utf8, changes);
+            }
+            None => {
+                if let Some(bidx) = &column.blind_index {
+                    if new.get(bidx.column).is_some() {
+                        changes.set(bidx.column, None);
+                    }
+                }
+            }
+        }
+        return;
+    };
+    let bytes = datum_bytes(value);
+    if bytes.starts_with(&MAGIC) {
+        Envelope::parse(bytes).unwrap_or_else(|e| errors::bad_envelope(e));
+        // An envelope kept by an UPDATE stays as it is unless the row's key moved under it;
+        // one written straight into the table passes, opened only to index it.
+        let rebind = unchanged && old_context.is_some();
+        if unchanged && !rebind || !rebind && column.blind_index.is_none() {
+            return;
+        }
+        let open_context = if rebind {
+            old_context.as_deref()
+        } else {
+            sealing.context.as_deref()
+        };
+        let plaintext = Zeroizing::new(open_to_buffer(bytes, open_context).to_vec());
+        let utf8 = std::str::from_utf8(&plaintext).unwrap_or_else(|_| errors::plaintext_not_utf8());
+        let text = if original.is_json() {
+            Zeroizing::new(utf8.to_owned())
+        } else {
+            Zeroizing::new(
+                payload_text(utf8)
+                    .unwrap_or_else(|| errors::plaintext_not_utf8())
+                    .into_owned(),
+            )
+        };
+        if rebind {
+            seal_payload(column, sealing, utf8.as_bytes(), &text, changes);
+        } else {
+            set_blind_index(column, &text, new, changes);
+        }
+        return;
+    }
+    let utf8 = std::str::from_utf8(bytes)
+        .unwrap_or_else(|_| errors::protected_plaintext_not_utf8(&column.name));
+    seal_text(column, original, sealing, utf8, changes);
+}
+
+unsafe fn seal_text(
+    column: &ColumnSpec,
+    original: &OriginalType,
+    sealing: &Sealing<'_>,
+    utf8: &str,
+    changes: &mut Changes,
+) {
+    let text = original.canonical_text(&column.name, utf8);
+    if original.is_json() {
+        seal_payload(column, sealing, text.as_bytes(), &text, changes);
+    } else {
+        seal_payload(column, sealing, &text_payload(&text), &text, changes);
+    }
+}
+
+/// Seals `payload` into the column and sets its blind index from `text`.
+unsafe fn seal_payload(
+    column: &ColumnSpec,
+    sealing: &Sealing<'_>,
+    payload: &[u8],
+    text: &str,
+    changes: &mut Changes,
+) {
+    let version = keyring::active_version(sealing.class);
+    let sealed = seal_to_varlena(
+        sealing.class,
+        version,
+        None,
+        sealing.context.as_deref(),
+        payload,
+    );
+    changes.set(column.column, Some(pg_sys::Datum::from(sealed)));
+    if let Some(bidx) = &column.blind_index {
+        changes.set(bidx.column, Some(blind_index_datum(column, bidx, text)));
+    }
+}
+
+unsafe fn set_blind_index(column: &ColumnSpec, text: &str, new: &Row, changes: &mut Changes) {
+    if let Some(bidx) = &column.blind_index {
+        let value = blind_index_datum(column, bidx, text);
+        if new
+            .get(bidx.column)
+            .is_none_or(|current| datum_bytes(current) != datum_bytes(value))
+        {
+            changes.set(bidx.column, Some(value));
+        }
+    }
+}
+
+unsafe fn blind_index_datum(column: &ColumnSpec, bidx: &BlindIndex, text: &str) -> pg_sys::Datum {
+    let digest: [u8; BLIND_INDEX_LEN] = blind_index::compute(&column.binding, bidx, text);
+    bytea_datum(&digest)
+}
+
+/// A jsonb-mode column: `{"$akko": "<envelope>"}` passes, any other document is sealed
+/// into one.
+unsafe fn protect_jsonb(
+    column: &ColumnSpec,
+    sealing: &Sealing<'_>,
+    new: &Row,
+    unchanged: bool,
+    old_context: Option<Vec<u8>>,
+    changes: &mut Changes,
+) {
+    let Some(value) = new.get(column.column) else {
+        return;
+    };
+    let jsonb = pg_sys::pg_detoast_datum(value.cast_mut_ptr()).cast::<pg_sys::Jsonb>();
+    if let Some(envelope) = jsonb_envelope_of(jsonb) {
+        Envelope::parse(&envelope).unwrap_or_else(|e| errors::bad_envelope(e));
+        if !unchanged || old_context.is_none() {
+            return;
+        }
+        let plaintext = Zeroizing::new(open_to_buffer(&envelope, old_context.as_deref()).to_vec());
+        set_jsonb_envelope(column, sealing, &plaintext, changes);
+        return;
+    }
+    let (utf8, server_text) = jsonb_to_utf8(jsonb);
+    set_jsonb_envelope(column, sealing, utf8, changes);
+    wipe_utf8(utf8, server_text);
+}
+
+unsafe fn set_jsonb_envelope(
+    column: &ColumnSpec,
+    sealing: &Sealing<'_>,
+    payload: &[u8],
+    changes: &mut Changes,
+) {
+    let version = keyring::active_version(sealing.class);
+    let sealed = seal_to_varlena(
+        sealing.class,
+        version,
+        None,
+        sealing.context.as_deref(),
+        payload,
+    );
+    let sealed = datum_bytes(pg_sys::Datum::from(sealed));
+    let text = CString::new(jsonb_envelope_text(&sealed)).expect("base64 has no NUL");
+    let jsonb = pg_sys::DirectFunctionCall1Coll(
+        Some(server_jsonb_in),
+        pg_sys::InvalidOid,
+        pg_sys::Datum::from(text.as_ptr()),
+    );
+    changes.set(column.column, Some(jsonb));
+}
+
+/// The blind index of a value written as `utf8` to `table`.`column`, as the trigger
+/// computes it.
+pub fn blind_index_of(table: pg_sys::Oid, column: &str, utf8: &str) -> [u8; BLIND_INDEX_LEN] {
+    unsafe {
+        let relation = pg_sys::try_relation_open(table, pg_sys::AccessShareLock as i32);
+        if relation.is_null() {
+            errors::no_such_table(table.to_u32());
+        }
+        let spec = table_spec(relation);
+        pg_sys::relation_close(relation, pg_sys::AccessShareLock as i32);
+        let found = spec.columns.iter().find(|c| c.name == column);
+        let Some((spec, bidx)) = found.and_then(|c| c.blind_index.as_ref().map(|b| (c, b))) else {
+            errors::no_blind_index(table.to_u32(), column)
+        };
+        let text = match &spec.mode {
+            Mode::Bytea(original) => original.canonical_text(&spec.name, utf8),
+            Mode::Jsonb => errors::no_blind_index(table.to_u32(), column),
+        };
+        blind_index::compute(&spec.binding, bidx, &text)
+    }
+}
