@@ -335,7 +335,7 @@ BEGIN
     END IF;
     SELECT c.relpages, c.reltuples INTO rel FROM pg_class c WHERE c.oid = tbl;
     UPDATE akko_crypt.protected_columns p
-       SET table_blocks = pg_relation_size(tbl) / current_setting('block_size')::bigint
+       SET table_blocks = pg_relation_size(migrate_start.tbl) / current_setting('block_size')::bigint
      WHERE p.tbl = migrate_start.tbl AND p.state = 'migrating';
     RETURN greatest(1, CASE WHEN rel.relpages > 0 AND rel.reltuples > 0
                             THEN ceil(batch_size / (rel.reltuples / rel.relpages)) ELSE 1 END)::bigint;

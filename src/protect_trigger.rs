@@ -74,6 +74,9 @@ pub struct OriginalType {
     input: pg_sys::Oid,
     io_param: pg_sys::Oid,
     output: pg_sys::Oid,
+    /// Dates, times and intervals print by DateStyle and IntervalStyle: they are sealed
+    /// in ISO form, which every session reads back whatever its own style.
+    styled: bool,
 }
 
 impl OriginalType {
@@ -86,10 +89,12 @@ impl OriginalType {
             pg_sys::InvalidOid,
             false,
         );
+        let (mut category, mut preferred) = (0 as c_char, false);
         unsafe {
             pg_sys::parseTypeString(c_name.as_ptr(), &mut oid, &mut typmod, false);
             pg_sys::getTypeInputInfo(oid, &mut input, &mut io_param);
             pg_sys::getTypeOutputInfo(oid, &mut output, &mut is_varlena);
+            pg_sys::get_type_category_preferred(oid, &mut category, &mut preferred);
         }
         OriginalType {
             name: name.to_owned(),
@@ -98,6 +103,8 @@ impl OriginalType {
             input,
             io_param,
             output,
+            styled: category as u8 == pg_sys::TYPCATEGORY_DATETIME as u8
+                || category as u8 == pg_sys::TYPCATEGORY_TIMESPAN as u8,
         }
     }
 
@@ -133,12 +140,36 @@ impl OriginalType {
             })
             .execute();
             c_bytes_mut(server).zeroize();
-            let output = pg_sys::OidOutputFunctionCall(self.output, value);
+            let output = if self.styled {
+                with_iso_styles(|| pg_sys::OidOutputFunctionCall(self.output, value))
+            } else {
+                pg_sys::OidOutputFunctionCall(self.output, value)
+            };
             let text = from_server_cstring(output);
             c_bytes_mut(output).zeroize();
             text
         }
     }
+}
+
+/// Runs `f` with DateStyle ISO and IntervalStyle postgres, restoring the session's after.
+unsafe fn with_iso_styles<R>(f: impl FnOnce() -> R) -> R {
+    let level = pg_sys::NewGUCNestLevel();
+    for (name, value) in [(c"datestyle", c"ISO, YMD"), (c"intervalstyle", c"postgres")] {
+        pg_sys::set_config_option(
+            name.as_ptr(),
+            value.as_ptr(),
+            pg_sys::GucContext::PGC_USERSET,
+            pg_sys::GucSource::PGC_S_SESSION,
+            pg_sys::GucAction::GUC_ACTION_SAVE,
+            true,
+            0,
+            false,
+        );
+    }
+    let result = f();
+    pg_sys::AtEOXact_GUC(true, level);
+    result
 }
 
 unsafe fn function_info(oid: pg_sys::Oid) -> pg_sys::FmgrInfo {
