@@ -210,6 +210,7 @@ DECLARE
     blocker text;
     plain name;
     bidx name;
+    has_rows boolean;
 BEGIN
     IF col IS NULL OR class IS NULL OR mode IS NULL OR bind_row IS NULL OR blind_index IS NULL
        OR normalization IS NULL OR unique_index IS NULL OR migrate IS NULL THEN
@@ -282,7 +283,7 @@ BEGIN
         RAISE EXCEPTION 'normalization must be ''none'', ''lower'' or ''trim_lower'', not %', quote_literal(normalization)
             USING ERRCODE = '22023';
     END IF;
-    plain := left(col, 52) || '_akko_plain';
+    plain := CASE WHEN mode = 'bytea' THEN left(col, 52) || '_akko_plain' END;
     bidx := left(col, 58) || '_bidx';
     IF EXISTS (SELECT FROM pg_attribute a WHERE a.attrelid = tbl AND NOT a.attisdropped
                  AND (a.attname = plain AND mode = 'bytea' OR a.attname = bidx AND blind_index)) THEN
@@ -291,8 +292,14 @@ BEGIN
     END IF;
 
     PERFORM akko_crypt.set_views_aside(tbl);
-    IF mode = 'bytea' THEN
+    EXECUTE format('SELECT EXISTS (SELECT FROM ONLY %s)', target) INTO has_rows;
+    IF mode = 'bytea' AND NOT has_rows THEN
+        -- An empty table changes type at once and keeps the column's place.
+        EXECUTE format('ALTER TABLE %s ALTER COLUMN %I TYPE bytea USING NULL', target, col);
+        plain := NULL;
+    ELSIF mode = 'bytea' THEN
         -- Only catalog changes: the plaintext stays in the renamed column until migrated.
+        -- The sealed column is added last, so it moves to the end of the table.
         EXECUTE format('ALTER TABLE %s RENAME COLUMN %I TO %I', target, col, plain);
         IF att.attnotnull THEN
             EXECUTE format('ALTER TABLE %s ALTER COLUMN %I DROP NOT NULL', target, plain);
@@ -310,7 +317,7 @@ BEGIN
             CASE WHEN blind_index THEN bidx END,
             CASE WHEN blind_index THEN akko_crypt.blind_index_key_version() END,
             CASE WHEN blind_index THEN normalization END,
-            CASE WHEN mode = 'bytea' THEN plain END, att.attnotnull AND mode = 'bytea', 'migrating',
+            plain, att.attnotnull AND plain IS NOT NULL, 'migrating',
             pg_relation_size(tbl) / current_setting('block_size')::bigint);
     PERFORM akko_crypt.install_trigger(tbl);
     IF migrate THEN

@@ -42,7 +42,7 @@ VALUES ('Cy', '999-00-1111', '2000-01-02', ' CY@Example.org', 3, '{"vip": false}
 
 -- An UPDATE that does not touch a protected column does not reseal it.
 CREATE TEMP TABLE before AS SELECT id, "Tax Id" AS tax, dob, email FROM "Bank"."Customers";
-UPDATE "Bank"."Customers_decrypted" SET name = 'Ada Lovelace' WHERE id = 1;
+UPDATE "Bank"."Customers_decrypted" SET name = 'Ada L.' WHERE id = 1;
 UPDATE "Bank"."Customers" SET name = 'Bob B' WHERE id = 2;
 SELECT b.id, c."Tax Id" = b.tax AS same_tax, c.email = b.email AS same_email
 FROM "Bank"."Customers" c JOIN before b USING (id) ORDER BY id;
