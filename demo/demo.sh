@@ -74,6 +74,46 @@ SELECT operation, class, version, outcome FROM akko_crypt.audit_log ORDER BY id;
 SELECT akko_crypt.open_pii(pii) FROM customers WHERE id = 3;
 SQL
 
+say "Protected tables: a bank's customers in bytea mode, an event store's jsonb, a BI role"
+sql <<'SQL'
+\getenv key AKKO_DEMO_KEY
+SELECT set_config('akko_crypt.key', :'key', false) IS NOT NULL AS key_loaded \gset
+CREATE TABLE bank_customers (id serial PRIMARY KEY, name text, tax_id text NOT NULL, dob date, email text);
+INSERT INTO bank_customers (name, tax_id, dob, email) VALUES
+    ('Ada Lovelace', 'AL-1815-12', '1815-12-10', 'ada@example.com'), ('Alan Turing', 'AT-1912-06', '1912-06-23', 'alan@example.com');
+\echo '-- the columns already hold plaintext; protect migrates them and keeps them sealed:'
+SELECT akko_crypt.protect('bank_customers', 'tax_id'), akko_crypt.protect('bank_customers', 'dob', bind_row => true),
+       akko_crypt.protect('bank_customers', 'email', blind_index => true, normalization => 'trim_lower', unique_index => true);
+SELECT column_name, data_type FROM information_schema.columns WHERE table_name = 'bank_customers' ORDER BY ordinal_position;
+SELECT akko_crypt.create_view('bank_customers');
+INSERT INTO bank_customers_decrypted (name, tax_id, dob, email) VALUES ('Grace Hopper', 'GH-1906-12', '1906-12-09', 'grace@example.com');
+\echo '-- the table holds envelopes; the view reads them in their types:'
+SELECT id, substr(encode(tax_id, 'hex'), 1, 24) || '...' AS tax_id_stored, email_bidx FROM bank_customers ORDER BY id;
+SELECT * FROM bank_customers_decrypted ORDER BY id;
+\echo '-- a blind-index lookup, by index, on an encrypted column:'
+EXPLAIN (COSTS OFF) SELECT id FROM bank_customers WHERE email_bidx = akko_crypt.blind_index(' ADA@example.com', 'bank_customers', 'email');
+SELECT id, name FROM bank_customers WHERE email_bidx = akko_crypt.blind_index(' ADA@example.com', 'bank_customers', 'email');
+\echo '-- a BI role reads the view with the key; with the table alone it sees ciphertext:'
+CREATE ROLE bi_analyst;
+GRANT USAGE ON SCHEMA akko_crypt TO bi_analyst;
+GRANT EXECUTE ON FUNCTION akko_crypt.open_text(bytea, bytea), akko_crypt.open_pii(jsonb, bytea) TO bi_analyst;
+GRANT SELECT ON bank_customers, bank_customers_decrypted TO bi_analyst;
+SET ROLE bi_analyst;
+SELECT name, tax_id, dob FROM bank_customers_decrypted WHERE id = 2;
+RESET ROLE;
+\echo '-- an event store: pii stays jsonb, sealed as {"$akko": ...}; rows from before still read:'
+CREATE TABLE events (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, subject text, pii jsonb);
+INSERT INTO events (subject, pii) VALUES ('customer:1', '{"ip": "192.0.2.1", "email": "ada@example.com"}');
+SELECT akko_crypt.protect('events', 'pii', mode => 'jsonb', class => 'operational');
+INSERT INTO events (subject, pii) VALUES ('customer:2', '{"ip": "192.0.2.7"}');
+SELECT akko_crypt.create_view('events');
+SELECT id, left(pii::text, 40) || '...' AS stored FROM events ORDER BY id;
+SELECT * FROM events_decrypted ORDER BY id;
+\echo '-- forgetting a subject as before: set the value to NULL:'
+UPDATE events SET pii = NULL WHERE subject = 'customer:1';
+SELECT * FROM events_decrypted ORDER BY id;
+SQL
+
 say "The root from OpenBao Transit: a new session unlocks with no key from the pool"
 bao=${AKKO_BAO:-$here/../.venv/bin/bao}
 export BAO_ADDR="http://127.0.0.1:$((port + 20))" BAO_TOKEN=akko-demo-root
