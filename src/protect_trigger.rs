@@ -448,6 +448,14 @@ struct Sealing<'a> {
     context: Option<Vec<u8>>,
 }
 
+impl Sealing<'_> {
+    /// `payload` sealed under the class's active key version, as a bytea datum.
+    unsafe fn seal(&self, payload: &[u8]) -> *mut pg_sys::varlena {
+        let version = keyring::active_version(self.class);
+        seal_to_varlena(self.class, version, None, self.context.as_deref(), payload)
+    }
+}
+
 #[pg_guard]
 #[no_mangle]
 pub unsafe extern "C-unwind" fn akko_protect_row(
@@ -641,14 +649,7 @@ unsafe fn seal_payload(
     text: &str,
     changes: &mut Changes,
 ) {
-    let version = keyring::active_version(sealing.class);
-    let sealed = seal_to_varlena(
-        sealing.class,
-        version,
-        None,
-        sealing.context.as_deref(),
-        payload,
-    );
+    let sealed = sealing.seal(payload);
     changes.set(column.column, Some(pg_sys::Datum::from(sealed)));
     if let Some(bidx) = &column.blind_index {
         changes.set(bidx.column, Some(blind_index_datum(column, bidx, text)));
@@ -706,15 +707,7 @@ unsafe fn set_jsonb_envelope(
     payload: &[u8],
     changes: &mut Changes,
 ) {
-    let version = keyring::active_version(sealing.class);
-    let sealed = seal_to_varlena(
-        sealing.class,
-        version,
-        None,
-        sealing.context.as_deref(),
-        payload,
-    );
-    let sealed = datum_bytes(pg_sys::Datum::from(sealed));
+    let sealed = datum_bytes(pg_sys::Datum::from(sealing.seal(payload)));
     let text = CString::new(jsonb_envelope_text(&sealed)).expect("base64 has no NUL");
     let jsonb = pg_sys::DirectFunctionCall1Coll(
         Some(server_jsonb_in),
