@@ -165,6 +165,18 @@ BEGIN
     RETURN touched;
 END $$;
 
+-- Drops the renamed plaintext column of p, if any, and gives p back its NOT NULL.
+CREATE FUNCTION drop_plain_column(tbl regclass, p protected_columns) RETURNS void
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    IF p.plain_col IS NOT NULL THEN
+        EXECUTE format('ALTER TABLE %s DROP COLUMN %I', tbl, p.plain_col);
+    END IF;
+    IF p.restore_not_null THEN
+        EXECUTE format('ALTER TABLE %s ALTER COLUMN %I SET NOT NULL', tbl, p.col);
+    END IF;
+END $$;
+
 -- Ends the migration of the table's migrating columns: seals whatever is still plaintext
 -- (normally nothing), drops the renamed plaintext columns, restores NOT NULL. Takes an
 -- ACCESS EXCLUSIVE lock on the table until commit; SET NOT NULL scans the table under it.
@@ -185,12 +197,7 @@ BEGIN
         UPDATE akko_crypt.protected_columns c
            SET state = 'protected', plain_col = NULL, restore_not_null = false, migrated_at = now()
          WHERE c.tbl = p.tbl AND c.col = p.col;
-        IF p.plain_col IS NOT NULL THEN
-            EXECUTE format('ALTER TABLE %s DROP COLUMN %I', tbl, p.plain_col);
-        END IF;
-        IF p.restore_not_null THEN
-            EXECUTE format('ALTER TABLE %s ALTER COLUMN %I SET NOT NULL', tbl, p.col);
-        END IF;
+        PERFORM akko_crypt.drop_plain_column(tbl, p);
     END LOOP;
     IF dropping THEN
         PERFORM akko_crypt.rebuild_views(tbl);
@@ -398,12 +405,7 @@ BEGIN
     IF p.mode = 'bytea' THEN
         EXECUTE format('ALTER TABLE %s ALTER COLUMN %I TYPE %s USING %s', target, p.col, p.original_type,
                        akko_crypt.read_expression(p, ''));
-        IF p.plain_col IS NOT NULL THEN
-            EXECUTE format('ALTER TABLE %s DROP COLUMN %I', target, p.plain_col);
-        END IF;
-        IF p.restore_not_null THEN
-            EXECUTE format('ALTER TABLE %s ALTER COLUMN %I SET NOT NULL', target, p.col);
-        END IF;
+        PERFORM akko_crypt.drop_plain_column(tbl, p);
     ELSE
         EXECUTE format('UPDATE ONLY %s SET %I = %s WHERE %I IS NOT NULL', target, p.col,
                        akko_crypt.read_expression(p, ''), p.col);

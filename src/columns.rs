@@ -13,7 +13,8 @@ use zeroize::{Zeroize, Zeroizing};
 
 use crate::errors;
 use crate::sealing::{
-    arg_bytes, arg_jsonb, c_bytes_mut, database_is_utf8, open_to_buffer, plaintext_to_jsonb,
+    arg_bytes, arg_jsonb, c_bytes_mut, database_is_utf8, new_bytea, open_to_buffer,
+    plaintext_to_jsonb,
 };
 
 extension_sql!(
@@ -48,12 +49,17 @@ v1_function_info!(
     pg_finfo_akko_row_context
 );
 
-/// The text PostgreSQL's output function writes for a key column's value, as `row_context`
-/// and the trigger both use it.
-pub unsafe fn key_text<'a>(value: pg_sys::Datum, type_oid: pg_sys::Oid) -> &'a [u8] {
+/// The output function of a type.
+pub unsafe fn output_function(type_oid: pg_sys::Oid) -> pg_sys::Oid {
     let mut output = pg_sys::InvalidOid;
     let mut is_varlena = false;
     pg_sys::getTypeOutputInfo(type_oid, &mut output, &mut is_varlena);
+    output
+}
+
+/// The text a key column's value binds to, as `row_context` and the trigger both write it:
+/// what the type's output function writes.
+pub unsafe fn key_text<'a>(value: pg_sys::Datum, output: pg_sys::Oid) -> &'a [u8] {
     CStr::from_ptr(pg_sys::OidOutputFunctionCall(output, value)).to_bytes()
 }
 
@@ -83,7 +89,7 @@ pub unsafe extern "C-unwind" fn akko_row_context(
             }
             key_text(
                 pg_getarg_datum_raw(fcinfo, i),
-                pg_sys::get_fn_expr_argtype(flinfo, i as i32),
+                output_function(pg_sys::get_fn_expr_argtype(flinfo, i as i32)),
             )
         })
         .collect();
@@ -91,14 +97,8 @@ pub unsafe extern "C-unwind" fn akko_row_context(
 }
 
 pub unsafe fn bytea_datum(bytes: &[u8]) -> pg_sys::Datum {
-    let total = bytes.len() + pg_sys::VARHDRSZ;
-    let varlena = pg_sys::palloc(total).cast::<pg_sys::varlena>();
-    pgrx::varlena::set_varsize_4b(varlena, total as i32);
-    std::ptr::copy_nonoverlapping(
-        bytes.as_ptr(),
-        varlena.cast::<u8>().add(pg_sys::VARHDRSZ),
-        bytes.len(),
-    );
+    let (varlena, body) = new_bytea(bytes.len());
+    body.copy_from_slice(bytes);
     pg_sys::Datum::from(varlena)
 }
 

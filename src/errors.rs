@@ -542,11 +542,11 @@ pub fn protected_plaintext_not_utf8(column: &str) -> ! {
     )
 }
 
-pub fn no_blind_index(table: u32, column: &str) -> ! {
+pub fn no_blind_index(table: &str, column: &str) -> ! {
     raise(
         ErrorReport::new(
             PgSqlErrorCode::ERRCODE_UNDEFINED_OBJECT,
-            format!("column \"{column}\" of the relation with OID {table} has no blind index"),
+            format!("column \"{column}\" of table \"{table}\" has no blind index"),
             "akko_crypt",
         )
         .set_hint("Protect it with akko_crypt.protect(..., blind_index => true)."),

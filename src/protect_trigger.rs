@@ -24,11 +24,11 @@ use pgrx::pg_sys::panic::CaughtError;
 use pgrx::prelude::*;
 use zeroize::{Zeroize, Zeroizing};
 
-use crate::columns::{binding_id, bytea_datum, jsonb_envelope_of, key_text};
+use crate::columns::{binding_id, bytea_datum, jsonb_envelope_of, key_text, output_function};
 use crate::keyring::{as_owner, read_row};
 use crate::sealing::{
     c_bytes_mut, database_is_utf8, datum_bytes, jsonb_to_utf8, open_to_buffer, seal_to_varlena,
-    server_jsonb_in, wipe_utf8,
+    server_jsonb_in, server_to_utf8, wipe_utf8,
 };
 use crate::{blind_index, classes, errors, keyring};
 
@@ -140,15 +140,22 @@ impl OriginalType {
             })
             .execute();
             c_bytes_mut(server).zeroize();
-            let output = if self.styled {
+            let output = if self.styled && !iso_styles_in_effect() {
                 with_iso_styles(|| pg_sys::OidOutputFunctionCall(self.output, value))
             } else {
                 pg_sys::OidOutputFunctionCall(self.output, value)
             };
-            let text = from_server_cstring(output);
-            c_bytes_mut(output).zeroize();
-            text
+            from_server_cstring(output)
         }
+    }
+}
+
+/// Whether DateStyle and IntervalStyle already print ISO (the defaults do): then a date
+/// needs no switch, which costs two setting changes per value.
+fn iso_styles_in_effect() -> bool {
+    unsafe {
+        pg_sys::DateStyle == pg_sys::USE_ISO_DATES as i32
+            && pg_sys::IntervalStyle == pg_sys::INTSTYLE_POSTGRES as i32
     }
 }
 
@@ -194,18 +201,11 @@ unsafe fn to_server_cstring(utf8: &str) -> *mut c_char {
     server
 }
 
+/// An output function's text as UTF-8; the palloc'd text is wiped.
 unsafe fn from_server_cstring(text: *mut c_char) -> Zeroizing<String> {
-    let utf8 = if database_is_utf8() {
-        text
-    } else {
-        let len = CStr::from_ptr(text).to_bytes().len() as i32;
-        pg_sys::pg_server_to_any(text, len, pg_sys::pg_enc::PG_UTF8 as i32)
-    };
-    let bytes = c_bytes_mut(utf8);
-    let owned = Zeroizing::new(String::from_utf8_lossy(bytes).into_owned());
-    if utf8 != text {
-        bytes.zeroize();
-    }
+    let utf8 = server_to_utf8(text);
+    let owned = Zeroizing::new(String::from_utf8_lossy(utf8).into_owned());
+    wipe_utf8(utf8, text);
     owned
 }
 
@@ -237,7 +237,7 @@ struct ColumnSpec {
 
 struct TableSpec {
     columns: Vec<ColumnSpec>,
-    /// The primary key columns (index in the row, type), for row-bound values.
+    /// The primary key columns (index in the row, output function), for row-bound values.
     key: Vec<(usize, pg_sys::Oid)>,
 }
 
@@ -254,12 +254,16 @@ type SpecRow = (
     Option<String>,
 );
 
+unsafe fn relation_name(relation: pg_sys::Relation) -> String {
+    CStr::from_ptr((*(*relation).rd_rel).relname.data.as_ptr())
+        .to_string_lossy()
+        .into_owned()
+}
+
 unsafe fn load_spec(relation: pg_sys::Relation) -> TableSpec {
     let relid = (*relation).rd_id;
     let tupdesc = (*relation).rd_att;
-    let table = CStr::from_ptr((*(*relation).rd_rel).relname.data.as_ptr())
-        .to_string_lossy()
-        .into_owned();
+    let table = relation_name(relation);
     let (rows, key) = as_owner(|| {
         let rows = Spi::connect(|client| {
             client
@@ -371,7 +375,10 @@ unsafe fn load_spec(relation: pg_sys::Relation) -> TableSpec {
         .into_iter()
         .map(|attnum| {
             let i = attnum as usize - 1;
-            (i, (*tupdesc).attrs.as_slice(natts)[i].atttypid)
+            (
+                i,
+                output_function((*tupdesc).attrs.as_slice(natts)[i].atttypid),
+            )
         })
         .collect::<Vec<_>>();
     if key.is_empty() && columns.iter().any(|c| c.bound_to_row) {
@@ -418,8 +425,8 @@ impl Row {
 
     unsafe fn key_text(&self, key: &[(usize, pg_sys::Oid)]) -> Vec<Vec<u8>> {
         key.iter()
-            .map(|&(i, typ)| match self.get(i) {
-                Some(value) => key_text(value, typ).to_vec(),
+            .map(|&(i, output)| match self.get(i) {
+                Some(value) => key_text(value, output).to_vec(),
                 None => Vec::new(),
             })
             .collect()
@@ -574,9 +581,7 @@ unsafe fn protect_bytea(
     let Some(value) = new.get(column.column) else {
         match plain_value {
             Some((value, output)) => {
-                let text = pg_sys::OidOutputFunctionCall(output, value);
-                let utf8 = from_server_cstring(text);
-                c_bytes_mut(text).zeroize();
+                let utf8 = from_server_cstring(pg_sys::OidOutputFunctionCall(output, value));
                 seal_text(column, original, sealing, &utf8, changes);
             }
             None => {
@@ -726,14 +731,15 @@ pub fn blind_index_of(table: pg_sys::Oid, column: &str, utf8: &str) -> [u8; BLIN
             errors::no_such_table(table.to_u32());
         }
         let spec = table_spec(relation);
+        let table_name = relation_name(relation);
         pg_sys::relation_close(relation, pg_sys::AccessShareLock as i32);
         let found = spec.columns.iter().find(|c| c.name == column);
         let Some((spec, bidx)) = found.and_then(|c| c.blind_index.as_ref().map(|b| (c, b))) else {
-            errors::no_blind_index(table.to_u32(), column)
+            errors::no_blind_index(&table_name, column)
         };
         let text = match &spec.mode {
             Mode::Bytea(original) => original.canonical_text(&spec.name, utf8),
-            Mode::Jsonb => errors::no_blind_index(table.to_u32(), column),
+            Mode::Jsonb => errors::no_blind_index(&table_name, column),
         };
         blind_index::compute(&spec.binding, bidx, &text)
     }

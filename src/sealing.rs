@@ -198,13 +198,21 @@ pub unsafe fn jsonb_to_utf8<'a>(jsonb: *mut pg_sys::Jsonb) -> (&'a mut [u8], *mu
         varsize_any(jsonb.cast()) as i32,
     );
     // The plaintext is UTF-8 JSON whatever the database encoding.
-    let utf8 = if database_is_utf8() {
-        text
-    } else {
-        let len = CStr::from_ptr(text).to_bytes().len() as i32;
-        pg_sys::pg_server_to_any(text, len, pg_sys::pg_enc::PG_UTF8 as i32)
-    };
-    (c_bytes_mut(utf8), text)
+    (server_to_utf8(text), text)
+}
+
+/// A NUL-terminated text in the server encoding, as UTF-8: the text itself in a UTF-8
+/// database, else a converted copy (which the caller wipes, with [`wipe_utf8`]).
+pub unsafe fn server_to_utf8<'a>(text: *mut c_char) -> &'a mut [u8] {
+    if database_is_utf8() {
+        return c_bytes_mut(text);
+    }
+    let len = CStr::from_ptr(text).to_bytes().len() as i32;
+    c_bytes_mut(pg_sys::pg_server_to_any(
+        text,
+        len,
+        pg_sys::pg_enc::PG_UTF8 as i32,
+    ))
 }
 
 /// Wipes what [`jsonb_to_utf8`] returned.
@@ -237,13 +245,19 @@ pub unsafe fn seal_to_varlena(
         errors::value_too_large(total);
     }
     keyring::with_key(class, key_version, request.subject, |key| {
-        let varlena = pg_sys::palloc(total).cast::<pg_sys::varlena>();
-        set_varsize_4b(varlena, total as i32);
-        let body =
-            std::slice::from_raw_parts_mut(varlena.cast::<u8>().add(pg_sys::VARHDRSZ), body_len);
+        let (varlena, body) = new_bytea(body_len);
         seal_into(key, &request, plaintext, body);
         varlena
     })
+}
+
+/// A palloc'd bytea of `len` bytes, and those bytes to fill.
+pub unsafe fn new_bytea<'a>(len: usize) -> (*mut pg_sys::varlena, &'a mut [u8]) {
+    let total = len + pg_sys::VARHDRSZ;
+    let varlena = pg_sys::palloc(total).cast::<pg_sys::varlena>();
+    set_varsize_4b(varlena, total as i32);
+    let body = std::slice::from_raw_parts_mut(varlena.cast::<u8>().add(pg_sys::VARHDRSZ), len);
+    (varlena, body)
 }
 
 /// Opens an envelope into a palloc'd buffer, NUL-terminated after the returned slice; the
