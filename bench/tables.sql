@@ -15,6 +15,20 @@ CREATE TABLE sealed_customers (id int PRIMARY KEY, name text, tax_id text, dob d
 SELECT akko_crypt.protect('sealed_customers', 'tax_id'), akko_crypt.protect('sealed_customers', 'dob'),
        akko_crypt.protect('sealed_customers', 'email', blind_index => true, normalization => 'lower');
 SELECT akko_crypt.create_view('sealed_customers');
+-- The alternative to the view's rules: a row-level INSTEAD OF trigger, one INSERT per row.
+CREATE VIEW sealed_customers_via_trigger AS SELECT * FROM sealed_customers_decrypted;
+CREATE FUNCTION insert_via_trigger() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    INSERT INTO sealed_customers VALUES (NEW.id, NEW.name, akko_crypt.utf8_bytes(NEW.tax_id),
+        akko_crypt.utf8_bytes(NEW.dob::text), akko_crypt.utf8_bytes(NEW.email));
+    RETURN NEW;
+END $$;
+CREATE TRIGGER seal INSTEAD OF INSERT ON sealed_customers_via_trigger FOR EACH ROW EXECUTE FUNCTION insert_via_trigger();
+-- What the ciphertext itself costs to store: the protected table's rows, already sealed,
+-- inserted into a copy of it (same columns and indexes) that has no trigger.
+INSERT INTO sealed_customers_decrypted SELECT * FROM src;
+CREATE TABLE sealed_rows AS SELECT * FROM sealed_customers;
+CREATE TABLE ciphertext_only (LIKE sealed_customers INCLUDING INDEXES);
 -- The recipe users copy: a PL/pgSQL trigger around pgcrypto (with the faster s2k-mode=1;
 -- pgcrypto's default key stretching is about 100 times slower still).
 CREATE TABLE pgcrypto_customers (id int PRIMARY KEY, name text, tax_id bytea, dob bytea, email bytea);

@@ -469,7 +469,7 @@ BEGIN
            CASE WHEN p.col IS NULL THEN format('t.%I', a.attname) ELSE akko_crypt.read_expression(p, 't.') END,
            CASE WHEN p.col IS NULL THEN format('NEW.%I', a.attname)
                 WHEN p.mode = 'jsonb' THEN format('NEW.%I', a.attname)
-                ELSE format('pg_catalog.convert_to(NEW.%I::pg_catalog.text, ''UTF8'')', a.attname) END,
+                ELSE format('akko_crypt.utf8_bytes(NEW.%I::pg_catalog.text)', a.attname) END,
            EXISTS (SELECT FROM pg_index i WHERE i.indrelid = d.tbl AND i.indisprimary AND a.attnum = ANY (i.indkey::int2[])),
            a.attgenerated <> '', a.attidentity,
            CASE WHEN a.attidentity <> '' THEN format('nextval(%L::regclass)', pg_get_serial_sequence(target, a.attname))

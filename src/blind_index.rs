@@ -4,7 +4,7 @@
 //! from a data key of the built-in class `blind_index`, never from the class that seals the
 //! values: rotating that class leaves the index valid.
 
-use akko_crypt_core::column::{BindingId, BLIND_INDEX_LEN};
+use akko_crypt_core::column::{BindingId, BlindIndexKey, BLIND_INDEX_LEN};
 use akko_crypt_core::ClassName;
 use pgrx::fcinfo::pg_getarg_datum_raw;
 use pgrx::pg_sys;
@@ -13,7 +13,7 @@ use pgrx::prelude::*;
 use crate::columns::bytea_datum;
 use crate::protect_trigger::{self, BlindIndex};
 use crate::sealing::arg_bytes;
-use crate::{errors, keyring};
+use crate::{custody, errors, keyring};
 
 extension_sql!(
     r#"
@@ -37,13 +37,22 @@ fn class() -> ClassName<'static> {
     ClassName::parse(CLASS).expect("a valid class name")
 }
 
-/// The 16-byte blind index of `text` for the column bound to `binding`.
+/// The 16-byte blind index of `text` for the column bound to `binding`; the column's key
+/// is derived on first use in the session and cached with the session's other keys.
 pub fn compute(binding: &BindingId, bidx: &BlindIndex, text: &str) -> [u8; BLIND_INDEX_LEN] {
-    keyring::with_material(class(), bidx.key_version, |material| {
-        material
-            .blind_index_key(binding)
-            .compute(bidx.normalization, text)
-    })
+    let generation = keyring::generation();
+    let digest = |key: &BlindIndexKey| key.compute(bidx.normalization, text);
+    match custody::with_cached_blind_index_key(bidx.key_version, binding, generation, digest) {
+        Ok(digest) => digest,
+        Err(digest) => {
+            let key = keyring::with_material(class(), bidx.key_version, |material| {
+                material.blind_index_key(binding)
+            });
+            let result = digest(&key);
+            custody::remember_blind_index_key(bidx.key_version, binding, generation, key);
+            result
+        }
+    }
 }
 
 /// The key version a new blind index uses: the active one of class `blind_index`.

@@ -13,7 +13,7 @@ use zeroize::{Zeroize, Zeroizing};
 
 use crate::errors;
 use crate::sealing::{
-    arg_bytes, arg_jsonb, c_bytes_mut, database_is_utf8, new_bytea, open_to_buffer,
+    arg_bytes, arg_jsonb, c_bytes_mut, database_is_utf8, datum_bytes, new_bytea, open_to_buffer,
     plaintext_to_jsonb,
 };
 
@@ -37,6 +37,12 @@ CREATE FUNCTION row_context(binding bytea, VARIADIC row_key "any")
 COMMENT ON FUNCTION row_context(bytea, "any") IS
     'The context that binds a protected column''s value to its row: the column''s binding id and the row''s primary key';
 
+CREATE FUNCTION utf8_bytes(value text)
+    RETURNS bytea LANGUAGE c STABLE STRICT PARALLEL SAFE
+    AS 'MODULE_PATHNAME', 'akko_utf8_bytes';
+COMMENT ON FUNCTION utf8_bytes(text) IS
+    'The UTF-8 bytes of a text: how a decrypting view hands plaintext to the protect trigger';
+
 REVOKE ALL ON FUNCTION open_text(bytea, bytea), open_pii(jsonb, bytea) FROM PUBLIC;
 "#,
     name = "columns",
@@ -44,6 +50,7 @@ REVOKE ALL ON FUNCTION open_text(bytea, bytea), open_pii(jsonb, bytea) FROM PUBL
 );
 
 v1_function_info!(
+    pg_finfo_akko_utf8_bytes,
     pg_finfo_akko_open_text,
     pg_finfo_akko_open_pii_jsonb,
     pg_finfo_akko_row_context
@@ -102,6 +109,31 @@ pub unsafe fn bytea_datum(bytes: &[u8]) -> pg_sys::Datum {
     pg_sys::Datum::from(varlena)
 }
 
+/// What `convert_to(value, 'UTF8')` returns, without its per-call lookup of the encoding
+/// by name: a decrypting view calls it for every protected value it writes.
+#[pg_guard]
+#[no_mangle]
+pub unsafe extern "C-unwind" fn akko_utf8_bytes(fcinfo: pg_sys::FunctionCallInfo) -> pg_sys::Datum {
+    let value = pg_getarg_datum_raw(fcinfo, 0);
+    if database_is_utf8() {
+        // text and bytea share one varlena layout: the text already is its UTF-8 bytes.
+        return value;
+    }
+    let server = datum_bytes(value);
+    let utf8 = pg_sys::pg_server_to_any(
+        server.as_ptr().cast(),
+        server.len() as i32,
+        pg_sys::pg_enc::PG_UTF8 as i32,
+    );
+    if utf8.cast_const() == server.as_ptr().cast::<c_char>() {
+        return bytea_datum(server);
+    }
+    let converted = c_bytes_mut(utf8);
+    let bytes = bytea_datum(converted);
+    converted.zeroize();
+    bytes
+}
+
 #[pg_guard]
 #[no_mangle]
 pub unsafe extern "C-unwind" fn akko_open_text(fcinfo: pg_sys::FunctionCallInfo) -> pg_sys::Datum {
@@ -109,19 +141,22 @@ pub unsafe extern "C-unwind" fn akko_open_text(fcinfo: pg_sys::FunctionCallInfo)
         return pg_return_null(fcinfo);
     };
     let plaintext = open_to_buffer(sealed, arg_bytes(fcinfo, 1));
-    let text = match std::str::from_utf8(plaintext).ok().and_then(payload_text) {
-        Some(Cow::Borrowed(text)) => Zeroizing::new(text.to_owned()),
-        Some(Cow::Owned(text)) => Zeroizing::new(text),
-        None => {
-            plaintext.zeroize();
-            errors::plaintext_not_utf8()
+    let datum = match std::str::from_utf8(plaintext).ok().and_then(payload_text) {
+        Some(text) if !text.contains('\0') => {
+            let datum = text_datum_from_utf8(&text);
+            if let Cow::Owned(unescaped) = text {
+                drop(Zeroizing::new(unescaped));
+            }
+            Some(datum)
         }
+        Some(Cow::Owned(unescaped)) => {
+            drop(Zeroizing::new(unescaped));
+            None
+        }
+        _ => None,
     };
     plaintext.zeroize();
-    if text.contains('\0') {
-        errors::plaintext_not_utf8();
-    }
-    text_datum_from_utf8(&text)
+    datum.unwrap_or_else(|| errors::plaintext_not_utf8())
 }
 
 /// A text datum in the server encoding from UTF-8 text; wipes the converted copy.

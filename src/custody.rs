@@ -20,6 +20,7 @@ use std::cell::RefCell;
 use std::ffi::{c_char, c_void, CStr};
 use std::sync::OnceLock;
 
+use akko_crypt_core::column::{BindingId, BlindIndexKey};
 use akko_crypt_core::envelope::SubjectId;
 use akko_crypt_core::{DataKey, DataKeyMaterial, Fingerprint, HandoffKey, RootKey};
 use pgrx::pg_sys;
@@ -62,6 +63,9 @@ struct Slot {
     /// scan beats hashing.
     materials: Vec<(KeyName, DataKeyMaterial)>,
     keys: Vec<(KeyName, Option<SubjectId>, DataKey)>,
+    /// Blind index keys by `blind_index` key version and column binding: deriving one per
+    /// row would cost more than the HMAC it keys.
+    blind_index_keys: Vec<(u32, BindingId, BlindIndexKey)>,
 }
 
 #[derive(PartialEq, Eq)]
@@ -81,6 +85,7 @@ impl Slot {
         if self.generation != generation {
             self.materials.clear();
             self.keys.clear();
+            self.blind_index_keys.clear();
             self.generation = generation;
         }
         self
@@ -325,6 +330,7 @@ fn store(root: RootKey) -> SlotId {
             generation: 0,
             materials: Vec::new(),
             keys: Vec::new(),
+            blind_index_keys: Vec::new(),
         });
         (
             id,
@@ -502,6 +508,41 @@ pub fn remember_key(
             version,
         };
         slot.keys.push((name, subject.copied(), key));
+    })
+}
+
+/// Runs `f` with the cached blind index key of `version` for the column bound to
+/// `binding`, or hands `f` back when it is not cached for keyring generation `generation`.
+pub fn with_cached_blind_index_key<R, F: FnOnce(&BlindIndexKey) -> R>(
+    version: u32,
+    binding: &BindingId,
+    generation: u64,
+    f: F,
+) -> Result<R, F> {
+    with_current_slot(|slot| {
+        let slot = slot.caches_for(generation);
+        match slot
+            .blind_index_keys
+            .iter()
+            .find(|(v, b, _)| *v == version && b == binding)
+        {
+            Some((_, _, key)) => Ok(f(key)),
+            None => Err(f),
+        }
+    })
+}
+
+/// Caches a blind index key, unless the keyring changed since `generation`.
+pub fn remember_blind_index_key(
+    version: u32,
+    binding: &BindingId,
+    generation: u64,
+    key: BlindIndexKey,
+) {
+    with_current_slot(|slot| {
+        if slot.generation == generation {
+            slot.blind_index_keys.push((version, *binding, key));
+        }
     })
 }
 

@@ -538,7 +538,7 @@ pub fn protected_plaintext_not_utf8(column: &str) -> ! {
             format!("the value written to protected column \"{column}\" is neither an akko_crypt envelope nor UTF-8 text"),
             "akko_crypt",
         )
-        .set_hint("Write plaintext through the decrypting view, or as UTF-8 text: convert_to(value::text, 'UTF8')."),
+        .set_hint("Write plaintext through the decrypting view, or as UTF-8 text: akko_crypt.utf8_bytes(value::text)."),
     )
 }
 

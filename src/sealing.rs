@@ -4,8 +4,9 @@
 //! text with the server's own `JsonbToCString` and back with `jsonb_in`, with no serde
 //! round trip, and the sealed bytes are written straight into the result varlena.
 
-use std::cell::{Cell, RefCell};
+use std::cell::RefCell;
 use std::ffi::{c_char, CStr};
+use std::sync::atomic::{AtomicU8, Ordering};
 
 use akko_crypt_core::envelope::{seal, seal_into, SealRequest, SubjectId, NONCE_LEN};
 use akko_crypt_core::{ClassName, ClassNameError, Envelope, NoncePool, OpenError};
@@ -84,17 +85,19 @@ extern "C-unwind" {
     pub fn server_jsonb_in(fcinfo: pg_sys::FunctionCallInfo) -> pg_sys::Datum;
 }
 
-thread_local! {
-    /// A backend's database, and so its encoding, never changes.
-    static DATABASE_IS_UTF8: Cell<Option<bool>> = const { Cell::new(None) };
-}
+/// A backend's database, and so its encoding, never changes; read once per backend (a
+/// thread-local would cost a TLS lookup on every value). 0: not read yet, 1: UTF-8, 2: other.
+static DATABASE_IS_UTF8: AtomicU8 = AtomicU8::new(0);
 
 pub fn database_is_utf8() -> bool {
-    DATABASE_IS_UTF8.with(|cached| {
-        *cached.get().get_or_insert_with(|| unsafe {
-            pg_sys::GetDatabaseEncoding() == pg_sys::pg_enc::PG_UTF8 as i32
-        })
-    })
+    match DATABASE_IS_UTF8.load(Ordering::Relaxed) {
+        0 => {
+            let utf8 = unsafe { pg_sys::GetDatabaseEncoding() == pg_sys::pg_enc::PG_UTF8 as i32 };
+            DATABASE_IS_UTF8.store(if utf8 { 1 } else { 2 }, Ordering::Relaxed);
+            utf8
+        }
+        known => known == 1,
+    }
 }
 
 // Every pg_sys call pays for pgrx's error barrier, so the argument readers below read

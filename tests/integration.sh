@@ -167,6 +167,16 @@ check "a LATIN1 database round-trips non-ASCII text" [ "$opened_latin1" = "$name
 check "a value sealed in LATIN1 opens in a UTF-8 database with the same keyring" [ "$opened_utf8" = "$name" ]
 check "the plaintext inside the envelope is UTF-8 (47 bytes of overhead)" \
     [ "$sealed_len" -eq $((47 + $(printf '{"name": "%s"}' "$name" | wc -c))) ]
+# A protected column in the LATIN1 database: written through its view, the value is sealed
+# as UTF-8 (the same envelope opens in the UTF-8 database) and reads back in LATIN1.
+psql_ -c "CREATE TABLE people (id int PRIMARY KEY, name text)" -c "SELECT akko_crypt.protect('people', 'name')" \
+    -c "SELECT akko_crypt.create_view('people')" akko_latin1 >/dev/null
+with_key akko_latin1 "INSERT INTO people_decrypted VALUES (1, '$name')" >/dev/null
+people_latin1=$(with_key akko_latin1 "SELECT name FROM people_decrypted")
+people_sealed=$(psql_ -c "SELECT name FROM people" akko_latin1)
+people_utf8=$(with_key akko_utf8 "SELECT akko_crypt.open_text('$people_sealed'::bytea)")
+check "a LATIN1 database's protected column round-trips non-ASCII text through its view" [ "$people_latin1" = "$name" ]
+check "that value was sealed as UTF-8: it opens in the UTF-8 database" [ "$people_utf8" = "$name" ]
 
 # Protected tables (tests/sql/protect.sql covers the SQL side): COPY, and pg_dump/restore.
 keyed akko_regress "CREATE TABLE copied (id int PRIMARY KEY, ssn text, notes jsonb);

@@ -123,7 +123,13 @@ SELECT akko_test.error_of($$INSERT INTO "Bank"."Customers_decrypted" (name, "Tax
 RESET ROLE;
 -- Without a key nothing is stored in clear.
 SELECT akko_test.error_of($$INSERT INTO "Bank"."Customers" (name, "Tax Id") VALUES ('nokey', 'secret')$$);
+-- The blind index key the session derived went with the root.
+SELECT akko_test.error_of($$SELECT akko_crypt.blind_index('ada@example.com', '"Bank"."Customers"', 'email')$$);
 SELECT set_config('akko_crypt.key', '000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f', false) AS root;
+SELECT count(*) AS found_again FROM "Bank"."Customers"
+WHERE email_bidx = akko_crypt.blind_index('ada@example.com', '"Bank"."Customers"', 'email');
+-- What a decrypting view hands the trigger: the value's UTF-8 bytes.
+SELECT akko_crypt.utf8_bytes('Zoë') = convert_to('Zoë', 'UTF8') AS utf8_bytes_match;
 
 -- What protect refuses.
 CREATE TABLE odd (id int PRIMARY KEY, a text UNIQUE, b text DEFAULT 'x', c bytea, d int, "x; DROP TABLE odd; --" text);

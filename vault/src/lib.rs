@@ -444,13 +444,12 @@ mod tests {
 
     /// A listener that answers every request with `status` and `body`, then closes.
     fn answering(status: &'static str, body: &'static str) -> String {
-        use std::io::{Read, Write};
+        use std::io::Write;
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = format!("http://{}", listener.local_addr().unwrap());
         std::thread::spawn(move || {
             for mut stream in listener.incoming().flatten() {
-                let mut request = [0u8; 4096];
-                let _ = stream.read(&mut request);
+                read_whole_request(&mut stream);
                 let _ = write!(
                     stream,
                     "HTTP/1.1 {status}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
@@ -459,6 +458,32 @@ mod tests {
             }
         });
         addr
+    }
+
+    /// Reads a request's headers and body: closing a socket with bytes still unread makes
+    /// the kernel reset the connection, and the client may then see the reset instead of
+    /// the answer.
+    fn read_whole_request(stream: &mut std::net::TcpStream) {
+        use std::io::Read;
+        let mut request = Vec::new();
+        let mut chunk = [0u8; 4096];
+        loop {
+            if let Some(end) = request.windows(4).position(|w| w == b"\r\n\r\n") {
+                let headers = String::from_utf8_lossy(&request[..end]).to_ascii_lowercase();
+                let body_len = headers
+                    .lines()
+                    .find_map(|line| line.strip_prefix("content-length:"))
+                    .and_then(|len| len.trim().parse::<usize>().ok())
+                    .unwrap_or(0);
+                if request.len() >= end + 4 + body_len {
+                    return;
+                }
+            }
+            match stream.read(&mut chunk) {
+                Ok(0) | Err(_) => return,
+                Ok(n) => request.extend_from_slice(&chunk[..n]),
+            }
+        }
     }
 
     #[test]
