@@ -45,5 +45,12 @@ SELECT jsonb_build_object(
                       'not_sealed', r.pass_not_sealed) ORDER BY r.tbl::text, r.col), '[]')
                   FROM (SELECT DISTINCT ON (tbl, col) * FROM akko_crypt.reencrypt_runs
                         ORDER BY tbl, col, id DESC) r),
+    'protected_columns', (SELECT coalesce(jsonb_agg(jsonb_build_object(
+                      'table', p.tbl::text, 'column', p.col, 'class', p.class, 'mode', p.mode,
+                      'original_type', p.original_type, 'bound_to_row', p.bind_row,
+                      'blind_index', p.bidx_col, 'state', p.state, 'migrated', p.migrated,
+                      'protected_at', p.protected_at, 'migrated_at', p.migrated_at)
+                      ORDER BY p.tbl::text, p.col), '[]')
+                  FROM akko_crypt.protected_columns p),
     'subjects', (SELECT count(*) FROM akko_crypt.subjects),
     'audit_log_entries', (SELECT count(*) FROM akko_crypt.audit_log))

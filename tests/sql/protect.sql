@@ -157,6 +157,12 @@ SELECT akko_crypt.create_view('odd', 'odd view"; DROP TABLE odd; --');
 INSERT INTO "odd view""; DROP TABLE odd; --" (id, "x; DROP TABLE odd; --") VALUES (1, 'still here');
 SELECT "x; DROP TABLE odd; --" FROM "odd view""; DROP TABLE odd; --";
 
+-- status() lists what is protected, and how.
+SELECT c ->> 'table' AS tbl, c ->> 'column' AS col, c ->> 'class' AS class, c ->> 'mode' AS mode,
+       c ->> 'original_type' AS original_type, c ->> 'bound_to_row' AS bound, c ->> 'blind_index' AS bidx,
+       c ->> 'state' AS state
+FROM akko_crypt.status() AS s, jsonb_array_elements(s -> 'protected_columns') AS c ORDER BY 1, 2;
+
 -- unprotect restores plaintext and the original type.
 SELECT akko_crypt.unprotect('"Bank"."Customers"', 'dob');
 SELECT akko_crypt.unprotect('"Bank"."Customers"', 'email');
