@@ -75,6 +75,13 @@ struct KeyName {
 }
 
 impl KeyName {
+    fn new(class: &str, version: u32) -> Self {
+        KeyName {
+            class: class.to_owned(),
+            version,
+        }
+    }
+
     fn is(&self, class: &str, version: u32) -> bool {
         self.version == version && self.class == class
     }
@@ -432,6 +439,28 @@ pub fn with_root<R>(f: impl FnOnce(&RootKey) -> R) -> R {
     with_current_slot(|slot| f(&slot.root))
 }
 
+/// Runs `f` with what `find` picks from the session's caches, or hands `f` back when the
+/// cache does not hold it for keyring generation `generation`.
+fn with_cached<T, R, F: FnOnce(&T) -> R>(
+    generation: u64,
+    find: impl FnOnce(&Slot) -> Option<&T>,
+    f: F,
+) -> Result<R, F> {
+    with_current_slot(|slot| match find(slot.caches_for(generation)) {
+        Some(cached) => Ok(f(cached)),
+        None => Err(f),
+    })
+}
+
+/// Runs `store` on the session's caches, unless the keyring changed since `generation`.
+fn remember(generation: u64, store: impl FnOnce(&mut Slot)) {
+    with_current_slot(|slot| {
+        if slot.generation == generation {
+            store(slot);
+        }
+    })
+}
+
 /// Runs `f` with the cached key of `class`/`version` (and `subject`), or hands `f` back
 /// when this session has not unwrapped it in keyring generation `generation`.
 pub fn with_cached_key<R, F: FnOnce(&DataKey) -> R>(
@@ -441,17 +470,16 @@ pub fn with_cached_key<R, F: FnOnce(&DataKey) -> R>(
     generation: u64,
     f: F,
 ) -> Result<R, F> {
-    with_current_slot(|slot| {
-        let slot = slot.caches_for(generation);
-        match slot
-            .keys
-            .iter()
-            .find(|(name, s, _)| name.is(class, version) && s.as_ref() == subject)
-        {
-            Some((_, _, key)) => Ok(f(key)),
-            None => Err(f),
-        }
-    })
+    with_cached(
+        generation,
+        |slot| {
+            slot.keys
+                .iter()
+                .find(|(name, s, _)| name.is(class, version) && s.as_ref() == subject)
+                .map(|(_, _, key)| key)
+        },
+        f,
+    )
 }
 
 /// Derives a key from the cached data key material of `class`/`version`, or hands
@@ -462,29 +490,43 @@ pub fn with_cached_material<R, F: FnOnce(&DataKeyMaterial) -> R>(
     generation: u64,
     derive: F,
 ) -> Result<R, F> {
-    with_current_slot(|slot| {
-        let slot = slot.caches_for(generation);
-        match slot
-            .materials
-            .iter()
-            .find(|(name, _)| name.is(class, version))
-        {
-            Some((_, material)) => Ok(derive(material)),
-            None => Err(derive),
-        }
-    })
+    with_cached(
+        generation,
+        |slot| {
+            slot.materials
+                .iter()
+                .find(|(name, _)| name.is(class, version))
+                .map(|(_, material)| material)
+        },
+        derive,
+    )
+}
+
+/// Runs `f` with the cached blind index key of `version` for the column bound to
+/// `binding`, or hands `f` back when it is not cached for keyring generation `generation`.
+pub fn with_cached_blind_index_key<R, F: FnOnce(&BlindIndexKey) -> R>(
+    version: u32,
+    binding: &BindingId,
+    generation: u64,
+    f: F,
+) -> Result<R, F> {
+    with_cached(
+        generation,
+        |slot| {
+            slot.blind_index_keys
+                .iter()
+                .find(|(v, b, _)| *v == version && b == binding)
+                .map(|(_, _, key)| key)
+        },
+        f,
+    )
 }
 
 /// Caches an unwrapped data key, unless the keyring changed since `generation`.
 pub fn remember_material(class: &str, version: u32, generation: u64, material: DataKeyMaterial) {
-    with_current_slot(|slot| {
-        if slot.generation == generation {
-            let name = KeyName {
-                class: class.to_owned(),
-                version,
-            };
-            slot.materials.push((name, material));
-        }
+    remember(generation, |slot| {
+        slot.materials
+            .push((KeyName::new(class, version), material))
     })
 }
 
@@ -496,39 +538,12 @@ pub fn remember_key(
     generation: u64,
     key: DataKey,
 ) {
-    with_current_slot(|slot| {
-        if slot.generation != generation {
-            return;
-        }
+    remember(generation, |slot| {
         if slot.keys.len() >= MAX_CACHED_KEYS {
             slot.keys.retain(|(_, subject, _)| subject.is_none());
         }
-        let name = KeyName {
-            class: class.to_owned(),
-            version,
-        };
-        slot.keys.push((name, subject.copied(), key));
-    })
-}
-
-/// Runs `f` with the cached blind index key of `version` for the column bound to
-/// `binding`, or hands `f` back when it is not cached for keyring generation `generation`.
-pub fn with_cached_blind_index_key<R, F: FnOnce(&BlindIndexKey) -> R>(
-    version: u32,
-    binding: &BindingId,
-    generation: u64,
-    f: F,
-) -> Result<R, F> {
-    with_current_slot(|slot| {
-        let slot = slot.caches_for(generation);
-        match slot
-            .blind_index_keys
-            .iter()
-            .find(|(v, b, _)| *v == version && b == binding)
-        {
-            Some((_, _, key)) => Ok(f(key)),
-            None => Err(f),
-        }
+        slot.keys
+            .push((KeyName::new(class, version), subject.copied(), key));
     })
 }
 
@@ -539,10 +554,8 @@ pub fn remember_blind_index_key(
     generation: u64,
     key: BlindIndexKey,
 ) {
-    with_current_slot(|slot| {
-        if slot.generation == generation {
-            slot.blind_index_keys.push((version, *binding, key));
-        }
+    remember(generation, |slot| {
+        slot.blind_index_keys.push((version, *binding, key))
     })
 }
 

@@ -86,7 +86,9 @@ extern "C-unwind" {
 }
 
 /// A backend's database, and so its encoding, never changes; read once per backend (a
-/// thread-local would cost a TLS lookup on every value). 0: not read yet, 1: UTF-8, 2: other.
+/// thread-local would cost a TLS lookup on every value). Only functions called in a
+/// connected backend read it, never the postmaster, so no forked child inherits a value.
+/// 0: not read yet, 1: UTF-8, 2: other.
 static DATABASE_IS_UTF8: AtomicU8 = AtomicU8::new(0);
 
 pub fn database_is_utf8() -> bool {
