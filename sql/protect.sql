@@ -561,6 +561,10 @@ DECLARE
     schema_name name;
     name name;
 BEGIN
+    IF create_view.view_name = '' THEN
+        RAISE EXCEPTION 'the view name must not be empty' USING ERRCODE = '22023',
+            HINT = 'Leave view_name out for <table>_decrypted.';
+    END IF;
     SELECT n.nspname, coalesce(create_view.view_name, left(c.relname, 53) || '_decrypted')
       INTO schema_name, name
       FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = tbl;
