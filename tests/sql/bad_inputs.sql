@@ -43,7 +43,14 @@ SELECT count(*) AS probed FROM (SELECT pg_temp.probe('open_text bit flipped', bi
 FROM sealed, generate_series(0, length(e) * 8 - 1, 7) AS bit) AS probes;
 SELECT count(*) AS probed FROM (SELECT pg_temp.probe('written truncated', n::text, format('INSERT INTO matrix VALUES (%s, %L::bytea)', n, substring(e FROM 1 FOR n)))
 FROM sealed, generate_series(4, length(e) - 1, 5) AS n) AS probes;
-SELECT probe, outcome, count(*) FROM outcomes WHERE probe <> 'all arguments NULL' GROUP BY 1, 2 ORDER BY 1, 2;
+-- Which documented SQLSTATE a flipped bit gives can depend on the random nonce (a class
+-- name whose length byte grows reads nonce bytes), so the answers are checked against the
+-- codes the README documents for envelopes: malformed 22P03, unknown version or subject
+-- 42704, failed authentication XX001, context mismatch or unknown class 22023, retired or
+-- no key 55000, plaintext not UTF-8 22021. No altered envelope may open.
+SELECT probe, count(*) AS probes, count(*) FILTER (WHERE outcome = 'ok') AS accepted,
+       count(*) FILTER (WHERE outcome NOT IN ('ok', '22P03', '42704', 'XX001', '22023', '55000', '22021')) AS undocumented
+FROM outcomes WHERE probe <> 'all arguments NULL' GROUP BY 1 ORDER BY 1;
 -- A cut envelope that still parses (header, nonce and a tag's worth of bytes) is stored as it
 -- is, like any envelope written into the table, and never opens.
 SELECT id AS cut_at, akko_test.error_of(format('SELECT akko_crypt.open_text(%L::bytea)', v)) FROM matrix ORDER BY id;

@@ -1,0 +1,103 @@
+-- Privileges: what a role without grants can reach, which code runs with a pinned
+-- search_path, and that functions and operators planted in a schema ahead of pg_catalog on
+-- the caller's search_path never run inside the extension.
+SELECT set_config('akko_crypt.key', '000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f', false) AS root;
+
+-- 1. A role that may use the schema and nothing more. The key is the session's, so it is
+-- still loaded after SET ROLE: only privileges stand between this role and the keys.
+CREATE ROLE akko_nobody;
+GRANT USAGE ON SCHEMA akko_crypt, akko_test TO akko_nobody;
+-- What it may execute: functions that touch no key (and the table-management functions,
+-- which act with the caller's own rights and check ownership).
+SELECT p.oid::regprocedure AS executable_without_grants
+FROM pg_proc p
+WHERE p.pronamespace = 'akko_crypt'::regnamespace AND has_function_privilege('akko_nobody', p.oid, 'EXECUTE')
+ORDER BY 1;
+CREATE TABLE priv_owned (id int PRIMARY KEY, v text);
+INSERT INTO priv_owned VALUES (1, 'secret');
+SELECT akko_crypt.protect('priv_owned', 'v');
+SELECT akko_crypt.create_view('priv_owned');
+GRANT SELECT, INSERT ON priv_owned, priv_owned_decrypted TO akko_nobody;
+SET ROLE akko_nobody;
+SELECT akko_test.error_of($$SELECT akko_crypt.seal_pii('{}')$$);
+SELECT akko_test.error_of($$SELECT akko_crypt.open_text(v) FROM priv_owned$$);
+SELECT akko_test.error_of($$SELECT v FROM priv_owned_decrypted$$);
+SELECT akko_test.error_of($$SELECT akko_crypt.status()$$);
+SELECT akko_test.error_of($$SELECT akko_crypt.rotate_key('identity')$$);
+SELECT akko_test.error_of($$SELECT akko_crypt.destroy_key('identity', 1)$$);
+SELECT akko_test.error_of($$SELECT akko_crypt.forget_subject('someone')$$);
+SELECT akko_test.error_of($$SELECT akko_crypt.add_class('mine')$$);
+SELECT akko_test.error_of($$CALL akko_crypt.reencrypt('priv_owned', 'v')$$);
+SELECT akko_test.error_of($$SELECT * FROM akko_crypt.keyring$$);
+SELECT akko_test.error_of($$SELECT * FROM akko_crypt.subjects$$);
+SELECT akko_test.error_of($$SELECT * FROM akko_crypt.audit_log$$);
+SELECT akko_test.error_of($$SELECT * FROM akko_crypt.transit_root$$);
+-- Tables it does not own: protect refuses, and row security hides their registry rows
+-- from its UPDATE and refuses its INSERT.
+SELECT akko_test.error_of($$SELECT akko_crypt.protect('priv_owned', 'id')$$);
+SELECT akko_test.error_of($$SELECT akko_crypt.unprotect('priv_owned', 'v')$$);
+SELECT akko_test.error_of($$UPDATE akko_crypt.protected_columns SET class = 'financial' WHERE tbl = 'priv_owned'::regclass$$);
+SELECT akko_test.error_of($$INSERT INTO akko_crypt.protected_columns (tbl, col, class, mode, original_type, binding_id, state)
+                            VALUES ('priv_owned', 'id', 'identity', 'bytea', 'int', '\x00000000000000000000000000000000', 'protected')$$);
+-- Plaintext it writes is still sealed, by the trigger: it needs no grant on the keys for that.
+INSERT INTO priv_owned VALUES (2, 'written by nobody');
+RESET ROLE;
+SELECT class AS class_unchanged FROM akko_crypt.protected_columns WHERE tbl = 'priv_owned'::regclass;
+SELECT id, v FROM priv_owned_decrypted ORDER BY id;
+SELECT count(*) AS clear_text_rows FROM priv_owned WHERE v = convert_to('written by nobody', 'UTF8');
+
+-- 2. Code that runs SQL pins its search_path; the one exception is a procedure that commits
+-- (PostgreSQL forbids SET there), whose body calls only schema-qualified functions.
+SELECT count(*) AS security_definer_functions FROM pg_proc
+WHERE pronamespace = 'akko_crypt'::regnamespace AND prosecdef;
+SELECT p.oid::regprocedure AS sql_code_without_pinned_search_path
+FROM pg_proc p JOIN pg_language l ON l.oid = p.prolang
+WHERE p.pronamespace = 'akko_crypt'::regnamespace AND l.lanname IN ('sql', 'plpgsql')
+  AND NOT coalesce(p.proconfig::text[] && ARRAY['search_path=pg_catalog, pg_temp', 'search_path=pg_catalog'], false)
+ORDER BY 1;
+
+-- 3. Planted look-alikes ahead of pg_catalog: each records that it ran.
+CREATE SCHEMA evil;
+CREATE TABLE evil.calls (what text);
+GRANT ALL ON SCHEMA evil TO PUBLIC;
+GRANT ALL ON evil.calls TO PUBLIC;
+CREATE FUNCTION evil.format(text, VARIADIC text[]) RETURNS text LANGUAGE sql
+    AS $$ INSERT INTO evil.calls VALUES ('format') RETURNING 'SELECT 1' $$;
+CREATE FUNCTION evil.quote_ident(text) RETURNS text LANGUAGE sql
+    AS $$ INSERT INTO evil.calls VALUES ('quote_ident') RETURNING $1 $$;
+CREATE FUNCTION evil.convert_to(text, name) RETURNS bytea LANGUAGE sql
+    AS $$ INSERT INTO evil.calls VALUES ('convert_to') RETURNING '\x'::bytea $$;
+CREATE FUNCTION evil.length(bytea) RETURNS int LANGUAGE sql
+    AS $$ INSERT INTO evil.calls VALUES ('length') RETURNING 16 $$;
+CREATE FUNCTION evil.now() RETURNS timestamptz LANGUAGE sql
+    AS $$ INSERT INTO evil.calls VALUES ('now') RETURNING 'epoch'::timestamptz $$;
+CREATE FUNCTION evil.jsonb_build_object(VARIADIC text[]) RETURNS jsonb LANGUAGE sql
+    AS $$ INSERT INTO evil.calls VALUES ('jsonb_build_object') RETURNING '{}'::jsonb $$;
+CREATE FUNCTION evil.name_eq(name, name) RETURNS boolean LANGUAGE sql
+    AS $$ INSERT INTO evil.calls VALUES ('= on name') RETURNING $1::text = $2::text $$;
+CREATE OPERATOR evil.= (LEFTARG = name, RIGHTARG = name, FUNCTION = evil.name_eq);
+CREATE FUNCTION evil.text_eq(text, text) RETURNS boolean LANGUAGE sql
+    AS $$ INSERT INTO evil.calls VALUES ('= on text') RETURNING $1 OPERATOR(pg_catalog.=) $2 $$;
+CREATE OPERATOR evil.= (LEFTARG = text, RIGHTARG = text, FUNCTION = evil.text_eq);
+CREATE TABLE evil_target (id int PRIMARY KEY, email text, doc jsonb, sealed bytea);
+INSERT INTO evil_target VALUES (1, 'a@example.com', '{"a": 1}', akko_crypt.seal_pii('{"k": 1}'));
+SET search_path = evil, pg_catalog, public;
+-- The plants do catch unqualified names: the control below runs two of them.
+SELECT 'x'::text = 'x'::text AS planted_operator, quote_ident('x') AS planted_function;
+SELECT count(*) AS control_calls FROM evil.calls;
+TRUNCATE evil.calls;
+SELECT akko_crypt.protect('evil_target', 'email', blind_index => true, migrate => false);
+CALL akko_crypt.migrate('evil_target');
+SELECT akko_crypt.protect('evil_target', 'doc', mode => 'jsonb', bind_row => true);
+SELECT akko_crypt.create_view('evil_target');
+INSERT INTO evil_target_decrypted (id, email, doc) VALUES (2, 'b@example.com', '{"b": 2}');
+UPDATE evil_target_decrypted SET email = 'c@example.com' WHERE id = 2;
+SELECT id, email, doc FROM evil_target_decrypted ORDER BY id;
+SELECT id FROM evil_target WHERE email_bidx = akko_crypt.blind_index('c@example.com', 'evil_target', 'email');
+SELECT akko_crypt.rotate_key('identity') > 0 AS rotated;
+CALL akko_crypt.reencrypt('evil_target', 'sealed');
+SELECT akko_crypt.status() ? 'classes' AS status_read;
+SELECT akko_crypt.refresh_views();
+SELECT akko_crypt.unprotect('evil_target', 'doc');
+RESET search_path;
+SELECT count(*) AS planted_calls FROM evil.calls;
