@@ -6,12 +6,7 @@
 set -uo pipefail
 dir=$1 port=$2
 here=$(cd "$(dirname "$0")" && pwd)
-psql_() { psql -X -q -A -t -h "$dir" -p "$port" -U postgres "$@"; }
-passed=0 failed=0
-check() { # check NAME COMMAND...: passes when COMMAND succeeds
-    local name=$1; shift
-    if "$@"; then passed=$((passed + 1)); echo "ok - $name"; else failed=$((failed + 1)); echo "not ok - $name"; fi
-}
+. "$(dirname "$0")/checks.sh"
 
 # Every key the test suites load, in the spellings they use.
 keys=(

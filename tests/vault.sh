@@ -8,12 +8,7 @@ dir=$1 port=$2 bao=$3
 # bao also listens on the next port up, for cluster traffic.
 vport=$((port + 20))
 export BAO_ADDR="http://127.0.0.1:$vport" BAO_TOKEN=akko-dev-root
-psql_() { psql -X -q -A -t -h "$dir" -p "$port" -U postgres "$@"; }
-passed=0 failed=0
-check() { # check NAME COMMAND...: passes when COMMAND succeeds
-    local name=$1; shift
-    if "$@"; then passed=$((passed + 1)); echo "ok - $name"; else failed=$((failed + 1)); echo "not ok - $name"; fi
-}
+. "$(dirname "$0")/checks.sh"
 root_hex=000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f
 root_fingerprint=c7bd0684b7e5534c
 
