@@ -28,25 +28,30 @@ kill_job_after_progress() { # DB PROGRESS_SQL: SIGKILLs the backend running CALL
     [ -n "$pid" ] && kill -KILL "$pid"
     echo "${progress:-0}"
 }
-crashes_in_log() { grep -c "was terminated by signal 9" "$dir/server.log"; }
+in_log() { grep -c "$1" "$dir/server.log"; }
+crash_during() { # crash_during JOB DB CALL PROGRESS_SQL: runs CALL, SIGKILLs its backend once PROGRESS_SQL > 0
+    local job=$1 db=$2 kills recoveries progress runner
+    kills=$(in_log "was terminated by signal 9") recoveries=$(in_log "automatic recovery in progress")
+    keyed "$db" "$3" >"$dir/crash_$job.txt" 2>&1 &
+    runner=$!
+    progress=$(kill_job_after_progress "$db" "$4")
+    wait $runner
+    check "a $job was under way when its backend was killed ($progress committed)" [ "$progress" -gt 0 ]
+    check "the server came back after the SIGKILL" server_is_back
+    check "the server log shows the $job's backend killed by signal 9" [ "$(in_log "was terminated by signal 9")" -gt "$kills" ]
+    check "the server replayed its WAL to recover" [ "$(in_log "automatic recovery in progress")" -gt "$recoveries" ]
+}
 
 psql_ -c "CREATE DATABASE akko_crash" postgres
 psql_ -c "CREATE EXTENSION akko_crypt" akko_crash
-crashes_before=$(crashes_in_log)
 
 # A populated plaintext column migrating in small batches.
 rows=300000
 keyed akko_crash "CREATE TABLE m (id int PRIMARY KEY, ssn text NOT NULL);
     INSERT INTO m SELECT i, lpad(i::text, 9, '0') FROM generate_series(1, $rows) i;
     SELECT akko_crypt.protect('m', 'ssn', migrate => false)" >/dev/null
-keyed akko_crash "CALL akko_crypt.migrate('m', 500)" >"$dir/crash_migrate.txt" 2>&1 &
-job=$!
-progress=$(kill_job_after_progress akko_crash "SELECT migrated FROM akko_crypt.protected_columns WHERE tbl = 'm'::regclass")
-wait $job
-check "a migration was under way when its backend was killed ($progress rows committed)" [ "$progress" -gt 0 ]
-check "the server came back after the SIGKILL" server_is_back
-check "the server log shows the backend killed by signal 9" [ "$(crashes_in_log)" -gt "$crashes_before" ]
-check "the server replayed its WAL to recover" grep -q "automatic recovery in progress" "$dir/server.log"
+crash_during migration akko_crash "CALL akko_crypt.migrate('m', 500)" \
+    "SELECT migrated FROM akko_crypt.protected_columns WHERE tbl = 'm'::regclass"
 left=$(psql_ -c "SELECT state, migrated < $rows FROM akko_crypt.protected_columns WHERE tbl = 'm'::regclass" akko_crash)
 check "the killed migration is recorded part-way" [ "$left" = "migrating|t" ]
 keyed akko_crash "CALL akko_crypt.migrate('m', 20000)" >/dev/null
@@ -59,14 +64,8 @@ check "the resumed migration finishes: every row there, sealed and opening, the 
 keyed akko_crash "CREATE TABLE r (id int PRIMARY KEY, v bytea);
     INSERT INTO r SELECT i, akko_crypt.seal_pii(jsonb_build_object('id', i)) FROM generate_series(1, 100000) i;
     SELECT akko_crypt.rotate_key('identity')" >/dev/null
-crashes_before=$(crashes_in_log)
-keyed akko_crash "CALL akko_crypt.reencrypt('r', 'v', batch_size => 100)" >"$dir/crash_reencrypt.txt" 2>&1 &
-job=$!
-progress=$(kill_job_after_progress akko_crash "SELECT coalesce(sum(resealed), 0) FROM akko_crypt.reencrypt_runs WHERE finished_at IS NULL")
-wait $job
-check "a reencrypt was under way when its backend was killed ($progress values committed)" [ "$progress" -gt 0 ]
-check "the server came back after the second SIGKILL" server_is_back
-check "the server log shows that backend killed by signal 9 too" [ "$(crashes_in_log)" -gt "$crashes_before" ]
+crash_during reencrypt akko_crash "CALL akko_crypt.reencrypt('r', 'v', batch_size => 100)" \
+    "SELECT coalesce(sum(resealed), 0) FROM akko_crypt.reencrypt_runs WHERE finished_at IS NULL"
 check "status() reports the killed run as interrupted" \
     [ "$(psql_ -c "SELECT r ->> 'state' FROM jsonb_array_elements(akko_crypt.status() -> 'reencrypt') r WHERE r ->> 'table' = 'public.r'" akko_crash)" = interrupted ]
 keyed akko_crash "CALL akko_crypt.reencrypt('r', 'v', batch_size => 5000)" >/dev/null 2>&1
