@@ -5,7 +5,7 @@ APT_PACKAGES := postgresql-15 postgresql-server-dev-15 postgresql-contrib libcla
 # The real OpenBao server (bao server -dev) that the Vault tests and the demo run, from PyPI.
 BAO := .venv/bin/bao
 
-.PHONY: all deps install test demo bench unit clean
+.PHONY: all deps install test stress demo bench unit clean
 
 all: install
 
@@ -29,6 +29,10 @@ $(BAO):
 
 test: install $(BAO)
 	tests/run.sh
+
+# The long form of the load test: more clients for five minutes while keys rotate.
+stress: install $(BAO)
+	AKKO_LOAD_SECONDS=$${AKKO_LOAD_SECONDS:-300} AKKO_LOAD_CLIENTS=$${AKKO_LOAD_CLIENTS:-16} tests/run.sh
 
 unit:
 	cargo test -p akko_crypt_core
