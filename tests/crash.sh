@@ -6,10 +6,6 @@
 set -uo pipefail
 dir=$1 port=$2
 . "$(dirname "$0")/checks.sh"
-root=000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f
-keyed() { # keyed DB SQL: runs SQL in DB with the root key loaded, prints its rows
-    psql_ -c "SELECT set_config('akko_crypt.key', '$root', false) IS NULL" -c "$2" "$1" | tail -n +2
-}
 server_is_back() {
     for _ in $(seq 150); do
         psql_ -c "SELECT 1" postgres >/dev/null 2>&1 && return 0

@@ -71,10 +71,6 @@ other_root_refused() {
 }
 check "a restored dump does not open with another key" other_root_refused
 
-root=000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f
-keyed() { # keyed DB SQL: runs SQL in DB with the root key loaded, prints its rows
-    psql_ -c "SELECT set_config('akko_crypt.key', '$root', false) IS NULL" -c "$2" "$1" | tail -n +2
-}
 
 # A reencrypt killed mid-way with pg_terminate_backend resumes where it stopped and ends
 # with no value under the old version; while it runs, other sessions see its progress and

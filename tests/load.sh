@@ -8,10 +8,6 @@ set -uo pipefail
 dir=$1 port=$2
 seconds=${AKKO_LOAD_SECONDS:-6} clients=${AKKO_LOAD_CLIENTS:-8}
 . "$(dirname "$0")/checks.sh"
-root=000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f
-keyed() { # keyed DB SQL: runs SQL in DB with the root key loaded, prints its rows
-    psql_ -c "SELECT set_config('akko_crypt.key', '$root', false) IS NULL" -c "$2" "$1" | tail -n +2
-}
 
 psql_ -c "CREATE DATABASE akko_rotation_load" postgres
 keyed akko_rotation_load "CREATE EXTENSION akko_crypt;
