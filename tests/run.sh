@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Runs every test tier against the installed extension: unit tests of the pgrx-free core,
 # the pg_regress suite (tests/sql, tests/expected) in a throwaway PostgreSQL 15 cluster,
-# then the out-of-process checks of tests/integration.sh, tests/vault.sh, tests/load.sh and,
-# last because a SIGKILL restarts every backend, tests/crash.sh against the same cluster.
+# then the out-of-process checks of tests/integration.sh, vault.sh, replica.sh, load.sh and,
+# last because a SIGKILL restarts every backend, crash.sh against the same cluster.
 set -uo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 dir=${AKKO_TEST_DIR:-/tmp/akko_crypt_test}
@@ -32,6 +32,9 @@ tally "integration (tests/integration.sh)" $?
 
 "$here/vault.sh" "$dir" "$port" "${AKKO_BAO:-$here/../.venv/bin/bao}"
 tally "vault (tests/vault.sh, a real OpenBao)" $?
+
+"$here/replica.sh" "$dir" "$port"
+tally "streaming replica (tests/replica.sh)" $?
 
 "$here/load.sh" "$dir" "$port"
 tally "load while keys rotate (tests/load.sh)" $?
