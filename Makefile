@@ -1,7 +1,7 @@
 # akko_crypt: every target installs what is missing first, so each works on a fresh Debian 12.
 PG_CONFIG ?= /usr/lib/postgresql/15/bin/pg_config
 PGRX_VERSION := 0.18.0
-APT_PACKAGES := postgresql-15 postgresql-server-dev-15 postgresql-contrib libclang-dev clang sudo pkg-config python3-venv
+APT_PACKAGES := postgresql-15 postgresql-server-dev-15 postgresql-contrib libclang-dev clang sudo pkg-config python3-venv pgbouncer
 # The real OpenBao server (bao server -dev) that the Vault tests and the demo run, from PyPI.
 BAO := .venv/bin/bao
 

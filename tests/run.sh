@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Runs every test tier against the installed extension: unit tests of the pgrx-free core,
 # the pg_regress suite (tests/sql, tests/expected) in a throwaway PostgreSQL 15 cluster,
-# then the out-of-process checks of tests/integration.sh, vault.sh, replica.sh, load.sh and,
-# last because a SIGKILL restarts every backend, crash.sh against the same cluster.
+# then the out-of-process checks of tests/integration.sh, vault.sh, replica.sh, pgbouncer.sh,
+# load.sh and, last because a SIGKILL restarts every backend, crash.sh, all against the same
+# cluster.
 set -uo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 dir=${AKKO_TEST_DIR:-/tmp/akko_crypt_test}
@@ -35,6 +36,9 @@ tally "vault (tests/vault.sh, a real OpenBao)" $?
 
 "$here/replica.sh" "$dir" "$port"
 tally "streaming replica (tests/replica.sh)" $?
+
+"$here/pgbouncer.sh" "$dir" "$port"
+tally "pgbouncer, session and transaction pooling (tests/pgbouncer.sh)" $?
 
 "$here/load.sh" "$dir" "$port"
 tally "load while keys rotate (tests/load.sh)" $?
