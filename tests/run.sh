@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Runs every test tier against the installed extension: unit tests of the pgrx-free core,
-# the pg_regress suite (tests/sql, tests/expected) in a throwaway PostgreSQL 15 cluster,
+# Runs every test tier against the installed extension: unit tests and a short fuzzing run
+# of the pgrx-free core, the pg_regress suite (tests/sql, tests/expected) in a throwaway PostgreSQL 15 cluster,
 # then the out-of-process checks of tests/integration.sh, vault.sh, replica.sh, pgbouncer.sh,
 # load.sh and, last because a SIGKILL restarts every backend, crash.sh, all against the same
 # cluster.
@@ -16,6 +16,9 @@ tally() { # tally NAME EXIT_CODE
 
 cargo test -p akko_crypt_core -p akko_crypt_vault --manifest-path "$here/../Cargo.toml" 2>&1 | grep -E "^test |test result|panicked|error"
 tally "unit tests (akko_crypt_core, akko_crypt_vault)" "${PIPESTATUS[0]}"
+
+"$here/fuzz.sh" "${AKKO_FUZZ_SECONDS:-15}"
+tally "fuzzing, quick form (tests/fuzz.sh)" $?
 
 "$here/cluster.sh" start "$dir" "$port"
 trap '"$here/cluster.sh" stop "$dir"' EXIT
