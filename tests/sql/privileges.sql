@@ -9,7 +9,7 @@ CREATE ROLE akko_nobody;
 GRANT USAGE ON SCHEMA akko_crypt, akko_test TO akko_nobody;
 -- What it may execute: functions that touch no key (and the table-management functions,
 -- which act with the caller's own rights and check ownership).
-SELECT p.oid::regprocedure AS executable_without_grants
+SELECT p.oid::regprocedure::text AS executable_without_grants
 FROM pg_proc p
 WHERE p.pronamespace = 'akko_crypt'::regnamespace AND has_function_privilege('akko_nobody', p.oid, 'EXECUTE')
 ORDER BY 1;
@@ -50,7 +50,7 @@ SELECT count(*) AS clear_text_rows FROM priv_owned WHERE v = convert_to('written
 -- (PostgreSQL forbids SET there), whose body calls only schema-qualified functions.
 SELECT count(*) AS security_definer_functions FROM pg_proc
 WHERE pronamespace = 'akko_crypt'::regnamespace AND prosecdef;
-SELECT p.oid::regprocedure AS sql_code_without_pinned_search_path
+SELECT p.oid::regprocedure::text AS sql_code_without_pinned_search_path
 FROM pg_proc p JOIN pg_language l ON l.oid = p.prolang
 WHERE p.pronamespace = 'akko_crypt'::regnamespace AND l.lanname IN ('sql', 'plpgsql')
   AND NOT coalesce(p.proconfig::text[] && ARRAY['search_path=pg_catalog, pg_temp', 'search_path=pg_catalog'], false)
