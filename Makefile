@@ -24,8 +24,11 @@ deps:
 fuzz-tools:
 	@cargo fuzz --version 2>/dev/null | grep -q "0.13.2" || cargo install cargo-fuzz --version 0.13.2 --locked
 
+# The install scripts of earlier releases (sql/releases) sit beside the new one, so that a
+# database can be created at an earlier version and then updated.
 install: deps
 	cargo pgrx install --release --pg-config $(PG_CONFIG)
+	install -m 0644 sql/releases/*.sql "$$($(PG_CONFIG) --sharedir)/extension/"
 
 $(BAO):
 	python3 -m venv .venv

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs every test tier against the installed extension: unit tests and a short fuzzing run
 # of the pgrx-free core, the pg_regress suite (tests/sql, tests/expected) in a throwaway PostgreSQL 15 cluster,
-# then the out-of-process checks of tests/integration.sh, vault.sh, replica.sh, pgbouncer.sh,
+# then the out-of-process checks of tests/integration.sh, upgrade.sh, vault.sh, replica.sh, pgbouncer.sh,
 # load.sh and, last because a SIGKILL restarts every backend, crash.sh, all against the same
 # cluster.
 set -uo pipefail
@@ -33,6 +33,9 @@ tally "pg_regress (tests/sql)" $status
 
 "$here/integration.sh" "$dir" "$port"
 tally "integration (tests/integration.sh)" $?
+
+"$here/upgrade.sh" "$dir" "$port"
+tally "upgrade from the previous release (tests/upgrade.sh)" $?
 
 "$here/vault.sh" "$dir" "$port" "${AKKO_BAO:-$here/../.venv/bin/bao}"
 tally "vault (tests/vault.sh, a real OpenBao)" $?
