@@ -15,6 +15,7 @@ use pgrx::datum::DatumWithOid;
 use pgrx::pg_sys;
 use pgrx::prelude::*;
 
+use crate::local_settings::with_settings;
 use crate::{classes, custody, errors};
 
 thread_local! {
@@ -145,23 +146,18 @@ fn extension_owner() -> pg_sys::Oid {
     owner
 }
 
-/// Gives the caller back their identity and search_path when the privileged section
-/// returns. On an error, transaction or subtransaction abort restores both, as it does
-/// for SECURITY DEFINER functions.
+/// Gives the caller back their identity when the privileged section returns. On an error,
+/// transaction or subtransaction abort restores it, as it does for SECURITY DEFINER
+/// functions.
 struct RestoreCaller {
     user: pg_sys::Oid,
     context: i32,
-    guc_nest_level: i32,
 }
 
 impl Drop for RestoreCaller {
     fn drop(&mut self) {
-        if std::thread::panicking() {
-            return;
-        }
-        unsafe {
-            pg_sys::AtEOXact_GUC(true, self.guc_nest_level);
-            pg_sys::SetUserIdAndSecContext(self.user, self.context);
+        if !std::thread::panicking() {
+            unsafe { pg_sys::SetUserIdAndSecContext(self.user, self.context) };
         }
     }
 }
@@ -175,31 +171,18 @@ pub fn as_owner<R>(f: impl FnOnce() -> R) -> R {
     let mut user = pg_sys::InvalidOid;
     let mut context = 0;
     unsafe { pg_sys::GetUserIdAndSecContext(&mut user, &mut context) };
-    let guc_nest_level = unsafe { pg_sys::NewGUCNestLevel() };
-    let _restore = RestoreCaller {
-        user,
-        context,
-        guc_nest_level,
-    };
-    unsafe {
-        pg_sys::set_config_option(
-            c"search_path".as_ptr(),
-            c"pg_catalog, pg_temp".as_ptr(),
-            pg_sys::GucContext::PGC_USERSET,
-            pg_sys::GucSource::PGC_S_SESSION,
-            pg_sys::GucAction::GUC_ACTION_SAVE,
-            true,
-            0,
-            false,
-        );
-        pg_sys::SetUserIdAndSecContext(
-            owner,
-            context
-                | pg_sys::SECURITY_LOCAL_USERID_CHANGE as i32
-                | pg_sys::SECURITY_RESTRICTED_OPERATION as i32,
-        )
-    };
-    f()
+    let _restore = RestoreCaller { user, context };
+    with_settings(&[(c"search_path", c"pg_catalog, pg_temp")], || {
+        unsafe {
+            pg_sys::SetUserIdAndSecContext(
+                owner,
+                context
+                    | pg_sys::SECURITY_LOCAL_USERID_CHANGE as i32
+                    | pg_sys::SECURITY_RESTRICTED_OPERATION as i32,
+            )
+        };
+        f()
+    })
 }
 
 /// The key version new seals of `class` use, and so the one check a seal needs: only a

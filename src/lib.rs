@@ -23,6 +23,7 @@ mod custody;
 mod errors;
 mod key_lifecycle;
 mod keyring;
+mod local_settings;
 mod log_redaction;
 mod parallel;
 mod protect_trigger;

@@ -26,6 +26,7 @@ use zeroize::{Zeroize, Zeroizing};
 
 use crate::columns::{binding_id, bytea_datum, jsonb_envelope_of, key_text, output_function};
 use crate::keyring::{as_owner, read_row};
+use crate::local_settings::with_settings;
 use crate::sealing::{
     c_bytes_mut, database_is_utf8, datum_bytes, jsonb_to_utf8, open_to_buffer, seal_to_varlena,
     server_jsonb_in, server_to_utf8, wipe_utf8,
@@ -141,7 +142,10 @@ impl OriginalType {
             .execute();
             c_bytes_mut(server).zeroize();
             let output = if self.styled && !iso_styles_in_effect() {
-                with_iso_styles(|| pg_sys::OidOutputFunctionCall(self.output, value))
+                with_settings(
+                    &[(c"datestyle", c"ISO, YMD"), (c"intervalstyle", c"postgres")],
+                    || pg_sys::OidOutputFunctionCall(self.output, value),
+                )
             } else {
                 pg_sys::OidOutputFunctionCall(self.output, value)
             };
@@ -157,26 +161,6 @@ fn iso_styles_in_effect() -> bool {
         pg_sys::DateStyle == pg_sys::USE_ISO_DATES as i32
             && pg_sys::IntervalStyle == pg_sys::INTSTYLE_POSTGRES as i32
     }
-}
-
-/// Runs `f` with DateStyle ISO and IntervalStyle postgres, restoring the session's after.
-unsafe fn with_iso_styles<R>(f: impl FnOnce() -> R) -> R {
-    let level = pg_sys::NewGUCNestLevel();
-    for (name, value) in [(c"datestyle", c"ISO, YMD"), (c"intervalstyle", c"postgres")] {
-        pg_sys::set_config_option(
-            name.as_ptr(),
-            value.as_ptr(),
-            pg_sys::GucContext::PGC_USERSET,
-            pg_sys::GucSource::PGC_S_SESSION,
-            pg_sys::GucAction::GUC_ACTION_SAVE,
-            true,
-            0,
-            false,
-        );
-    }
-    let result = f();
-    pg_sys::AtEOXact_GUC(true, level);
-    result
 }
 
 unsafe fn function_info(oid: pg_sys::Oid) -> pg_sys::FmgrInfo {
