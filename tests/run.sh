@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Runs every test tier against the installed extension: unit tests and a short fuzzing run
-# of the pgrx-free core, the pg_regress suite (tests/sql, tests/expected) in a throwaway PostgreSQL 15 cluster,
-# then the out-of-process checks of tests/integration.sh, upgrade.sh, vault.sh, replica.sh, pgbouncer.sh,
-# load.sh and, last because a SIGKILL restarts every backend, crash.sh, all against the same
-# cluster.
+# of the pgrx-free core, the pg_regress suite (tests/sql, tests/expected) in a throwaway
+# PostgreSQL 15 cluster, then the out-of-process checks of tests/integration.sh, upgrade.sh,
+# vault.sh, replica.sh, pgbouncer.sh, load.sh and, last because a SIGKILL restarts every
+# backend, crash.sh, all against the same cluster; leaks.sh runs the demo on a cluster of its own.
 set -uo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 dir=${AKKO_TEST_DIR:-/tmp/akko_crypt_test}
@@ -39,6 +39,9 @@ tally "upgrade from the previous release (tests/upgrade.sh)" $?
 
 "$here/vault.sh" "$dir" "$port" "${AKKO_BAO:-$here/../.venv/bin/bao}"
 tally "vault (tests/vault.sh, a real OpenBao)" $?
+
+"$here/leaks.sh" "$dir" "$port"
+tally "secret-leak scan of the demo (tests/leaks.sh)" $?
 
 "$here/replica.sh" "$dir" "$port"
 tally "streaming replica (tests/replica.sh)" $?
