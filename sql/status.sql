@@ -1,5 +1,7 @@
 -- akko_crypt.status(): runs as the extension owner with search_path = pg_catalog, pg_temp.
 -- For each column, "reencrypt" shows its latest run.
+-- "log_exposures" names each logging setting that writes values bound to statements (the way
+-- applications send plaintext) to the server log.
 -- $1 is this session's root fingerprint and $2 where it came from, both NULL when no key is loaded.
 WITH policy AS (
     SELECT make_interval(mins => setting::int) AS rotation_interval,
@@ -17,6 +19,15 @@ WITH policy AS (
     FROM akko_crypt.data_class c
     CROSS JOIN policy p
     LEFT JOIN akko_crypt.keyring a ON a.class = c.name AND a.state = 'active'
+), logging AS (
+    -- pg_settings.setting, not current_setting(): it carries no unit ("64", not "64B").
+    SELECT max(setting) FILTER (WHERE name = 'log_statement') AS log_statement,
+           (max(setting) FILTER (WHERE name = 'log_min_duration_statement'))::int AS min_duration,
+           (max(setting) FILTER (WHERE name = 'log_min_duration_sample'))::int AS min_duration_sample,
+           (max(setting) FILTER (WHERE name = 'log_statement_sample_rate'))::float8 AS sample_rate,
+           (max(setting) FILTER (WHERE name = 'log_parameter_max_length'))::int AS parameter_max_length,
+           (max(setting) FILTER (WHERE name = 'log_parameter_max_length_on_error'))::int AS parameter_max_length_on_error
+    FROM pg_settings
 )
 SELECT jsonb_build_object(
     'cipher', 'AES-256-GCM',
@@ -52,5 +63,17 @@ SELECT jsonb_build_object(
                       'protected_at', p.protected_at, 'migrated_at', p.migrated_at)
                       ORDER BY p.tbl::text, p.col), '[]')
                   FROM akko_crypt.protected_columns p),
+    'log_exposures', (SELECT coalesce(jsonb_agg(exposure), '[]') FROM (
+        SELECT 'statement logging (log_statement, log_min_duration_statement or log_min_duration_sample) '
+               'writes the values bound to each statement, plaintext included, to the server log: '
+               'set log_parameter_max_length = 0' AS exposure
+        FROM logging
+        WHERE parameter_max_length <> 0
+          AND (log_statement IN ('mod', 'all') OR min_duration >= 0 OR (min_duration_sample >= 0 AND sample_rate > 0))
+        UNION ALL
+        SELECT 'a statement that fails is logged with the values bound to it, plaintext included: '
+               'set log_parameter_max_length_on_error = 0'
+        FROM logging
+        WHERE parameter_max_length_on_error <> 0) e),
     'subjects', (SELECT count(*) FROM akko_crypt.subjects),
     'audit_log_entries', (SELECT count(*) FROM akko_crypt.audit_log))

@@ -104,12 +104,14 @@ check "needles: 2 roots in 2 encodings, $keys key encodings, 2 Vault tokens, 15 
     [ "$(wc -l <"$needles")" -eq $((4 + keys + 2 + 15)) ]
 
 # Each place recorded the demo: statements, plans, nested statements, samples and rows.
-check "control: the server log has the demo's statements and their durations" \
+statements=$(grep -cE '@demo LOG:  statement: ' "$scan/server.log")
+plans=$(grep -c 'Query Text: ' "$scan/server.log")
+check "control: the server log has the demo's statements ($statements) and their durations" \
     grep -qE 'statement: COPY +people FROM STDIN' "$scan/server.log"
-check "control: the server log has auto_explain plans of nested statements (the migration's)" \
+check "control: the server log has auto_explain plans ($plans), the migration's nested statements too" \
     grep -q 'Query Text: UPDATE ONLY public.bank_customers' "$scan/server.log"
 check "control: the server log has debug1 messages" grep -q 'DEBUG:' "$scan/server.log"
-check "control: pg_stat_statements kept the demo's statements" \
+check "control: pg_stat_statements kept the demo's statements ($(wc -l <"$scan/pg_stat_statements.txt") entries)" \
     grep -q 'akko_crypt.seal_pii' "$scan/pg_stat_statements.txt"
 samples=$(grep -c '^sample$' "$scan/activity.txt")
 seen=$(grep -c 'akko_crypt\.' "$scan/activity.txt")

@@ -90,6 +90,25 @@ SET akko_crypt.rotation_interval = '200d';
 SELECT c ->> 'overdue' AS identity_overdue_under_200_days
 FROM akko_crypt.status() AS s, jsonb_array_elements(s -> 'classes') AS c WHERE c ->> 'class' = 'identity';
 RESET akko_crypt.rotation_interval;
+-- It names the logging settings that write bound plaintext to the server log.
+SET log_statement = 'all';
+SET log_parameter_max_length = -1;
+SET log_parameter_max_length_on_error = 0;
+SELECT e AS exposure FROM akko_crypt.status() AS s, jsonb_array_elements_text(s -> 'log_exposures') AS e;
+SET log_parameter_max_length = 0;
+SET log_parameter_max_length_on_error = 64;
+SELECT e AS exposure FROM akko_crypt.status() AS s, jsonb_array_elements_text(s -> 'log_exposures') AS e;
+SET log_parameter_max_length_on_error = 0;
+SET log_statement = 'ddl';
+SET log_parameter_max_length = -1;
+SET log_min_duration_statement = 0;
+SELECT jsonb_array_length(s -> 'log_exposures') AS exposures_at_duration_0 FROM akko_crypt.status() AS s;
+SET log_min_duration_statement = -1;
+SELECT s -> 'log_exposures' AS exposures_with_ddl_only FROM akko_crypt.status() AS s;
+RESET log_statement;
+RESET log_parameter_max_length;
+RESET log_parameter_max_length_on_error;
+RESET log_min_duration_statement;
 
 -- The audit log: every key operation, no key material, append-only even for its owner.
 SELECT operation, class, version, outcome, detail IS NOT NULL AS has_detail, role
