@@ -156,4 +156,4 @@ SHOW akko_crypt.key;
 SELECT akko_crypt.status() ->> 'key_source' AS key_source;
 SQL
 
-say "Done. The cluster is stopped and removed on exit; see README.md for the pool setup."
+say "Done. The cluster and OpenBao stop now (AKKO_DEMO_KEEP=1 leaves them running); see README.md for the pool setup."

@@ -135,5 +135,5 @@ done
 check "the server log shows no backend crash" \
     bash -c "! grep -qE 'terminated by signal|PANIC|server process .* was terminated' '$scan/server.log'"
 
-echo "$passed passed, $failed failed"
+echo "leaks: $passed passed, $failed failed"
 [ "$failed" -eq 0 ]
