@@ -103,6 +103,7 @@ SELECT * FROM bank_customers_decrypted ORDER BY id;
 \echo '-- a blind-index lookup on an encrypted column, normalised; the plan a large table gets'
 \echo '-- (three rows alone would be scanned, so sequential scans are switched off to show it):'
 SET enable_seqscan = off;
+-- the address as someone might type it, padded and in capitals:
 \set typed '(SELECT '' '' || upper(email) FROM people WHERE id = 1)'
 EXPLAIN (COSTS OFF) SELECT id FROM bank_customers WHERE email_bidx = akko_crypt.blind_index(:typed, 'bank_customers', 'email');
 RESET enable_seqscan;

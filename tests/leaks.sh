@@ -105,7 +105,7 @@ check "needles: 2 roots in 2 encodings, $keys key encodings, 2 Vault tokens, 15 
 
 # Each place recorded the demo: statements, plans, nested statements, samples and rows.
 statements=$(grep -cE '@demo LOG:  statement: ' "$scan/server.log")
-plans=$(grep -c 'Query Text: ' "$scan/server.log")
+plans=$(grep -cE '@demo LOG:  duration: [0-9.]+ ms  plan:' "$scan/server.log")
 check "control: the server log has the demo's statements ($statements) and their durations" \
     grep -qE 'statement: COPY +people FROM STDIN' "$scan/server.log"
 check "control: the server log has auto_explain plans ($plans), the migration's nested statements too" \
