@@ -20,6 +20,7 @@ import hmac
 import string
 import sys
 
+from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
@@ -47,8 +48,8 @@ def parse_root(text):
 def unwrap(root, cls, version, wrapped):
     wrapping_key = hkdf_sha256(HKDF_SALT, root, b"akko_crypt wrapping key\0" + cls.encode())
     aad = b"akko_crypt wrapped key\0" + cls.encode() + b"\0" + version.to_bytes(4, "big")
-    if wrapped[0] != 1:
-        raise ValueError(f"wrapped-key format {wrapped[0]}")
+    if len(wrapped) != 61 or wrapped[0] != 1:
+        sys.exit(f"the keyring's {cls} version {version} is not a format-1 wrapped key of 61 bytes")
     return AESGCM(wrapping_key).decrypt(wrapped[1:13], wrapped[13:], aad)
 
 
@@ -72,7 +73,7 @@ def main():
                 try:
                     data_keys[(cls, version)] = unwrap(root, cls, version, wrapped)
                     break
-                except Exception:
+                except InvalidTag:
                     continue
             else:
                 sys.exit(f"the keyring's {cls} version {version} opens under none of the roots given")

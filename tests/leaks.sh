@@ -61,6 +61,12 @@ psql_ -c "CREATE EXTENSION pg_stat_statements" postgres
 psql_ -c "COPY (SELECT query FROM pg_stat_statements) TO STDOUT" postgres >"$scan/pg_stat_statements.txt"
 pg_dump -h "$dir" -p "$port" -U postgres demo >"$scan/pg_dump.sql"
 
+vector() { grep -m1 "^$1 " "$here/../docs/FORMAT.md" | awk '{ print $3 }'; }
+from_vector=$(echo "wrapped|$(vector class)|$(vector key_version)|$(vector wrapped_key)" |
+    "$python" "$here/keyring_keys.py" "$(vector root_key)" | head -2)
+check "control: keyring_keys.py reproduces the fingerprint and data key of FORMAT.md's first vector" \
+    [ "$from_vector" = "fingerprint $(vector fingerprint)"$'\n'"$(vector data_key)" ]
+
 # The needles. The Transit root is recovered from its wrapped form with the dev server's root
 # token; keyring_keys.py unwraps every data key with the roots and derives the blind-index
 # key, checking each against what the database stores.
