@@ -41,17 +41,20 @@ sample_activity() {
         done | psql_ postgres >>"$scan/activity.txt" 2>/dev/null || sleep 0.05
     done
 }
+# The demo leaves its cluster and OpenBao running for the scan; they stop when this script ends,
+# however it ends.
+stop_demo() {
+    touch "$scan/demo_done"
+    if [ -f "$dir/bao.pid" ]; then kill "$(cat "$dir/bao.pid")" 2>/dev/null; fi
+    "$here/cluster.sh" stop "$dir"
+}
+trap stop_demo EXIT
 sample_activity &
 sampler=$!
 "$here/../demo/demo.sh" >"$scan/demo.out" 2>&1
 demo_status=$?
 touch "$scan/demo_done"
 wait $sampler
-stop_demo() {
-    if [ -f "$dir/bao.pid" ]; then kill "$(cat "$dir/bao.pid")" 2>/dev/null; fi
-    "$here/cluster.sh" stop "$dir"
-}
-trap stop_demo EXIT
 check "the demo ran to the end" [ "$demo_status" -eq 0 ]
 [ "$demo_status" -eq 0 ] || { tail -20 "$scan/demo.out"; exit 1; }
 
