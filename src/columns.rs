@@ -115,8 +115,9 @@ pub unsafe fn bytea_datum(bytes: &[u8]) -> pg_sys::Datum {
 #[no_mangle]
 pub unsafe extern "C-unwind" fn akko_utf8_bytes(fcinfo: pg_sys::FunctionCallInfo) -> pg_sys::Datum {
     let value = pg_getarg_datum_raw(fcinfo, 0);
+    // text and bytea share one varlena layout: text that is UTF-8 already (every text of a
+    // UTF-8 database, the ASCII text of any other) is returned as it came.
     if database_is_utf8() {
-        // text and bytea share one varlena layout: the text already is its UTF-8 bytes.
         return value;
     }
     let server = datum_bytes(value);
@@ -126,7 +127,7 @@ pub unsafe extern "C-unwind" fn akko_utf8_bytes(fcinfo: pg_sys::FunctionCallInfo
         pg_sys::pg_enc::PG_UTF8 as i32,
     );
     if utf8.cast_const() == server.as_ptr().cast::<c_char>() {
-        return bytea_datum(server);
+        return value;
     }
     let converted = c_bytes_mut(utf8);
     let bytes = bytea_datum(converted);
@@ -141,20 +142,14 @@ pub unsafe extern "C-unwind" fn akko_open_text(fcinfo: pg_sys::FunctionCallInfo)
         return pg_return_null(fcinfo);
     };
     let plaintext = open_to_buffer(sealed, arg_bytes(fcinfo, 1));
-    let datum = match std::str::from_utf8(plaintext).ok().and_then(payload_text) {
-        Some(text) if !text.contains('\0') => {
-            let datum = text_datum_from_utf8(&text);
-            if let Cow::Owned(unescaped) = text {
-                drop(Zeroizing::new(unescaped));
-            }
-            Some(datum)
-        }
-        Some(Cow::Owned(unescaped)) => {
-            drop(Zeroizing::new(unescaped));
-            None
-        }
+    let text = std::str::from_utf8(plaintext).ok().and_then(payload_text);
+    let datum = match &text {
+        Some(text) if !text.contains('\0') => Some(text_datum_from_utf8(text)),
         _ => None,
     };
+    if let Some(Cow::Owned(unescaped)) = text {
+        drop(Zeroizing::new(unescaped));
+    }
     plaintext.zeroize();
     datum.unwrap_or_else(|| errors::plaintext_not_utf8())
 }
