@@ -18,14 +18,21 @@ COMMENT ON TABLE keyring IS 'Wrapped data keys per data class and version; the r
 SELECT pg_catalog.pg_extension_config_dump('keyring', '');
 
 -- Per-subject salts. The envelope carries only the random id; deleting a row erases that
--- subject's values everywhere they are stored.
+-- subject's values everywhere they are stored. The subject's name is not kept, only a
+-- keyed hash of it to find the row by (docs/FORMAT.md); legacy_name holds the names that
+-- releases before 0.3.0 kept, until akko_crypt.hash_subject_names() or the subject's next
+-- use replaces them.
 CREATE TABLE subjects (
-    subject    text PRIMARY KEY,
-    id         bytea NOT NULL UNIQUE CHECK (length(id) = 16),
-    salt       bytea NOT NULL CHECK (length(salt) = 32),
-    created_at timestamptz NOT NULL DEFAULT now()
+    id             bytea PRIMARY KEY CHECK (length(id) = 16),
+    salt           bytea NOT NULL CHECK (length(salt) = 32),
+    lookup         bytea UNIQUE CHECK (length(lookup) = 32),
+    lookup_version integer CHECK (lookup_version > 0),
+    legacy_name    text UNIQUE,
+    created_at     timestamptz NOT NULL DEFAULT now(),
+    CHECK ((lookup IS NULL) = (lookup_version IS NULL)),
+    CHECK ((lookup IS NULL) <> (legacy_name IS NULL))
 );
-COMMENT ON TABLE subjects IS 'Per-subject key salts; akko_crypt.forget_subject deletes one';
+COMMENT ON TABLE subjects IS 'Per-subject key salts, found by a keyed hash of the subject''s name; akko_crypt.forget_subject deletes one';
 SELECT pg_catalog.pg_extension_config_dump('subjects', '');
 
 -- Every key operation, never key material or plaintext. Append-only: nobody but a superuser

@@ -1,4 +1,6 @@
 -- akko_crypt.status(): runs as the extension owner with search_path = pg_catalog, pg_temp.
+-- "privileges" lists every akko_crypt privilege, with the roles that hold it through membership;
+-- superusers hold them all.
 -- For each column, "reencrypt" shows its latest run.
 -- "log_exposures" names each logging setting that writes values bound to statements (the way
 -- applications send plaintext) to the server log.
@@ -31,7 +33,7 @@ WITH policy AS (
 )
 SELECT jsonb_build_object(
     'cipher', 'AES-256-GCM',
-    'envelope_format', 1,
+    'envelope_format', 2,
     'unlocked', $1 IS NOT NULL,
     'key_source', $2,
     'root_fingerprint', $1,
@@ -58,7 +60,7 @@ SELECT jsonb_build_object(
                         ORDER BY tbl, col, id DESC) r),
     'protected_columns', (SELECT coalesce(jsonb_agg(jsonb_build_object(
                       'table', p.tbl::text, 'column', p.col, 'class', p.class, 'mode', p.mode,
-                      'original_type', p.original_type, 'bound_to_row', p.bind_row,
+                      'original_type', format_type(p.original_type, p.original_typmod), 'bound_to_row', p.bind_row,
                       'blind_index', p.bidx_col, 'state', p.state, 'migrated', p.migrated,
                       'protected_at', p.protected_at, 'migrated_at', p.migrated_at)
                       ORDER BY p.tbl::text, p.col), '[]')
@@ -75,5 +77,15 @@ SELECT jsonb_build_object(
                'set log_parameter_max_length_on_error = 0'
         FROM logging
         WHERE parameter_max_length_on_error <> 0) e),
+    'privileges', (SELECT coalesce(jsonb_agg(jsonb_build_object(
+                      'role', v.grantee::text, 'privilege', v.privilege, 'class', coalesce(v.class, 'every class'),
+                      'members', (SELECT coalesce(jsonb_agg(m.rolname ORDER BY m.rolname), '[]') FROM pg_roles m
+                                  WHERE m.oid <> v.grantee AND pg_has_role(m.oid, v.grantee, 'USAGE') AND NOT m.rolsuper),
+                      'granted_by', v.granted_by::text, 'granted_at', v.granted_at)
+                      ORDER BY v.grantee::text, v.privilege, v.class), '[]')
+                   FROM akko_crypt.privileges v),
+    'superusers', (SELECT coalesce(jsonb_agg(rolname ORDER BY rolname), '[]') FROM pg_roles WHERE rolsuper),
+    'seals_per_value_key', 1048576,
     'subjects', (SELECT count(*) FROM akko_crypt.subjects),
+    'subject_names_in_clear', (SELECT count(*) FROM akko_crypt.subjects WHERE legacy_name IS NOT NULL),
     'audit_log_entries', (SELECT count(*) FROM akko_crypt.audit_log))

@@ -10,9 +10,8 @@ use pgrx::fcinfo::pg_getarg_datum_raw;
 use pgrx::pg_sys;
 use pgrx::prelude::*;
 
-use crate::columns::bytea_datum;
+use crate::datum::{arg_bytes, bytea_datum};
 use crate::protect_trigger::{self, BlindIndex};
-use crate::sealing::arg_bytes;
 use crate::{custody, errors, keyring};
 
 extension_sql!(
@@ -28,12 +27,13 @@ REVOKE ALL ON FUNCTION blind_index(text, regclass, name) FROM PUBLIC;
     requires = ["sealing", "protect_trigger"]
 );
 
-v1_function_info!(pg_finfo_akko_blind_index);
+v1_function_info!(pg_finfo_akko_blind_index, pg_finfo_blind_index_key_version_wrapper);
 
-/// The data class whose keys blind index keys are derived from.
+/// The data class whose keys blind index keys (and subject lookup keys) are derived from.
+/// Nothing is ever sealed or opened under it.
 pub const CLASS: &str = "blind_index";
 
-fn class() -> ClassName<'static> {
+pub fn class() -> ClassName<'static> {
     ClassName::parse(CLASS).expect("a valid class name")
 }
 
@@ -55,10 +55,15 @@ pub fn compute(binding: &BindingId, bidx: &BlindIndex, text: &str) -> [u8; BLIND
     }
 }
 
-/// The key version a new blind index uses: the active one of class `blind_index`.
-#[pg_extern(volatile, parallel_unsafe)]
-fn blind_index_key_version() -> i32 {
-    keyring::active_version(class()) as i32
+/// What releases before 0.3.0 declared as `akko_crypt.blind_index_key_version()`, EXECUTE to
+/// PUBLIC, which created the keyring's first key under the caller's root. Their install
+/// scripts still name the symbol; the function itself is gone.
+#[pg_guard]
+#[no_mangle]
+pub unsafe extern "C-unwind" fn blind_index_key_version_wrapper(
+    _fcinfo: pg_sys::FunctionCallInfo,
+) -> pg_sys::Datum {
+    errors::removed_function("akko_crypt.blind_index_key_version()")
 }
 
 #[pg_guard]

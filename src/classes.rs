@@ -36,12 +36,19 @@ pub fn registered(name: &str) -> ClassName<'_> {
 /// created by its first seal (or by rotate_key).
 #[pg_extern(parallel_unsafe)]
 fn add_class(name: &str) -> bool {
+    crate::privileges::require(crate::privileges::Privilege::Admin, None);
     let class = parse(name);
-    Spi::get_one_with_args::<bool>(
-        "WITH added AS (INSERT INTO akko_crypt.data_class (name) VALUES ($1) ON CONFLICT DO NOTHING RETURNING 1) \
-         SELECT count(*) OPERATOR(pg_catalog.>) 0 FROM added",
-        &[class.as_str().into()],
-    )
-    .unwrap_or_else(|e| errors::catalog_query_failed("add the data class", e))
-    .unwrap_or_default()
+    let added = crate::keyring::as_owner(|| {
+        Spi::get_one_with_args::<bool>(
+            "WITH added AS (INSERT INTO akko_crypt.data_class (name) VALUES ($1) ON CONFLICT DO NOTHING RETURNING 1) \
+             SELECT count(*) > 0 FROM added",
+            &[class.as_str().into()],
+        )
+        .unwrap_or_else(|e| errors::catalog_query_failed("add the data class", e))
+        .unwrap_or_default()
+    });
+    if added {
+        crate::keyring::audit("add_class", Some(class.as_str()), None, None, "ok");
+    }
+    added
 }

@@ -1,6 +1,7 @@
-//! The SQL functions that protected columns and their decrypting views use: `open_text`
-//! (a bytea-mode value as its text), `open_pii(jsonb)` (a jsonb-mode value, or any other
-//! jsonb unchanged) and `row_context` (what a row-bound value is bound to).
+//! The SQL functions that protected columns and their decrypting views use: `open_value`
+//! (a bytea-mode value as its original type), `open_text` (as its text), `open_pii(jsonb)`
+//! (a jsonb-mode value, or any other jsonb unchanged) and `row_context` (what a row-bound
+//! value is bound to).
 
 use std::borrow::Cow;
 use std::ffi::{c_char, CStr};
@@ -9,16 +10,21 @@ use akko_crypt_core::column::{jsonb_envelope, payload_text, row_context, Binding
 use pgrx::fcinfo::{pg_arg_is_null, pg_getarg_datum_raw, pg_return_null};
 use pgrx::pg_sys;
 use pgrx::prelude::*;
-use zeroize::{Zeroize, Zeroizing};
+use zeroize::Zeroizing;
 
+use crate::datum::{arg_bytes, arg_jsonb, bytea_datum, c_bytes_mut, datum_bytes, Wiped};
 use crate::errors;
-use crate::sealing::{
-    arg_bytes, arg_jsonb, c_bytes_mut, database_is_utf8, datum_bytes, new_bytea, open_to_buffer,
-    plaintext_to_jsonb,
-};
+use crate::local_settings::with_settings;
+use crate::sealing::{database_is_utf8, open_to_buffer, plaintext_input, plaintext_to_jsonb};
 
 extension_sql!(
     r#"
+CREATE FUNCTION open_value(sealed bytea, context bytea, type_of anyelement)
+    RETURNS anyelement LANGUAGE c STABLE PARALLEL SAFE COST 100
+    AS 'MODULE_PATHNAME', 'akko_open_value';
+COMMENT ON FUNCTION open_value(bytea, bytea, anyelement) IS
+    'Opens a value of a protected bytea column as a value of the type of its third argument (NULL::date, say); a value that is not one raises an error that does not show it';
+
 CREATE FUNCTION open_text(sealed bytea, context bytea DEFAULT NULL)
     RETURNS text LANGUAGE c STABLE PARALLEL SAFE COST 100
     AS 'MODULE_PATHNAME', 'akko_open_text';
@@ -43,7 +49,8 @@ CREATE FUNCTION utf8_bytes(value text)
 COMMENT ON FUNCTION utf8_bytes(text) IS
     'The UTF-8 bytes of a text: how a decrypting view hands plaintext to the protect trigger';
 
-REVOKE ALL ON FUNCTION open_text(bytea, bytea), open_pii(jsonb, bytea) FROM PUBLIC;
+REVOKE ALL ON FUNCTION open_value(bytea, bytea, anyelement), open_text(bytea, bytea),
+    open_pii(jsonb, bytea) FROM PUBLIC;
 "#,
     name = "columns",
     requires = ["sealing"]
@@ -51,23 +58,72 @@ REVOKE ALL ON FUNCTION open_text(bytea, bytea), open_pii(jsonb, bytea) FROM PUBL
 
 v1_function_info!(
     pg_finfo_akko_utf8_bytes,
+    pg_finfo_akko_open_value,
     pg_finfo_akko_open_text,
     pg_finfo_akko_open_pii_jsonb,
     pg_finfo_akko_row_context
 );
 
-/// The output function of a type.
-pub unsafe fn output_function(type_oid: pg_sys::Oid) -> pg_sys::Oid {
-    let mut output = pg_sys::InvalidOid;
-    let mut is_varlena = false;
-    pg_sys::getTypeOutputInfo(type_oid, &mut output, &mut is_varlena);
-    output
+/// Settings under which a row's key is written out for its context, so that every session
+/// binds to, and opens with, the same bytes (docs/FORMAT.md, "Row context").
+const KEY_TEXT_SETTINGS: [(&CStr, &CStr); 6] = [
+    (c"datestyle", c"ISO, YMD"),
+    (c"intervalstyle", c"postgres"),
+    (c"timezone", c"UTC"),
+    (c"bytea_output", c"hex"),
+    (c"extra_float_digits", c"1"),
+    (c"lc_monetary", c"C"),
+];
+
+/// How a primary key column's value is written into a row context.
+#[derive(Clone, Copy)]
+pub struct KeyOutput {
+    output: pg_sys::Oid,
+    /// The type's text depends on a setting in KEY_TEXT_SETTINGS.
+    settings_dependent: bool,
 }
 
-/// The text a key column's value binds to, as `row_context` and the trigger both write it:
-/// what the type's output function writes.
-pub unsafe fn key_text<'a>(value: pg_sys::Datum, output: pg_sys::Oid) -> &'a [u8] {
-    CStr::from_ptr(pg_sys::OidOutputFunctionCall(output, value)).to_bytes()
+impl KeyOutput {
+    pub unsafe fn of(type_oid: pg_sys::Oid) -> KeyOutput {
+        let mut output = pg_sys::InvalidOid;
+        let mut is_varlena = false;
+        pg_sys::getTypeOutputInfo(type_oid, &mut output, &mut is_varlena);
+        KeyOutput {
+            output,
+            settings_dependent: settings_dependent(type_oid),
+        }
+    }
+
+    /// The value's text for its row context.
+    pub unsafe fn text(&self, value: pg_sys::Datum) -> Vec<u8> {
+        let write = || CStr::from_ptr(pg_sys::OidOutputFunctionCall(self.output, value)).to_bytes().to_vec();
+        if self.settings_dependent {
+            with_settings(&KEY_TEXT_SETTINGS, write)
+        } else {
+            write()
+        }
+    }
+}
+
+/// Whether a type's output depends on DateStyle, IntervalStyle, TimeZone, bytea_output,
+/// extra_float_digits or lc_monetary: dates, times and intervals, money, bytea and floats,
+/// or a domain, array or range of one. Composite types count as dependent.
+unsafe fn settings_dependent(type_oid: pg_sys::Oid) -> bool {
+    let base = pg_sys::getBaseType(type_oid);
+    let element = pg_sys::get_element_type(base);
+    if element != pg_sys::InvalidOid {
+        return settings_dependent(element);
+    }
+    if pg_sys::type_is_range(base) {
+        return settings_dependent(pg_sys::get_range_subtype(base));
+    }
+    let (mut category, mut preferred) = (0 as c_char, false);
+    pg_sys::get_type_category_preferred(base, &mut category, &mut preferred);
+    let category = category as u8;
+    category == pg_sys::TYPCATEGORY_DATETIME as u8
+        || category == pg_sys::TYPCATEGORY_TIMESPAN as u8
+        || category == pg_sys::TYPCATEGORY_COMPOSITE as u8
+        || [pg_sys::MONEYOID, pg_sys::BYTEAOID, pg_sys::FLOAT4OID, pg_sys::FLOAT8OID].contains(&base)
 }
 
 /// A binding id argument: the 16 bytes of a column's `binding_id`.
@@ -89,24 +145,16 @@ pub unsafe extern "C-unwind" fn akko_row_context(
         errors::row_context_needs_separate_keys();
     }
     let nargs = (*fcinfo).nargs as usize;
-    let parts: Vec<&[u8]> = (1..nargs)
+    let parts: Vec<Vec<u8>> = (1..nargs)
         .map(|i| {
             if pg_arg_is_null(fcinfo, i) {
                 errors::null_argument("row_key");
             }
-            key_text(
-                pg_getarg_datum_raw(fcinfo, i),
-                output_function(pg_sys::get_fn_expr_argtype(flinfo, i as i32)),
-            )
+            KeyOutput::of(pg_sys::get_fn_expr_argtype(flinfo, i as i32))
+                .text(pg_getarg_datum_raw(fcinfo, i))
         })
         .collect();
-    bytea_datum(&row_context(&binding, parts))
-}
-
-pub unsafe fn bytea_datum(bytes: &[u8]) -> pg_sys::Datum {
-    let (varlena, body) = new_bytea(bytes.len());
-    body.copy_from_slice(bytes);
-    pg_sys::Datum::from(varlena)
+    bytea_datum(&row_context(&binding, parts.iter().map(Vec::as_slice)))
 }
 
 /// What `convert_to(value, 'UTF8')` returns, without its per-call lookup of the encoding
@@ -129,10 +177,67 @@ pub unsafe extern "C-unwind" fn akko_utf8_bytes(fcinfo: pg_sys::FunctionCallInfo
     if utf8.cast_const() == server.as_ptr().cast::<c_char>() {
         return value;
     }
-    let converted = c_bytes_mut(utf8);
-    let bytes = bytea_datum(converted);
-    converted.zeroize();
-    bytes
+    let converted = Wiped(c_bytes_mut(utf8));
+    bytea_datum(&converted)
+}
+
+/// The text an opened bytea-mode plaintext holds (a JSON string unescaped; any other JSON,
+/// a json or jsonb value's document, as it is), NUL-terminated, in UTF-8. Wiped when it goes.
+struct OpenedText<'a> {
+    plaintext: Wiped<'a>,
+    unescaped: Option<Zeroizing<Vec<u8>>>,
+    /// Where the text starts in `plaintext` and how long it is, when it is read in place.
+    in_place: (usize, usize),
+}
+
+impl<'a> OpenedText<'a> {
+    /// `raw`: the plaintext is the text itself (a json or jsonb original type).
+    fn of(plaintext: Wiped<'a>, raw: bool) -> OpenedText<'a> {
+        let text = std::str::from_utf8(&plaintext)
+            .ok()
+            .and_then(|json| if raw { Some(Cow::Borrowed(json)) } else { payload_text(json) });
+        let (unescaped, in_place) = match text {
+            Some(text) if !text.contains('\0') => match text {
+                Cow::Borrowed(inner) => {
+                    let start = inner.as_ptr() as usize - plaintext.as_ptr() as usize;
+                    (None, (start, inner.len()))
+                }
+                Cow::Owned(owned) => {
+                    let mut bytes = Zeroizing::new(owned.into_bytes());
+                    bytes.push(0);
+                    (Some(bytes), (0, 0))
+                }
+            },
+            _ => errors::plaintext_not_utf8(),
+        };
+        if unescaped.is_none() {
+            // The byte after the text is its closing quote, or the NUL that ends the buffer.
+            let (start, len) = in_place;
+            if start + len < plaintext.len() {
+                plaintext.0[start + len] = 0;
+            }
+        }
+        OpenedText {
+            plaintext,
+            unescaped,
+            in_place,
+        }
+    }
+
+    /// The text, without its NUL.
+    fn bytes(&self) -> &[u8] {
+        match &self.unescaped {
+            Some(bytes) => &bytes[..bytes.len() - 1],
+            None => &self.plaintext[self.in_place.0..self.in_place.0 + self.in_place.1],
+        }
+    }
+
+    fn as_c_ptr(&self) -> *const c_char {
+        match &self.unescaped {
+            Some(bytes) => bytes.as_ptr().cast(),
+            None => self.plaintext[self.in_place.0..].as_ptr().cast(),
+        }
+    }
 }
 
 #[pg_guard]
@@ -141,21 +246,12 @@ pub unsafe extern "C-unwind" fn akko_open_text(fcinfo: pg_sys::FunctionCallInfo)
     let Some(sealed) = arg_bytes(fcinfo, 0) else {
         return pg_return_null(fcinfo);
     };
-    let plaintext = open_to_buffer(sealed, arg_bytes(fcinfo, 1));
-    let text = std::str::from_utf8(plaintext).ok().and_then(payload_text);
-    let datum = match &text {
-        Some(text) if !text.contains('\0') => Some(text_datum_from_utf8(text)),
-        _ => None,
-    };
-    if let Some(Cow::Owned(unescaped)) = text {
-        drop(Zeroizing::new(unescaped));
-    }
-    plaintext.zeroize();
-    datum.unwrap_or_else(|| errors::plaintext_not_utf8())
+    let text = OpenedText::of(open_to_buffer(sealed, arg_bytes(fcinfo, 1)), false);
+    text_datum_from_utf8(text.bytes())
 }
 
 /// A text datum in the server encoding from UTF-8 text; wipes the converted copy.
-pub unsafe fn text_datum_from_utf8(utf8: &str) -> pg_sys::Datum {
+pub unsafe fn text_datum_from_utf8(utf8: &[u8]) -> pg_sys::Datum {
     let text = if database_is_utf8() {
         pg_sys::cstring_to_text_with_len(utf8.as_ptr().cast(), utf8.len() as i32)
     } else {
@@ -167,11 +263,68 @@ pub unsafe fn text_datum_from_utf8(utf8: &str) -> pg_sys::Datum {
         let len = CStr::from_ptr(server).to_bytes().len();
         let text = pg_sys::cstring_to_text_with_len(server, len as i32);
         if server.cast_const() != utf8.as_ptr().cast::<c_char>() {
-            c_bytes_mut(server).zeroize();
+            drop(Wiped(c_bytes_mut(server)));
         }
         text
     };
     pg_sys::Datum::from(text)
+}
+
+/// The input function of the type `open_value` returns, looked up once per call site.
+struct TargetType {
+    oid: pg_sys::Oid,
+    input: pg_sys::FmgrInfo,
+    io_param: pg_sys::Oid,
+    /// json or jsonb: the plaintext is the document itself.
+    raw: bool,
+}
+
+unsafe fn target_type(fcinfo: pg_sys::FunctionCallInfo) -> *mut TargetType {
+    let flinfo = (*fcinfo).flinfo;
+    let oid = pg_sys::get_fn_expr_argtype(flinfo, 2);
+    let cached = (*flinfo).fn_extra.cast::<TargetType>();
+    if !cached.is_null() && (*cached).oid == oid {
+        return cached;
+    }
+    if oid == pg_sys::InvalidOid {
+        errors::open_value_needs_type();
+    }
+    let target = pg_sys::MemoryContextAllocZero((*flinfo).fn_mcxt, std::mem::size_of::<TargetType>())
+        .cast::<TargetType>();
+    let (mut input, mut io_param) = (pg_sys::InvalidOid, pg_sys::InvalidOid);
+    pg_sys::getTypeInputInfo(oid, &mut input, &mut io_param);
+    pg_sys::fmgr_info_cxt(input, &mut (*target).input, (*flinfo).fn_mcxt);
+    let base = pg_sys::getBaseType(oid);
+    (*target).oid = oid;
+    (*target).io_param = io_param;
+    (*target).raw = base == pg_sys::JSONOID || base == pg_sys::JSONBOID;
+    (*flinfo).fn_extra = target.cast();
+    target
+}
+
+#[pg_guard]
+#[no_mangle]
+pub unsafe extern "C-unwind" fn akko_open_value(fcinfo: pg_sys::FunctionCallInfo) -> pg_sys::Datum {
+    let Some(sealed) = arg_bytes(fcinfo, 0) else {
+        return pg_return_null(fcinfo);
+    };
+    let target = target_type(fcinfo);
+    let text = OpenedText::of(open_to_buffer(sealed, arg_bytes(fcinfo, 1)), (*target).raw);
+    if (*target).oid == pg_sys::TEXTOID {
+        return text_datum_from_utf8(text.bytes());
+    }
+    let converted = if database_is_utf8() {
+        None
+    } else {
+        let bytes = text.bytes();
+        let server = pg_sys::pg_any_to_server(bytes.as_ptr().cast(), bytes.len() as i32, pg_sys::pg_enc::PG_UTF8 as i32);
+        (server.cast_const() != bytes.as_ptr().cast()).then(|| Wiped(c_bytes_mut(server)))
+    };
+    let input = converted.as_ref().map_or(text.as_c_ptr(), |c| c.as_ptr().cast());
+    plaintext_input(
+        || pg_sys::InputFunctionCall(&mut (*target).input, input.cast_mut(), (*target).io_param, -1),
+        |code| errors::protected_value_unreadable((*target).oid, code),
+    )
 }
 
 #[pg_guard]
@@ -202,13 +355,10 @@ pub unsafe fn jsonb_envelope_of(jsonb: *mut pg_sys::Jsonb) -> Option<Vec<u8>> {
         root,
         pgrx::varlena::varsize_any(jsonb.cast()) as i32,
     );
-    let bytes = c_bytes_mut(text);
-    let found = std::str::from_utf8(bytes).ok().and_then(jsonb_envelope);
-    let envelope = match found {
+    let bytes = Wiped(c_bytes_mut(text));
+    match std::str::from_utf8(&bytes).ok().and_then(jsonb_envelope) {
         Some(Ok(envelope)) => Some(envelope),
         Some(Err(_)) => errors::bad_jsonb_envelope(),
         None => None,
-    };
-    bytes.zeroize();
-    envelope
+    }
 }

@@ -8,21 +8,30 @@
 //! stack, so a slot stays alive exactly while the GUC can still reach its id: slots are
 //! dropped, and their keys zeroized, as soon as the parameter moves on (assign hook), when
 //! the transaction that replaced them ends (transaction callback), on `lock()`, and at
-//! backend exit.
+//! backend exit. Slot ids are never reused, so a value the GUC stack brings back after its
+//! slot was dropped (a rolled-back `lock()`) names no key, and SHOW shows none.
 //!
-//! The parameter's stored text is the fingerprint, a colon, and the root sealed for this
-//! backend's parallel workers (see `akko_crypt_core::handoff`); its show hook displays only
-//! the fingerprint. PostgreSQL copies that text to each worker of a parallel query, whose
-//! check hook opens it: so the workers seal and open with the leader's key, and the shared
-//! memory between them holds only ciphertext.
+//! The value a session returns to on RESET or DISCARD ALL never holds a key: a key from the
+//! connection's startup packet becomes the reset value too, so the transaction that ends the
+//! connection's start takes it out of there.
+//!
+//! Parallel workers receive the key through a second, hidden parameter,
+//! `akko_crypt.handoff`, which the leader sets as each parallel query starts, from the key it
+//! holds at that moment: the root sealed for that leader and statement (see
+//! `akko_crypt_core::handoff`). So a worker has exactly the key its leader has, and the
+//! shared memory between them holds only ciphertext.
 
 use std::cell::RefCell;
-use std::ffi::{c_char, c_void, CStr};
+use std::collections::HashMap;
+use std::ffi::{c_char, c_void, CStr, CString};
 use std::sync::OnceLock;
 
 use akko_crypt_core::column::{BindingId, BlindIndexKey};
-use akko_crypt_core::envelope::SubjectId;
-use akko_crypt_core::{DataKey, DataKeyMaterial, Fingerprint, HandoffKey, RootKey};
+use akko_crypt_core::envelope::{SubjectId, SubkeyId};
+use akko_crypt_core::{
+    DataKey, DataKeyMaterial, Envelope, Fingerprint, HandoffKey, HandoffTarget, RootKey,
+    SealingKey,
+};
 use pgrx::pg_sys;
 use pgrx::prelude::*;
 use zeroize::Zeroize;
@@ -30,9 +39,13 @@ use zeroize::Zeroize;
 use crate::{errors, log_redaction, vault_unlock};
 
 pub const KEY_GUC: &CStr = c"akko_crypt.key";
+const HANDOFF_GUC: &CStr = c"akko_crypt.handoff";
 
 /// Sessions that seal for many subjects would otherwise cache a key per subject forever.
 const MAX_CACHED_KEYS: usize = 4096;
+/// A session that opens values sealed by many other sessions derives a value key for each
+/// subkey id it meets; this many per data key are kept.
+const MAX_VALUE_KEYS: usize = 4096;
 
 extern "C" {
     // GUC frees extras and string values with free(), so they are allocated with malloc().
@@ -42,55 +55,102 @@ extern "C" {
 
 static mut KEY_GUC_VALUE: *mut c_char = std::ptr::null_mut();
 static mut KEY_GUC_CONF: *mut pg_sys::config_string = std::ptr::null_mut();
+static mut HANDOFF_GUC_VALUE: *mut c_char = std::ptr::null_mut();
 
 /// Drawn in the postmaster, which loads this library before it forks any backend or
 /// worker, so all of them hold the same one.
 static HANDOFF: OnceLock<HandoffKey> = OnceLock::new();
 
-/// What a worker's check hook labels the key it received.
+/// What a worker labels the key it received.
 const FROM_LEADER: &str = "parallel leader";
 
 type SlotId = u64;
 
+/// A data key (or a subject's key) of one class and version, and the keys derived from it.
+pub struct KeyEntry {
+    class: String,
+    version: u32,
+    subject: Option<SubjectId>,
+    material: DataKeyMaterial,
+    /// The key a format 1 envelope was sealed under: the material itself.
+    direct: Option<DataKey>,
+    /// Value keys of format 2 envelopes, by subkey id.
+    value_keys: HashMap<SubkeyId, DataKey>,
+    /// The value key this process seals under, and its remaining budget.
+    sealing: Option<SealingKey>,
+}
+
+impl KeyEntry {
+    pub fn new(class: &str, version: u32, subject: Option<SubjectId>, material: DataKeyMaterial) -> Self {
+        KeyEntry {
+            class: class.to_owned(),
+            version,
+            subject,
+            material,
+            direct: None,
+            value_keys: HashMap::new(),
+            sealing: None,
+        }
+    }
+
+    fn is(&self, class: &str, version: u32, subject: Option<&SubjectId>) -> bool {
+        self.version == version && self.subject.as_ref() == subject && self.class == class
+    }
+
+    pub fn material(&self) -> &DataKeyMaterial {
+        &self.material
+    }
+
+    /// The key that opens `envelope` (of this entry's class, version and subject).
+    pub fn opening_key(&mut self, envelope: &Envelope<'_>) -> &DataKey {
+        let material = &self.material;
+        match envelope.subkey {
+            None => self.direct.get_or_insert_with(|| material.cipher()),
+            Some(subkey) => {
+                if self.value_keys.len() >= MAX_VALUE_KEYS && !self.value_keys.contains_key(subkey) {
+                    self.value_keys.clear();
+                }
+                self.value_keys
+                    .entry(*subkey)
+                    .or_insert_with(|| material.value_key(subkey))
+            }
+        }
+    }
+
+    /// The subkey id and value key of the next seal, counted against the budget; a fresh
+    /// subkey id once the budget is spent.
+    pub fn sealing_key(&mut self) -> (&SubkeyId, &DataKey) {
+        if self.sealing.as_ref().is_none_or(|s| s.remaining() == 0) {
+            self.sealing = Some(
+                self.material
+                    .new_sealing_key()
+                    .unwrap_or_else(|_| errors::randomness_unavailable()),
+            );
+        }
+        self.sealing
+            .as_mut()
+            .and_then(SealingKey::take)
+            .expect("a fresh sealing key has a budget")
+    }
+}
+
 struct Slot {
     id: SlotId,
     root: RootKey,
-    /// Where the root came from: the parameter, or Vault.
+    /// Where the root came from: the parameter, Vault, or the parallel leader.
     source: &'static str,
     /// The keyring generation (see `keyring::generation`) the caches below were filled in.
     generation: u64,
-    /// Unwrapped data keys, and the ciphers made from them; a handful per session, so a
-    /// scan beats hashing.
-    materials: Vec<(KeyName, DataKeyMaterial)>,
-    keys: Vec<(KeyName, Option<SubjectId>, DataKey)>,
+    /// Unwrapped data keys and subject keys; a handful per session, so a scan beats hashing.
+    keys: Vec<KeyEntry>,
     /// Blind index keys by `blind_index` key version and column binding: deriving one per
     /// row would cost more than the HMAC it keys.
     blind_index_keys: Vec<(u32, BindingId, BlindIndexKey)>,
 }
 
-#[derive(PartialEq, Eq)]
-struct KeyName {
-    class: String,
-    version: u32,
-}
-
-impl KeyName {
-    fn new(class: &str, version: u32) -> Self {
-        KeyName {
-            class: class.to_owned(),
-            version,
-        }
-    }
-
-    fn is(&self, class: &str, version: u32) -> bool {
-        self.version == version && self.class == class
-    }
-}
-
 impl Slot {
     fn caches_for(&mut self, generation: u64) -> &mut Self {
         if self.generation != generation {
-            self.materials.clear();
             self.keys.clear();
             self.blind_index_keys.clear();
             self.generation = generation;
@@ -106,6 +166,8 @@ struct Custody {
     next_id: SlotId,
     /// Set by `load` for the check hook it goes through.
     loading_from: Option<&'static str>,
+    /// Set while this backend itself sets `akko_crypt.handoff`.
+    setting_handoff: bool,
     exit_callback_registered: bool,
 }
 
@@ -123,6 +185,10 @@ thread_local! {
 pub fn init() {
     let handoff = HandoffKey::generate().unwrap_or_else(|_| errors::randomness_unavailable());
     let _ = HANDOFF.set(handoff);
+    let hidden = (pg_sys::GUC_NO_SHOW_ALL
+        | pg_sys::GUC_NOT_IN_SAMPLE
+        | pg_sys::GUC_DISALLOW_IN_FILE
+        | pg_sys::GUC_DISALLOW_IN_AUTO_FILE) as i32;
     unsafe {
         pg_sys::DefineCustomStringVariable(
             KEY_GUC.as_ptr(),
@@ -131,26 +197,30 @@ pub fn init() {
             &raw mut KEY_GUC_VALUE,
             c"".as_ptr(),
             pg_sys::GucContext::PGC_USERSET,
-            (pg_sys::GUC_NO_SHOW_ALL
-                | pg_sys::GUC_NOT_IN_SAMPLE
-                | pg_sys::GUC_DISALLOW_IN_FILE
-                | pg_sys::GUC_DISALLOW_IN_AUTO_FILE) as i32,
+            hidden,
             Some(check_key),
             Some(assign_key),
             Some(show_key),
         );
-        KEY_GUC_CONF = find_string_guc(KEY_GUC);
+        pg_sys::DefineCustomStringVariable(
+            HANDOFF_GUC.as_ptr(),
+            c"Set by akko_crypt itself: the session's root key sealed for the parallel workers of one query.".as_ptr(),
+            c"".as_ptr(),
+            &raw mut HANDOFF_GUC_VALUE,
+            c"".as_ptr(),
+            pg_sys::GucContext::PGC_USERSET,
+            hidden | pg_sys::GUC_NO_RESET_ALL as i32,
+            Some(check_handoff),
+            Some(assign_handoff),
+            Some(show_nothing),
+        );
+        KEY_GUC_CONF = crate::guc_internals::find_string_guc(KEY_GUC);
         pg_sys::RegisterXactCallback(Some(at_transaction_end), std::ptr::null_mut());
     }
 }
 
-unsafe fn find_string_guc(name: &CStr) -> *mut pg_sys::config_string {
-    let vars = pg_sys::get_guc_variables();
-    let count = pg_sys::GetNumConfigOptions() as usize;
-    (0..count)
-        .map(|i| *vars.add(i))
-        .find(|var| CStr::from_ptr((**var).name) == name)
-        .map_or(std::ptr::null_mut(), |var| var.cast())
+fn in_parallel_worker() -> bool {
+    unsafe { pg_sys::ParallelWorkerNumber >= 0 }
 }
 
 /// Sources a key may come from: a session (SET, set_config) or the connection's startup
@@ -170,15 +240,13 @@ unsafe extern "C-unwind" fn check_key(
     source: pg_sys::GucSource::Type,
 ) -> bool {
     let text = CStr::from_ptr(*newval).to_bytes();
-    if text.is_empty() {
+    if text.is_empty() || pg_sys::InitializingParallelWorker {
+        // A worker receives only the leader's fingerprint here; its key comes through
+        // akko_crypt.handoff.
         return true;
     }
-    if pg_sys::InitializingParallelWorker {
-        *extra = receive_from_leader(text)
-            .map_or(std::ptr::null_mut(), |id| malloc_copy(&id.to_ne_bytes()));
-        return true;
-    }
-    log_redaction::hide_current_statement_from_activity();
+    // Whatever spelled it, this statement carried a key.
+    log_redaction::current_statement_carries_secret();
     if !source_may_carry_key(source) {
         wipe_c_string(*newval);
         reject(
@@ -196,7 +264,7 @@ unsafe extern "C-unwind" fn check_key(
         Ok(root) => root,
         Err(e) => {
             let message = format!("invalid value for akko_crypt.key: {e}");
-            let message = std::ffi::CString::new(message).expect("no NUL in a key error");
+            let message = CString::new(message).expect("no NUL in a key error");
             reject(
                 PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
                 &message,
@@ -205,52 +273,31 @@ unsafe extern "C-unwind" fn check_key(
             return false;
         }
     };
-    let for_workers = HANDOFF
-        .get()
-        .expect("set in _PG_init")
-        .seal_root(&root, pg_sys::MyProcPid)
-        .unwrap_or_else(|_| errors::randomness_unavailable());
-    let stored = std::ffi::CString::new(format!("{}:{for_workers}", root.fingerprint()))
-        .expect("hex and base64 have no NUL");
+    let shown = CString::new(root.fingerprint().to_string()).expect("hex has no NUL");
     let id = store(root);
-
     free((*newval).cast());
-    *newval = malloc_copy(stored.as_bytes_with_nul()).cast();
-    let slot_ref: *mut SlotId = malloc_copy(&id.to_ne_bytes()).cast();
-    *extra = slot_ref.cast();
+    *newval = malloc_copy(shown.as_bytes_with_nul()).cast();
+    *extra = malloc_copy(&id.to_ne_bytes());
     true
 }
 
-/// Opens the root a parallel worker's leader sealed for it. A worker that cannot (no key in
-/// the leader, or text that is not the leader's) holds no key, and raises 55000 only if its
-/// part of the query needs one.
-unsafe fn receive_from_leader(stored: &[u8]) -> Option<SlotId> {
-    let leader = (*pg_sys::MyProc).lockGroupLeader;
-    if leader.is_null() {
-        return None;
-    }
-    let (_, sealed) = std::str::from_utf8(stored).ok()?.split_once(':')?;
-    let root = HANDOFF.get()?.open_root(sealed, (*leader).pid).ok()?;
-    CUSTODY.with(|c| c.borrow_mut().loading_from = Some(FROM_LEADER));
-    Some(store(root))
-}
-
-/// SHOW, current_setting() and set_config() display the fingerprint, never the sealed
-/// root behind it.
+/// SHOW, current_setting() and set_config() display the fingerprint of the key the session
+/// holds now, never anything else: a value the GUC stack brought back after its key was
+/// dropped shows as empty, as it opens nothing.
 #[pg_guard]
 unsafe extern "C-unwind" fn show_key() -> *const c_char {
     static mut SHOWN: [u8; 2 * 8 + 1] = [0; 2 * 8 + 1];
-    let stored = if KEY_GUC_VALUE.is_null() {
-        &[][..]
-    } else {
-        CStr::from_ptr(KEY_GUC_VALUE).to_bytes()
-    };
-    let fingerprint = stored.split(|&b| b == b':').next().unwrap_or_default();
     let shown = &mut *(&raw mut SHOWN);
-    let len = fingerprint.len().min(shown.len() - 1);
-    shown[..len].copy_from_slice(&fingerprint[..len]);
-    shown[len] = 0;
+    shown.fill(0);
+    if let Some(fingerprint) = fingerprint() {
+        shown[..16].copy_from_slice(fingerprint.to_string().as_bytes());
+    }
     shown.as_ptr().cast()
+}
+
+#[pg_guard]
+unsafe extern "C-unwind" fn show_nothing() -> *const c_char {
+    c"".as_ptr()
 }
 
 unsafe fn reject(code: PgSqlErrorCode, message: &CStr, hint: &CStr) {
@@ -264,7 +311,7 @@ unsafe fn wipe_c_string(s: *mut c_char) {
     std::slice::from_raw_parts_mut(s.cast::<u8>(), len).zeroize();
 }
 
-unsafe fn malloc_copy(bytes: &[u8]) -> *mut c_void {
+pub(crate) unsafe fn malloc_copy(bytes: &[u8]) -> *mut c_void {
     let ptr = malloc(bytes.len());
     if ptr.is_null() {
         errors::out_of_memory();
@@ -273,12 +320,19 @@ unsafe fn malloc_copy(bytes: &[u8]) -> *mut c_void {
     ptr
 }
 
+pub(crate) unsafe fn free_malloced(ptr: *mut c_void) {
+    free(ptr)
+}
+
 unsafe fn slot_of(extra: *mut c_void) -> Option<SlotId> {
     (!extra.is_null()).then(|| *extra.cast::<SlotId>())
 }
 
 #[pg_guard]
 unsafe extern "C-unwind" fn assign_key(_newval: *const c_char, extra: *mut c_void) {
+    if in_parallel_worker() {
+        return;
+    }
     let current = slot_of(extra);
     CUSTODY.with(|c| c.borrow_mut().current = current);
     let conf = KEY_GUC_CONF;
@@ -297,7 +351,8 @@ unsafe extern "C-unwind" fn assign_key(_newval: *const c_char, extra: *mut c_voi
 }
 
 /// Runs just before PostgreSQL unwinds the GUC stack at the end of a top-level
-/// transaction, and keeps only the value that will survive it (and the RESET value).
+/// transaction, and keeps only the value that will survive it; the reset value loses any
+/// key it holds.
 #[pg_guard]
 unsafe extern "C-unwind" fn at_transaction_end(event: pg_sys::XactEvent::Type, _arg: *mut c_void) {
     use pg_sys::GucStackState::*;
@@ -308,9 +363,10 @@ unsafe extern "C-unwind" fn at_transaction_end(event: pg_sys::XactEvent::Type, _
         _ => return,
     };
     let conf = KEY_GUC_CONF;
-    if conf.is_null() {
+    if conf.is_null() || in_parallel_worker() {
         return;
     }
+    crate::guc_internals::clear_reset_value(conf);
     let current = (*conf).gen_.extra;
     // At top-level end every subtransaction is gone, so at most one stack entry remains.
     let survivor = match (*conf).gen_.stack.as_ref() {
@@ -321,7 +377,7 @@ unsafe extern "C-unwind" fn at_transaction_end(event: pg_sys::XactEvent::Type, _
         Some(entry) if entry.state == GUC_SET_LOCAL => entry.masked.extra,
         Some(_) => current,
     };
-    retain_slots(&[slot_of(survivor), slot_of((*conf).reset_extra)]);
+    retain_slots(&[slot_of(survivor)]);
 }
 
 fn store(root: RootKey) -> SlotId {
@@ -335,7 +391,6 @@ fn store(root: RootKey) -> SlotId {
             root,
             source,
             generation: 0,
-            materials: Vec::new(),
             keys: Vec::new(),
             blind_index_keys: Vec::new(),
         });
@@ -367,6 +422,92 @@ unsafe extern "C-unwind" fn drop_all_keys_at_exit(_code: i32, _arg: pg_sys::Datu
     });
 }
 
+/// A worker's key: the root its leader sealed for it when the query started. Anything else
+/// is refused; a worker that gets nothing holds no key and raises 55000 only if its part of
+/// the query needs one.
+#[pg_guard]
+unsafe extern "C-unwind" fn check_handoff(
+    newval: *mut *mut c_char,
+    extra: *mut *mut c_void,
+    _source: pg_sys::GucSource::Type,
+) -> bool {
+    let text = CStr::from_ptr(*newval).to_bytes();
+    if text.is_empty() || CUSTODY.with(|c| c.borrow().setting_handoff) {
+        return true;
+    }
+    if !pg_sys::InitializingParallelWorker {
+        reject(
+            PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE,
+            c"akko_crypt.handoff is set by akko_crypt itself, for parallel workers",
+            c"Set the key with akko_crypt.key.",
+        );
+        return false;
+    }
+    let leader = (*pg_sys::MyProc).lockGroupLeader;
+    if leader.is_null() {
+        return true;
+    }
+    let target = HandoffTarget {
+        leader_pid: (*leader).pid,
+        statement_start: pg_sys::GetCurrentStatementStartTimestamp(),
+    };
+    let received = std::str::from_utf8(text)
+        .ok()
+        .and_then(|sealed| HANDOFF.get()?.open_root(sealed, &target).ok());
+    if let Some(root) = received {
+        CUSTODY.with(|c| c.borrow_mut().loading_from = Some(FROM_LEADER));
+        *extra = malloc_copy(&store(root).to_ne_bytes());
+    }
+    true
+}
+
+#[pg_guard]
+unsafe extern "C-unwind" fn assign_handoff(_newval: *const c_char, extra: *mut c_void) {
+    if in_parallel_worker() {
+        let received = slot_of(extra);
+        CUSTODY.with(|c| c.borrow_mut().current = received);
+    }
+}
+
+/// Sets `akko_crypt.handoff` for the parallel query about to start: the key this session
+/// holds now, sealed for this backend and statement, or nothing.
+pub fn prepare_parallel_handoff() {
+    let target = HandoffTarget {
+        leader_pid: unsafe { pg_sys::MyProcPid },
+        statement_start: unsafe { pg_sys::GetCurrentStatementStartTimestamp() },
+    };
+    let sealed = try_with_current_slot(|slot| {
+        HANDOFF
+            .get()
+            .expect("set in _PG_init")
+            .seal_root(&slot.root, &target)
+            .unwrap_or_else(|_| errors::randomness_unavailable())
+    })
+    .unwrap_or_default();
+    let empty_now = unsafe { HANDOFF_GUC_VALUE.is_null() || *HANDOFF_GUC_VALUE == 0 };
+    if sealed.is_empty() && empty_now {
+        return;
+    }
+    set_handoff(&CString::new(sealed).expect("base64 has no NUL"));
+}
+
+fn set_handoff(value: &CStr) {
+    CUSTODY.with(|c| c.borrow_mut().setting_handoff = true);
+    unsafe {
+        pg_sys::set_config_option(
+            HANDOFF_GUC.as_ptr(),
+            value.as_ptr(),
+            pg_sys::GucContext::PGC_USERSET,
+            pg_sys::GucSource::PGC_S_SESSION,
+            pg_sys::GucAction::GUC_ACTION_SET,
+            true,
+            0,
+            false,
+        );
+    }
+    CUSTODY.with(|c| c.borrow_mut().setting_handoff = false);
+}
+
 /// Runs `f` with the session's slot, or hands `f` back when no key is loaded.
 fn try_with_current_slot<R, F: FnOnce(&mut Slot) -> R>(f: F) -> Result<R, F> {
     CUSTODY.with(|c| {
@@ -386,8 +527,7 @@ fn with_current_slot<R>(f: impl FnOnce(&mut Slot) -> R) -> R {
         Ok(result) => result,
         Err(f) => {
             // A worker has the key its leader held at the start of the query, or none.
-            let in_worker = unsafe { pg_sys::ParallelWorkerNumber } >= 0;
-            if in_worker || !vault_unlock::lazy_unlock() {
+            if in_parallel_worker() || !vault_unlock::lazy_unlock() {
                 errors::no_key_loaded();
             }
             try_with_current_slot(f).unwrap_or_else(|_| errors::no_key_loaded())
@@ -399,7 +539,7 @@ fn with_current_slot<R>(f: impl FnOnce(&mut Slot) -> R) -> R {
 /// fingerprint, and a rolled-back transaction takes it back), recording where it came from.
 pub fn load(root: RootKey, source: &'static str) {
     let text = root.to_base64();
-    let text = std::ffi::CString::new(text.as_str()).expect("base64 has no NUL");
+    let text = CString::new(text.as_str()).expect("base64 has no NUL");
     CUSTODY.with(|c| c.borrow_mut().loading_from = Some(source));
     unsafe {
         pg_sys::set_config_option(
@@ -439,67 +579,38 @@ pub fn with_root<R>(f: impl FnOnce(&RootKey) -> R) -> R {
     with_current_slot(|slot| f(&slot.root))
 }
 
-/// Runs `f` with what `find` picks from the session's caches, or hands `f` back when the
-/// cache does not hold it for keyring generation `generation`.
-fn with_cached<T, R, F: FnOnce(&T) -> R>(
-    generation: u64,
-    find: impl FnOnce(&Slot) -> Option<&T>,
-    f: F,
-) -> Result<R, F> {
-    with_current_slot(|slot| match find(slot.caches_for(generation)) {
-        Some(cached) => Ok(f(cached)),
-        None => Err(f),
-    })
-}
-
-/// Runs `store` on the session's caches, unless the keyring changed since `generation`.
-fn remember(generation: u64, store: impl FnOnce(&mut Slot)) {
-    with_current_slot(|slot| {
-        if slot.generation == generation {
-            store(slot);
-        }
-    })
-}
-
-/// Runs `f` with the cached key of `class`/`version` (and `subject`), or hands `f` back
-/// when this session has not unwrapped it in keyring generation `generation`.
-pub fn with_cached_key<R, F: FnOnce(&DataKey) -> R>(
+/// Runs `f` with the cached key entry of `class`/`version` (and `subject`), or hands `f`
+/// back when this session has not unwrapped it in keyring generation `generation`.
+pub fn with_cached_entry<R, F: FnOnce(&mut KeyEntry) -> R>(
     class: &str,
     version: u32,
     subject: Option<&SubjectId>,
     generation: u64,
     f: F,
 ) -> Result<R, F> {
-    with_cached(
-        generation,
-        |slot| {
-            slot.keys
-                .iter()
-                .find(|(name, s, _)| name.is(class, version) && s.as_ref() == subject)
-                .map(|(_, _, key)| key)
-        },
-        f,
-    )
+    with_current_slot(|slot| {
+        let found = slot
+            .caches_for(generation)
+            .keys
+            .iter_mut()
+            .find(|entry| entry.is(class, version, subject));
+        match found {
+            Some(entry) => Ok(f(entry)),
+            None => Err(f),
+        }
+    })
 }
 
-/// Derives a key from the cached data key material of `class`/`version`, or hands
-/// `derive` back when it is not cached.
-pub fn with_cached_material<R, F: FnOnce(&DataKeyMaterial) -> R>(
-    class: &str,
-    version: u32,
-    generation: u64,
-    derive: F,
-) -> Result<R, F> {
-    with_cached(
-        generation,
-        |slot| {
-            slot.materials
-                .iter()
-                .find(|(name, _)| name.is(class, version))
-                .map(|(_, material)| material)
-        },
-        derive,
-    )
+/// Caches a key entry, unless the keyring changed since `generation`.
+pub fn remember_entry(generation: u64, entry: KeyEntry) {
+    with_current_slot(|slot| {
+        if slot.generation == generation {
+            if slot.keys.len() >= MAX_CACHED_KEYS {
+                slot.keys.retain(|entry| entry.subject.is_none());
+            }
+            slot.keys.push(entry);
+        }
+    })
 }
 
 /// Runs `f` with the cached blind index key of `version` for the column bound to
@@ -510,40 +621,16 @@ pub fn with_cached_blind_index_key<R, F: FnOnce(&BlindIndexKey) -> R>(
     generation: u64,
     f: F,
 ) -> Result<R, F> {
-    with_cached(
-        generation,
-        |slot| {
-            slot.blind_index_keys
-                .iter()
-                .find(|(v, b, _)| *v == version && b == binding)
-                .map(|(_, _, key)| key)
-        },
-        f,
-    )
-}
-
-/// Caches an unwrapped data key, unless the keyring changed since `generation`.
-pub fn remember_material(class: &str, version: u32, generation: u64, material: DataKeyMaterial) {
-    remember(generation, |slot| {
-        slot.materials
-            .push((KeyName::new(class, version), material))
-    })
-}
-
-/// Caches a key ready for sealing and opening, unless the keyring changed since `generation`.
-pub fn remember_key(
-    class: &str,
-    version: u32,
-    subject: Option<&SubjectId>,
-    generation: u64,
-    key: DataKey,
-) {
-    remember(generation, |slot| {
-        if slot.keys.len() >= MAX_CACHED_KEYS {
-            slot.keys.retain(|(_, subject, _)| subject.is_none());
+    with_current_slot(|slot| {
+        let found = slot
+            .caches_for(generation)
+            .blind_index_keys
+            .iter()
+            .find(|(v, b, _)| *v == version && b == binding);
+        match found {
+            Some((_, _, key)) => Ok(f(key)),
+            None => Err(f),
         }
-        slot.keys
-            .push((KeyName::new(class, version), subject.copied(), key));
     })
 }
 
@@ -554,13 +641,16 @@ pub fn remember_blind_index_key(
     generation: u64,
     key: BlindIndexKey,
 ) {
-    remember(generation, |slot| {
-        slot.blind_index_keys.push((version, *binding, key))
+    with_current_slot(|slot| {
+        if slot.generation == generation {
+            slot.blind_index_keys.push((version, *binding, key));
+        }
     })
 }
 
 /// Drops every key this session holds, at once and for good: even if the surrounding
-/// transaction rolls back, the keys stay gone and must be set again.
+/// transaction rolls back, the keys stay gone and must be set again, in this backend and in
+/// the workers of any later parallel query.
 #[pg_extern(volatile, parallel_unsafe)]
 fn lock() {
     unsafe {
@@ -571,6 +661,7 @@ fn lock() {
             pg_sys::GucSource::PGC_S_SESSION,
         );
     }
+    set_handoff(c"");
     CUSTODY.with(|c| c.borrow_mut().forget_all());
     vault_unlock::lock();
 }

@@ -469,14 +469,6 @@ pub fn bad_jsonb_envelope() -> ! {
     ))
 }
 
-pub fn bad_original_type(name: &str) -> ! {
-    raise(ErrorReport::new(
-        PgSqlErrorCode::ERRCODE_UNDEFINED_OBJECT,
-        format!("type \"{name}\" of a protected column does not exist"),
-        "akko_crypt",
-    ))
-}
-
 /// The type's own message would quote the value, which is plaintext: only its SQLSTATE is kept.
 pub fn invalid_protected_value(column: &str, type_name: &str, code: PgSqlErrorCode) -> ! {
     raise(
@@ -550,5 +542,307 @@ pub fn no_blind_index(table: &str, column: &str) -> ! {
             "akko_crypt",
         )
         .set_hint("Protect it with akko_crypt.protect(..., blind_index => true)."),
+    )
+}
+
+pub fn privilege_missing(privilege: &str, class: Option<&str>, role: &str) -> ! {
+    let what = match class {
+        Some(class) => format!("{privilege} data class \"{class}\""),
+        None => privilege.to_owned(),
+    };
+    let grant = match class {
+        Some(class) => format!("SELECT akko_crypt.grant_privilege('{privilege}', '<role>', '{class}')"),
+        None => format!("SELECT akko_crypt.grant_privilege('{privilege}', '<role>')"),
+    };
+    raise(
+        ErrorReport::new(
+            PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE,
+            format!("permission denied: role \"{role}\" may not {what}"),
+            "akko_crypt",
+        )
+        .set_hint(format!("An akko_crypt administrator grants it with {grant}.")),
+    )
+}
+
+pub fn unknown_privilege(name: &str) -> ! {
+    raise(
+        ErrorReport::new(
+            PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
+            format!("akko_crypt has no privilege \"{name}\""),
+            "akko_crypt",
+        )
+        .set_hint("The privileges are seal, open, protect, unlock and admin."),
+    )
+}
+
+pub fn no_such_role(oid: u32) -> ! {
+    raise(ErrorReport::new(
+        PgSqlErrorCode::ERRCODE_UNDEFINED_OBJECT,
+        format!("role with OID {oid} does not exist"),
+        "akko_crypt",
+    ))
+}
+
+pub fn privilege_has_no_class(privilege: &str) -> ! {
+    raise(
+        ErrorReport::new(
+            PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
+            format!("the privilege \"{privilege}\" is not given per data class"),
+            "akko_crypt",
+        )
+        .set_hint("Only seal and open are granted per class; leave class out for the others."),
+    )
+}
+
+pub fn reserved_class() -> ! {
+    raise(
+        ErrorReport::new(
+            PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
+            "the data class \"blind_index\" keys blind indexes only; no value is sealed or opened under it",
+            "akko_crypt",
+        )
+        .set_hint("Seal values under identity, financial, operational or a class of your own."),
+    )
+}
+
+pub fn extension_outdated(installed: &str) -> ! {
+    raise(
+        ErrorReport::new(
+            PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
+            format!(
+                "the akko_crypt extension in this database is version {installed}, but its library is version {}",
+                env!("CARGO_PKG_VERSION")
+            ),
+            "akko_crypt",
+        )
+        .set_hint("Run ALTER EXTENSION akko_crypt UPDATE; until then akko_crypt seals, opens and protects nothing."),
+    )
+}
+
+pub fn keyring_claim_needs_admin() -> ! {
+    raise(
+        ErrorReport::new(
+            PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE,
+            "the keyring is empty, and its first key, which fixes the root key of this database, is written only by an akko_crypt administrator",
+            "akko_crypt",
+        )
+        .set_hint("An administrator with the root key loaded starts the keyring: SELECT akko_crypt.rotate_key('identity')."),
+    )
+}
+
+pub fn plaintext_not_json() -> ! {
+    raise(ErrorReport::new(
+        PgSqlErrorCode::ERRCODE_INVALID_TEXT_REPRESENTATION,
+        "could not open sealed value: its plaintext is not a JSON document",
+        "akko_crypt",
+    ))
+}
+
+/// The type's own message would quote the value, which is plaintext: only its SQLSTATE is kept.
+pub fn protected_value_unreadable(type_oid: pgrx::pg_sys::Oid, code: PgSqlErrorCode) -> ! {
+    let type_name = crate::ddl::type_display(type_oid, -1);
+    raise(
+        ErrorReport::new(
+            code,
+            format!("a value opened from a protected column is not a valid {type_name}"),
+            "akko_crypt",
+        )
+        .set_detail("akko_crypt does not show the value: it is plaintext."),
+    )
+}
+
+pub fn open_value_needs_type() -> ! {
+    raise(
+        ErrorReport::new(
+            PgSqlErrorCode::ERRCODE_INDETERMINATE_DATATYPE,
+            "akko_crypt.open_value needs the type to open as: a typed NULL as its third argument",
+            "akko_crypt",
+        )
+        .set_hint("For example akko_crypt.open_value(col, NULL, NULL::date)."),
+    )
+}
+
+pub fn envelope_of_other_class(column: &str, got: &str, want: &str) -> ! {
+    raise(ErrorReport::new(
+        PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
+        format!("the envelope written to protected column \"{column}\" is sealed under data class \"{got}\"; the column holds values of \"{want}\""),
+        "akko_crypt",
+    ))
+}
+
+pub fn name_has_nul() -> ! {
+    raise(ErrorReport::new(
+        PgSqlErrorCode::ERRCODE_CHARACTER_NOT_IN_REPERTOIRE,
+        "a name or text for a generated statement contains a NUL byte",
+        "akko_crypt",
+    ))
+}
+
+pub fn generated_sql_not_one_statement() -> ! {
+    raise(ErrorReport::new(
+        PgSqlErrorCode::ERRCODE_SYNTAX_ERROR,
+        "akko_crypt built a statement that does not parse as exactly one statement; nothing was run",
+        "akko_crypt",
+    ))
+}
+
+pub fn ddl_failed(error: pgrx::spi::Error) -> ! {
+    catalog_query_failed("run a statement it built", error)
+}
+
+pub fn partitioned_table(table: &str) -> ! {
+    raise(
+        ErrorReport::new(
+            PgSqlErrorCode::ERRCODE_FEATURE_NOT_SUPPORTED,
+            format!("{table} is a partitioned table"),
+            "akko_crypt",
+        )
+        .set_hint("akko_crypt protects ordinary tables; a partitioned table is not supported."),
+    )
+}
+
+pub fn not_a_table(table: &str) -> ! {
+    raise(ErrorReport::new(
+        PgSqlErrorCode::ERRCODE_WRONG_OBJECT_TYPE,
+        format!("{table} is not an ordinary table"),
+        "akko_crypt",
+    ))
+}
+
+pub fn temporary_table(table: &str) -> ! {
+    raise(
+        ErrorReport::new(
+            PgSqlErrorCode::ERRCODE_FEATURE_NOT_SUPPORTED,
+            format!("{table} is a temporary table"),
+            "akko_crypt",
+        )
+        .set_hint("akko_crypt protects permanent tables; a temporary table lives only in its session."),
+    )
+}
+
+pub fn not_table_owner(table: &str) -> ! {
+    raise(ErrorReport::new(
+        PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE,
+        format!("must be owner of table {table}"),
+        "akko_crypt",
+    ))
+}
+
+pub fn protect_refused(message: String, hint: &str) -> ! {
+    let report = ErrorReport::new(PgSqlErrorCode::ERRCODE_FEATURE_NOT_SUPPORTED, message, "akko_crypt");
+    raise(if hint.is_empty() { report } else { report.set_hint(hint) })
+}
+
+pub fn jsonb_mode_needs_jsonb(column: &str, table: &str, type_name: &str) -> ! {
+    raise(
+        ErrorReport::new(
+            PgSqlErrorCode::ERRCODE_DATATYPE_MISMATCH,
+            format!("column {column} of {table} is {type_name}, not jsonb"),
+            "akko_crypt",
+        )
+        .set_hint("jsonb mode keeps a jsonb column as jsonb; use mode => 'bytea' for other types."),
+    )
+}
+
+pub fn bad_normalization(name: &str) -> ! {
+    raise(ErrorReport::new(
+        PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
+        format!("normalization must be 'none', 'lower' or 'trim_lower', not '{name}'"),
+        "akko_crypt",
+    ))
+}
+
+pub fn bad_mode(name: &str) -> ! {
+    raise(ErrorReport::new(
+        PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
+        format!("mode must be 'bytea' or 'jsonb', not '{name}'"),
+        "akko_crypt",
+    ))
+}
+
+pub fn derived_column_exists(column: &str, table: &str) -> ! {
+    raise(ErrorReport::new(
+        PgSqlErrorCode::ERRCODE_DUPLICATE_COLUMN,
+        format!("column {} already exists in {table}", crate::ddl::ident(column)),
+        "akko_crypt",
+    ))
+}
+
+pub fn already_protected(column: &str, table: &str) -> ! {
+    raise(
+        ErrorReport::new(
+            PgSqlErrorCode::ERRCODE_DUPLICATE_OBJECT,
+            format!("column {column} of {table} is already protected, with other options"),
+            "akko_crypt",
+        )
+        .set_hint("Run akko_crypt.unprotect first to protect it differently."),
+    )
+}
+
+pub fn not_protected(column: &str, table: &str) -> ! {
+    raise(ErrorReport::new(
+        PgSqlErrorCode::ERRCODE_UNDEFINED_OBJECT,
+        format!("column {column} of {table} is not protected"),
+        "akko_crypt",
+    ))
+}
+
+pub fn migration_running(tbl: pgrx::pg_sys::Oid) -> ! {
+    raise(ErrorReport::new(
+        PgSqlErrorCode::ERRCODE_OBJECT_IN_USE,
+        format!("a migration of the table with OID {} is already running", tbl.to_u32()),
+        "akko_crypt",
+    ))
+}
+
+pub fn empty_view_name() -> ! {
+    raise(
+        ErrorReport::new(
+            PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
+            "the view name must not be empty",
+            "akko_crypt",
+        )
+        .set_hint("Leave view_name out for <table>_decrypted."),
+    )
+}
+
+pub fn view_name_taken(schema: &str, name: &str) -> ! {
+    raise(
+        ErrorReport::new(
+            PgSqlErrorCode::ERRCODE_DUPLICATE_TABLE,
+            format!("relation {schema}.{name} already exists"),
+            "akko_crypt",
+        )
+        .set_hint("Name the view with create_view(tbl, view_name => ...)."),
+    )
+}
+
+pub fn view_decrypts_other_table(schema: &str, name: &str) -> ! {
+    raise(ErrorReport::new(
+        PgSqlErrorCode::ERRCODE_DUPLICATE_TABLE,
+        format!("view {schema}.{name} decrypts another table"),
+        "akko_crypt",
+    ))
+}
+
+pub fn removed_function(name: &str) -> ! {
+    raise(
+        ErrorReport::new(
+            PgSqlErrorCode::ERRCODE_FEATURE_NOT_SUPPORTED,
+            format!("{name} no longer exists in this akko_crypt library"),
+            "akko_crypt",
+        )
+        .set_hint("Run ALTER EXTENSION akko_crypt UPDATE."),
+    )
+}
+
+pub fn stored_type_unreadable(text: &str) -> ! {
+    raise(
+        ErrorReport::new(
+            PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
+            format!("akko_crypt.protected_columns names the type \"{text}\", which is not one type name"),
+            "akko_crypt",
+        )
+        .set_hint("Releases before 0.3.0 let table owners write this registry. Correct original_type in that row (or delete the row) and run ALTER EXTENSION akko_crypt UPDATE again."),
     )
 }

@@ -1,7 +1,8 @@
 //! The operator's key lifecycle: rotate, retire, destroy, forget a subject, move to a new
 //! root, unlock, and the status report. A data key goes
 //! active -> decrypt_only (rotate_key) -> retired (retire_key) -> destroyed (destroy_key).
-//! None of these is executable by PUBLIC; README.md shows the grants for an administrator.
+//! Each needs akko_crypt's admin privilege (unlock needs unlock); none is executable by
+//! PUBLIC. README.md, "Roles", has the model.
 
 use std::time::Duration;
 
@@ -12,14 +13,17 @@ use pgrx::{GucContext, GucFlags, GucRegistry, GucSetting, JsonB};
 use crate::keyring::{
     announce_change, as_owner, audit, first_row, new_wrapped_key, read_one, require_keyring_root,
 };
-use crate::{classes, custody, errors, log_redaction, vault_unlock};
+use crate::privileges::{self, Privilege};
+use crate::{classes, custody, errors, keyring, log_redaction, vault_unlock};
 
 extension_sql!(
     r#"
 REVOKE ALL ON FUNCTION rotate_key(text), retire_key(text, integer, boolean),
     destroy_key(text, integer, boolean), forget_subject(text), rewrap(text), unlock(), status(),
-    lock(), add_class(text)
+    add_class(text), hash_subject_names()
     FROM PUBLIC;
+-- lock() only ever drops the caller's own session key.
+GRANT EXECUTE ON FUNCTION lock() TO PUBLIC;
 "#,
     name = "key_lifecycle_grants",
     requires = [
@@ -30,6 +34,9 @@ REVOKE ALL ON FUNCTION rotate_key(text), retire_key(text, integer, boolean),
         rewrap,
         unlock,
         status,
+        lock,
+        add_class,
+        hash_subject_names,
         "keyring"
     ]
 );
@@ -77,6 +84,7 @@ fn set_state(class: ClassName<'_>, version: i32, state: &str) {
 /// next transaction on. Older versions become decrypt_only and keep opening.
 #[pg_extern(volatile, parallel_unsafe)]
 fn rotate_key(class: &str) -> i32 {
+    privileges::require(Privilege::Admin, None);
     let class = classes::registered(class);
     let version = as_owner(|| {
         require_keyring_root();
@@ -132,6 +140,7 @@ fn change_state(
     version: i32,
     next: impl FnOnce(ClassName<'_>, &str) -> Option<&'static str>,
 ) {
+    privileges::require(Privilege::Admin, None);
     let class = classes::registered(class);
     as_owner(|| match key_state(class, version) {
         None => errors::unknown_key_version(class.as_str(), version as u32),
@@ -191,22 +200,19 @@ fn destroy_key(class: &str, version: i32, force: default!(bool, false)) {
 }
 
 /// Deletes a subject's salt: every value sealed for it, in every table, can never be
-/// opened again. Returns false if the subject was unknown.
+/// opened again. Returns false if the subject was unknown. The audit log names the subject
+/// by its random id, never by the name given.
 #[pg_extern(volatile, parallel_unsafe)]
 fn forget_subject(subject: &str) -> bool {
-    let forgotten = as_owner(|| {
-        Spi::get_one_with_args::<bool>(
-            "WITH gone AS (DELETE FROM akko_crypt.subjects WHERE subject = $1 RETURNING 1) \
-             SELECT count(*) > 0 FROM gone",
-            &[subject.into()],
-        )
-        .unwrap_or_else(|e| errors::catalog_query_failed("forget the subject", e))
-        .unwrap_or(false)
+    privileges::require(Privilege::Admin, None);
+    let forgotten = keyring::forget_subject(subject.as_bytes());
+    let detail = forgotten.map(|id| {
+        let id: String = id.iter().map(|b| format!("{b:02x}")).collect();
+        format!("subject id {id}")
     });
-    announce_change();
-    let outcome = if forgotten { "ok" } else { "unknown subject" };
-    audit("forget_subject", None, None, Some(subject), outcome);
-    forgotten
+    let outcome = if forgotten.is_some() { "ok" } else { "unknown subject" };
+    audit("forget_subject", None, None, detail.as_deref(), outcome);
+    forgotten.is_some()
 }
 
 /// Moves the keyring to a new root key: every data key is unwrapped with the session's
@@ -214,7 +220,8 @@ fn forget_subject(subject: &str) -> bool {
 /// Pass the new key as a bind parameter; statements naming rewrap are kept out of the log.
 #[pg_extern(volatile, parallel_unsafe)]
 fn rewrap(new_key: &str) -> i64 {
-    log_redaction::hide_current_statement_from_activity();
+    log_redaction::current_statement_carries_secret();
+    privileges::require(Privilege::Admin, None);
     let new_root = RootKey::parse(new_key).unwrap_or_else(|e| errors::invalid_new_key(e));
     let old = custody::require_fingerprint();
     let rewrapped = rewrap_keyring(&new_root);
@@ -278,6 +285,7 @@ pub fn rewrap_keyring(new_root: &RootKey) -> i64 {
 /// records the unlock in the audit log, and returns the root's fingerprint.
 #[pg_extern(volatile, parallel_unsafe)]
 fn unlock() -> String {
+    privileges::require(Privilege::Unlock, None);
     let (source, took) = if vault_unlock::configured() {
         vault_unlock::unlock()
     } else {
@@ -300,6 +308,7 @@ fn unlock() -> String {
 /// every key version of every class with its state and age.
 #[pg_extern(stable, parallel_unsafe)]
 fn status() -> JsonB {
+    privileges::require(Privilege::Admin, None);
     let fingerprint = custody::fingerprint().map(|f| f.to_string());
     let source = custody::source();
     as_owner(|| {

@@ -6,17 +6,23 @@
 //! caller created can stand in for a function, operator or type they use.
 
 use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
 use std::ffi::CStr;
 
 use akko_crypt_core::envelope::SubjectId;
 use akko_crypt_core::wrap::{new_subject, SUBJECT_SALT_LEN};
-use akko_crypt_core::{ClassName, DataKey, DataKeyMaterial, UnwrapError};
+use akko_crypt_core::{ClassName, DataKeyMaterial, UnwrapError};
 use pgrx::datum::DatumWithOid;
 use pgrx::pg_sys;
 use pgrx::prelude::*;
 
+use crate::custody::KeyEntry;
 use crate::local_settings::with_settings;
-use crate::{classes, custody, errors};
+use crate::privileges::{self, Privilege};
+use crate::{blind_index, classes, custody, errors};
+
+/// Sessions that seal for many subjects would otherwise remember every subject's id forever.
+const MAX_CACHED_SUBJECTS: usize = 4096;
 
 thread_local! {
     /// Bumped whenever the keyring or subjects table may have changed, here or in another
@@ -26,13 +32,17 @@ thread_local! {
     static WATCHED: Cell<[pg_sys::Oid; 2]> = const { Cell::new([pg_sys::InvalidOid; 2]) };
     static ACTIVE: RefCell<ActiveVersions> = RefCell::new(ActiveVersions::default());
     static OWNER: Cell<(u64, pg_sys::Oid)> = const { Cell::new((0, pg_sys::InvalidOid)) };
+    /// The role that called into akko_crypt, while `as_owner` runs as the extension owner.
+    static CALLER: Cell<Option<pg_sys::Oid>> = const { Cell::new(None) };
 }
 
 #[derive(Default)]
 struct ActiveVersions {
     generation: u64,
     versions: Vec<(String, u32)>,
-    subjects: Vec<(Vec<u8>, SubjectId)>,
+    subjects: HashMap<Vec<u8>, SubjectId>,
+    /// The blind_index key versions that subject lookups are keyed under.
+    lookup_versions: Option<Vec<u32>>,
 }
 
 impl ActiveVersions {
@@ -41,6 +51,7 @@ impl ActiveVersions {
         if self.generation != generation {
             self.versions.clear();
             self.subjects.clear();
+            self.lookup_versions = None;
             self.generation = generation;
         }
         self
@@ -107,17 +118,22 @@ unsafe extern "C-unwind" fn on_relcache_invalidation(_arg: pg_sys::Datum, relid:
     }
 }
 
+/// The OID of the extension's table `name`.
+pub fn extension_table(name: &CStr) -> pg_sys::Oid {
+    unsafe {
+        let schema = pg_sys::get_namespace_oid(c"akko_crypt".as_ptr(), true);
+        if schema == pg_sys::InvalidOid {
+            errors::extension_missing();
+        }
+        pg_sys::get_relname_relid(name.as_ptr(), schema)
+    }
+}
+
 fn watch_tables() {
     if WATCHED.with(Cell::get)[0] != pg_sys::InvalidOid {
         return;
     }
-    let oids = unsafe {
-        let schema = pg_sys::get_namespace_oid(c"akko_crypt".as_ptr(), false);
-        [
-            pg_sys::get_relname_relid(c"keyring".as_ptr(), schema),
-            pg_sys::get_relname_relid(c"subjects".as_ptr(), schema),
-        ]
-    };
+    let oids = [extension_table(c"keyring"), extension_table(c"subjects")];
     WATCHED.with(|w| w.set(oids));
 }
 
@@ -130,32 +146,52 @@ pub fn announce_change() {
     bump_generation();
 }
 
+/// The extension owner. Refuses to go on (55000) when the extension in this database is at
+/// another version than this library: its tables and functions are not the ones this code
+/// reads and guards until `ALTER EXTENSION akko_crypt UPDATE` has run.
 fn extension_owner() -> pg_sys::Oid {
     let generation = generation();
     let (cached_at, owner) = OWNER.with(Cell::get);
     if cached_at == generation {
         return owner;
     }
-    let owner = read_one::<pg_sys::Oid>(
+    let (owner, version) = read_row(
         "find the extension owner",
-        "SELECT extowner FROM pg_catalog.pg_extension WHERE extname OPERATOR(pg_catalog.=) 'akko_crypt'",
+        "SELECT extowner, extversion FROM pg_catalog.pg_extension \
+         WHERE extname OPERATOR(pg_catalog.=) 'akko_crypt'",
         &[],
+        |row| row.get_two::<pg_sys::Oid, String>(),
     )
     .unwrap_or_else(|| errors::extension_missing());
+    let owner = owner.unwrap_or_else(|| errors::extension_missing());
+    let version = version.unwrap_or_default();
+    if version != env!("CARGO_PKG_VERSION") {
+        errors::extension_outdated(&version);
+    }
     OWNER.with(|o| o.set((generation, owner)));
     owner
 }
 
+/// The role on whose behalf akko_crypt runs: the current user, or inside [`as_owner`] the
+/// one who called it. Privilege checks and the audit log name this role.
+pub fn caller() -> pg_sys::Oid {
+    CALLER
+        .with(Cell::get)
+        .unwrap_or_else(|| unsafe { pg_sys::GetUserId() })
+}
+
 /// Gives the caller back their identity when the privileged section returns. On an error,
-/// transaction or subtransaction abort restores it, as it does for SECURITY DEFINER
-/// functions.
+/// transaction or subtransaction abort restores the user, as it does for SECURITY DEFINER
+/// functions; the recorded caller is restored in every case.
 struct RestoreCaller {
     user: pg_sys::Oid,
     context: i32,
+    outer_caller: Option<pg_sys::Oid>,
 }
 
 impl Drop for RestoreCaller {
     fn drop(&mut self) {
+        CALLER.with(|c| c.set(self.outer_caller));
         if !std::thread::panicking() {
             unsafe { pg_sys::SetUserIdAndSecContext(self.user, self.context) };
         }
@@ -171,7 +207,12 @@ pub fn as_owner<R>(f: impl FnOnce() -> R) -> R {
     let mut user = pg_sys::InvalidOid;
     let mut context = 0;
     unsafe { pg_sys::GetUserIdAndSecContext(&mut user, &mut context) };
-    let _restore = RestoreCaller { user, context };
+    let outer_caller = CALLER.with(|c| c.replace(Some(c.get().unwrap_or(user))));
+    let _restore = RestoreCaller {
+        user,
+        context,
+        outer_caller,
+    };
     with_settings(&[(c"search_path", c"pg_catalog, pg_temp")], || {
         unsafe {
             pg_sys::SetUserIdAndSecContext(
@@ -225,17 +266,25 @@ fn select_active_version(class: ClassName<'_>) -> Option<u32> {
 }
 
 /// Refuses to add a key under a root other than the one the keyring already uses: data
-/// sealed under two roots would need both to open.
+/// sealed under two roots would need both to open. The first key of an empty keyring fixes
+/// its root, so only a key administrator may write it: otherwise a role that may seal could
+/// claim a new database's keyring with a key of its own.
 pub fn require_keyring_root() {
     let session = custody::require_fingerprint();
-    let other = read_one::<String>(
+    let (other, any) = read_row(
         "read the keyring",
-        "SELECT root_fingerprint FROM akko_crypt.keyring \
-         WHERE state <> 'destroyed' AND root_fingerprint <> $1 LIMIT 1",
+        "SELECT (SELECT root_fingerprint FROM akko_crypt.keyring \
+                 WHERE state <> 'destroyed' AND root_fingerprint <> $1 LIMIT 1), \
+                EXISTS (SELECT FROM akko_crypt.keyring WHERE state <> 'destroyed')",
         &[session.to_string().into()],
-    );
+        |row| row.get_two::<String, bool>(),
+    )
+    .unwrap_or((None, None));
     if let Some(other) = other {
         errors::wrong_root(&session.to_string(), &other);
+    }
+    if any != Some(true) && !privileges::held(Privilege::Admin, None) {
+        errors::keyring_claim_needs_admin();
     }
 }
 
@@ -276,26 +325,44 @@ fn create_first_version(class: ClassName<'_>) -> u32 {
     select_active_version(class).unwrap_or_else(|| errors::no_active_version(class.as_str()))
 }
 
-/// Runs `f` with the key for `class`/`version` (and `subject`), unwrapping and deriving it
-/// on first use in this session.
-pub fn with_key<R>(
+/// Runs `f` with the key entry of `class`/`version` (and `subject`): the data key, or the
+/// subject's key, and the keys derived from it. Unwrapped and derived on first use in this
+/// session.
+pub fn with_entry<R>(
     class: ClassName<'_>,
     version: u32,
     subject: Option<&SubjectId>,
-    f: impl FnOnce(&DataKey) -> R,
+    f: impl FnOnce(&mut KeyEntry) -> R,
+) -> R {
+    match subject {
+        None => cached_or_made(class, version, None, || unwrap_from_keyring(class, version), f),
+        Some(id) => {
+            let subject_key = || {
+                let salt = subject_salt(id);
+                let from_data_key = |data_key: &mut KeyEntry| data_key.material().subject_material(id, &salt);
+                cached_or_made(class, version, None, || unwrap_from_keyring(class, version), from_data_key)
+            };
+            cached_or_made(class, version, subject, subject_key, f)
+        }
+    }
+}
+
+/// Runs `f` with the cached entry, or with one made from `material` and then cached.
+fn cached_or_made<R>(
+    class: ClassName<'_>,
+    version: u32,
+    subject: Option<&SubjectId>,
+    material: impl FnOnce() -> DataKeyMaterial,
+    f: impl FnOnce(&mut KeyEntry) -> R,
 ) -> R {
     let generation = generation();
-    let f = match custody::with_cached_key(class.as_str(), version, subject, generation, f) {
+    let f = match custody::with_cached_entry(class.as_str(), version, subject, generation, f) {
         Ok(result) => return result,
         Err(f) => f,
     };
-    let salt = subject.map(subject_salt);
-    let key = with_material(class, version, |material| match (subject, &salt) {
-        (Some(id), Some(salt)) => material.subject_key(id, salt),
-        _ => material.cipher(),
-    });
-    let result = f(&key);
-    custody::remember_key(class.as_str(), version, subject, generation, key);
+    let mut entry = KeyEntry::new(class.as_str(), version, subject.copied(), material());
+    let result = f(&mut entry);
+    custody::remember_entry(generation, entry);
     result
 }
 
@@ -306,16 +373,7 @@ pub fn with_material<R>(
     version: u32,
     f: impl FnOnce(&DataKeyMaterial) -> R,
 ) -> R {
-    let generation = generation();
-    match custody::with_cached_material(class.as_str(), version, generation, f) {
-        Ok(result) => result,
-        Err(f) => {
-            let material = unwrap_from_keyring(class, version);
-            let result = f(&material);
-            custody::remember_material(class.as_str(), version, generation, material);
-            result
-        }
-    }
+    with_entry(class, version, None, |entry| f(entry.material()))
 }
 
 fn unwrap_from_keyring(class: ClassName<'_>, version: u32) -> DataKeyMaterial {
@@ -349,70 +407,198 @@ fn unwrap_from_keyring(class: ClassName<'_>, version: u32) -> DataKeyMaterial {
     })
 }
 
-/// The id of `subject` (text in the database encoding), created with a fresh random salt
-/// on first use.
-pub fn subject_id(subject: &[u8]) -> SubjectId {
-    let cached = ACTIVE.with(|a| {
-        a.borrow_mut()
-            .current()
-            .subjects
-            .iter()
-            .find(|(name, _)| name == subject)
-            .map(|(_, id)| *id)
+/// The blind_index key versions subject lookups are keyed under: those of the stored
+/// subjects, and the active one, which new subjects use.
+fn lookup_versions() -> Vec<u32> {
+    let cached = ACTIVE.with(|a| a.borrow_mut().current().lookup_versions.clone());
+    if let Some(versions) = cached {
+        return versions;
+    }
+    let generation = generation();
+    let active = active_version(blind_index::class());
+    let mut versions: Vec<u32> = as_owner(|| {
+        read_one::<Vec<i32>>(
+            "read the subjects",
+            "SELECT array_agg(DISTINCT lookup_version) FROM akko_crypt.subjects \
+             WHERE lookup_version IS NOT NULL",
+            &[],
+        )
+    })
+    .unwrap_or_default()
+    .into_iter()
+    .map(|v| v as u32)
+    .collect();
+    versions.retain(|&v| v != active);
+    versions.insert(0, active);
+    ACTIVE.with(|a| {
+        let mut a = a.borrow_mut();
+        if a.generation == generation {
+            a.lookup_versions = Some(versions.clone());
+        }
     });
+    versions
+}
+
+/// The lookup hash of subject name `name` (in the database encoding) under each lookup
+/// version, the active one first. The hash is of the name's UTF-8 form, whatever the
+/// database encoding.
+fn subject_lookups(name: &[u8]) -> Vec<(u32, Vec<u8>)> {
+    let utf8 = unsafe { utf8_of(name) };
+    lookup_versions()
+        .into_iter()
+        .map(|version| {
+            let lookup = with_material(blind_index::class(), version, |m| m.subject_lookup(&utf8));
+            (version, lookup.to_vec())
+        })
+        .collect()
+}
+
+/// Text in the database encoding, as UTF-8.
+unsafe fn utf8_of(server: &[u8]) -> Vec<u8> {
+    if crate::sealing::database_is_utf8() {
+        return server.to_vec();
+    }
+    let utf8 = pg_sys::pg_server_to_any(
+        server.as_ptr().cast(),
+        server.len() as i32,
+        pg_sys::pg_enc::PG_UTF8 as i32,
+    );
+    CStr::from_ptr(utf8).to_bytes().to_vec()
+}
+
+/// The id of `subject` (text in the database encoding), created with a fresh random salt
+/// on first use. The subjects table keeps a keyed hash of the name, never the name.
+pub fn subject_id(subject: &[u8]) -> SubjectId {
+    let cached = ACTIVE.with(|a| a.borrow_mut().current().subjects.get(subject).copied());
     if let Some(id) = cached {
         return id;
     }
     let generation = generation();
-    let stored = if unsafe { pg_sys::IsInParallelMode() } {
-        registered_subject(subject).or_else(|| {
+    let lookups = subject_lookups(subject);
+    let stored = find_subject(subject, &lookups).or_else(|| {
+        if unsafe { pg_sys::IsInParallelMode() } {
             errors::keyring_write_in_parallel_query(
                 "the first seal for a new subject registers it in the keyring".to_owned(),
             )
-        })
-    } else {
-        register_subject(subject)
-    };
+        }
+        register_subject(&lookups[0])
+    });
     let id: SubjectId = stored
         .and_then(|bytes| bytes.try_into().ok())
         .unwrap_or_else(|| errors::subject_forgotten());
     ACTIVE.with(|a| {
         let mut a = a.borrow_mut();
         if a.generation == generation {
-            a.subjects.push((subject.to_vec(), id));
+            if a.subjects.len() >= MAX_CACHED_SUBJECTS {
+                a.subjects.clear();
+            }
+            a.subjects.insert(subject.to_vec(), id);
         }
     });
     id
 }
 
-fn registered_subject(subject: &[u8]) -> Option<Vec<u8>> {
-    as_owner(|| {
-        read_one::<Vec<u8>>(
-            "read the subject",
-            "SELECT id FROM akko_crypt.subjects WHERE subject = $1",
-            &[text_datum(subject)],
-        )
-    })
+fn lookup_array(lookups: &[(u32, Vec<u8>)]) -> DatumWithOid<'static> {
+    DatumWithOid::from(lookups.iter().map(|(_, l)| l.clone()).collect::<Vec<_>>())
 }
 
-/// The id of `subject`, registered with a fresh random salt if it is new.
-fn register_subject(subject: &[u8]) -> Option<Vec<u8>> {
+/// The id of a stored subject, found by its lookup hash, or by the name a release before
+/// 0.3.0 kept, which is then replaced by its hash (where the transaction may write).
+fn find_subject(name: &[u8], lookups: &[(u32, Vec<u8>)]) -> Option<Vec<u8>> {
+    let (id, legacy) = as_owner(|| {
+        read_row(
+            "read the subject",
+            "SELECT id, lookup IS NULL FROM akko_crypt.subjects \
+             WHERE lookup = ANY ($1) OR legacy_name = $2 LIMIT 1",
+            &[lookup_array(lookups), text_datum(name)],
+            |row| row.get_two::<Vec<u8>, bool>(),
+        )
+        .unwrap_or((None, None))
+    });
+    if legacy == Some(true) && !unsafe { pg_sys::IsInParallelMode() } {
+        hash_legacy_name(name, &lookups[0]);
+    }
+    id
+}
+
+fn hash_legacy_name(name: &[u8], (version, lookup): &(u32, Vec<u8>)) {
+    as_owner(|| {
+        Spi::run_with_args(
+            "UPDATE akko_crypt.subjects SET lookup = $2, lookup_version = $3, legacy_name = NULL \
+             WHERE legacy_name = $1",
+            &[text_datum(name), lookup.clone().into(), (*version as i32).into()],
+        )
+        .unwrap_or_else(|e| errors::catalog_query_failed("hash the subject's name", e))
+    });
+}
+
+/// Replaces every subject name a release before 0.3.0 kept by its keyed hash; returns how
+/// many. Needs the root key, as the hash is keyed.
+#[pg_extern(volatile, parallel_unsafe)]
+fn hash_subject_names() -> i64 {
+    privileges::require(Privilege::Admin, None);
+    let names: Vec<Vec<u8>> = as_owner(|| {
+        Spi::connect(|client| {
+            client
+                .select(
+                    "SELECT convert_to(legacy_name, getdatabaseencoding()) FROM akko_crypt.subjects \
+                     WHERE legacy_name IS NOT NULL",
+                    None,
+                    &[],
+                )?
+                .map(|row| row.get::<Vec<u8>>(1).map(Option::unwrap_or_default))
+                .collect::<Result<Vec<_>, pgrx::spi::Error>>()
+        })
+        .unwrap_or_else(|e| errors::catalog_query_failed("read the subjects", e))
+    });
+    for name in &names {
+        hash_legacy_name(name, &subject_lookups(name)[0]);
+    }
+    announce_change();
+    let hashed = names.len() as i64;
+    audit("hash_subject_names", None, None, Some(&format!("{hashed} names")), "ok");
+    hashed
+}
+
+/// Registers a subject with a fresh random id and salt under lookup hash `lookup`; returns
+/// its id (another session's, if it registered the same subject first).
+fn register_subject((version, lookup): &(u32, Vec<u8>)) -> Option<Vec<u8>> {
     let (id, salt) = new_subject().unwrap_or_else(|_| errors::randomness_unavailable());
     as_owner(|| {
         Spi::get_one_with_args::<Vec<u8>>(
             "WITH created AS (\
-               INSERT INTO akko_crypt.subjects (subject, id, salt) VALUES ($1, $2, $3) \
-               ON CONFLICT (subject) DO NOTHING RETURNING id) \
+               INSERT INTO akko_crypt.subjects (lookup, lookup_version, id, salt) VALUES ($1, $2, $3, $4) \
+               ON CONFLICT (lookup) DO NOTHING RETURNING id) \
              SELECT id FROM created UNION ALL \
-             SELECT id FROM akko_crypt.subjects WHERE subject = $1 LIMIT 1",
+             SELECT id FROM akko_crypt.subjects WHERE lookup = $1 LIMIT 1",
             &[
-                text_datum(subject),
+                lookup.clone().into(),
+                (*version as i32).into(),
                 id.to_vec().into(),
                 salt.to_vec().into(),
             ],
         )
         .unwrap_or_else(|e| errors::catalog_query_failed("register the subject", e))
     })
+}
+
+/// Deletes the salt of subject `name`; returns the subject's id if it existed.
+pub fn forget_subject(name: &[u8]) -> Option<SubjectId> {
+    let lookups = subject_lookups(name);
+    let id = as_owner(|| {
+        first_row(
+            "forget the subject",
+            Spi::get_one_with_args::<Vec<u8>>(
+                "WITH gone AS (DELETE FROM akko_crypt.subjects \
+                               WHERE lookup = ANY ($1) OR legacy_name = $2 RETURNING id) \
+                 SELECT id FROM gone LIMIT 1",
+                &[lookup_array(&lookups), text_datum(name)],
+            ),
+        )
+        .flatten()
+    });
+    announce_change();
+    id.and_then(|bytes| bytes.try_into().ok())
 }
 
 /// Text in the database encoding as a query argument, without a UTF-8 round trip.
@@ -435,8 +621,17 @@ fn subject_salt(id: &SubjectId) -> [u8; SUBJECT_SALT_LEN] {
         .unwrap_or_else(|| errors::subject_forgotten())
 }
 
+fn role_name(role: pg_sys::Oid) -> String {
+    unsafe {
+        CStr::from_ptr(pg_sys::GetUserNameFromId(role, false))
+            .to_string_lossy()
+            .into_owned()
+    }
+}
+
 /// Appends to akko_crypt.audit_log (as the owner, since nobody else may write it) and to
-/// the server log, which also keeps what a rolled-back transaction loses.
+/// the server log, which also keeps what a rolled-back transaction loses. The role recorded
+/// is the one that called akko_crypt, even from inside a section that runs as the owner.
 pub fn audit(
     operation: &str,
     class: Option<&str>,
@@ -444,16 +639,8 @@ pub fn audit(
     detail: Option<&str>,
     outcome: &str,
 ) {
-    let (role, session_role) = unsafe {
-        (
-            CStr::from_ptr(pg_sys::GetUserNameFromId(pg_sys::GetUserId(), false))
-                .to_string_lossy()
-                .into_owned(),
-            CStr::from_ptr(pg_sys::GetUserNameFromId(pg_sys::GetSessionUserId(), false))
-                .to_string_lossy()
-                .into_owned(),
-        )
-    };
+    let role = role_name(caller());
+    let session_role = role_name(unsafe { pg_sys::GetSessionUserId() });
     pgrx::log!(
         "akko_crypt audit: {operation} class={} version={} by {role} (session {session_role}): {outcome}{}",
         class.unwrap_or("-"),

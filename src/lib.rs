@@ -20,16 +20,23 @@ mod blind_index;
 mod classes;
 mod columns;
 mod custody;
+mod datum;
+mod ddl;
 mod errors;
+mod guc_internals;
 mod key_lifecycle;
 mod keyring;
 mod local_settings;
 mod log_redaction;
 mod parallel;
+mod privileges;
+mod protect;
 mod protect_trigger;
 mod reencrypt;
+mod registry;
 mod sealing;
 mod vault_unlock;
+mod views;
 
 ::pgrx::pg_module_magic!(name, version);
 
@@ -38,17 +45,6 @@ extension_sql_file!(
     "../sql/keyring.sql",
     name = "keyring",
     requires = ["bootstrap"]
-);
-extension_sql_file!(
-    "../sql/protect.sql",
-    name = "protect",
-    requires = [
-        "keyring",
-        "sealing",
-        "columns",
-        "protect_trigger",
-        "blind_index"
-    ]
 );
 
 #[pg_guard]
@@ -68,6 +64,7 @@ pub extern "C-unwind" fn _PG_init() {
     }
     custody::init();
     keyring::init();
+    privileges::init();
     key_lifecycle::init();
     log_redaction::init();
     vault_unlock::init();

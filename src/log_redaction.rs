@@ -1,18 +1,39 @@
-//! Keeps statements that set the key out of the server log and pg_stat_activity.
+//! Keeps keys out of the server log and pg_stat_activity.
 //!
 //! `log_statement`, `log_min_duration_statement`, auto_explain and error reports would
-//! otherwise write `SET akko_crypt.key = '...'`, or the bind parameters of
-//! `set_config('akko_crypt.key', $1, ...)`, to the server log.
+//! otherwise write a key to the server log: in the statement (`SET akko_crypt.key = '...'`,
+//! `EXECUTE setkey('...')`), in the bind parameters PostgreSQL logs as DETAIL or CONTEXT
+//! (`set_config($1, $2, false)`, a wrapper function's `$1`), or in a plan's query text. Three
+//! rules, applied to every message part of every report:
+//!
+//! - a statement that carried a key (one whose value reached the key's check hook, however
+//!   it was spelt, or `rewrap`), or whose text names the key parameter or holds anything
+//!   shaped like a key, is never logged: not as STATEMENT, not in CONTEXT, and the
+//!   statement and plan logs it causes are replaced whole;
+//! - a DETAIL or CONTEXT that names the key parameter is dropped;
+//! - anything shaped like a key (64 hex digits, base64 of 32 bytes) is replaced wherever it
+//!   stands.
+//!
+//! pg_stat_activity shows the text of the statement running (or last run); the same
+//! statements are replaced there as soon as akko_crypt sees them: when the key's check hook
+//! runs, and when a report about the statement is logged (a statement that an aborted
+//! transaction refused never reaches the hook).
 
-use std::ffi::CStr;
+use std::cell::Cell;
+use std::ffi::{c_char, CStr};
 
-use akko_crypt_core::redaction::names_secret;
+use akko_crypt_core::redaction::{names_secret, redact_keys};
 use pgrx::pg_sys;
 use pgrx::prelude::*;
 
-const REDACTED_STATEMENT: &CStr = c"<akko_crypt: redacted, this entry names akko_crypt.key>";
+const REDACTED_STATEMENT: &CStr = c"<akko_crypt: redacted, this entry carried a key>";
 
 static mut PREVIOUS_EMIT_LOG_HOOK: pg_sys::emit_log_hook_type = None;
+
+thread_local! {
+    /// The statement (its text's address and its start) that akko_crypt saw carry a key.
+    static SECRET_STATEMENT: Cell<Option<(usize, i64)>> = const { Cell::new(None) };
+}
 
 pub fn init() {
     unsafe {
@@ -21,42 +42,94 @@ pub fn init() {
     }
 }
 
-unsafe fn c_names_secret(text: *const std::ffi::c_char) -> bool {
-    !text.is_null() && names_secret(CStr::from_ptr(text).to_bytes())
-}
-
-#[pg_guard]
-unsafe extern "C-unwind" fn redact(edata: *mut pg_sys::ErrorData) {
-    let e = &mut *edata;
-    if c_names_secret(pg_sys::debug_query_string) {
-        e.hide_stmt = true;
-        e.context = std::ptr::null_mut();
-        e.internalquery = std::ptr::null_mut();
-    }
-    // Below ERROR these are the server's statement and plan logs, which quote the statement
-    // and its parameters; our own errors that name the parameter carry no value and stay.
-    if e.elevel < PgLogLevel::ERROR as i32 && c_names_secret(e.message) {
-        e.message = pg_sys::pstrdup(REDACTED_STATEMENT.as_ptr());
-        e.detail = std::ptr::null_mut();
-        e.detail_log = std::ptr::null_mut();
-    }
-    if c_names_secret(e.context) {
-        e.context = std::ptr::null_mut();
-    }
-    if let Some(previous) = PREVIOUS_EMIT_LOG_HOOK {
-        previous(edata);
-    }
-}
-
-/// pg_stat_activity shows the text of the statement running (or last run); when that text
-/// sets the key, replace it before anyone can read it.
-pub fn hide_current_statement_from_activity() {
+fn current_statement() -> Option<(usize, i64)> {
     unsafe {
-        if c_names_secret(pg_sys::debug_query_string) {
+        let text = pg_sys::debug_query_string;
+        (!text.is_null()).then(|| (text as usize, pg_sys::GetCurrentStatementStartTimestamp()))
+    }
+}
+
+/// Records that the statement running now carried a key, and replaces its text in
+/// pg_stat_activity.
+pub fn current_statement_carries_secret() {
+    SECRET_STATEMENT.with(|s| s.set(current_statement()));
+    hide_statement_from_activity();
+}
+
+fn hide_statement_from_activity() {
+    unsafe {
+        if !pg_sys::MyBEEntry.is_null() {
             pg_sys::pgstat_report_activity(
                 pg_sys::BackendState::STATE_RUNNING,
                 REDACTED_STATEMENT.as_ptr(),
             );
         }
+    }
+}
+
+unsafe fn text_of<'a>(text: *const c_char) -> Option<&'a [u8]> {
+    (!text.is_null()).then(|| CStr::from_ptr(text).to_bytes())
+}
+
+fn statement_is_secret() -> bool {
+    let marked = SECRET_STATEMENT.with(Cell::get);
+    if marked.is_some() && marked == current_statement() {
+        return true;
+    }
+    unsafe { text_of(pg_sys::debug_query_string) }
+        .is_some_and(|text| names_secret(text) || redact_keys(text).is_some())
+}
+
+/// Replaces every key-shaped token of a message part, in a palloc'd copy.
+unsafe fn redact_tokens(field: &mut *mut c_char) {
+    if let Some(redacted) = text_of(*field).and_then(redact_keys) {
+        let copy = pg_sys::palloc(redacted.len() + 1).cast::<u8>();
+        std::ptr::copy_nonoverlapping(redacted.as_ptr(), copy, redacted.len());
+        *copy.add(redacted.len()) = 0;
+        *field = copy.cast();
+    }
+}
+
+#[pg_guard]
+unsafe extern "C-unwind" fn redact(edata: *mut pg_sys::ErrorData) {
+    let e = &mut *edata;
+    // Below ERROR these are the server's statement and plan logs, which quote the statement
+    // and its parameters; our own errors that name the parameter carry no value and stay.
+    let statement_log = e.elevel < PgLogLevel::ERROR as i32;
+    if statement_is_secret() {
+        e.hide_stmt = true;
+        e.context = std::ptr::null_mut();
+        e.internalquery = std::ptr::null_mut();
+        if statement_log {
+            e.message = pg_sys::pstrdup(REDACTED_STATEMENT.as_ptr());
+            e.detail = std::ptr::null_mut();
+            e.detail_log = std::ptr::null_mut();
+        }
+        if e.elevel < PgLogLevel::FATAL as i32 {
+            hide_statement_from_activity();
+        }
+    }
+    if statement_log && text_of(e.message).is_some_and(names_secret) {
+        e.message = pg_sys::pstrdup(REDACTED_STATEMENT.as_ptr());
+        e.detail = std::ptr::null_mut();
+        e.detail_log = std::ptr::null_mut();
+    }
+    for part in [&mut e.detail, &mut e.detail_log, &mut e.context] {
+        if text_of(*part).is_some_and(names_secret) {
+            *part = std::ptr::null_mut();
+        }
+    }
+    for part in [
+        &mut e.message,
+        &mut e.detail,
+        &mut e.detail_log,
+        &mut e.hint,
+        &mut e.context,
+        &mut e.internalquery,
+    ] {
+        redact_tokens(part);
+    }
+    if let Some(previous) = PREVIOUS_EMIT_LOG_HOOK {
+        previous(edata);
     }
 }

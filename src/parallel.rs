@@ -1,7 +1,8 @@
-//! Parallel queries. seal_pii and open_pii are PARALLEL SAFE: each worker receives the key
-//! its leader held when the query started (custody's handoff), and nothing can load a key
-//! while a parallel query runs. So a session that would unlock from Vault on first use
-//! does so before a parallel plan that calls either function starts, not inside it.
+//! Parallel queries. seal_pii and open_pii are PARALLEL SAFE: as a parallel plan starts,
+//! the leader hands its workers the key it holds at that moment (custody's handoff), and
+//! nothing can load a key while a parallel query runs. So a session that would unlock from
+//! Vault on first use does so before a parallel plan that calls either function starts, not
+//! inside it.
 
 use crate::keyring::read_one;
 use crate::{custody, vault_unlock};
@@ -13,24 +14,24 @@ static mut PREVIOUS_EXECUTOR_START: pg_sys::ExecutorStart_hook_type = None;
 pub fn init() {
     unsafe {
         PREVIOUS_EXECUTOR_START = pg_sys::ExecutorStart_hook;
-        pg_sys::ExecutorStart_hook = Some(unlock_before_parallel_plan);
+        pg_sys::ExecutorStart_hook = Some(before_parallel_plan);
     }
 }
 
 #[pg_guard]
-unsafe extern "C-unwind" fn unlock_before_parallel_plan(
-    query_desc: *mut pg_sys::QueryDesc,
-    eflags: i32,
-) {
+unsafe extern "C-unwind" fn before_parallel_plan(query_desc: *mut pg_sys::QueryDesc, eflags: i32) {
     let plan = (*query_desc).plannedstmt;
     if (*plan).parallelModeNeeded
         && eflags & pg_sys::EXEC_FLAG_EXPLAIN_ONLY as i32 == 0
         && !pg_sys::IsInParallelMode()
-        && custody::fingerprint().is_none()
-        && vault_unlock::would_unlock_lazily()
-        && calls_key_functions(plan)
     {
-        vault_unlock::lazy_unlock();
+        if custody::fingerprint().is_none()
+            && vault_unlock::would_unlock_lazily()
+            && calls_key_functions(plan)
+        {
+            vault_unlock::lazy_unlock();
+        }
+        custody::prepare_parallel_handoff();
     }
     match PREVIOUS_EXECUTOR_START {
         Some(previous) => previous(query_desc, eflags),
@@ -57,11 +58,11 @@ unsafe fn calls_key_functions(plan: *mut pg_sys::PlannedStmt) -> bool {
 
 fn key_function_hashes() -> Vec<u32> {
     let oids = read_one::<Vec<pg_sys::Oid>>(
-        "find seal_pii and open_pii",
+        "find the functions that seal and open",
         "SELECT pg_catalog.array_agg(p.oid) FROM pg_catalog.pg_proc p \
          JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) p.pronamespace \
          WHERE n.nspname OPERATOR(pg_catalog.=) 'akko_crypt' \
-           AND p.prosrc OPERATOR(pg_catalog.=) ANY ('{akko_seal_pii,akko_open_pii}')",
+           AND p.prosrc OPERATOR(pg_catalog.=) ANY ('{akko_seal_pii,akko_open_pii,akko_open_text,akko_open_value,akko_open_pii_jsonb}')",
         &[],
     )
     .unwrap_or_default();

@@ -3,10 +3,14 @@
 //!
 //! It is the one place where plaintext becomes ciphertext for a protected column, so a
 //! value is sealed the same way whether it arrives through the decrypting view, straight
-//! into the table, by COPY, or from a row that a migration batch touches. What each table
-//! protects is read from `akko_crypt.protected_columns` once per backend and kept until a
-//! relcache invalidation of the table (protect and unprotect recreate the trigger, which
-//! sends one), so a row costs no catalog query.
+//! into the table, by COPY, or from a row that a migration batch touches. An envelope
+//! written into a protected column is authenticated before it is stored: it must open,
+//! under the column's class, bound to this row if the column binds values, and hold a
+//! valid value of the column's type; so only a role that may open the class can write one,
+//! and nothing shaped like an envelope is ever stored unopened. What each table protects is
+//! read from `akko_crypt.protected_columns` once per backend and kept until a relcache
+//! invalidation of the table (protect and unprotect recreate the trigger, which sends one),
+//! so a row costs no catalog query.
 
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -18,20 +22,21 @@ use akko_crypt_core::column::{
     BLIND_INDEX_LEN,
 };
 use akko_crypt_core::envelope::MAGIC;
-use akko_crypt_core::{ClassName, Envelope};
+use akko_crypt_core::ClassName;
 use pgrx::pg_sys;
-use pgrx::pg_sys::panic::CaughtError;
 use pgrx::prelude::*;
-use zeroize::{Zeroize, Zeroizing};
+use zeroize::Zeroizing;
 
-use crate::columns::{binding_id, bytea_datum, jsonb_envelope_of, key_text, output_function};
-use crate::keyring::{as_owner, read_row};
+use crate::columns::{jsonb_envelope_of, KeyOutput};
+use crate::datum::{bytea_datum, c_bytes_mut, datum_bytes, Wiped};
 use crate::local_settings::with_settings;
+use crate::privileges::{self, Privilege};
+use crate::registry::{self, Mode};
 use crate::sealing::{
-    c_bytes_mut, database_is_utf8, datum_bytes, jsonb_to_utf8, open_to_buffer, seal_to_varlena,
-    server_jsonb_in, server_to_utf8, wipe_utf8,
+    database_is_utf8, envelope_to_open, open_to_buffer, plaintext_input, seal_to_varlena,
+    server_jsonb_in, value_class, JsonText, ServerText,
 };
-use crate::{blind_index, classes, errors, keyring};
+use crate::{blind_index, ddl, errors};
 
 extension_sql!(
     r#"
@@ -81,9 +86,7 @@ pub struct OriginalType {
 }
 
 impl OriginalType {
-    pub fn parse(name: &str) -> OriginalType {
-        let c_name = CString::new(name).unwrap_or_else(|_| errors::bad_original_type(name));
-        let (mut oid, mut typmod) = (pg_sys::InvalidOid, -1);
+    pub fn of(oid: pg_sys::Oid, typmod: i32) -> OriginalType {
         let (mut input, mut io_param, mut output, mut is_varlena) = (
             pg_sys::InvalidOid,
             pg_sys::InvalidOid,
@@ -92,13 +95,12 @@ impl OriginalType {
         );
         let (mut category, mut preferred) = (0 as c_char, false);
         unsafe {
-            pg_sys::parseTypeString(c_name.as_ptr(), &mut oid, &mut typmod, false);
             pg_sys::getTypeInputInfo(oid, &mut input, &mut io_param);
             pg_sys::getTypeOutputInfo(oid, &mut output, &mut is_varlena);
             pg_sys::get_type_category_preferred(oid, &mut category, &mut preferred);
         }
         OriginalType {
-            name: name.to_owned(),
+            name: ddl::type_display(oid, typmod),
             oid,
             typmod,
             input,
@@ -111,7 +113,8 @@ impl OriginalType {
 
     /// json and jsonb values are sealed as the document itself, others as a JSON string.
     fn is_json(&self) -> bool {
-        self.oid == pg_sys::JSONBOID || self.oid == pg_sys::JSONOID
+        let base = unsafe { pg_sys::getBaseType(self.oid) };
+        base == pg_sys::JSONBOID || base == pg_sys::JSONOID
     }
 
     /// The value's text as its type writes it, from text as a user wrote it. Errors name
@@ -125,22 +128,18 @@ impl OriginalType {
         }
         unsafe {
             let server = to_server_cstring(utf8);
-            let value = PgTryBuilder::new(|| {
-                pg_sys::InputFunctionCall(
-                    &mut function_info(self.input),
-                    server,
-                    self.io_param,
-                    self.typmod,
-                )
-            })
-            .catch_others(|error| match error {
-                CaughtError::PostgresError(report) | CaughtError::ErrorReport(report) => {
-                    errors::invalid_protected_value(column, &self.name, report.sql_error_code())
-                }
-                other => other.rethrow(),
-            })
-            .execute();
-            c_bytes_mut(server).zeroize();
+            let value = plaintext_input(
+                || {
+                    pg_sys::InputFunctionCall(
+                        &mut function_info(self.input),
+                        server.as_ptr().cast_mut().cast(),
+                        self.io_param,
+                        self.typmod,
+                    )
+                },
+                |code| errors::invalid_protected_value(column, &self.name, code),
+            );
+            drop(server);
             let output = if self.styled && !iso_styles_in_effect() {
                 with_settings(
                     &[(c"datestyle", c"ISO, YMD"), (c"intervalstyle", c"postgres")],
@@ -169,31 +168,31 @@ unsafe fn function_info(oid: pg_sys::Oid) -> pg_sys::FmgrInfo {
     info
 }
 
-/// A palloc'd, NUL-terminated copy of UTF-8 text in the server encoding.
-unsafe fn to_server_cstring(utf8: &str) -> *mut c_char {
+/// A palloc'd, NUL-terminated copy of UTF-8 text in the server encoding, wiped when the
+/// guard goes (the UTF-8 copy at once, if it was converted).
+unsafe fn to_server_cstring<'a>(utf8: &str) -> Wiped<'a> {
     let copy = pg_sys::palloc(utf8.len() + 1).cast::<u8>();
     std::ptr::copy_nonoverlapping(utf8.as_ptr(), copy, utf8.len());
     *copy.add(utf8.len()) = 0;
     let copy = copy.cast::<c_char>();
     if database_is_utf8() {
-        return copy;
+        return Wiped(std::slice::from_raw_parts_mut(copy.cast(), utf8.len() + 1));
     }
     let server = pg_sys::pg_any_to_server(copy, utf8.len() as i32, pg_sys::pg_enc::PG_UTF8 as i32);
     if server != copy {
-        c_bytes_mut(copy).zeroize();
+        drop(Wiped(c_bytes_mut(copy)));
     }
-    server
+    let len = CStr::from_ptr(server).to_bytes().len();
+    Wiped(std::slice::from_raw_parts_mut(server.cast(), len + 1))
 }
 
 /// An output function's text as UTF-8; the palloc'd text is wiped.
 unsafe fn from_server_cstring(text: *mut c_char) -> Zeroizing<String> {
-    let utf8 = server_to_utf8(text);
-    let owned = Zeroizing::new(String::from_utf8_lossy(utf8).into_owned());
-    wipe_utf8(utf8, text);
-    owned
+    let text = ServerText::wrap(text);
+    Zeroizing::new(String::from_utf8_lossy(text.utf8()).into_owned())
 }
 
-enum Mode {
+enum ColumnMode {
     Bytea(OriginalType),
     Jsonb,
 }
@@ -210,7 +209,7 @@ struct ColumnSpec {
     /// Index of the column in the row (attnum - 1).
     column: usize,
     class: String,
-    mode: Mode,
+    mode: ColumnMode,
     binding: BindingId,
     bound_to_row: bool,
     blind_index: Option<BlindIndex>,
@@ -221,22 +220,9 @@ struct ColumnSpec {
 
 struct TableSpec {
     columns: Vec<ColumnSpec>,
-    /// The primary key columns (index in the row, output function), for row-bound values.
-    key: Vec<(usize, pg_sys::Oid)>,
+    /// The primary key columns (index in the row, how they are written), for row-bound values.
+    key: Vec<(usize, KeyOutput)>,
 }
-
-type SpecRow = (
-    Option<String>,
-    Option<String>,
-    Option<String>,
-    Option<String>,
-    Option<bool>,
-    Option<Vec<u8>>,
-    Option<i32>,
-    Option<String>,
-    Option<String>,
-    Option<String>,
-);
 
 unsafe fn relation_name(relation: pg_sys::Relation) -> String {
     CStr::from_ptr((*(*relation).rd_rel).relname.data.as_ptr())
@@ -247,122 +233,63 @@ unsafe fn relation_name(relation: pg_sys::Relation) -> String {
 unsafe fn load_spec(relation: pg_sys::Relation) -> TableSpec {
     let relid = (*relation).rd_id;
     let tupdesc = (*relation).rd_att;
+    let natts = (*tupdesc).natts as usize;
+    let attrs = (*tupdesc).attrs.as_slice(natts);
     let table = relation_name(relation);
-    let (rows, key) = as_owner(|| {
-        let rows = Spi::connect(|client| {
-            client
-                .select(
-                    "SELECT col::text, class, mode, original_type, bind_row, binding_id, \
-                            bidx_key_version, bidx_normalize, bidx_col::text, plain_col::text \
-                     FROM akko_crypt.protected_columns WHERE tbl = $1 ORDER BY col",
-                    None,
-                    &[relid.into()],
-                )?
-                .map(|row| -> Result<SpecRow, pgrx::spi::Error> {
-                    Ok((
-                        row.get(1)?,
-                        row.get(2)?,
-                        row.get(3)?,
-                        row.get(4)?,
-                        row.get(5)?,
-                        row.get(6)?,
-                        row.get(7)?,
-                        row.get(8)?,
-                        row.get(9)?,
-                        row.get(10)?,
-                    ))
-                })
-                .collect::<Result<Vec<_>, _>>()
-        })
-        .unwrap_or_else(|e| errors::catalog_query_failed("read the protected columns", e));
-        let key = read_row(
-            "read the primary key",
-            "SELECT array_agg(k.attnum ORDER BY k.n) FROM pg_index i, \
-                    unnest(i.indkey::int2[]) WITH ORDINALITY AS k(attnum, n) \
-             WHERE i.indrelid = $1 AND i.indisprimary",
-            &[relid.into()],
-            |row| row.get_one::<Vec<i16>>(),
-        )
-        .flatten()
-        .unwrap_or_default();
-        (rows, key)
-    });
     let column_index = |name: &str, wanted: Option<pg_sys::Oid>| -> usize {
-        let natts = (*tupdesc).natts as usize;
-        let attrs = (*tupdesc).attrs.as_slice(natts);
         let found = attrs.iter().position(|a| {
             !a.attisdropped && CStr::from_ptr(a.attname.data.as_ptr()).to_bytes() == name.as_bytes()
         });
         let Some(i) = found else {
             errors::protected_column_missing(&table, name)
         };
-        if let Some(wanted) = wanted {
-            if attrs[i].atttypid != wanted {
-                errors::protected_column_retyped(&table, name);
-            }
+        if wanted.is_some_and(|wanted| attrs[i].atttypid != wanted) {
+            errors::protected_column_retyped(&table, name);
         }
         i
     };
-    let columns =
-        rows.into_iter()
-            .map(|row| {
-                let (
-                    name,
-                    class,
-                    mode,
-                    original,
-                    bound,
-                    binding,
-                    bidx_version,
-                    normalize,
-                    bidx,
-                    plain,
-                ) = row;
-                let name = name.unwrap_or_default();
-                let mode = match mode.as_deref() {
-                    Some("jsonb") => Mode::Jsonb,
-                    _ => Mode::Bytea(OriginalType::parse(original.as_deref().unwrap_or("text"))),
-                };
-                let stored_as = match mode {
-                    Mode::Jsonb => pg_sys::JSONBOID,
-                    Mode::Bytea(_) => pg_sys::BYTEAOID,
-                };
-                let plain = plain.map(|plain| {
-                    let i = column_index(&plain, None);
-                    let mut output = pg_sys::InvalidOid;
-                    let mut is_varlena = false;
-                    let attr = &(*tupdesc).attrs.as_slice(i + 1)[i];
-                    pg_sys::getTypeOutputInfo(attr.atttypid, &mut output, &mut is_varlena);
-                    (i, output)
-                });
-                ColumnSpec {
-                    column: column_index(&name, Some(stored_as)),
-                    class: class.unwrap_or_default(),
-                    mode,
-                    binding: binding_id(&binding.unwrap_or_default()),
-                    bound_to_row: bound.unwrap_or(false),
-                    blind_index: bidx.map(|bidx| BlindIndex {
-                        column: column_index(&bidx, Some(pg_sys::BYTEAOID)),
-                        key_version: bidx_version.unwrap_or(1) as u32,
-                        normalization: normalize
-                            .as_deref()
-                            .and_then(Normalization::parse)
-                            .unwrap_or(Normalization::None),
-                    }),
-                    plain,
-                    name,
-                }
-            })
-            .collect::<Vec<_>>();
-    let natts = (*tupdesc).natts as usize;
-    let key = key
+    let columns = registry::columns_of(relid)
         .into_iter()
-        .map(|attnum| {
+        .map(|p| {
+            let (mode, stored_as) = match p.mode {
+                Mode::Jsonb => (ColumnMode::Jsonb, pg_sys::JSONBOID),
+                Mode::Bytea => (
+                    ColumnMode::Bytea(OriginalType::of(p.original_type, p.original_typmod)),
+                    pg_sys::BYTEAOID,
+                ),
+            };
+            let plain = p.plain_col.as_deref().map(|plain| {
+                let i = column_index(plain, None);
+                let mut output = pg_sys::InvalidOid;
+                let mut is_varlena = false;
+                pg_sys::getTypeOutputInfo(attrs[i].atttypid, &mut output, &mut is_varlena);
+                (i, output)
+            });
+            ColumnSpec {
+                column: column_index(&p.col, Some(stored_as)),
+                class: p.class,
+                mode,
+                binding: p.binding_id,
+                bound_to_row: p.bind_row,
+                blind_index: p.bidx_col.as_deref().map(|bidx| BlindIndex {
+                    column: column_index(bidx, Some(pg_sys::BYTEAOID)),
+                    key_version: p.bidx_key_version.unwrap_or(1) as u32,
+                    normalization: p
+                        .bidx_normalize
+                        .as_deref()
+                        .and_then(Normalization::parse)
+                        .unwrap_or(Normalization::None),
+                }),
+                plain,
+                name: p.col,
+            }
+        })
+        .collect::<Vec<_>>();
+    let key = ddl::primary_key(relid)
+        .into_iter()
+        .map(|(attnum, _)| {
             let i = attnum as usize - 1;
-            (
-                i,
-                output_function((*tupdesc).attrs.as_slice(natts)[i].atttypid),
-            )
+            (i, KeyOutput::of(attrs[i].atttypid))
         })
         .collect::<Vec<_>>();
     if key.is_empty() && columns.iter().any(|c| c.bound_to_row) {
@@ -407,10 +334,10 @@ impl Row {
         (!self.nulls[i]).then(|| self.values[i])
     }
 
-    unsafe fn key_text(&self, key: &[(usize, pg_sys::Oid)]) -> Vec<Vec<u8>> {
+    unsafe fn key_text(&self, key: &[(usize, KeyOutput)]) -> Vec<Vec<u8>> {
         key.iter()
-            .map(|&(i, output)| match self.get(i) {
-                Some(value) => key_text(value, output).to_vec(),
+            .map(|(i, output)| match self.get(*i) {
+                Some(value) => output.text(value),
                 None => Vec::new(),
             })
             .collect()
@@ -433,17 +360,32 @@ impl Changes {
     }
 }
 
-/// What this row's values are sealed with.
+/// What this row's values are sealed with, and how an envelope written into it must open.
 struct Sealing<'a> {
     class: ClassName<'a>,
+    /// The context of this row, if the column binds values to rows.
     context: Option<Vec<u8>>,
+    /// When an UPDATE moved the row's key: the context of the row as it was.
+    old_context: Option<Vec<u8>>,
 }
 
 impl Sealing<'_> {
     /// `payload` sealed under the class's active key version, as a bytea datum.
     unsafe fn seal(&self, payload: &[u8]) -> *mut pg_sys::varlena {
-        let version = keyring::active_version(self.class);
-        seal_to_varlena(self.class, version, None, self.context.as_deref(), payload)
+        privileges::require(Privilege::Seal, Some(self.class));
+        seal_to_varlena(self.class, None, self.context.as_deref(), payload)
+    }
+
+    /// Opens an envelope written into the column, as it must open there: under the column's
+    /// class, with the context it is bound to (the old row's if `kept` and the key moved,
+    /// this row's otherwise). Raises if it does not, or if the role may not open the class.
+    unsafe fn authenticate<'b>(&self, column: &ColumnSpec, sealed: &[u8], kept: bool) -> Wiped<'b> {
+        let context = if kept { self.old_context.as_deref() } else { self.context.as_deref() };
+        let envelope = envelope_to_open(sealed, context);
+        if envelope.class != self.class {
+            errors::envelope_of_other_class(&column.name, envelope.class.as_str(), self.class.as_str());
+        }
+        open_to_buffer(sealed, context)
     }
 }
 
@@ -487,39 +429,26 @@ pub unsafe extern "C-unwind" fn akko_protect_row(
 
     let mut changes = Changes::default();
     for column in &spec.columns {
-        let class = classes::parse(&column.class);
         let bound = |key: &[Vec<u8>]| {
             column
                 .bound_to_row
                 .then(|| row_context(&column.binding, key.iter().map(Vec::as_slice)))
         };
         let sealing = Sealing {
-            class,
+            class: value_class(&column.class),
             context: bound(&new_key),
+            old_context: (column.bound_to_row && key_changed)
+                .then(|| bound(old_key.as_deref().unwrap_or_default()))
+                .flatten(),
         };
-        let rebind = (column.bound_to_row && key_changed)
-            .then(|| bound(old_key.as_deref().unwrap_or_default()));
         let unchanged = old
             .as_ref()
             .is_some_and(|old| same_value(old, &new, column.column));
         match &column.mode {
-            Mode::Bytea(original) => protect_bytea(
-                column,
-                original,
-                &sealing,
-                &new,
-                unchanged,
-                rebind.flatten(),
-                &mut changes,
-            ),
-            Mode::Jsonb => protect_jsonb(
-                column,
-                &sealing,
-                &new,
-                unchanged,
-                rebind.flatten(),
-                &mut changes,
-            ),
+            ColumnMode::Bytea(original) => {
+                protect_bytea(column, original, &sealing, &new, unchanged, &mut changes)
+            }
+            ColumnMode::Jsonb => protect_jsonb(column, &sealing, &new, unchanged, &mut changes),
         }
     }
     if changes.columns.is_empty() {
@@ -544,16 +473,16 @@ unsafe fn same_value(old: &Row, new: &Row, i: usize) -> bool {
     }
 }
 
-/// A bytea-mode column: an envelope passes, anything else is plaintext (UTF-8 text of the
-/// original type) and is sealed; a row that still has its value in the migrating plaintext
-/// column has it sealed from there.
+/// A bytea-mode column: anything that is not an envelope is plaintext (UTF-8 text of the
+/// original type) and is sealed; an envelope is authenticated, and resealed if the row's
+/// key moved under it or its plaintext is not in its type's canonical form; a row that
+/// still has its value in the migrating plaintext column has it sealed from there.
 unsafe fn protect_bytea(
     column: &ColumnSpec,
     original: &OriginalType,
     sealing: &Sealing<'_>,
     new: &Row,
     unchanged: bool,
-    old_context: Option<Vec<u8>>,
     changes: &mut Changes,
 ) {
     let plain_value = column.plain.and_then(|(i, output)| {
@@ -579,40 +508,37 @@ unsafe fn protect_bytea(
         return;
     };
     let bytes = datum_bytes(value);
-    if bytes.starts_with(&MAGIC) {
-        Envelope::parse(bytes).unwrap_or_else(|e| errors::bad_envelope(e));
-        // An envelope kept by an UPDATE stays as it is unless the row's key moved under it;
-        // one written straight into the table passes, opened only to index it.
-        let rebind = unchanged && old_context.is_some();
-        if unchanged && !rebind || !rebind && column.blind_index.is_none() {
-            return;
-        }
-        let open_context = if rebind {
-            old_context.as_deref()
-        } else {
-            sealing.context.as_deref()
-        };
-        let plaintext = Zeroizing::new(open_to_buffer(bytes, open_context).to_vec());
-        let utf8 = std::str::from_utf8(&plaintext).unwrap_or_else(|_| errors::plaintext_not_utf8());
-        let text = if original.is_json() {
-            Zeroizing::new(utf8.to_owned())
-        } else {
-            Zeroizing::new(
-                payload_text(utf8)
-                    .unwrap_or_else(|| errors::plaintext_not_utf8())
-                    .into_owned(),
-            )
-        };
-        if rebind {
-            seal_payload(column, sealing, utf8.as_bytes(), &text, changes);
-        } else {
-            set_blind_index(column, &text, new, changes);
-        }
+    if !bytes.starts_with(&MAGIC) {
+        // No UTF-8 text starts with 0xAC, so this is plaintext, or refused as neither.
+        let utf8 = std::str::from_utf8(bytes)
+            .unwrap_or_else(|_| errors::protected_plaintext_not_utf8(&column.name));
+        seal_text(column, original, sealing, utf8, changes);
         return;
     }
-    let utf8 = std::str::from_utf8(bytes)
-        .unwrap_or_else(|_| errors::protected_plaintext_not_utf8(&column.name));
-    seal_text(column, original, sealing, utf8, changes);
+    // An envelope kept by an UPDATE was authenticated when it was written: it stays as it
+    // is unless the row's key moved under it.
+    let rebind = unchanged && sealing.old_context.is_some();
+    if unchanged && !rebind {
+        return;
+    }
+    let plaintext = sealing.authenticate(column, bytes, rebind);
+    let utf8 = std::str::from_utf8(&plaintext).unwrap_or_else(|_| errors::plaintext_not_utf8());
+    let written = if original.is_json() {
+        Some(std::borrow::Cow::Borrowed(utf8))
+    } else {
+        payload_text(utf8)
+    };
+    let written = written.unwrap_or_else(|| errors::plaintext_not_utf8());
+    let canonical = original.canonical_text(&column.name, &written);
+    let is_canonical = *written == **canonical;
+    if let std::borrow::Cow::Owned(unescaped) = written {
+        drop(Zeroizing::new(unescaped));
+    }
+    if rebind || !is_canonical {
+        seal_canonical(column, original, sealing, &canonical, changes);
+    } else {
+        set_blind_index(column, &canonical, new, changes);
+    }
 }
 
 unsafe fn seal_text(
@@ -623,22 +549,22 @@ unsafe fn seal_text(
     changes: &mut Changes,
 ) {
     let text = original.canonical_text(&column.name, utf8);
-    if original.is_json() {
-        seal_payload(column, sealing, text.as_bytes(), &text, changes);
-    } else {
-        seal_payload(column, sealing, &text_payload(&text), &text, changes);
-    }
+    seal_canonical(column, original, sealing, &text, changes);
 }
 
-/// Seals `payload` into the column and sets its blind index from `text`.
-unsafe fn seal_payload(
+/// Seals a value's canonical text into the column and sets its blind index.
+unsafe fn seal_canonical(
     column: &ColumnSpec,
+    original: &OriginalType,
     sealing: &Sealing<'_>,
-    payload: &[u8],
     text: &str,
     changes: &mut Changes,
 ) {
-    let sealed = sealing.seal(payload);
+    let sealed = if original.is_json() {
+        sealing.seal(text.as_bytes())
+    } else {
+        sealing.seal(&text_payload(text))
+    };
     changes.set(column.column, Some(pg_sys::Datum::from(sealed)));
     if let Some(bidx) = &column.blind_index {
         changes.set(bidx.column, Some(blind_index_datum(column, bidx, text)));
@@ -662,14 +588,13 @@ unsafe fn blind_index_datum(column: &ColumnSpec, bidx: &BlindIndex, text: &str) 
     bytea_datum(&digest)
 }
 
-/// A jsonb-mode column: `{"$akko": "<envelope>"}` passes, any other document is sealed
-/// into one.
+/// A jsonb-mode column: `{"$akko": "<envelope>"}` is authenticated (and resealed if the
+/// row's key moved under it), any other document is sealed into one.
 unsafe fn protect_jsonb(
     column: &ColumnSpec,
     sealing: &Sealing<'_>,
     new: &Row,
     unchanged: bool,
-    old_context: Option<Vec<u8>>,
     changes: &mut Changes,
 ) {
     let Some(value) = new.get(column.column) else {
@@ -677,17 +602,40 @@ unsafe fn protect_jsonb(
     };
     let jsonb = pg_sys::pg_detoast_datum(value.cast_mut_ptr()).cast::<pg_sys::Jsonb>();
     if let Some(envelope) = jsonb_envelope_of(jsonb) {
-        Envelope::parse(&envelope).unwrap_or_else(|e| errors::bad_envelope(e));
-        if !unchanged || old_context.is_none() {
+        let rebind = unchanged && sealing.old_context.is_some();
+        if unchanged && !rebind {
             return;
         }
-        let plaintext = Zeroizing::new(open_to_buffer(&envelope, old_context.as_deref()).to_vec());
-        set_jsonb_envelope(column, sealing, &plaintext, changes);
+        let plaintext = sealing.authenticate(column, &envelope, rebind);
+        let document = plaintext_as_jsonb_text(&column.name, &plaintext);
+        if rebind {
+            set_jsonb_envelope(column, sealing, &document, changes);
+        }
         return;
     }
-    let (utf8, server_text) = jsonb_to_utf8(jsonb);
-    set_jsonb_envelope(column, sealing, utf8, changes);
-    wipe_utf8(utf8, server_text);
+    let text = JsonText::of(jsonb);
+    set_jsonb_envelope(column, sealing, text.utf8(), changes);
+}
+
+/// The plaintext of a jsonb-mode envelope checked to be a jsonb document (UTF-8, parsed by
+/// jsonb_in, whose own error would quote it).
+unsafe fn plaintext_as_jsonb_text<'a>(column: &str, plaintext: &'a [u8]) -> &'a [u8] {
+    let utf8 = std::str::from_utf8(plaintext).unwrap_or_else(|_| errors::plaintext_not_utf8());
+    if utf8.contains('\0') {
+        errors::plaintext_not_utf8();
+    }
+    let server = to_server_cstring(utf8);
+    plaintext_input(
+        || {
+            pg_sys::DirectFunctionCall1Coll(
+                Some(server_jsonb_in),
+                pg_sys::InvalidOid,
+                pg_sys::Datum::from(server.as_ptr()),
+            )
+        },
+        |code| errors::invalid_protected_value(column, "jsonb", code),
+    );
+    plaintext
 }
 
 unsafe fn set_jsonb_envelope(
@@ -697,7 +645,7 @@ unsafe fn set_jsonb_envelope(
     changes: &mut Changes,
 ) {
     let sealed = datum_bytes(pg_sys::Datum::from(sealing.seal(payload)));
-    let text = CString::new(jsonb_envelope_text(&sealed)).expect("base64 has no NUL");
+    let text = CString::new(jsonb_envelope_text(sealed)).expect("base64 has no NUL");
     let jsonb = pg_sys::DirectFunctionCall1Coll(
         Some(server_jsonb_in),
         pg_sys::InvalidOid,
@@ -707,7 +655,8 @@ unsafe fn set_jsonb_envelope(
 }
 
 /// The blind index of a value written as `utf8` to `table`.`column`, as the trigger
-/// computes it.
+/// computes it. Testing a value against stored blind indexes is a partial opening, so it
+/// needs the right to open the column's class.
 pub fn blind_index_of(table: pg_sys::Oid, column: &str, utf8: &str) -> [u8; BLIND_INDEX_LEN] {
     unsafe {
         let relation = pg_sys::try_relation_open(table, pg_sys::AccessShareLock as i32);
@@ -721,9 +670,10 @@ pub fn blind_index_of(table: pg_sys::Oid, column: &str, utf8: &str) -> [u8; BLIN
         let Some((spec, bidx)) = found.and_then(|c| c.blind_index.as_ref().map(|b| (c, b))) else {
             errors::no_blind_index(&table_name, column)
         };
+        privileges::require(Privilege::Open, Some(value_class(&spec.class)));
         let text = match &spec.mode {
-            Mode::Bytea(original) => original.canonical_text(&spec.name, utf8),
-            Mode::Jsonb => errors::no_blind_index(&table_name, column),
+            ColumnMode::Bytea(original) => original.canonical_text(&spec.name, utf8),
+            ColumnMode::Jsonb => errors::no_blind_index(&table_name, column),
         };
         blind_index::compute(&spec.binding, bidx, &text)
     }

@@ -1,4 +1,6 @@
-//! `seal_pii(jsonb, class, context) -> bytea` and `open_pii(bytea, context) -> jsonb`.
+//! `seal_pii(jsonb, class, context) -> bytea` and `open_pii(bytea, context) -> jsonb`, and
+//! the two operations every other path goes through: sealing a payload and opening an
+//! envelope, each after checking that the calling role may do so for the class.
 //!
 //! These are the hot path, so they are plain V1 C functions over raw datums: jsonb goes to
 //! text with the server's own `JsonbToCString` and back with `jsonb_in`, with no serde
@@ -6,20 +8,21 @@
 
 use std::cell::RefCell;
 use std::ffi::{c_char, CStr};
+use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicU8, Ordering};
 
 use akko_crypt_core::envelope::{seal, seal_into, SealRequest, SubjectId, NONCE_LEN};
 use akko_crypt_core::{ClassName, ClassNameError, Envelope, NoncePool, OpenError};
-use pgrx::fcinfo::{pg_arg_is_null, pg_getarg_datum_raw, pg_return_null};
+use pgrx::fcinfo::{pg_arg_is_null, pg_return_null};
 use pgrx::pg_sys;
+use pgrx::pg_sys::panic::CaughtError;
 use pgrx::prelude::*;
-use pgrx::varlena::{
-    set_varsize_4b, varatt_is_1b_e, varatt_is_4b_c, varatt_is_4b_u, varlena_to_byte_slice,
-    varsize_any,
-};
-use zeroize::{Zeroize, Zeroizing};
+use pgrx::varlena::varsize_any;
+use zeroize::Zeroizing;
 
-use crate::{classes, errors, keyring};
+use crate::datum::{arg_bytes, arg_jsonb, c_bytes_mut, new_bytea, Wiped};
+use crate::privileges::{self, Privilege};
+use crate::{blind_index, classes, errors, keyring};
 
 // COST 100 (the default C function cost is 1): each call converts a whole document and
 // encrypts or decrypts it. Costed at 1, the planner keeps large scans serial and evaluates
@@ -37,12 +40,12 @@ CREATE FUNCTION open_pii(sealed bytea, context bytea DEFAULT NULL)
     RETURNS jsonb LANGUAGE c STABLE PARALLEL SAFE COST 100
     AS 'MODULE_PATHNAME', 'akko_open_pii';
 COMMENT ON FUNCTION open_pii(bytea, bytea) IS
-    'Opens a value sealed by seal_pii; fails unless this session holds the key and the same context is given';
+    'Opens a value sealed by seal_pii; fails unless this session holds the key, its role may open the class, and the same context is given';
 
 REVOKE ALL ON FUNCTION seal_pii(jsonb, text, bytea, text), open_pii(bytea, bytea) FROM PUBLIC;
 "#,
     name = "sealing",
-    requires = ["keyring"]
+    requires = ["keyring", "privileges"]
 );
 
 /// PostgreSQL's MaxAllocSize: the largest value one palloc, and so one datum, can hold.
@@ -102,39 +105,14 @@ pub fn database_is_utf8() -> bool {
     }
 }
 
-// Every pg_sys call pays for pgrx's error barrier, so the argument readers below read
-// plain inline values (by far the common case) in place and call the detoaster only for
-// compressed or out-of-line ones.
-
-/// The bytes of a text or bytea argument, or None for NULL.
-pub unsafe fn arg_bytes<'a>(fcinfo: pg_sys::FunctionCallInfo, n: usize) -> Option<&'a [u8]> {
-    if pg_arg_is_null(fcinfo, n) {
-        return None;
+/// A class that values may be sealed and opened under: valid, and not `blind_index`, whose
+/// keys only key blind indexes and subject lookups.
+pub fn value_class(name: &str) -> ClassName<'_> {
+    let class = classes::parse(name);
+    if class.as_str() == blind_index::CLASS {
+        errors::reserved_class();
     }
-    Some(datum_bytes(pg_getarg_datum_raw(fcinfo, n)))
-}
-
-/// The bytes of a text or bytea datum.
-pub unsafe fn datum_bytes<'a>(datum: pg_sys::Datum) -> &'a [u8] {
-    let mut value = datum.cast_mut_ptr::<pg_sys::varlena>();
-    if varatt_is_1b_e(value) || varatt_is_4b_c(value) {
-        value = pg_sys::pg_detoast_datum_packed(value);
-    }
-    varlena_to_byte_slice(value)
-}
-
-/// A jsonb argument as the 4-byte-header, uncompressed value that jsonb code expects.
-pub unsafe fn arg_jsonb(fcinfo: pg_sys::FunctionCallInfo, n: usize) -> *mut pg_sys::Jsonb {
-    let mut value = pg_getarg_datum_raw(fcinfo, n).cast_mut_ptr::<pg_sys::varlena>();
-    if !varatt_is_4b_u(value) {
-        value = pg_sys::pg_detoast_datum(value);
-    }
-    value.cast()
-}
-
-pub unsafe fn c_bytes_mut<'a>(ptr: *mut c_char) -> &'a mut [u8] {
-    let len = CStr::from_ptr(ptr).to_bytes().len();
-    std::slice::from_raw_parts_mut(ptr.cast::<u8>(), len)
+    class
 }
 
 #[pg_guard]
@@ -146,15 +124,12 @@ pub unsafe extern "C-unwind" fn akko_seal_pii(fcinfo: pg_sys::FunctionCallInfo) 
     let class_name = arg_bytes(fcinfo, 1).unwrap_or_else(|| errors::null_argument("class"));
     let class_name = std::str::from_utf8(class_name)
         .unwrap_or_else(|_| errors::invalid_class_name(ClassNameError::BadCharacter));
-    let class = classes::parse(class_name);
+    let class = value_class(class_name);
+    privileges::require(Privilege::Seal, Some(class));
     let context = arg_bytes(fcinfo, 2);
     let subject = arg_bytes(fcinfo, 3).map(keyring::subject_id);
-    let key_version = keyring::active_version(class);
-
-    let (plaintext, text) = jsonb_to_utf8(arg_jsonb(fcinfo, 0));
-    let sealed = seal_to_varlena(class, key_version, subject.as_ref(), context, plaintext);
-    // Plaintext copies die with the call's memory context; wipe them first.
-    wipe_utf8(plaintext, text);
+    let text = JsonText::of(arg_jsonb(fcinfo, 0));
+    let sealed = seal_to_varlena(class, subject.as_ref(), context, text.utf8());
     pg_sys::Datum::from(sealed)
 }
 
@@ -168,146 +143,200 @@ pub unsafe extern "C-unwind" fn akko_open_pii(fcinfo: pg_sys::FunctionCallInfo) 
     plaintext_to_jsonb(open_to_buffer(sealed, context))
 }
 
-/// The jsonb document an opened plaintext holds; wipes the plaintext.
-pub unsafe fn plaintext_to_jsonb(plaintext: &mut [u8]) -> pg_sys::Datum {
+/// Runs an input function on plaintext; its own error would quote the plaintext (jsonb's
+/// DETAIL shows the token it choked on), so only `refused`, which names no value, is raised.
+pub unsafe fn plaintext_input(
+    input: impl FnOnce() -> pg_sys::Datum,
+    refused: impl FnOnce(PgSqlErrorCode) -> pg_sys::Datum,
+) -> pg_sys::Datum {
+    // Either closure only raises or returns; nothing is left half-changed to be observed.
+    let refused = AssertUnwindSafe(RefCell::new(Some(refused)));
+    PgTryBuilder::new(AssertUnwindSafe(input))
+        .catch_others(move |error| match error {
+            CaughtError::PostgresError(report) | CaughtError::ErrorReport(report) => {
+                let refused = refused.borrow_mut().take().expect("one error is caught");
+                refused(report.sql_error_code())
+            }
+            other => other.rethrow(),
+        })
+        .execute()
+}
+
+/// The jsonb document an opened plaintext holds; the plaintext is wiped.
+pub unsafe fn plaintext_to_jsonb(plaintext: Wiped<'_>) -> pg_sys::Datum {
     let len = plaintext.len();
-    let buffer = plaintext.as_mut_ptr().cast::<c_char>();
+    let buffer = plaintext.as_ptr().cast_mut().cast::<c_char>();
     // jsonb_in trusts its input to be valid in the server encoding and NUL-free.
-    let server_text = if database_is_utf8() {
-        if std::str::from_utf8(plaintext).is_err() || plaintext.contains(&0) {
-            plaintext.zeroize();
+    let converted = if database_is_utf8() {
+        if std::str::from_utf8(&plaintext).is_err() || plaintext.contains(&0) {
             errors::plaintext_not_utf8();
         }
-        buffer
+        None
     } else {
-        pg_sys::pg_any_to_server(buffer, len as i32, pg_sys::pg_enc::PG_UTF8 as i32)
+        let server = pg_sys::pg_any_to_server(buffer, len as i32, pg_sys::pg_enc::PG_UTF8 as i32);
+        (server != buffer).then(|| Wiped(c_bytes_mut(server)))
     };
-    let jsonb = pg_sys::DirectFunctionCall1Coll(
-        Some(server_jsonb_in),
-        pg_sys::InvalidOid,
-        pg_sys::Datum::from(server_text),
-    );
-    plaintext.zeroize();
-    if server_text != buffer {
-        c_bytes_mut(server_text).zeroize();
+    let server_text = converted.as_ref().map_or(buffer, |c| c.as_ptr().cast_mut().cast());
+    plaintext_input(
+        || {
+            pg_sys::DirectFunctionCall1Coll(
+                Some(server_jsonb_in),
+                pg_sys::InvalidOid,
+                pg_sys::Datum::from(server_text),
+            )
+        },
+        |_| errors::plaintext_not_json(),
+    )
+}
+
+/// A jsonb document's text, in UTF-8: what is sealed. Both it and the server-encoded text
+/// it was converted from (if the database is not UTF-8) are wiped when it goes.
+pub struct JsonText<'a> {
+    utf8: Wiped<'a>,
+    _server: Option<Wiped<'a>>,
+}
+
+impl<'a> JsonText<'a> {
+    pub unsafe fn of(jsonb: *mut pg_sys::Jsonb) -> JsonText<'a> {
+        let text = pg_sys::JsonbToCString(
+            std::ptr::null_mut(),
+            &raw mut (*jsonb).root,
+            varsize_any(jsonb.cast()) as i32,
+        );
+        ServerText::wrap(text).into_json_text()
     }
-    jsonb
-}
 
-/// A jsonb document's text, converted to UTF-8; the caller wipes it (and the server-encoded
-/// copy, if the second value differs from the first).
-pub unsafe fn jsonb_to_utf8<'a>(jsonb: *mut pg_sys::Jsonb) -> (&'a mut [u8], *mut c_char) {
-    let text = pg_sys::JsonbToCString(
-        std::ptr::null_mut(),
-        &raw mut (*jsonb).root,
-        varsize_any(jsonb.cast()) as i32,
-    );
-    // The plaintext is UTF-8 JSON whatever the database encoding.
-    (server_to_utf8(text), text)
-}
-
-/// A NUL-terminated text in the server encoding, as UTF-8: the text itself in a UTF-8
-/// database, else a converted copy (which the caller wipes, with [`wipe_utf8`]).
-pub unsafe fn server_to_utf8<'a>(text: *mut c_char) -> &'a mut [u8] {
-    if database_is_utf8() {
-        return c_bytes_mut(text);
-    }
-    let len = CStr::from_ptr(text).to_bytes().len() as i32;
-    c_bytes_mut(pg_sys::pg_server_to_any(
-        text,
-        len,
-        pg_sys::pg_enc::PG_UTF8 as i32,
-    ))
-}
-
-/// Wipes what [`jsonb_to_utf8`] returned.
-pub unsafe fn wipe_utf8(utf8: &mut [u8], server_text: *mut c_char) {
-    let converted = utf8.as_mut_ptr().cast::<c_char>() != server_text;
-    utf8.zeroize();
-    if converted {
-        c_bytes_mut(server_text).zeroize();
+    pub fn utf8(&self) -> &[u8] {
+        &self.utf8
     }
 }
 
-/// Seals `plaintext` into a new bytea datum under `class` at `key_version`.
+/// A NUL-terminated text in the server encoding that PostgreSQL returned (an output
+/// function's result), and its UTF-8 form; both are wiped when it goes.
+pub struct ServerText<'a> {
+    utf8: Wiped<'a>,
+    server: Option<Wiped<'a>>,
+}
+
+impl<'a> ServerText<'a> {
+    pub unsafe fn wrap(text: *mut c_char) -> ServerText<'a> {
+        if database_is_utf8() {
+            return ServerText {
+                utf8: Wiped(c_bytes_mut(text)),
+                server: None,
+            };
+        }
+        let len = CStr::from_ptr(text).to_bytes().len() as i32;
+        let utf8 = pg_sys::pg_server_to_any(text, len, pg_sys::pg_enc::PG_UTF8 as i32);
+        ServerText {
+            server: (utf8 != text).then(|| Wiped(c_bytes_mut(text))),
+            utf8: Wiped(c_bytes_mut(utf8)),
+        }
+    }
+
+    pub fn utf8(&self) -> &[u8] {
+        &self.utf8
+    }
+
+    fn into_json_text(self) -> JsonText<'a> {
+        JsonText {
+            utf8: self.utf8,
+            _server: self.server,
+        }
+    }
+}
+
+/// Seals `plaintext` into a new bytea datum under the active key version of `class` (or
+/// the subject's key). The caller has checked that its role may seal the class.
 pub unsafe fn seal_to_varlena(
     class: ClassName<'_>,
-    key_version: u32,
     subject: Option<&SubjectId>,
     context: Option<&[u8]>,
     plaintext: &[u8],
 ) -> *mut pg_sys::varlena {
-    let request = SealRequest {
-        class,
-        key_version,
-        subject,
-        context,
-        nonce: fresh_nonce(),
-    };
-    let body_len = request.sealed_len(plaintext.len());
-    let total = body_len + pg_sys::VARHDRSZ;
-    if total > MAX_ALLOC_SIZE {
-        errors::value_too_large(total);
-    }
-    keyring::with_key(class, key_version, request.subject, |key| {
+    let key_version = keyring::active_version(class);
+    keyring::with_entry(class, key_version, subject, |entry| {
+        let (subkey, key) = entry.sealing_key();
+        let request = SealRequest {
+            class,
+            key_version,
+            subject,
+            subkey,
+            context,
+            nonce: fresh_nonce(),
+        };
+        let body_len = request.sealed_len(plaintext.len());
+        if body_len + pg_sys::VARHDRSZ > MAX_ALLOC_SIZE {
+            errors::value_too_large(body_len + pg_sys::VARHDRSZ);
+        }
         let (varlena, body) = new_bytea(body_len);
         seal_into(key, &request, plaintext, body);
         varlena
     })
 }
 
-/// A palloc'd bytea of `len` bytes, and those bytes to fill.
-pub unsafe fn new_bytea<'a>(len: usize) -> (*mut pg_sys::varlena, &'a mut [u8]) {
-    let total = len + pg_sys::VARHDRSZ;
-    let varlena = pg_sys::palloc(total).cast::<pg_sys::varlena>();
-    set_varsize_4b(varlena, total as i32);
-    let body = std::slice::from_raw_parts_mut(varlena.cast::<u8>().add(pg_sys::VARHDRSZ), len);
-    (varlena, body)
-}
-
-/// Opens an envelope into a palloc'd buffer, NUL-terminated after the returned slice; the
-/// caller wipes it. Raises the envelope's error if it does not open.
-pub unsafe fn open_to_buffer<'a>(sealed: &[u8], context: Option<&[u8]>) -> &'a mut [u8] {
+/// Parses an envelope that is to be opened, and checks that the calling role may open its
+/// class (before any key is fetched: a role without the right unlocks nothing).
+pub fn envelope_to_open<'a>(sealed: &'a [u8], context: Option<&[u8]>) -> Envelope<'a> {
     let envelope = Envelope::parse(sealed).unwrap_or_else(|e| errors::bad_envelope(e));
+    if envelope.class.as_str() == blind_index::CLASS {
+        errors::reserved_class();
+    }
+    privileges::require(Privilege::Open, Some(envelope.class));
     envelope
         .check_context(context)
         .unwrap_or_else(|e| errors::open_failed(e));
+    envelope
+}
+
+/// Opens an envelope into a palloc'd buffer, NUL-terminated after the returned slice, which
+/// is wiped when the guard goes. Raises the envelope's error if it does not open, and 42501
+/// if the calling role may not open its class.
+pub unsafe fn open_to_buffer<'a>(sealed: &[u8], context: Option<&[u8]>) -> Wiped<'a> {
+    let envelope = envelope_to_open(sealed, context);
     let len = envelope.plaintext_len();
     let buffer = pg_sys::palloc(len + 1).cast::<u8>();
-    let plaintext = std::slice::from_raw_parts_mut(buffer, len);
-    keyring::with_key(
-        envelope.class,
-        envelope.key_version,
-        envelope.subject,
-        |key| envelope.open_into(key, context, plaintext),
-    )
-    .unwrap_or_else(|e| errors::open_failed(e));
     *buffer.add(len) = 0;
+    let plaintext = Wiped(std::slice::from_raw_parts_mut(buffer, len));
+    open_into(&envelope, context, plaintext.0)
+        .unwrap_or_else(|e| errors::open_failed(e));
     plaintext
 }
 
-/// Seals the plaintext of `envelope` again under the active key version of its class, for
-/// the same subject and bound to the same context. The plaintext exists only in a buffer
-/// that is wiped on return.
-pub fn reseal(envelope: &Envelope<'_>, context: Option<&[u8]>) -> Result<Vec<u8>, OpenError> {
-    let mut plaintext = Zeroizing::new(vec![0u8; envelope.plaintext_len()]);
-    keyring::with_key(
+fn open_into(envelope: &Envelope<'_>, context: Option<&[u8]>, out: &mut [u8]) -> Result<(), OpenError> {
+    keyring::with_entry(
         envelope.class,
         envelope.key_version,
         envelope.subject,
-        |key| envelope.open_into(key, context, &mut plaintext),
-    )?;
-    let request = SealRequest {
-        class: envelope.class,
-        key_version: keyring::active_version(envelope.class),
-        subject: envelope.subject,
-        context,
-        nonce: fresh_nonce(),
-    };
-    Ok(keyring::with_key(
-        request.class,
-        request.key_version,
-        request.subject,
-        |key| seal(key, &request, &plaintext),
+        |entry| envelope.open_into(entry.opening_key(envelope), context, out),
+    )
+}
+
+/// Seals the plaintext of `envelope` again under the active key version of its class, for
+/// the same subject and bound to the same context, in the current format. The plaintext
+/// exists only in a buffer that is wiped on return. Needs the rights to open and to seal
+/// the class.
+pub fn reseal(envelope: &Envelope<'_>, context: Option<&[u8]>) -> Result<Vec<u8>, OpenError> {
+    privileges::require(Privilege::Open, Some(envelope.class));
+    privileges::require(Privilege::Seal, Some(envelope.class));
+    let mut plaintext = Zeroizing::new(vec![0u8; envelope.plaintext_len()]);
+    open_into(envelope, context, &mut plaintext)?;
+    let key_version = keyring::active_version(envelope.class);
+    Ok(keyring::with_entry(
+        envelope.class,
+        key_version,
+        envelope.subject,
+        |entry| {
+            let (subkey, key) = entry.sealing_key();
+            let request = SealRequest {
+                class: envelope.class,
+                key_version,
+                subject: envelope.subject,
+                subkey,
+                context,
+                nonce: fresh_nonce(),
+            };
+            seal(key, &request, &plaintext)
+        },
     ))
 }

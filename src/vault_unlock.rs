@@ -23,6 +23,7 @@ use pgrx::{GucContext, GucFlags, GucRegistry, GucSetting, PostgresGucEnum};
 use zeroize::Zeroizing;
 
 use crate::keyring::{as_owner, audit, read_one};
+use crate::privileges::{self, Privilege};
 use crate::{custody, errors};
 
 extension_sql!(
@@ -410,17 +411,20 @@ pub fn unlock() -> (&'static str, Duration) {
     (label, started.elapsed())
 }
 
-/// Whether a seal or open without a key would fetch one from Vault.
+/// Whether a seal or open without a key would fetch one from Vault: Vault is configured,
+/// the session has not locked itself, and its role may unlock.
 pub fn would_unlock_lazily() -> bool {
-    configured() && !SESSION.with(|s| s.borrow().locked)
+    configured() && !SESSION.with(|s| s.borrow().locked) && privileges::held(Privilege::Unlock, None)
 }
 
 /// The unlock a seal or open makes by itself when Vault is configured, no key is loaded and
-/// the session has not locked itself. Returns whether it loaded one.
+/// the session has not locked itself. Returns whether it loaded one; a role that may not
+/// unlock gets 42501, and Vault is never asked.
 pub fn lazy_unlock() -> bool {
-    if !would_unlock_lazily() {
+    if !configured() || SESSION.with(|s| s.borrow().locked) {
         return false;
     }
+    privileges::require(Privilege::Unlock, None);
     let (label, took) = unlock();
     let fingerprint = custody::fingerprint().map_or(String::new(), |f| f.to_string());
     let detail = format!(
@@ -436,6 +440,7 @@ pub fn lazy_unlock() -> bool {
 /// the session's current root), and loads it. Returns its fingerprint.
 #[pg_extern(volatile, parallel_unsafe)]
 fn vault_init_transit() -> String {
+    privileges::require(Privilege::Admin, None);
     let key = required(&TRANSIT_KEY, "akko_crypt.vault_transit_key");
     let exists = as_owner(|| {
         Spi::get_one::<bool>("SELECT EXISTS (SELECT FROM akko_crypt.transit_root)")

@@ -30,7 +30,8 @@ fn per_value(name: &str, mut f: impl FnMut(u32)) {
 
 fn main() {
     let material = DataKeyMaterial::generate().expect("the OS CSPRNG");
-    let key = material.cipher();
+    let mut sealing = material.new_sealing_key().expect("the OS CSPRNG");
+    let (subkey, key) = sealing.take().expect("a fresh budget");
     let blind_index_key = material.blind_index_key(&[7; 16]);
     let class = ClassName::parse("identity").expect("a valid class");
     let payload = text_payload("123456789");
@@ -39,6 +40,7 @@ fn main() {
         class,
         key_version: 1,
         subject: None,
+        subkey,
         context: None,
         nonce,
     };

@@ -14,6 +14,13 @@ use zeroize::{ZeroizeOnDrop, Zeroizing};
 pub const BINDING_ID_LEN: usize = 16;
 pub type BindingId = [u8; BINDING_ID_LEN];
 
+/// A fresh random binding id, for a column about to be protected.
+pub fn new_binding_id() -> Result<BindingId, getrandom::Error> {
+    let mut id = [0u8; BINDING_ID_LEN];
+    getrandom::getrandom(&mut id)?;
+    Ok(id)
+}
+
 const ROW_CONTEXT_PREFIX: &[u8] = b"akko_crypt row v1\0";
 
 /// The context of a value bound to its row: the column's binding id and the text of each
@@ -63,8 +70,6 @@ fn needs_no_escape(text: &str) -> bool {
     !text.bytes().any(|b| b < 0x20 || b == b'"' || b == b'\\')
 }
 
-/// The one key of the jsonb object that holds an envelope in a jsonb-mode column.
-pub const JSONB_ENVELOPE_KEY: &str = "$akko";
 const JSONB_ENVELOPE_START: &str = "{\"$akko\": \"";
 const JSONB_ENVELOPE_END: &str = "\"}";
 
@@ -138,16 +143,21 @@ impl BlindIndexKey {
     /// HMAC-SHA256(key, normalised text), truncated to [`BLIND_INDEX_LEN`] bytes.
     pub fn compute(&self, normalization: Normalization, text: &str) -> [u8; BLIND_INDEX_LEN] {
         let normalized = normalization.apply(text);
-        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(&self.bytes)
-            .expect("HMAC takes a key of any length");
-        mac.update(normalized.as_bytes());
+        let digest = self.mac(normalized.as_bytes());
         if let Cow::Owned(copy) = normalized {
             drop(Zeroizing::new(copy));
         }
-        let digest = mac.finalize().into_bytes();
         digest[..BLIND_INDEX_LEN]
             .try_into()
             .expect("HMAC-SHA256 is 32 bytes")
+    }
+
+    /// HMAC-SHA256(key, message), all 32 bytes.
+    pub(crate) fn mac(&self, message: &[u8]) -> [u8; 32] {
+        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(&self.bytes)
+            .expect("HMAC takes a key of any length");
+        mac.update(message);
+        mac.finalize().into_bytes().into()
     }
 }
 

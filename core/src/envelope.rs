@@ -1,13 +1,20 @@
-//! Envelope format v1 (see `docs/FORMAT.md`):
+//! Envelope formats (see `docs/FORMAT.md`). Seals write version 2; version 1 still opens.
 //!
 //! ```text
-//! magic "\xACKCE" | format 0x01 | flags | key version (u32 BE) | class length | class
-//!     | [subject id (16), if flag bit 1] | nonce (12) | ciphertext | tag (16)
+//! magic "\xACKCE" | format | flags | key version (u32 BE) | class length | class
+//!     | [subject id (16), if flag bit 1] | [subkey id (16), format 2 only] | nonce (12)
+//!     | ciphertext | tag (16)
 //! ```
 //!
 //! Everything before the ciphertext is the header, and the header (followed by the
 //! context, when the value is context-bound) is the AES-GCM associated data, so changing
 //! any byte of an envelope makes it fail to open.
+//!
+//! A version 2 envelope is sealed under a *value key* derived from the data key (or the
+//! subject's key) and the envelope's random subkey id; each process draws a fresh subkey id
+//! after [`SEALS_PER_SUBKEY`] seals (see [`SealingKey`]), so no AES-GCM key ever meets the
+//! invocation limit of random nonces, however many values a data key protects. Version 1
+//! envelopes were sealed under the data key itself.
 
 use std::fmt;
 
@@ -18,15 +25,25 @@ use crate::class::{ClassName, ClassNameError, MAX_CLASS_LEN};
 use crate::key::DataKey;
 
 pub const MAGIC: [u8; 4] = [0xAC, b'K', b'C', b'E'];
+/// Sealed under the data key itself; opened, never written any more.
 pub const FORMAT_V1: u8 = 1;
+/// Sealed under a value key derived per subkey id; what every seal writes.
+pub const FORMAT_V2: u8 = 2;
 /// Flags bit 0: the associated data includes a caller-supplied context.
 pub const FLAG_CONTEXT_BOUND: u8 = 0x01;
 /// Flags bit 1: sealed under a per-subject key; the subject's id follows the class.
 pub const FLAG_SUBJECT: u8 = 0x02;
 const KNOWN_FLAGS: u8 = FLAG_CONTEXT_BOUND | FLAG_SUBJECT;
 pub const SUBJECT_ID_LEN: usize = 16;
+pub const SUBKEY_ID_LEN: usize = 16;
 pub const NONCE_LEN: usize = 12;
 pub const TAG_LEN: usize = 16;
+
+/// How many values one value key seals before its process draws another subkey id. With
+/// random 96-bit nonces, the chance that two of 2^20 seals under one key share a nonce is
+/// below 2^-57 (NIST SP 800-38D asks for 2^-32, reached at 2^32 seals); docs/FORMAT.md
+/// gives the bound over a data key's whole life.
+pub const SEALS_PER_SUBKEY: u32 = 1 << 20;
 
 const MAGIC_AT: usize = 0;
 const FORMAT_AT: usize = 4;
@@ -34,24 +51,58 @@ const FLAGS_AT: usize = 5;
 const KEY_VERSION_AT: usize = 6;
 const CLASS_LEN_AT: usize = 10;
 const CLASS_AT: usize = 11;
-/// Header length without the class name and subject id.
-const FIXED_HEADER_LEN: usize = CLASS_AT + NONCE_LEN;
 
 pub type SubjectId = [u8; SUBJECT_ID_LEN];
+pub type SubkeyId = [u8; SUBKEY_ID_LEN];
 
-/// What to seal under: the class, key version and subject name the key (so rotation adds
-/// versions without a format change); the nonce must be fresh and random for every seal.
+/// A value key and how many more seals it may make.
+pub struct SealingKey {
+    id: SubkeyId,
+    key: DataKey,
+    remaining: u32,
+}
+
+impl SealingKey {
+    pub(crate) fn new(id: SubkeyId, key: DataKey) -> Self {
+        SealingKey {
+            id,
+            key,
+            remaining: SEALS_PER_SUBKEY,
+        }
+    }
+
+    /// Counts one seal against the budget and gives the subkey id and key to seal with, or
+    /// None once the budget is spent (the caller then draws a new sealing key).
+    pub fn take(&mut self) -> Option<(&SubkeyId, &DataKey)> {
+        self.remaining = self.remaining.checked_sub(1)?;
+        Some((&self.id, &self.key))
+    }
+
+    pub fn remaining(&self) -> u32 {
+        self.remaining
+    }
+}
+
+/// What to seal under: the class, key version, subject and subkey id name the key (so
+/// rotation adds versions without a format change); the nonce must be fresh and random for
+/// every seal.
 pub struct SealRequest<'a> {
     pub class: ClassName<'a>,
     pub key_version: u32,
     pub subject: Option<&'a SubjectId>,
+    pub subkey: &'a SubkeyId,
     pub context: Option<&'a [u8]>,
     pub nonce: [u8; NONCE_LEN],
 }
 
+/// Header length of a version 2 envelope.
+fn header_len_v2(class_len: usize, subject: bool) -> usize {
+    CLASS_AT + class_len + if subject { SUBJECT_ID_LEN } else { 0 } + SUBKEY_ID_LEN + NONCE_LEN
+}
+
 impl SealRequest<'_> {
     fn header_len(&self) -> usize {
-        FIXED_HEADER_LEN + self.class.as_str().len() + self.subject.map_or(0, |_| SUBJECT_ID_LEN)
+        header_len_v2(self.class.as_str().len(), self.subject.is_some())
     }
 
     /// Length of the envelope that sealing `plaintext_len` bytes produces.
@@ -85,7 +136,7 @@ impl fmt::Display for EnvelopeError {
             EnvelopeError::UnsupportedFormat(v) => {
                 write!(
                     f,
-                    "unsupported envelope format version {v}; this build reads version {FORMAT_V1}"
+                    "unsupported envelope format version {v}; this build reads versions {FORMAT_V1} and {FORMAT_V2}"
                 )
             }
             EnvelopeError::ReservedFlags(flags) => {
@@ -130,8 +181,9 @@ impl fmt::Display for OpenError {
     }
 }
 
-/// Seals `plaintext` into `out`, which must be exactly `request.sealed_len(..)` bytes
-/// long, so the caller can hand in a buffer that is already the final datum.
+/// Seals `plaintext` into a version 2 envelope in `out`, which must be exactly
+/// `request.sealed_len(..)` bytes long, so the caller can hand in a buffer that is already
+/// the final datum. `key` is the value key of `request.subkey`.
 pub fn seal_into(key: &DataKey, request: &SealRequest<'_>, plaintext: &[u8], out: &mut [u8]) {
     let class = request.class.as_str().as_bytes();
     let header_len = request.header_len();
@@ -148,14 +200,17 @@ pub fn seal_into(key: &DataKey, request: &SealRequest<'_>, plaintext: &[u8], out
         flags |= FLAG_SUBJECT;
     }
     out[MAGIC_AT..FORMAT_AT].copy_from_slice(&MAGIC);
-    out[FORMAT_AT] = FORMAT_V1;
+    out[FORMAT_AT] = FORMAT_V2;
     out[FLAGS_AT] = flags;
     out[KEY_VERSION_AT..CLASS_LEN_AT].copy_from_slice(&request.key_version.to_be_bytes());
     out[CLASS_LEN_AT] = class.len() as u8;
     out[CLASS_AT..CLASS_AT + class.len()].copy_from_slice(class);
+    let mut at = CLASS_AT + class.len();
     if let Some(subject) = request.subject {
-        out[CLASS_AT + class.len()..][..SUBJECT_ID_LEN].copy_from_slice(subject);
+        out[at..at + SUBJECT_ID_LEN].copy_from_slice(subject);
+        at += SUBJECT_ID_LEN;
     }
+    out[at..at + SUBKEY_ID_LEN].copy_from_slice(request.subkey);
     out[header_len - NONCE_LEN..header_len].copy_from_slice(&request.nonce);
 
     let (header, body) = out.split_at_mut(header_len);
@@ -194,10 +249,13 @@ pub struct Envelope<'a> {
     header: &'a [u8],
     ciphertext: &'a [u8],
     tag: &'a [u8; TAG_LEN],
+    pub format: u8,
     pub flags: u8,
     pub key_version: u32,
     pub class: ClassName<'a>,
     pub subject: Option<&'a SubjectId>,
+    /// The subkey id of a version 2 envelope; None for version 1.
+    pub subkey: Option<&'a SubkeyId>,
 }
 
 impl<'a> Envelope<'a> {
@@ -215,8 +273,9 @@ impl<'a> Envelope<'a> {
         if bytes[MAGIC_AT..FORMAT_AT] != MAGIC {
             return Err(EnvelopeError::BadMagic);
         }
-        if bytes[FORMAT_AT] != FORMAT_V1 {
-            return Err(EnvelopeError::UnsupportedFormat(bytes[FORMAT_AT]));
+        let format = bytes[FORMAT_AT];
+        if format != FORMAT_V1 && format != FORMAT_V2 {
+            return Err(EnvelopeError::UnsupportedFormat(format));
         }
         if bytes.len() < CLASS_AT {
             return Err(EnvelopeError::Truncated(bytes.len()));
@@ -246,17 +305,24 @@ impl<'a> Envelope<'a> {
         } else {
             0
         };
-        let header_len = FIXED_HEADER_LEN + class_len + subject_len;
+        let subkey_len = if format == FORMAT_V2 { SUBKEY_ID_LEN } else { 0 };
+        let header_len = CLASS_AT + class_len + subject_len + subkey_len + NONCE_LEN;
         if bytes.len() < header_len + TAG_LEN {
             return Err(EnvelopeError::Truncated(bytes.len()));
         }
         let class = std::str::from_utf8(&bytes[CLASS_AT..CLASS_AT + class_len])
             .map_err(|_| EnvelopeError::BadClass(ClassNameError::BadCharacter))
             .and_then(|name| ClassName::parse(name).map_err(EnvelopeError::BadClass))?;
+        let ids = &bytes[CLASS_AT + class_len..];
         let subject = (subject_len != 0).then(|| {
-            bytes[CLASS_AT + class_len..][..SUBJECT_ID_LEN]
+            ids[..SUBJECT_ID_LEN]
                 .try_into()
                 .expect("slice of SUBJECT_ID_LEN bytes")
+        });
+        let subkey = (subkey_len != 0).then(|| {
+            ids[subject_len..subject_len + SUBKEY_ID_LEN]
+                .try_into()
+                .expect("slice of SUBKEY_ID_LEN bytes")
         });
         let (header, rest) = bytes.split_at(header_len);
         let (ciphertext, tag) = rest.split_at(rest.len() - TAG_LEN);
@@ -265,10 +331,12 @@ impl<'a> Envelope<'a> {
             header,
             ciphertext,
             tag,
+            format,
             flags,
             key_version,
             class,
             subject,
+            subkey,
         })
     }
 
@@ -295,8 +363,10 @@ impl<'a> Envelope<'a> {
         }
     }
 
-    /// Authenticates and decrypts into `out` (exactly `plaintext_len()` bytes). On failure
-    /// `out` is left untouched: the tag is verified before anything is decrypted.
+    /// Authenticates and decrypts into `out` (exactly `plaintext_len()` bytes) with `key`:
+    /// for version 2 the value key of [`Envelope::subkey`], for version 1 the data key (see
+    /// `DataKeyMaterial::key_for`). On failure `out` is left untouched: the tag is verified
+    /// before anything is decrypted.
     pub fn open_into(
         &self,
         key: &DataKey,
@@ -334,14 +404,37 @@ mod tests {
         DataKeyMaterial::from_bytes([byte; 32]).cipher()
     }
 
+    const SUBKEY: SubkeyId = [5u8; SUBKEY_ID_LEN];
+
     fn request<'a>(class: &'a str, context: Option<&'a [u8]>) -> SealRequest<'a> {
         SealRequest {
             class: ClassName::parse(class).unwrap(),
             key_version: 1,
             subject: None,
+            subkey: &SUBKEY,
             context,
             nonce: [7u8; NONCE_LEN],
         }
+    }
+
+    /// A version 1 envelope, as releases before 0.3.0 sealed it: no subkey id, and the key
+    /// given is the data key itself.
+    fn seal_v1(key: &DataKey, request: &SealRequest<'_>, plaintext: &[u8]) -> Vec<u8> {
+        let v2 = seal(key, request, plaintext);
+        let subkey_at = CLASS_AT + request.class.as_str().len() + request.subject.map_or(0, |_| SUBJECT_ID_LEN);
+        let mut header = v2[..request.header_len()].to_vec();
+        header[FORMAT_AT] = FORMAT_V1;
+        header.drain(subkey_at..subkey_at + SUBKEY_ID_LEN);
+        let tag = with_associated_data(&header, request.context, |aad| {
+            let mut out = header.clone();
+            out.resize(header.len() + plaintext.len(), 0);
+            let (_, ciphertext) = out.split_at_mut(header.len());
+            let data = InOutBuf::new(plaintext, ciphertext).unwrap();
+            let tag = key.cipher.encrypt_inout_detached((&request.nonce).into(), aad, data).unwrap();
+            out.extend_from_slice(&tag);
+            out
+        });
+        tag
     }
 
     const DOC: &[u8] = br#"{"name": "Ada Lovelace", "email": "ada@example.com"}"#;
@@ -482,7 +575,7 @@ mod tests {
             Envelope::parse(br#"{"a":1}"#).map(|_| ()),
             Err(EnvelopeError::BadMagic)
         );
-        assert_eq!(with(FORMAT_AT, 2), Err(EnvelopeError::UnsupportedFormat(2)));
+        assert_eq!(with(FORMAT_AT, 3), Err(EnvelopeError::UnsupportedFormat(3)));
         assert_eq!(
             with(FLAGS_AT, 0x80),
             Err(EnvelopeError::ReservedFlags(0x80))
@@ -530,10 +623,63 @@ mod tests {
             if let Ok(env) = Envelope::parse(&mutated) {
                 let _ = env.open(&k, None);
             }
-            let mut magic_prefixed = MAGIC.to_vec();
-            magic_prefixed.push(FORMAT_V1);
-            magic_prefixed.extend_from_slice(&random);
-            let _ = Envelope::parse(&magic_prefixed).map(|e| e.open(&k, None));
+            for format in [FORMAT_V1, FORMAT_V2] {
+                let mut magic_prefixed = MAGIC.to_vec();
+                magic_prefixed.push(format);
+                magic_prefixed.extend_from_slice(&random);
+                let _ = Envelope::parse(&magic_prefixed).map(|e| e.open(&k, None));
+            }
         }
+    }
+
+    #[test]
+    fn seals_write_version_2_with_the_subkey_id_in_the_header() {
+        let k = key(1);
+        let sealed = seal(&k, &request("identity", None), DOC);
+        assert_eq!(sealed[FORMAT_AT], FORMAT_V2);
+        let env = Envelope::parse(&sealed).unwrap();
+        assert_eq!(env.format, FORMAT_V2);
+        assert_eq!(env.subkey, Some(&SUBKEY));
+        assert_eq!(sealed.len(), 63 + DOC.len());
+        let subject = [9u8; SUBJECT_ID_LEN];
+        let mut with_subject = request("identity", None);
+        with_subject.subject = Some(&subject);
+        let sealed = seal(&k, &with_subject, DOC);
+        let env = Envelope::parse(&sealed).unwrap();
+        assert_eq!((env.subject, env.subkey), (Some(&subject), Some(&SUBKEY)));
+        assert_eq!(env.open(&k, None).unwrap(), DOC);
+    }
+
+    #[test]
+    fn version_1_envelopes_still_open_and_carry_no_subkey() {
+        let k = key(1);
+        for context in [None, Some(&b"row"[..])] {
+            let subject = [4u8; SUBJECT_ID_LEN];
+            for subject in [None, Some(&subject)] {
+                let mut req = request("financial", context);
+                req.subject = subject;
+                let sealed = seal_v1(&k, &req, DOC);
+                let env = Envelope::parse(&sealed).unwrap();
+                assert_eq!((env.format, env.subkey, env.subject), (FORMAT_V1, None, subject));
+                assert_eq!(env.open(&k, context).unwrap(), DOC);
+                // Relabelled as version 2, its bytes no longer line up and fail to open.
+                let mut relabelled = sealed.clone();
+                relabelled[FORMAT_AT] = FORMAT_V2;
+                let opened = Envelope::parse(&relabelled).map_err(|_| ()).and_then(|e| e.open(&k, context).map_err(|_| ()));
+                assert!(opened.is_err());
+            }
+        }
+    }
+
+    #[test]
+    fn a_sealing_key_counts_its_budget_down_and_then_refuses() {
+        let mut sealing = SealingKey::new([1; SUBKEY_ID_LEN], key(1));
+        sealing.remaining = 2;
+        assert!(sealing.take().is_some());
+        assert!(sealing.take().is_some());
+        assert!(sealing.take().is_none());
+        assert_eq!(sealing.remaining(), 0);
+        assert!(sealing.take().is_none());
+        assert_eq!(SealingKey::new([1; SUBKEY_ID_LEN], key(1)).remaining(), SEALS_PER_SUBKEY);
     }
 }

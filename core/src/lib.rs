@@ -12,8 +12,8 @@ pub mod redaction;
 pub mod wrap;
 
 pub use class::{ClassName, ClassNameError};
-pub use envelope::{Envelope, EnvelopeError, OpenError, SealRequest};
-pub use handoff::{HandoffError, HandoffKey};
+pub use envelope::{Envelope, EnvelopeError, OpenError, SealRequest, SealingKey, SubkeyId};
+pub use handoff::{HandoffError, HandoffKey, HandoffTarget};
 pub use key::{DataKey, Fingerprint, KeyParseError, RootKey};
 pub use nonce::NoncePool;
 pub use wrap::{DataKeyMaterial, UnwrapError};

@@ -1,9 +1,18 @@
-//! Spotting statement text that would carry a secret, so that the server glue can keep it
-//! out of logs and activity views.
+//! Spotting text that would carry a secret, so that the server glue can keep it out of logs
+//! and activity views: statements that name the key parameter, and anything shaped like a
+//! root key, whatever statement, parameter list or context carries it.
+
+use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD, URL_SAFE, URL_SAFE_NO_PAD};
+use base64::Engine;
+
+use crate::key::ROOT_KEY_LEN;
 
 /// What statement text that carries a secret names: the key parameter, or a call of
 /// `akko_crypt.rewrap(new_key)`, with or without its schema.
 pub const SECRET_PARAMETERS: &[&[u8]] = &[b"akko_crypt.key", b"rewrap("];
+
+/// What replaces a key-shaped token.
+pub const REDACTED_KEY: &str = "<akko_crypt: redacted>";
 
 /// True when `text` names a secret parameter, however it is spelt: SQL identifiers are
 /// case-insensitive and may be quoted or spaced (`SET "AKKO_CRYPT" . key`).
@@ -18,9 +27,60 @@ pub fn names_secret(text: &[u8]) -> bool {
         .any(|name| normalized.windows(name.len()).any(|w| w == *name))
 }
 
+fn is_token_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || matches!(b, b'+' | b'/' | b'-' | b'_')
+}
+
+/// Whether `token` is something `RootKey::parse` would accept: 64 hex digits, or base64
+/// (either alphabet, padded or not) of exactly 32 bytes.
+fn is_key_shaped(token: &[u8]) -> bool {
+    if token.len() == 2 * ROOT_KEY_LEN && token.iter().all(u8::is_ascii_hexdigit) {
+        return true;
+    }
+    if !(43..=44).contains(&token.len()) {
+        return false;
+    }
+    let mut out = [0u8; 48];
+    [&STANDARD, &STANDARD_NO_PAD, &URL_SAFE, &URL_SAFE_NO_PAD]
+        .iter()
+        .any(|engine| engine.decode_slice(token, &mut out) == Ok(ROOT_KEY_LEN))
+}
+
+/// `text` with every key-shaped token replaced by [`REDACTED_KEY`], or None when it holds
+/// none. A token is a longest run of base64 and hex characters with its trailing `=`
+/// padding; one that is part of a longer run (a longer hex or base64 value) is left alone.
+pub fn redact_keys(text: &[u8]) -> Option<Vec<u8>> {
+    let mut out: Option<Vec<u8>> = None;
+    let mut copied = 0;
+    let mut i = 0;
+    while i < text.len() {
+        if !is_token_byte(text[i]) {
+            i += 1;
+            continue;
+        }
+        let start = i;
+        while i < text.len() && is_token_byte(text[i]) {
+            i += 1;
+        }
+        while i < text.len() && text[i] == b'=' && i - start < 44 {
+            i += 1;
+        }
+        if is_key_shaped(&text[start..i]) {
+            let out = out.get_or_insert_with(|| Vec::with_capacity(text.len()));
+            out.extend_from_slice(&text[copied..start]);
+            out.extend_from_slice(REDACTED_KEY.as_bytes());
+            copied = i;
+        }
+    }
+    out.map(|mut out| {
+        out.extend_from_slice(&text[copied..]);
+        out
+    })
+}
+
 #[cfg(test)]
 mod tests {
-    use super::names_secret;
+    use super::*;
 
     #[test]
     fn spots_every_spelling_of_the_key_parameter() {
@@ -37,5 +97,42 @@ mod tests {
         }
         assert!(!names_secret(b"SELECT akko_crypt.seal_pii('{}')"));
         assert!(!names_secret(b""));
+    }
+
+    const HEX: &str = "000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f";
+    const B64: &str = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
+
+    fn redacted(text: &str) -> Option<String> {
+        redact_keys(text.as_bytes()).map(|r| String::from_utf8(r).unwrap())
+    }
+
+    #[test]
+    fn redacts_keys_in_every_encoding_wherever_they_stand() {
+        let url = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8";
+        for (text, expected) in [
+            (format!("EXECUTE setkey('{HEX}')"), format!("EXECUTE setkey('{REDACTED_KEY}')")),
+            (format!("parameters: $1 = 'akko_crypt.key', $2 = '{B64}'"),
+             format!("parameters: $1 = 'akko_crypt.key', $2 = '{REDACTED_KEY}'")),
+            (format!("{url} and {}", HEX.to_uppercase()), format!("{REDACTED_KEY} and {REDACTED_KEY}")),
+            (format!("key={B64}"), format!("key={REDACTED_KEY}")),
+            (format!("'{}'", "-_-_".repeat(10) + "-_A"), format!("'{REDACTED_KEY}'")),
+        ] {
+            assert_eq!(redacted(&text).as_deref(), Some(expected.as_str()), "{text}");
+        }
+    }
+
+    #[test]
+    fn leaves_everything_else_as_it_is() {
+        for text in [
+            "SELECT akko_crypt.seal_pii('{\"name\": \"Ada\"}')",
+            &format!("\\x{HEX}00"),
+            &format!("{HEX}ab"),
+            &HEX[..62],
+            "SELECT 1",
+            "",
+            "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8gISIjJCUmJygpKissLS4v",
+        ] {
+            assert_eq!(redacted(text), None, "{text}");
+        }
     }
 }

@@ -1,7 +1,8 @@
 //! The keyring's cryptography. Data keys are random and stored only wrapped: sealed with
 //! AES-256-GCM under a wrapping key that HKDF-SHA256 derives per class from the root key,
 //! so rewrapping under a new root rewrites no data. Subject keys are derived from a data
-//! key and a per-subject salt, so deleting the salt erases one subject's values.
+//! key and a per-subject salt, so deleting the salt erases one subject's values. Values are
+//! sealed under value keys derived from either, one per subkey id (see `envelope`).
 
 use std::fmt;
 
@@ -13,7 +14,9 @@ use zeroize::{ZeroizeOnDrop, Zeroizing};
 
 use crate::class::ClassName;
 use crate::column::{BindingId, BlindIndexKey};
-use crate::envelope::{SubjectId, NONCE_LEN, SUBJECT_ID_LEN, TAG_LEN};
+use crate::envelope::{
+    Envelope, SealingKey, SubjectId, SubkeyId, NONCE_LEN, SUBJECT_ID_LEN, SUBKEY_ID_LEN, TAG_LEN,
+};
 use crate::key::{DataKey, RootKey, HKDF_SALT};
 
 pub const DATA_KEY_LEN: usize = 32;
@@ -26,6 +29,12 @@ const WRAPPING_KEY_INFO_PREFIX: &[u8] = b"akko_crypt wrapping key\0";
 const WRAPPED_KEY_AAD_PREFIX: &[u8] = b"akko_crypt wrapped key\0";
 const SUBJECT_KEY_INFO_PREFIX: &[u8] = b"akko_crypt subject key\0";
 const BLIND_INDEX_KEY_INFO_PREFIX: &[u8] = b"akko_crypt blind index key\0";
+const VALUE_KEY_SALT: &[u8] = b"akko_crypt/v2";
+const VALUE_KEY_INFO_PREFIX: &[u8] = b"akko_crypt value key\0";
+const SUBJECT_LOOKUP_KEY_INFO: &[u8] = b"akko_crypt subject lookup key\0";
+
+/// Length of a subject's lookup hash in `akko_crypt.subjects`.
+pub const SUBJECT_LOOKUP_LEN: usize = 32;
 
 /// A data key's 32 raw bytes; zeroized on drop.
 #[derive(ZeroizeOnDrop)]
@@ -75,11 +84,38 @@ impl DataKeyMaterial {
         DataKey::from_bytes(&self.bytes)
     }
 
-    /// HKDF-SHA256(salt = subject salt, ikm = data key,
-    ///             info = "akko_crypt subject key\0" || subject id)
-    pub fn subject_key(&self, subject: &SubjectId, salt: &[u8; SUBJECT_SALT_LEN]) -> DataKey {
+    /// The key of one subject: HKDF-SHA256(salt = subject salt, ikm = data key,
+    ///                                      info = "akko_crypt subject key\0" || subject id)
+    pub fn subject_material(
+        &self,
+        subject: &SubjectId,
+        salt: &[u8; SUBJECT_SALT_LEN],
+    ) -> DataKeyMaterial {
         let okm = hkdf_sha256(salt, &self.bytes, &[SUBJECT_KEY_INFO_PREFIX, subject]);
+        DataKeyMaterial { bytes: *okm }
+    }
+
+    /// The key a version 2 envelope with `subkey` is sealed under:
+    /// HKDF-SHA256(salt = "akko_crypt/v2", ikm = this key, info = "akko_crypt value key\0" || subkey id)
+    pub fn value_key(&self, subkey: &SubkeyId) -> DataKey {
+        let okm = hkdf_sha256(VALUE_KEY_SALT, &self.bytes, &[VALUE_KEY_INFO_PREFIX, subkey]);
         DataKey::from_bytes(&okm)
+    }
+
+    /// A value key under a fresh random subkey id, with a full budget of seals.
+    pub fn new_sealing_key(&self) -> Result<SealingKey, getrandom::Error> {
+        let mut subkey = [0u8; SUBKEY_ID_LEN];
+        getrandom::getrandom(&mut subkey)?;
+        Ok(SealingKey::new(subkey, self.value_key(&subkey)))
+    }
+
+    /// The key that opens `envelope`, if this is its data key (or subject key): the value key
+    /// of its subkey id for version 2, this key itself for version 1.
+    pub fn key_for(&self, envelope: &Envelope<'_>) -> DataKey {
+        match envelope.subkey {
+            Some(subkey) => self.value_key(subkey),
+            None => self.cipher(),
+        }
     }
 
     /// HKDF-SHA256(salt = "akko_crypt/v1", ikm = data key,
@@ -91,6 +127,14 @@ impl DataKeyMaterial {
             &[BLIND_INDEX_KEY_INFO_PREFIX, binding],
         );
         BlindIndexKey::from_bytes(*okm)
+    }
+
+    /// What `akko_crypt.subjects` keeps of a subject's name instead of the name: HMAC-SHA256
+    /// under HKDF-SHA256(salt = "akko_crypt/v1", ikm = this key, info = "akko_crypt subject
+    /// lookup key\0"), this being a data key of the class `blind_index`.
+    pub fn subject_lookup(&self, name: &[u8]) -> [u8; SUBJECT_LOOKUP_LEN] {
+        let okm = hkdf_sha256(HKDF_SALT, &self.bytes, &[SUBJECT_LOOKUP_KEY_INFO]);
+        BlindIndexKey::from_bytes(*okm).mac(name)
     }
 }
 
@@ -259,21 +303,51 @@ mod tests {
             class: class("identity"),
             key_version: 1,
             subject: Some(&[1; 16]),
+            subkey: &[3; 16],
             context: None,
             nonce: [0; NONCE_LEN],
         };
-        let sealed = seal(&key.subject_key(&[1; 16], &[7; 32]), &request, b"{}");
+        let subject_key =
+            |id: &[u8; 16], salt: &[u8; 32]| key.subject_material(id, salt).value_key(&[3; 16]);
+        let sealed = seal(&subject_key(&[1; 16], &[7; 32]), &request, b"{}");
         let envelope = Envelope::parse(&sealed).unwrap();
         assert_eq!(envelope.subject, Some(&[1; 16]));
-        assert!(envelope
-            .open(&key.subject_key(&[1; 16], &[7; 32]), None)
-            .is_ok());
-        assert!(envelope
-            .open(&key.subject_key(&[1; 16], &[8; 32]), None)
-            .is_err());
-        assert!(envelope
-            .open(&key.subject_key(&[2; 16], &[7; 32]), None)
-            .is_err());
-        assert!(envelope.open(&key.cipher(), None).is_err());
+        assert!(envelope.open(&subject_key(&[1; 16], &[7; 32]), None).is_ok());
+        assert!(envelope.open(&subject_key(&[1; 16], &[8; 32]), None).is_err());
+        assert!(envelope.open(&subject_key(&[2; 16], &[7; 32]), None).is_err());
+        assert!(envelope.open(&key.key_for(&envelope), None).is_err());
+    }
+
+    #[test]
+    fn value_keys_differ_by_subkey_id_and_never_equal_the_data_key() {
+        let material = DataKeyMaterial::from_bytes([5; 32]);
+        let request = |subkey| SealRequest {
+            class: class("identity"),
+            key_version: 1,
+            subject: None,
+            subkey,
+            context: None,
+            nonce: [0; NONCE_LEN],
+        };
+        let mut sealing = material.new_sealing_key().unwrap();
+        let (subkey, value_key) = sealing.take().unwrap();
+        let subkey = *subkey;
+        let sealed = seal(value_key, &request(&subkey), b"{}");
+        let envelope = Envelope::parse(&sealed).unwrap();
+        assert_eq!(envelope.subkey, Some(&subkey));
+        assert!(envelope.open(&material.key_for(&envelope), None).is_ok());
+        assert!(envelope.open(&material.cipher(), None).is_err());
+        assert!(envelope.open(&material.value_key(&[0; 16]), None).is_err());
+        let other = material.new_sealing_key().unwrap();
+        assert_ne!(other.remaining(), 0);
+    }
+
+    #[test]
+    fn subject_lookups_are_keyed_and_differ_by_name() {
+        let a = DataKeyMaterial::from_bytes([1; 32]);
+        let b = DataKeyMaterial::from_bytes([2; 32]);
+        assert_eq!(a.subject_lookup(b"customer:1"), a.subject_lookup(b"customer:1"));
+        assert_ne!(a.subject_lookup(b"customer:1"), a.subject_lookup(b"customer:2"));
+        assert_ne!(a.subject_lookup(b"customer:1"), b.subject_lookup(b"customer:1"));
     }
 }

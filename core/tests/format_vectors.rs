@@ -38,7 +38,7 @@ fn array<const N: usize>(s: &str) -> [u8; N] {
 #[test]
 fn format_md_vectors_wrap_seal_and_open() {
     let vectors = vectors();
-    assert_eq!(vectors.len(), 4, "FORMAT.md should carry four vectors");
+    assert_eq!(vectors.len(), 8, "FORMAT.md should carry four vectors of each format");
     for v in vectors {
         let root = RootKey::parse(&v["root_key"]).unwrap();
         assert_eq!(root.fingerprint().to_string(), v["fingerprint"]);
@@ -56,23 +56,39 @@ fn format_md_vectors_wrap_seal_and_open() {
 
         let subject: Option<[u8; 16]> =
             (v["subject_id"] != "none").then(|| array(&v["subject_id"]));
-        let key = match &subject {
-            Some(id) => unwrapped.subject_key(id, &array(&v["subject_salt"])),
-            None => unwrapped.cipher(),
+        let sealing_material = match &subject {
+            Some(id) => unwrapped.subject_material(id, &array(&v["subject_salt"])),
+            None => unwrapped,
         };
         let context = (v["context"] != "none").then(|| hex(&v["context"]));
-        let request = SealRequest {
-            class,
-            key_version: version,
-            subject: subject.as_ref(),
-            context: context.as_deref(),
-            nonce: array(&v["nonce"]),
-        };
         let envelope = hex(&v["envelope"]);
-        assert_eq!(seal(&key, &request, v["plaintext"].as_bytes()), envelope);
-        let opened = Envelope::parse(&envelope)
-            .unwrap()
-            .open(&key, context.as_deref())
+        let parsed = Envelope::parse(&envelope).unwrap();
+        assert_eq!(parsed.format.to_string(), v["format"]);
+        assert_eq!(parsed.subject, subject.as_ref());
+        if v["format"] == "2" {
+            let subkey: [u8; 16] = array(&v["subkey_id"]);
+            assert_eq!(parsed.subkey, Some(&subkey));
+            let value_key = sealing_material.value_key(&subkey);
+            let request = SealRequest {
+                class,
+                key_version: version,
+                subject: subject.as_ref(),
+                subkey: &subkey,
+                context: context.as_deref(),
+                nonce: array(&v["nonce"]),
+            };
+            assert_eq!(seal(&value_key, &request, v["plaintext"].as_bytes()), envelope);
+            // value_key is printed for independent readers; it is the key that opens.
+            let printed = DataKeyMaterial::from_bytes(array(&v["value_key"])).cipher();
+            assert_eq!(
+                parsed.open(&printed, context.as_deref()).unwrap(),
+                v["plaintext"].as_bytes()
+            );
+        } else {
+            assert_eq!(parsed.subkey, None);
+        }
+        let opened = parsed
+            .open(&sealing_material.key_for(&parsed), context.as_deref())
             .unwrap();
         assert_eq!(opened, v["plaintext"].as_bytes());
     }

@@ -1,0 +1,72 @@
+//! The parts of PostgreSQL's GUC internals that key custody reaches into: finding the key
+//! parameter's record, and taking a key out of the value RESET returns to. The layout of
+//! these records is PostgreSQL 15's (`utils/guc_tables.h`); this is the one module to change
+//! for another major.
+
+use std::ffi::{c_void, CStr};
+
+use pgrx::pg_sys;
+
+use crate::custody::{free_malloced, malloc_copy};
+
+/// The record of the string parameter `name`, or null if it is not defined.
+pub unsafe fn find_string_guc(name: &CStr) -> *mut pg_sys::config_string {
+    let vars = pg_sys::get_guc_variables();
+    let count = pg_sys::GetNumConfigOptions() as usize;
+    (0..count)
+        .map(|i| *vars.add(i))
+        .find(|var| CStr::from_ptr((**var).name) == name)
+        .map_or(std::ptr::null_mut(), |var| var.cast())
+}
+
+/// Whether any value of `conf` (current, reset, boot, or one the GUC stack keeps) is the
+/// string `value`, as guc.c's own bookkeeping asks before it frees one.
+unsafe fn string_used(conf: *mut pg_sys::config_string, value: *mut std::ffi::c_char) -> bool {
+    if value == *(*conf).variable || value == (*conf).reset_val || value.cast_const() == (*conf).boot_val {
+        return true;
+    }
+    let mut entry = (*conf).gen_.stack;
+    while !entry.is_null() {
+        if value == (*entry).prior.val.stringval || value == (*entry).masked.val.stringval {
+            return true;
+        }
+        entry = (*entry).prev;
+    }
+    false
+}
+
+/// Whether any value of `conf` carries the extra `extra`.
+unsafe fn extra_used(conf: *mut pg_sys::config_string, extra: *mut c_void) -> bool {
+    if extra == (*conf).gen_.extra || extra == (*conf).reset_extra {
+        return true;
+    }
+    let mut entry = (*conf).gen_.stack;
+    while !entry.is_null() {
+        if extra == (*entry).prior.extra || extra == (*entry).masked.extra {
+            return true;
+        }
+        entry = (*entry).prev;
+    }
+    false
+}
+
+/// Makes the parameter's reset value empty if it holds anything (a key set in the startup
+/// packet becomes the reset value as well as the current one), so that RESET and DISCARD
+/// ALL drop the key rather than return to it. The replaced string and extra are freed once
+/// no other value of the parameter uses them, as guc.c does.
+pub unsafe fn clear_reset_value(conf: *mut pg_sys::config_string) {
+    let old_value = (*conf).reset_val;
+    let old_extra = (*conf).reset_extra;
+    if old_extra.is_null() && (old_value.is_null() || *old_value == 0) {
+        return;
+    }
+    (*conf).reset_val = malloc_copy(b"\0").cast();
+    (*conf).reset_extra = std::ptr::null_mut();
+    (*conf).gen_.reset_source = pg_sys::GucSource::PGC_S_DEFAULT;
+    if !old_value.is_null() && !string_used(conf, old_value) {
+        free_malloced(old_value.cast());
+    }
+    if !old_extra.is_null() && !extra_used(conf, old_extra) {
+        free_malloced(old_extra);
+    }
+}

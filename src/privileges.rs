@@ -1,0 +1,474 @@
+//! akko_crypt's privileges: who may seal and open each data class, protect tables, unlock
+//! from Vault, and administer keys. None is held by PUBLIC; superusers hold them all.
+//!
+//! They live in `akko_crypt.privileges`, which only the extension writes, and follow role
+//! membership as PostgreSQL privileges do (a member of a role that holds one holds it too,
+//! unless NOINHERIT). `grant_privilege` also grants EXECUTE on the functions the privilege
+//! uses (and `revoke_privilege` takes back what no remaining privilege needs), so a role
+//! reaches a function only with both; every function checks the privilege itself too.
+//!
+//! Checks run on every value sealed or opened, so each session keeps the privileges of its
+//! current role, resolved once, until the table, a role's membership or a role's superuser
+//! flag changes (cache invalidations tell).
+
+use std::cell::{Cell, RefCell};
+use std::ffi::CStr;
+
+use akko_crypt_core::ClassName;
+use pgrx::pg_sys;
+use pgrx::prelude::*;
+
+use crate::datum::Args;
+use crate::keyring::{as_owner, audit, caller};
+use crate::{classes, errors};
+
+extension_sql!(
+    r#"
+-- Who holds which akko_crypt privilege. class is NULL for every class (seal, open) and for
+-- the privileges that have no class (protect, unlock, admin). Written only by
+-- akko_crypt.grant_privilege and akko_crypt.revoke_privilege; pg_dump carries it.
+CREATE TABLE privileges (
+    grantee    regrole NOT NULL,
+    privilege  text NOT NULL CHECK (privilege IN ('seal', 'open', 'protect', 'unlock', 'admin')),
+    class      text REFERENCES data_class (name) ON DELETE CASCADE,
+    granted_by regrole NOT NULL,
+    granted_at timestamptz NOT NULL DEFAULT now(),
+    UNIQUE NULLS NOT DISTINCT (grantee, privilege, class),
+    CHECK (class IS NULL OR privilege IN ('seal', 'open'))
+);
+COMMENT ON TABLE privileges IS 'akko_crypt privileges of each role; change them with akko_crypt.grant_privilege and akko_crypt.revoke_privilege';
+SELECT pg_catalog.pg_extension_config_dump('privileges', '');
+REVOKE ALL ON privileges FROM PUBLIC;
+
+CREATE FUNCTION grant_privilege(privilege text, grantee regrole, class text DEFAULT NULL)
+    RETURNS boolean LANGUAGE c VOLATILE PARALLEL UNSAFE
+    AS 'MODULE_PATHNAME', 'akko_grant_privilege';
+COMMENT ON FUNCTION grant_privilege(text, regrole, text) IS
+    'Grants an akko_crypt privilege (seal, open, protect, unlock, admin) to a role, for one data class or (NULL) all; returns false if it was held already';
+CREATE FUNCTION revoke_privilege(privilege text, grantee regrole, class text DEFAULT NULL)
+    RETURNS boolean LANGUAGE c VOLATILE PARALLEL UNSAFE
+    AS 'MODULE_PATHNAME', 'akko_revoke_privilege';
+COMMENT ON FUNCTION revoke_privilege(text, regrole, text) IS
+    'Revokes an akko_crypt privilege granted with grant_privilege; returns false if the role did not hold it';
+-- Keeps each role's EXECUTE and SELECT grants in step with its rows, however they change:
+-- grant_privilege, revoke_privilege, or a restore of pg_dump's copy of the table.
+CREATE FUNCTION privileges_changed() RETURNS trigger LANGUAGE c
+    AS 'MODULE_PATHNAME', 'akko_privileges_changed';
+CREATE TRIGGER grants_follow AFTER INSERT OR UPDATE OR DELETE ON privileges
+    FOR EACH ROW EXECUTE FUNCTION privileges_changed();
+REVOKE ALL ON FUNCTION grant_privilege(text, regrole, text), revoke_privilege(text, regrole, text),
+    privileges_changed() FROM PUBLIC;
+"#,
+    name = "privileges",
+    requires = ["keyring"]
+);
+
+v1_function_info!(
+    pg_finfo_akko_grant_privilege,
+    pg_finfo_akko_revoke_privilege,
+    pg_finfo_akko_privileges_changed
+);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Privilege {
+    Seal,
+    Open,
+    Protect,
+    Unlock,
+    Admin,
+}
+
+impl Privilege {
+    const ALL: [Privilege; 5] = [
+        Privilege::Seal,
+        Privilege::Open,
+        Privilege::Protect,
+        Privilege::Unlock,
+        Privilege::Admin,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Privilege::Seal => "seal",
+            Privilege::Open => "open",
+            Privilege::Protect => "protect",
+            Privilege::Unlock => "unlock",
+            Privilege::Admin => "admin",
+        }
+    }
+
+    fn parse(name: &str) -> Option<Privilege> {
+        Privilege::ALL.into_iter().find(|p| p.name() == name)
+    }
+
+    fn per_class(self) -> bool {
+        matches!(self, Privilege::Seal | Privilege::Open)
+    }
+
+    /// The objects a holder needs to reach: each is granted with the privilege, and revoked
+    /// when no privilege of the role needs it any more.
+    fn objects(self) -> &'static [&'static str] {
+        match self {
+            Privilege::Seal => &[
+                "FUNCTION akko_crypt.seal_pii(jsonb, text, bytea, text)",
+                "PROCEDURE akko_crypt.reencrypt(regclass, name, integer, text, bigint)",
+                "FUNCTION akko_crypt.reencrypt_start(oid, text, integer, text)",
+                "FUNCTION akko_crypt.reencrypt_step(bigint)",
+                "TABLE akko_crypt.reencrypt_runs",
+            ],
+            Privilege::Open => &[
+                "FUNCTION akko_crypt.open_pii(bytea, bytea)",
+                "FUNCTION akko_crypt.open_pii(jsonb, bytea)",
+                "FUNCTION akko_crypt.open_text(bytea, bytea)",
+                "FUNCTION akko_crypt.open_value(bytea, bytea, anyelement)",
+                "FUNCTION akko_crypt.blind_index(text, regclass, name)",
+            ],
+            Privilege::Protect => &[
+                "FUNCTION akko_crypt.protect(regclass, name, text, text, boolean, boolean, text, boolean, boolean)",
+                "FUNCTION akko_crypt.unprotect(regclass, name)",
+                "FUNCTION akko_crypt.create_view(regclass, name)",
+                "FUNCTION akko_crypt.refresh_views()",
+                "PROCEDURE akko_crypt.migrate(regclass, integer, bigint)",
+                "FUNCTION akko_crypt.migrate_start(regclass, integer)",
+                "FUNCTION akko_crypt.migrate_step(regclass, bigint)",
+                "FUNCTION akko_crypt.migrate_finish(regclass)",
+                "FUNCTION akko_crypt.protect_row()",
+                "TABLE akko_crypt.protected_columns",
+                "TABLE akko_crypt.decrypted_views",
+            ],
+            Privilege::Unlock => &["FUNCTION akko_crypt.unlock()"],
+            Privilege::Admin => &[
+                "FUNCTION akko_crypt.add_class(text)",
+                "FUNCTION akko_crypt.rotate_key(text)",
+                "FUNCTION akko_crypt.retire_key(text, integer, boolean)",
+                "FUNCTION akko_crypt.destroy_key(text, integer, boolean)",
+                "FUNCTION akko_crypt.forget_subject(text)",
+                "FUNCTION akko_crypt.rewrap(text)",
+                "FUNCTION akko_crypt.status()",
+                "FUNCTION akko_crypt.vault_init_transit()",
+                "FUNCTION akko_crypt.grant_privilege(text, regrole, text)",
+                "FUNCTION akko_crypt.revoke_privilege(text, regrole, text)",
+                "TABLE akko_crypt.audit_log",
+                "TABLE akko_crypt.reencrypt_runs",
+                "TABLE akko_crypt.protected_columns",
+                "TABLE akko_crypt.decrypted_views",
+                "TABLE akko_crypt.privileges",
+            ],
+        }
+    }
+}
+
+/// One privilege a role holds: for one class, or for every class (None).
+struct Held {
+    privilege: Privilege,
+    class: Option<String>,
+}
+
+/// The privileges of one role, as resolved at one generation.
+struct Resolved {
+    generation: u64,
+    role: pg_sys::Oid,
+    superuser: bool,
+    held: Vec<Held>,
+}
+
+impl Resolved {
+    fn allows(&self, privilege: Privilege, class: Option<&str>) -> bool {
+        self.superuser
+            || self.held.iter().any(|held| {
+                held.privilege == privilege
+                    && (held.class.is_none() || held.class.as_deref() == class)
+            })
+    }
+}
+
+thread_local! {
+    static GENERATION: Cell<u64> = const { Cell::new(1) };
+    static TABLE: Cell<pg_sys::Oid> = const { Cell::new(pg_sys::InvalidOid) };
+    static RESOLVED: RefCell<Option<Resolved>> = const { RefCell::new(None) };
+}
+
+pub fn init() {
+    unsafe {
+        pg_sys::CacheRegisterRelcacheCallback(Some(on_relcache_invalidation), pg_sys::Datum::from(0));
+        // Role membership and the superuser flag decide what a role holds.
+        for cache in [
+            pg_sys::SysCacheIdentifier::AUTHMEMROLEMEM,
+            pg_sys::SysCacheIdentifier::AUTHMEMMEMROLE,
+            pg_sys::SysCacheIdentifier::AUTHOID,
+        ] {
+            pg_sys::CacheRegisterSyscacheCallback(
+                cache as i32,
+                Some(on_role_invalidation),
+                pg_sys::Datum::from(0),
+            );
+        }
+    }
+}
+
+fn forget() {
+    GENERATION.with(|g| g.set(g.get() + 1));
+}
+
+#[pg_guard]
+unsafe extern "C-unwind" fn on_relcache_invalidation(_arg: pg_sys::Datum, relid: pg_sys::Oid) {
+    if relid == pg_sys::InvalidOid || relid == TABLE.with(Cell::get) {
+        forget();
+    }
+}
+
+#[pg_guard]
+unsafe extern "C-unwind" fn on_role_invalidation(_arg: pg_sys::Datum, _cache: i32, _hash: u32) {
+    forget();
+}
+
+fn resolve(role: pg_sys::Oid) -> Resolved {
+    let generation = GENERATION.with(Cell::get);
+    let superuser = unsafe { pg_sys::superuser_arg(role) };
+    let held = if superuser {
+        Vec::new()
+    } else {
+        as_owner(|| {
+            TABLE.with(|t| {
+                if t.get() == pg_sys::InvalidOid {
+                    t.set(crate::keyring::extension_table(c"privileges"));
+                }
+            });
+            Spi::connect(|client| {
+                client
+                    .select(
+                        "SELECT p.privilege, p.class FROM akko_crypt.privileges p \
+                         WHERE pg_has_role($1, p.grantee, 'USAGE')",
+                        None,
+                        &[role.into()],
+                    )?
+                    .map(|row| {
+                        Ok((row.get::<String>(1)?, row.get::<String>(2)?))
+                    })
+                    .collect::<Result<Vec<_>, pgrx::spi::Error>>()
+            })
+            .unwrap_or_else(|e| errors::catalog_query_failed("read akko_crypt.privileges", e))
+        })
+        .into_iter()
+        .filter_map(|(privilege, class)| {
+            Some(Held {
+                privilege: Privilege::parse(privilege.as_deref()?)?,
+                class,
+            })
+        })
+        .collect()
+    };
+    Resolved {
+        generation,
+        role,
+        superuser,
+        held,
+    }
+}
+
+/// Whether the calling role holds `privilege` (for `class`, when it is per class).
+pub fn held(privilege: Privilege, class: Option<ClassName<'_>>) -> bool {
+    let role = caller();
+    let generation = GENERATION.with(Cell::get);
+    let class = class.map(|c| c.as_str());
+    let cached = RESOLVED.with(|r| {
+        r.borrow()
+            .as_ref()
+            .filter(|r| r.role == role && r.generation == generation)
+            .map(|r| r.allows(privilege, class))
+    });
+    if let Some(allowed) = cached {
+        return allowed;
+    }
+    let resolved = resolve(role);
+    let allowed = resolved.allows(privilege, class);
+    RESOLVED.with(|r| *r.borrow_mut() = Some(resolved));
+    allowed
+}
+
+/// Raises 42501 unless the calling role holds `privilege` (for `class`).
+pub fn require(privilege: Privilege, class: Option<ClassName<'_>>) {
+    if !held(privilege, class) {
+        errors::privilege_missing(privilege.name(), class.map(|c| c.as_str()), &display_name(caller()));
+    }
+}
+
+/// The role's name, or None if no role has that OID.
+fn role_name(role: pg_sys::Oid) -> Option<String> {
+    unsafe {
+        let name = pg_sys::GetUserNameFromId(role, true);
+        (!name.is_null()).then(|| CStr::from_ptr(name).to_string_lossy().into_owned())
+    }
+}
+
+fn display_name(role: pg_sys::Oid) -> String {
+    role_name(role).unwrap_or_else(|| format!("OID {}", role.to_u32()))
+}
+
+fn quoted_role(role: pg_sys::Oid) -> String {
+    unsafe {
+        let name = pg_sys::GetUserNameFromId(role, false);
+        CStr::from_ptr(pg_sys::quote_identifier(name))
+            .to_string_lossy()
+            .into_owned()
+    }
+}
+
+/// The privilege and class arguments of grant_privilege and revoke_privilege, checked.
+fn parse_arguments(args: &Args) -> (Privilege, pg_sys::Oid, Option<String>) {
+    let name = args.text(0, "privilege");
+    let privilege = Privilege::parse(&name).unwrap_or_else(|| errors::unknown_privilege(&name));
+    let grantee = args.oid(1, "grantee");
+    if role_name(grantee).is_none() {
+        errors::no_such_role(grantee.to_u32());
+    }
+    let class = args.opt_text(2);
+    match &class {
+        Some(_) if !privilege.per_class() => errors::privilege_has_no_class(privilege.name()),
+        Some(class) => {
+            let parsed = classes::parse(class);
+            if parsed.as_str() == crate::blind_index::CLASS {
+                errors::reserved_class();
+            }
+            classes::require_registered(parsed);
+        }
+        None => {}
+    }
+    (privilege, grantee, class)
+}
+
+/// Grants and revokes EXECUTE and SELECT so that `grantee` reaches exactly the objects its
+/// own privileges need (as the extension owner, who owns them).
+fn sync_object_grants(grantee: pg_sys::Oid) {
+    let role = quoted_role(grantee);
+    as_owner(|| {
+        let held: Vec<String> = Spi::connect(|client| {
+            client
+                .select(
+                    "SELECT DISTINCT privilege FROM akko_crypt.privileges WHERE grantee = $1",
+                    None,
+                    &[grantee.into()],
+                )?
+                .map(|row| row.get::<String>(1).map(Option::unwrap_or_default))
+                .collect::<Result<Vec<_>, pgrx::spi::Error>>()
+        })
+        .unwrap_or_else(|e| errors::catalog_query_failed("read akko_crypt.privileges", e));
+        let needed: Vec<&str> = held
+            .iter()
+            .filter_map(|name| Privilege::parse(name))
+            .flat_map(|p| p.objects().iter().copied())
+            .collect();
+        let mut statements = Vec::new();
+        let every_object = Privilege::ALL.into_iter().flat_map(|p| p.objects().iter().copied());
+        let mut seen = Vec::new();
+        for object in every_object {
+            if seen.contains(&object) {
+                continue;
+            }
+            seen.push(object);
+            let what = if object.starts_with("TABLE ") { "SELECT" } else { "EXECUTE" };
+            statements.push(if needed.contains(&object) {
+                format!("GRANT {what} ON {object} TO {role}")
+            } else {
+                format!("REVOKE {what} ON {object} FROM {role}")
+            });
+        }
+        statements.push(if needed.is_empty() {
+            format!("REVOKE USAGE ON SCHEMA akko_crypt FROM {role}")
+        } else {
+            format!("GRANT USAGE ON SCHEMA akko_crypt TO {role}")
+        });
+        for statement in statements {
+            Spi::run(&statement)
+                .unwrap_or_else(|e| errors::catalog_query_failed("grant the privilege's objects", e));
+        }
+    });
+}
+
+fn change(args: &Args, grant: bool) -> bool {
+    require(Privilege::Admin, None);
+    let (privilege, grantee, class) = parse_arguments(args);
+    let by = caller();
+    let changed = as_owner(|| {
+        let query = if grant {
+            "WITH added AS (INSERT INTO akko_crypt.privileges (grantee, privilege, class, granted_by) \
+               VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING RETURNING 1) \
+             SELECT count(*) > 0 FROM added"
+        } else {
+            "WITH gone AS (DELETE FROM akko_crypt.privileges \
+               WHERE grantee = $1 AND privilege = $2 AND class IS NOT DISTINCT FROM $3 RETURNING 1) \
+             SELECT count(*) > 0 FROM gone"
+        };
+        let mut args = vec![grantee.into(), privilege.name().into(), class.as_deref().into()];
+        if grant {
+            args.push(by.into());
+        }
+        Spi::get_one_with_args::<bool>(query, &args)
+        .unwrap_or_else(|e| errors::catalog_query_failed("change akko_crypt.privileges", e))
+        .unwrap_or(false)
+    });
+    forget();
+    let detail = format!(
+        "{} {} {} {}{}",
+        privilege.name(),
+        if grant { "to" } else { "from" },
+        display_name(grantee),
+        class.as_deref().map_or("every class".to_owned(), |c| format!("class {c}")),
+        if changed { "" } else { ", unchanged" }
+    );
+    audit(
+        if grant { "grant_privilege" } else { "revoke_privilege" },
+        class.as_deref(),
+        None,
+        Some(&detail),
+        "ok",
+    );
+    changed
+}
+
+#[pg_guard]
+#[no_mangle]
+pub unsafe extern "C-unwind" fn akko_grant_privilege(fcinfo: pg_sys::FunctionCallInfo) -> pg_sys::Datum {
+    pg_sys::Datum::from(change(&Args::new(fcinfo), true))
+}
+
+#[pg_guard]
+#[no_mangle]
+pub unsafe extern "C-unwind" fn akko_revoke_privilege(fcinfo: pg_sys::FunctionCallInfo) -> pg_sys::Datum {
+    pg_sys::Datum::from(change(&Args::new(fcinfo), false))
+}
+
+/// The trigger on `akko_crypt.privileges`: grants and revokes what the changed rows' roles
+/// now need.
+#[pg_guard]
+#[no_mangle]
+pub unsafe extern "C-unwind" fn akko_privileges_changed(fcinfo: pg_sys::FunctionCallInfo) -> pg_sys::Datum {
+    let context = (*fcinfo).context;
+    if context.is_null() || (*context).type_ != pg_sys::NodeTag::T_TriggerData {
+        errors::not_called_as_trigger();
+    }
+    let trigger = context.cast::<pg_sys::TriggerData>();
+    let relation = (*trigger).tg_relation;
+    let grantee_of = |tuple: pg_sys::HeapTuple| -> Option<pg_sys::Oid> {
+        if tuple.is_null() {
+            return None;
+        }
+        let mut is_null = false;
+        let datum = pg_sys::heap_getattr(tuple, 1, (*relation).rd_att, &mut is_null);
+        (!is_null).then(|| pg_sys::Oid::from(datum.value() as u32))
+    };
+    let event = (*trigger).tg_event & pg_sys::TRIGGER_EVENT_OPMASK;
+    let old = grantee_of((*trigger).tg_trigtuple);
+    let new = if event == pg_sys::TRIGGER_EVENT_UPDATE {
+        grantee_of((*trigger).tg_newtuple)
+    } else {
+        None
+    };
+    for grantee in [old, new].into_iter().flatten() {
+        if role_name(grantee).is_some() {
+            sync_object_grants(grantee);
+        }
+    }
+    forget();
+    pg_sys::Datum::from(0)
+}

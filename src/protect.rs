@@ -1,0 +1,591 @@
+//! `protect`, `migrate` and `unprotect`: turning a column into one that the trigger keeps
+//! sealed, sealing what it already holds, and turning it back.
+//!
+//! Each checks the caller's privilege to protect and ownership of the table first; the DDL
+//! then runs as the caller (see `ddl`), and the registry is written as the extension owner
+//! (see `registry`).
+
+use pgrx::pg_sys;
+use pgrx::prelude::*;
+
+use crate::datum::{text_datum, Args};
+use crate::ddl::{ident, pinned, run, type_sql, Table};
+use crate::keyring::{self, read_row};
+use crate::privileges::{self, Privilege};
+use crate::registry::{self, Mode, ProtectedColumn};
+use crate::{blind_index, classes, errors, sealing, views};
+
+extension_sql!(
+    r#"
+CREATE FUNCTION protect(tbl regclass, col name, class text DEFAULT 'identity', mode text DEFAULT 'bytea',
+                        bind_row boolean DEFAULT false, blind_index boolean DEFAULT false,
+                        normalization text DEFAULT 'none', unique_index boolean DEFAULT false,
+                        migrate boolean DEFAULT true)
+    RETURNS text LANGUAGE c VOLATILE PARALLEL UNSAFE AS 'MODULE_PATHNAME', 'akko_protect';
+COMMENT ON FUNCTION protect(regclass, name, text, text, boolean, boolean, text, boolean, boolean) IS
+    'Keeps a column sealed: converts it to bytea (or seals jsonb in place), migrates its values, keeps a trigger that seals every write';
+
+CREATE FUNCTION unprotect(tbl regclass, col name) RETURNS void
+    LANGUAGE c VOLATILE PARALLEL UNSAFE AS 'MODULE_PATHNAME', 'akko_unprotect';
+COMMENT ON FUNCTION unprotect(regclass, name) IS
+    'Restores a protected column to plaintext of its original type (one rewrite under an ACCESS EXCLUSIVE lock)';
+
+CREATE FUNCTION migrate_start(tbl regclass, batch_size integer) RETURNS bigint
+    LANGUAGE c VOLATILE PARALLEL UNSAFE AS 'MODULE_PATHNAME', 'akko_migrate_start';
+COMMENT ON FUNCTION migrate_start(regclass, integer) IS 'First step of akko_crypt.migrate: blocks per batch';
+CREATE FUNCTION migrate_step(tbl regclass, blocks_per_batch bigint) RETURNS boolean
+    LANGUAGE c VOLATILE PARALLEL UNSAFE AS 'MODULE_PATHNAME', 'akko_migrate_step';
+COMMENT ON FUNCTION migrate_step(regclass, bigint) IS 'One batch of akko_crypt.migrate; false at the end';
+CREATE FUNCTION migrate_finish(tbl regclass) RETURNS bigint
+    LANGUAGE c VOLATILE PARALLEL UNSAFE AS 'MODULE_PATHNAME', 'akko_migrate_finish';
+COMMENT ON FUNCTION migrate_finish(regclass) IS 'Last step of akko_crypt.migrate: drops the plaintext columns';
+
+-- Migration in batches that commit separately: a procedure, so no SET search_path clause
+-- (a procedure with one cannot commit); it calls only schema-qualified functions.
+CREATE PROCEDURE migrate(tbl regclass, batch_size integer DEFAULT 10000, INOUT migrated bigint DEFAULT NULL)
+LANGUAGE plpgsql AS $$
+DECLARE
+    blocks_per_batch bigint := akko_crypt.migrate_start(tbl, batch_size);
+BEGIN
+    LOOP
+        COMMIT;
+        EXIT WHEN NOT akko_crypt.migrate_step(tbl, blocks_per_batch);
+    END LOOP;
+    migrated := akko_crypt.migrate_finish(tbl);
+END $$;
+COMMENT ON PROCEDURE migrate(regclass, integer, bigint) IS
+    'Seals the plaintext of the table''s migrating columns in batches of about batch_size rows, a commit per batch; resumes where an interrupted run stopped';
+
+REVOKE ALL ON FUNCTION protect(regclass, name, text, text, boolean, boolean, text, boolean, boolean),
+    unprotect(regclass, name), migrate_start(regclass, integer), migrate_step(regclass, bigint),
+    migrate_finish(regclass), protect_row() FROM PUBLIC;
+REVOKE ALL ON PROCEDURE migrate(regclass, integer, bigint) FROM PUBLIC;
+"#,
+    name = "protect",
+    requires = ["registry", "protect_trigger", "views", "blind_index", "privileges"]
+);
+
+v1_function_info!(
+    pg_finfo_akko_protect,
+    pg_finfo_akko_unprotect,
+    pg_finfo_akko_migrate_start,
+    pg_finfo_akko_migrate_step,
+    pg_finfo_akko_migrate_finish
+);
+
+/// A table the caller may protect and change: the privilege to protect, and ownership.
+pub fn protectable(tbl: pg_sys::Oid) -> Table {
+    privileges::require(Privilege::Protect, None);
+    Table::owned(tbl)
+}
+
+/// What `protect` is asked to do.
+struct Request {
+    col: String,
+    class: String,
+    mode: Mode,
+    bind_row: bool,
+    blind_index: bool,
+    normalization: String,
+    unique_index: bool,
+    migrate: bool,
+}
+
+/// The column as the catalog has it before protect.
+struct Attribute {
+    attnum: i16,
+    type_oid: pg_sys::Oid,
+    typmod: i32,
+    not_null: bool,
+    has_default: bool,
+    identity_or_generated: bool,
+}
+
+fn attribute(table: &Table, col: &str) -> Attribute {
+    read_row(
+        "look up the column",
+        "SELECT a.attnum, a.atttypid, a.atttypmod, a.attnotnull, a.atthasdef, \
+                a.attidentity <> '' OR a.attgenerated <> '' \
+         FROM pg_attribute a WHERE a.attrelid = $1 AND a.attname = $2::name AND a.attnum > 0 AND NOT a.attisdropped",
+        &[table.oid.into(), col.into()],
+        |row| {
+            Ok(Attribute {
+                attnum: row.get(1)?.unwrap_or(0),
+                type_oid: row.get(2)?.unwrap_or(pg_sys::InvalidOid),
+                typmod: row.get(3)?.unwrap_or(-1),
+                not_null: row.get(4)?.unwrap_or(false),
+                has_default: row.get(5)?.unwrap_or(false),
+                identity_or_generated: row.get(6)?.unwrap_or(false),
+            })
+        },
+    )
+    .unwrap_or_else(|| errors::no_such_column(&table.sql, col))
+}
+
+/// An index or constraint that uses the column: they cannot work on ciphertext.
+fn blocker(table: &Table, attnum: i16) -> Option<String> {
+    read_row(
+        "look up what uses the column",
+        "SELECT CASE WHEN d.classid = 'pg_class'::regclass \
+                     THEN 'index ' || quote_ident((SELECT ic.relname FROM pg_class ic WHERE ic.oid = d.objid)) \
+                     ELSE 'constraint ' || quote_ident((SELECT co.conname FROM pg_constraint co WHERE co.oid = d.objid)) END \
+         FROM pg_depend d \
+         WHERE d.refclassid = 'pg_class'::regclass AND d.refobjid = $1 AND d.refobjsubid = $2 \
+           AND d.classid IN ('pg_class'::regclass, 'pg_constraint'::regclass) AND d.deptype IN ('a', 'n') \
+           AND (d.classid = 'pg_constraint'::regclass OR EXISTS (SELECT FROM pg_class ic WHERE ic.oid = d.objid AND ic.relkind = 'i')) \
+         LIMIT 1",
+        &[table.oid.into(), (attnum as i32).into()],
+        |row| row.get_one::<String>(),
+    )
+    .flatten()
+}
+
+fn has_primary_key(table: &Table) -> bool {
+    read_row(
+        "look up the primary key",
+        "SELECT EXISTS (SELECT FROM pg_index i WHERE i.indrelid = $1 AND i.indisprimary)",
+        &[table.oid.into()],
+        |row| row.get_one::<bool>(),
+    )
+    .flatten()
+    .unwrap_or(false)
+}
+
+fn column_exists(table: &Table, name: &str) -> bool {
+    read_row(
+        "look up the column",
+        "SELECT EXISTS (SELECT FROM pg_attribute a WHERE a.attrelid = $1 AND a.attname = $2::name \
+                        AND a.attnum > 0 AND NOT a.attisdropped)",
+        &[table.oid.into(), name.into()],
+        |row| row.get_one::<bool>(),
+    )
+    .flatten()
+    .unwrap_or(false)
+}
+
+fn has_rows(table: &Table) -> bool {
+    Spi::get_one::<bool>(&format!("SELECT EXISTS (SELECT FROM ONLY {})", table.sql))
+        .unwrap_or_else(|e| errors::catalog_query_failed("read the table", e))
+        .unwrap_or(false)
+}
+
+/// `name` cut to fit PostgreSQL's 63-byte identifiers with `suffix`, at a character boundary.
+fn derived_name(name: &str, limit: usize, suffix: &str) -> String {
+    let mut end = name.len().min(limit);
+    while !name.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}{suffix}", &name[..end])
+}
+
+fn checked(table: &Table, request: &Request) -> (Attribute, Option<String>, Option<String>) {
+    let att = attribute(table, &request.col);
+    let col = ident(&request.col);
+    let class = classes::parse(&request.class);
+    if class.as_str() == blind_index::CLASS {
+        errors::unknown_class(class.as_str());
+    }
+    classes::require_registered(class);
+    match request.mode {
+        Mode::Bytea => {
+            if att.type_oid == pg_sys::BYTEAOID {
+                errors::protect_refused(
+                    format!("column {col} of {} is already bytea", table.sql),
+                    "protect converts columns of other types; seal bytea values with akko_crypt.seal_pii yourself.",
+                );
+            }
+            if att.has_default {
+                errors::protect_refused(
+                    format!("column {col} of {} has a default", table.sql),
+                    "Drop the default first; a default can be set on the decrypting view instead.",
+                );
+            }
+        }
+        Mode::Jsonb => {
+            if att.type_oid != pg_sys::JSONBOID {
+                errors::jsonb_mode_needs_jsonb(&col, &table.sql, &crate::ddl::type_display(att.type_oid, att.typmod));
+            }
+            if request.blind_index {
+                errors::protect_refused("a blind index needs bytea mode".into(), "");
+            }
+        }
+    }
+    if att.identity_or_generated {
+        errors::protect_refused(
+            format!("column {col} of {} is an identity or generated column", table.sql),
+            "",
+        );
+    }
+    if let Some(blocker) = blocker(table, att.attnum) {
+        errors::protect_refused(
+            format!("column {col} of {} is used by {blocker}", table.sql),
+            "Indexes and constraints cannot work on ciphertext: drop it first; blind_index => true (with unique_index => true) gives equality lookups and uniqueness.",
+        );
+    }
+    if request.bind_row && !has_primary_key(table) {
+        errors::protect_refused(format!("{} has no primary key to bind values to", table.sql), "");
+    }
+    if request.blind_index && akko_crypt_core::column::Normalization::parse(&request.normalization).is_none() {
+        errors::bad_normalization(&request.normalization);
+    }
+    let plain = (request.mode == Mode::Bytea).then(|| derived_name(&request.col, 52, "_akko_plain"));
+    let bidx = request.blind_index.then(|| derived_name(&request.col, 58, "_bidx"));
+    for name in plain.iter().chain(bidx.iter()) {
+        if column_exists(table, name) {
+            errors::derived_column_exists(name, &table.sql);
+        }
+    }
+    (att, plain, bidx)
+}
+
+fn protect(args: &Args) -> String {
+    let tbl = args.oid(0, "tbl");
+    let request = Request {
+        col: args.name(1, "col"),
+        class: args.text(2, "class"),
+        mode: {
+            let mode = args.text(3, "mode");
+            Mode::parse(&mode).unwrap_or_else(|| errors::bad_mode(&mode))
+        },
+        bind_row: args.bool(4, "bind_row"),
+        blind_index: args.bool(5, "blind_index"),
+        normalization: args.text(6, "normalization"),
+        unique_index: args.bool(7, "unique_index"),
+        migrate: args.bool(8, "migrate"),
+    };
+    let table = protectable(tbl);
+    if let Some(existing) = registry::column(tbl, &request.col) {
+        let same = existing.class == request.class
+            && existing.mode == request.mode
+            && existing.bind_row == request.bind_row
+            && existing.bidx_col.is_some() == request.blind_index;
+        if !same {
+            errors::already_protected(&ident(&request.col), &table.sql);
+        }
+        if existing.migrating && request.migrate {
+            migrate_finish(&table);
+        }
+        return state_of(&table, &request.col);
+    }
+    let (att, plain, bidx) = checked(&table, &request);
+    let class = classes::parse(&request.class);
+    // Migrating seals the column's values as the caller.
+    privileges::require(Privilege::Seal, Some(class));
+
+    views::set_aside(&table);
+    let col = ident(&request.col);
+    let plain = match (request.mode, has_rows(&table)) {
+        (Mode::Bytea, false) => {
+            // An empty table changes type at once and keeps the column's place.
+            run(&format!("ALTER TABLE {} ALTER COLUMN {col} TYPE pg_catalog.bytea USING NULL", table.sql));
+            None
+        }
+        (Mode::Bytea, true) => {
+            // Only catalog changes: the plaintext stays in the renamed column until migrated.
+            // The sealed column is added last, so it moves to the end of the table.
+            let plain = plain.expect("bytea mode names a plaintext column");
+            run(&format!("ALTER TABLE {} RENAME COLUMN {col} TO {}", table.sql, ident(&plain)));
+            if att.not_null {
+                run(&format!("ALTER TABLE {} ALTER COLUMN {} DROP NOT NULL", table.sql, ident(&plain)));
+            }
+            run(&format!("ALTER TABLE {} ADD COLUMN {col} pg_catalog.bytea", table.sql));
+            Some(plain)
+        }
+        (Mode::Jsonb, _) => None,
+    };
+    if let Some(bidx) = &bidx {
+        run(&format!("ALTER TABLE {} ADD COLUMN {} pg_catalog.bytea", table.sql, ident(bidx)));
+        run(&format!(
+            "CREATE {}INDEX ON {} ({})",
+            if request.unique_index { "UNIQUE " } else { "" },
+            table.sql,
+            ident(bidx)
+        ));
+    }
+    let binding_id =
+        akko_crypt_core::column::new_binding_id().unwrap_or_else(|_| errors::randomness_unavailable());
+    registry::insert(
+        &ProtectedColumn {
+            tbl,
+            col: request.col.clone(),
+            class: request.class.clone(),
+            mode: request.mode,
+            original_type: att.type_oid,
+            original_typmod: att.typmod,
+            binding_id,
+            bind_row: request.bind_row,
+            bidx_key_version: bidx
+                .is_some()
+                .then(|| keyring::active_version(blind_index::class()) as i32),
+            bidx_normalize: bidx.is_some().then(|| request.normalization.clone()),
+            bidx_col: bidx,
+            restore_not_null: att.not_null && plain.is_some(),
+            plain_col: plain,
+            migrating: true,
+            migrated: 0,
+        },
+        table.blocks(),
+    );
+    install_trigger(&table);
+    if request.migrate {
+        migrate_finish(&table);
+    }
+    views::rebuild(&table);
+    state_of(&table, &request.col)
+}
+
+fn state_of(table: &Table, col: &str) -> String {
+    match registry::column(table.oid, col) {
+        Some(p) if p.migrating => "migrating".into(),
+        Some(_) => "protected".into(),
+        None => errors::not_protected(&ident(col), &table.sql),
+    }
+}
+
+/// Creates, or drops when nothing is left to protect, the table's one sealing trigger.
+/// BEFORE triggers fire in name order: "zz_" lets the table's own BEFORE triggers change a
+/// value before it is sealed.
+pub fn install_trigger(table: &Table) {
+    let exists = read_row(
+        "look up the trigger",
+        "SELECT EXISTS (SELECT FROM pg_trigger g WHERE g.tgrelid = $1 AND g.tgname = 'zz_akko_crypt_protect')",
+        &[table.oid.into()],
+        |row| row.get_one::<bool>(),
+    )
+    .flatten()
+    .unwrap_or(false);
+    if exists {
+        run(&format!("DROP TRIGGER zz_akko_crypt_protect ON {}", table.sql));
+    }
+    if !registry::columns_of(table.oid).is_empty() {
+        run(&format!(
+            "CREATE TRIGGER zz_akko_crypt_protect BEFORE INSERT OR UPDATE ON {} \
+             FOR EACH ROW EXECUTE FUNCTION akko_crypt.protect_row()",
+            table.sql
+        ));
+    }
+}
+
+/// The condition that holds for rows of column `p` that still hold plaintext.
+fn unsealed_condition(p: &ProtectedColumn) -> String {
+    match (&p.plain_col, p.mode) {
+        (Some(plain), _) => format!("{} IS NOT NULL", ident(plain)),
+        (None, Mode::Jsonb) => format!(
+            "CASE WHEN jsonb_typeof({0}) = 'object' THEN NOT ({0} - '$akko' = '{{}}'::jsonb \
+             AND jsonb_typeof({0} -> '$akko') = 'string') ELSE {0} IS NOT NULL END",
+            ident(&p.col)
+        ),
+        (None, Mode::Bytea) => "false".into(),
+    }
+}
+
+/// Seals the plaintext left in the rows of blocks [first, end) (all rows for None): an
+/// `UPDATE t SET x = x` makes the trigger seal x. Returns how many rows it touched.
+fn migrate_batch(table: &Table, range: Option<(i64, i64)>) -> i64 {
+    let migrating: Vec<ProtectedColumn> = registry::columns_of(table.oid)
+        .into_iter()
+        .filter(|p| p.migrating)
+        .collect();
+    if migrating.is_empty() {
+        return 0;
+    }
+    let assignments = migrating
+        .iter()
+        .map(|p| {
+            let source = ident(p.plain_col.as_deref().unwrap_or(&p.col));
+            format!("{source} = {source}")
+        })
+        .collect::<Vec<_>>()
+        .join(", ");
+    let unsealed = migrating
+        .iter()
+        .map(|p| format!("({})", unsealed_condition(p)))
+        .collect::<Vec<_>>()
+        .join(" OR ");
+    let blocks = range.map_or(String::new(), |(first, end)| {
+        format!(" AND ctid >= '({first},0)'::pg_catalog.tid AND ctid < '({end},0)'::pg_catalog.tid")
+    });
+    let touched = run(&format!(
+        "UPDATE ONLY {} SET {assignments} WHERE ({unsealed}){blocks}",
+        table.sql
+    ));
+    registry::record_batch(table.oid, touched, range.map(|(_, end)| end));
+    touched
+}
+
+/// Drops the renamed plaintext column of `p`, if any, and gives it back its NOT NULL.
+fn drop_plain_column(table: &Table, p: &ProtectedColumn) {
+    if let Some(plain) = &p.plain_col {
+        run(&format!("ALTER TABLE {} DROP COLUMN {}", table.sql, ident(plain)));
+    }
+    if p.restore_not_null {
+        run(&format!("ALTER TABLE {} ALTER COLUMN {} SET NOT NULL", table.sql, ident(&p.col)));
+    }
+}
+
+/// Ends the migration of the table's migrating columns: seals whatever is still plaintext
+/// (normally nothing), drops the renamed plaintext columns, restores NOT NULL. Takes an
+/// ACCESS EXCLUSIVE lock on the table until commit; SET NOT NULL scans the table under it.
+fn migrate_finish(table: &Table) -> i64 {
+    migrate_batch(table, None);
+    let migrating: Vec<ProtectedColumn> = registry::columns_of(table.oid)
+        .into_iter()
+        .filter(|p| p.migrating)
+        .collect();
+    let dropping = migrating.iter().any(|p| p.plain_col.is_some());
+    if dropping {
+        views::set_aside(table);
+    }
+    for p in &migrating {
+        registry::mark_migrated(table.oid, &p.col);
+        drop_plain_column(table, p);
+    }
+    if dropping {
+        views::rebuild(table);
+    }
+    registry::columns_of(table.oid).iter().map(|p| p.migrated).sum()
+}
+
+/// The plaintext of column `p` as its original type, for `prefix` (`t.` in a view, empty
+/// in ALTER ... USING): an open function over the sealed value, or while it migrates the
+/// plaintext column where no sealed value is yet.
+pub fn read_expression(table: &Table, p: &ProtectedColumn, prefix: &str) -> String {
+    let context = context_expression(table, p, prefix);
+    let col = format!("{prefix}{}", ident(&p.col));
+    let opened = match p.mode {
+        Mode::Jsonb => format!("akko_crypt.open_pii({col}, {context})"),
+        Mode::Bytea => {
+            let base = type_sql(p.original_type, -1);
+            let opened = format!("akko_crypt.open_value({col}, {context}, NULL::{base})");
+            // A modifier or a domain is applied by a cast, which names no value if it fails.
+            if p.original_typmod >= 0 || unsafe { pg_sys::getBaseType(p.original_type) } != p.original_type {
+                format!("{opened}::{}", type_sql(p.original_type, p.original_typmod))
+            } else {
+                opened
+            }
+        }
+    };
+    match &p.plain_col {
+        Some(plain) => format!("COALESCE({opened}, {prefix}{})", ident(plain)),
+        None => opened,
+    }
+}
+
+/// The expression that binds a value of column `p` to its row: NULL, or row_context over
+/// the primary key columns in key order.
+fn context_expression(table: &Table, p: &ProtectedColumn, prefix: &str) -> String {
+    if !p.bind_row {
+        return "NULL::pg_catalog.bytea".into();
+    }
+    let key: Vec<String> = crate::ddl::primary_key(table.oid)
+        .into_iter()
+        .map(|(_, name)| format!("{prefix}{}", ident(&name)))
+        .collect();
+    format!(
+        "akko_crypt.row_context('\\x{}'::pg_catalog.bytea, {})",
+        hex(&p.binding_id),
+        key.join(", ")
+    )
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn unprotect(args: &Args) {
+    let tbl = args.oid(0, "tbl");
+    let col = args.name(1, "col");
+    let table = protectable(tbl);
+    let p = registry::column(tbl, &col).unwrap_or_else(|| errors::not_protected(&ident(&col), &table.sql));
+    // Opening the values back needs the right to open them.
+    privileges::require(Privilege::Open, Some(sealing::value_class(&p.class)));
+    views::set_aside(&table);
+    registry::delete(tbl, &col);
+    install_trigger(&table);
+    match p.mode {
+        Mode::Bytea => {
+            run(&format!(
+                "ALTER TABLE {} ALTER COLUMN {} TYPE {} USING {}",
+                table.sql,
+                ident(&p.col),
+                type_sql(p.original_type, p.original_typmod),
+                read_expression(&table, &p, "")
+            ));
+            drop_plain_column(&table, &p);
+        }
+        Mode::Jsonb => {
+            run(&format!(
+                "UPDATE ONLY {} SET {1} = {2} WHERE {1} IS NOT NULL",
+                table.sql,
+                ident(&p.col),
+                read_expression(&table, &p, "")
+            ));
+        }
+    }
+    if let Some(bidx) = &p.bidx_col {
+        run(&format!("ALTER TABLE {} DROP COLUMN {}", table.sql, ident(bidx)));
+    }
+    views::rebuild(&table);
+}
+
+fn migrate_start(args: &Args) -> i64 {
+    let table = protectable(args.oid(0, "tbl"));
+    let batch_size = args.int(1, "batch_size");
+    if batch_size < 1 {
+        errors::invalid_batch_size(batch_size);
+    }
+    registry::set_table_blocks(table.oid, table.blocks());
+    let rows_per_block = read_row(
+        "read the table's statistics",
+        "SELECT CASE WHEN relpages > 0 AND reltuples > 0 THEN reltuples / relpages END \
+         FROM pg_class WHERE oid = $1",
+        &[table.oid.into()],
+        |row| row.get_one::<f64>(),
+    )
+    .flatten();
+    rows_per_block.map_or(1.0, |per_block| (batch_size as f64 / per_block).ceil().max(1.0)) as i64
+}
+
+fn migrate_step(args: &Args) -> bool {
+    let table = protectable(args.oid(0, "tbl"));
+    let blocks_per_batch = args.bigint(1, "blocks_per_batch").max(1);
+    match registry::lock_migration(table.oid) {
+        Some(first) if first < table.blocks() => {
+            migrate_batch(&table, Some((first, first + blocks_per_batch)));
+            true
+        }
+        _ => false,
+    }
+}
+
+#[pg_guard]
+#[no_mangle]
+pub unsafe extern "C-unwind" fn akko_protect(fcinfo: pg_sys::FunctionCallInfo) -> pg_sys::Datum {
+    text_datum(&pinned(|| protect(&Args::new(fcinfo))))
+}
+
+#[pg_guard]
+#[no_mangle]
+pub unsafe extern "C-unwind" fn akko_unprotect(fcinfo: pg_sys::FunctionCallInfo) -> pg_sys::Datum {
+    pinned(|| unprotect(&Args::new(fcinfo)));
+    pg_sys::Datum::from(0)
+}
+
+#[pg_guard]
+#[no_mangle]
+pub unsafe extern "C-unwind" fn akko_migrate_start(fcinfo: pg_sys::FunctionCallInfo) -> pg_sys::Datum {
+    pg_sys::Datum::from(pinned(|| migrate_start(&Args::new(fcinfo))))
+}
+
+#[pg_guard]
+#[no_mangle]
+pub unsafe extern "C-unwind" fn akko_migrate_step(fcinfo: pg_sys::FunctionCallInfo) -> pg_sys::Datum {
+    pg_sys::Datum::from(pinned(|| migrate_step(&Args::new(fcinfo))))
+}
+
+#[pg_guard]
+#[no_mangle]
+pub unsafe extern "C-unwind" fn akko_migrate_finish(fcinfo: pg_sys::FunctionCallInfo) -> pg_sys::Datum {
+    let finish = || migrate_finish(&protectable(Args::new(fcinfo).oid(0, "tbl")));
+    pg_sys::Datum::from(pinned(finish))
+}

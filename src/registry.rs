@@ -1,0 +1,405 @@
+//! The registries of protected columns and decrypting views, and every read and write of
+//! them. Only the extension writes them (as its owner, after checking that the caller owns
+//! the table and holds the privilege to protect it), so what they hold is what akko_crypt
+//! put there; and every name or type they hold reaches generated SQL only as a quoted
+//! identifier or through the catalog (a regtype, rendered by `format_type`), never as text
+//! pasted in.
+
+use akko_crypt_core::column::BindingId;
+use pgrx::datum::DatumWithOid;
+use pgrx::pg_sys;
+use pgrx::prelude::*;
+
+use crate::errors;
+use crate::keyring::as_owner;
+
+extension_sql!(
+    r#"
+-- Columns that akko_crypt.protect keeps sealed. pg_dump carries it, so a restored database
+-- keeps its protected columns; nobody but the extension writes it.
+CREATE TABLE protected_columns (
+    tbl              regclass NOT NULL,
+    col              name NOT NULL,
+    class            text NOT NULL REFERENCES data_class (name),
+    mode             text NOT NULL CHECK (mode IN ('bytea', 'jsonb')),
+    original_type    regtype NOT NULL,
+    original_typmod  integer NOT NULL DEFAULT -1,
+    binding_id       bytea NOT NULL UNIQUE CHECK (length(binding_id) = 16),
+    bind_row         boolean NOT NULL DEFAULT false,
+    bidx_col         name,
+    bidx_key_version integer,
+    bidx_normalize   text CHECK (bidx_normalize IN ('none', 'lower', 'trim_lower')),
+    plain_col        name,
+    restore_not_null boolean NOT NULL DEFAULT false,
+    state            text NOT NULL CHECK (state IN ('migrating', 'protected')),
+    next_block       bigint NOT NULL DEFAULT 0,
+    table_blocks     bigint NOT NULL DEFAULT 0,
+    migrated         bigint NOT NULL DEFAULT 0,
+    protected_at     timestamptz NOT NULL DEFAULT now(),
+    migrated_at      timestamptz,
+    PRIMARY KEY (tbl, col)
+);
+COMMENT ON TABLE protected_columns IS
+    'Columns that akko_crypt.protect keeps sealed, how, and how far their migration has come';
+COMMENT ON COLUMN protected_columns.original_type IS 'The column''s type before protect (with original_typmod); the decrypting view casts back to it';
+COMMENT ON COLUMN protected_columns.binding_id IS 'Random id that row-bound values are bound to, with the row''s primary key';
+COMMENT ON COLUMN protected_columns.plain_col IS 'While a bytea-mode column migrates: the renamed column that still holds plaintext';
+SELECT pg_catalog.pg_extension_config_dump('protected_columns', '');
+
+CREATE TABLE decrypted_views (
+    view_schema name NOT NULL,
+    view_name   name NOT NULL,
+    tbl         regclass NOT NULL,
+    view_owner  name,
+    view_grants jsonb NOT NULL DEFAULT '[]',
+    PRIMARY KEY (view_schema, view_name)
+);
+COMMENT ON TABLE decrypted_views IS
+    'Views made by akko_crypt.create_view; akko_crypt.refresh_views rebuilds them, keeping their owner and grants';
+COMMENT ON COLUMN decrypted_views.view_grants IS 'The view''s grants when it was last set aside: [{"grantee": role name or null for PUBLIC, "privilege": ..., "grantable": ...}]';
+SELECT pg_catalog.pg_extension_config_dump('decrypted_views', '');
+
+REVOKE ALL ON protected_columns, decrypted_views FROM PUBLIC;
+"#,
+    name = "registry",
+    requires = ["keyring"]
+);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    Bytea,
+    Jsonb,
+}
+
+impl Mode {
+    pub fn parse(name: &str) -> Option<Mode> {
+        match name {
+            "bytea" => Some(Mode::Bytea),
+            "jsonb" => Some(Mode::Jsonb),
+            _ => None,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Mode::Bytea => "bytea",
+            Mode::Jsonb => "jsonb",
+        }
+    }
+}
+
+/// One row of `akko_crypt.protected_columns`.
+#[derive(Debug, Clone)]
+pub struct ProtectedColumn {
+    pub tbl: pg_sys::Oid,
+    pub col: String,
+    pub class: String,
+    pub mode: Mode,
+    pub original_type: pg_sys::Oid,
+    pub original_typmod: i32,
+    pub binding_id: BindingId,
+    pub bind_row: bool,
+    pub bidx_col: Option<String>,
+    pub bidx_key_version: Option<i32>,
+    pub bidx_normalize: Option<String>,
+    pub plain_col: Option<String>,
+    pub restore_not_null: bool,
+    pub migrating: bool,
+    pub migrated: i64,
+}
+
+const COLUMNS: &str = "tbl::oid, col::text, class, mode, original_type::oid, original_typmod, \
+    binding_id, bind_row, bidx_col::text, bidx_key_version, bidx_normalize, plain_col::text, \
+    restore_not_null, state = 'migrating', migrated";
+
+fn read_columns(filter: &str, args: &[DatumWithOid<'_>]) -> Vec<ProtectedColumn> {
+    let query = format!("SELECT {COLUMNS} FROM akko_crypt.protected_columns WHERE {filter} ORDER BY col");
+    as_owner(|| {
+        Spi::connect(|client| {
+            client
+                .select(&query, None, args)?
+                .map(|row| {
+                    let binding: Vec<u8> = row.get(7)?.unwrap_or_default();
+                    Ok(ProtectedColumn {
+                        tbl: row.get(1)?.unwrap_or(pg_sys::InvalidOid),
+                        col: row.get(2)?.unwrap_or_default(),
+                        class: row.get(3)?.unwrap_or_default(),
+                        mode: row
+                            .get::<String>(4)?
+                            .as_deref()
+                            .and_then(Mode::parse)
+                            .unwrap_or(Mode::Bytea),
+                        original_type: row.get(5)?.unwrap_or(pg_sys::InvalidOid),
+                        original_typmod: row.get(6)?.unwrap_or(-1),
+                        binding_id: binding
+                            .try_into()
+                            .unwrap_or_else(|b: Vec<u8>| errors::bad_binding_id(b.len())),
+                        bind_row: row.get(8)?.unwrap_or(false),
+                        bidx_col: row.get(9)?,
+                        bidx_key_version: row.get(10)?,
+                        bidx_normalize: row.get(11)?,
+                        plain_col: row.get(12)?,
+                        restore_not_null: row.get(13)?.unwrap_or(false),
+                        migrating: row.get(14)?.unwrap_or(false),
+                        migrated: row.get(15)?.unwrap_or(0),
+                    })
+                })
+                .collect::<Result<Vec<_>, pgrx::spi::Error>>()
+        })
+        .unwrap_or_else(|e| errors::catalog_query_failed("read akko_crypt.protected_columns", e))
+    })
+}
+
+/// The protected columns of table `tbl`, in column name order.
+pub fn columns_of(tbl: pg_sys::Oid) -> Vec<ProtectedColumn> {
+    read_columns("tbl = $1", &[tbl.into()])
+}
+
+pub fn column(tbl: pg_sys::Oid, col: &str) -> Option<ProtectedColumn> {
+    read_columns("tbl = $1 AND col = $2::name", &[tbl.into(), col.into()])
+        .into_iter()
+        .next()
+}
+
+fn write(what: &str, query: &str, args: &[DatumWithOid<'_>]) {
+    as_owner(|| {
+        Spi::run_with_args(query, args).unwrap_or_else(|e| errors::catalog_query_failed(what, e))
+    });
+}
+
+/// Registers a column as protected. `table_blocks` is the table's size, for progress.
+pub fn insert(p: &ProtectedColumn, table_blocks: i64) {
+    write(
+        "register the protected column",
+        "INSERT INTO akko_crypt.protected_columns \
+           (tbl, col, class, mode, original_type, original_typmod, binding_id, bind_row, bidx_col, \
+            bidx_key_version, bidx_normalize, plain_col, restore_not_null, state, table_blocks) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, \
+                 CASE WHEN $14 THEN 'migrating' ELSE 'protected' END, $15)",
+        &[
+            p.tbl.into(),
+            p.col.as_str().into(),
+            p.class.as_str().into(),
+            p.mode.name().into(),
+            p.original_type.into(),
+            p.original_typmod.into(),
+            p.binding_id.to_vec().into(),
+            p.bind_row.into(),
+            p.bidx_col.as_deref().into(),
+            p.bidx_key_version.into(),
+            p.bidx_normalize.as_deref().into(),
+            p.plain_col.as_deref().into(),
+            p.restore_not_null.into(),
+            p.migrating.into(),
+            table_blocks.into(),
+        ],
+    );
+}
+
+pub fn delete(tbl: pg_sys::Oid, col: &str) {
+    write(
+        "unregister the protected column",
+        "DELETE FROM akko_crypt.protected_columns WHERE tbl = $1 AND col = $2::name",
+        &[tbl.into(), col.into()],
+    );
+}
+
+/// Records a migration batch: `touched` more rows, and the next block to start from.
+pub fn record_batch(tbl: pg_sys::Oid, touched: i64, end_block: Option<i64>) {
+    write(
+        "record the migration's progress",
+        "UPDATE akko_crypt.protected_columns \
+            SET migrated = migrated + $2, next_block = coalesce($3, next_block) \
+          WHERE tbl = $1 AND state = 'migrating'",
+        &[tbl.into(), touched.into(), end_block.into()],
+    );
+}
+
+pub fn set_table_blocks(tbl: pg_sys::Oid, blocks: i64) {
+    write(
+        "record the table's size",
+        "UPDATE akko_crypt.protected_columns SET table_blocks = $2 \
+          WHERE tbl = $1 AND state = 'migrating'",
+        &[tbl.into(), blocks.into()],
+    );
+}
+
+pub fn mark_migrated(tbl: pg_sys::Oid, col: &str) {
+    write(
+        "record the end of the migration",
+        "UPDATE akko_crypt.protected_columns \
+            SET state = 'protected', plain_col = NULL, restore_not_null = false, migrated_at = now() \
+          WHERE tbl = $1 AND col = $2::name",
+        &[tbl.into(), col.into()],
+    );
+}
+
+/// The block the next migration batch of `tbl` starts at, with its registry rows locked
+/// for this transaction; None when no column migrates. Raises 55006 while another
+/// migration of the table holds them.
+pub fn lock_migration(tbl: pg_sys::Oid) -> Option<i64> {
+    as_owner(|| {
+        PgTryBuilder::new(|| {
+            Spi::connect_mut(|client| {
+                let rows = client.update(
+                    "SELECT min(next_block) FROM (SELECT next_block FROM akko_crypt.protected_columns \
+                      WHERE tbl = $1 AND state = 'migrating' FOR UPDATE NOWAIT) p",
+                    None,
+                    &[tbl.into()],
+                )?;
+                rows.first().get_one::<i64>()
+            })
+            .unwrap_or_else(|e| errors::catalog_query_failed("lock the migration", e))
+        })
+        .catch_when(PgSqlErrorCode::ERRCODE_LOCK_NOT_AVAILABLE, |_| {
+            errors::migration_running(tbl)
+        })
+        .execute()
+    })
+}
+
+/// Tables in the registries that no longer exist; their rows are removed.
+pub fn forget_dropped_tables() {
+    write(
+        "remove the rows of dropped tables",
+        "WITH gone AS (DELETE FROM akko_crypt.decrypted_views d \
+                       WHERE NOT EXISTS (SELECT FROM pg_class c WHERE c.oid = d.tbl)) \
+         DELETE FROM akko_crypt.protected_columns p \
+          WHERE NOT EXISTS (SELECT FROM pg_class c WHERE c.oid = p.tbl)",
+        &[],
+    );
+}
+
+/// One row of `akko_crypt.decrypted_views`.
+pub struct DecryptedView {
+    pub schema: String,
+    pub name: String,
+    pub owner: Option<String>,
+    pub grants: Vec<ViewGrant>,
+}
+
+pub struct ViewGrant {
+    /// None for PUBLIC.
+    pub grantee: Option<String>,
+    pub privilege: String,
+    pub grantable: bool,
+}
+
+/// The registered views of `tbl`, in name order.
+pub fn views_of(tbl: pg_sys::Oid) -> Vec<DecryptedView> {
+    let rows: Vec<(String, String, Option<String>, Vec<(Option<String>, String, bool)>)> = as_owner(|| {
+        Spi::connect(|client| {
+            client
+                .select(
+                    "SELECT d.view_schema::text, d.view_name::text, d.view_owner::text, \
+                            coalesce((SELECT array_agg(g.value ->> 'grantee') FROM jsonb_array_elements(d.view_grants) g), '{}'), \
+                            coalesce((SELECT array_agg(g.value ->> 'privilege') FROM jsonb_array_elements(d.view_grants) g), '{}'), \
+                            coalesce((SELECT array_agg((g.value ->> 'grantable')::boolean) FROM jsonb_array_elements(d.view_grants) g), '{}') \
+                     FROM akko_crypt.decrypted_views d WHERE d.tbl = $1 ORDER BY 1, 2",
+                    None,
+                    &[tbl.into()],
+                )?
+                .map(|row| {
+                    let grantees: Vec<Option<String>> = row.get(4)?.unwrap_or_default();
+                    let privileges: Vec<Option<String>> = row.get(5)?.unwrap_or_default();
+                    let grantable: Vec<Option<bool>> = row.get(6)?.unwrap_or_default();
+                    let grants = grantees
+                        .into_iter()
+                        .zip(privileges)
+                        .zip(grantable)
+                        .map(|((g, p), o)| (g, p.unwrap_or_default(), o.unwrap_or(false)))
+                        .collect();
+                    Ok((
+                        row.get(1)?.unwrap_or_default(),
+                        row.get(2)?.unwrap_or_default(),
+                        row.get(3)?,
+                        grants,
+                    ))
+                })
+                .collect::<Result<Vec<_>, pgrx::spi::Error>>()
+        })
+        .unwrap_or_else(|e| errors::catalog_query_failed("read akko_crypt.decrypted_views", e))
+    });
+    rows.into_iter()
+        .map(|(schema, name, owner, grants)| DecryptedView {
+            schema,
+            name,
+            owner,
+            grants: grants
+                .into_iter()
+                .map(|(grantee, privilege, grantable)| ViewGrant {
+                    grantee,
+                    privilege,
+                    grantable,
+                })
+                .collect(),
+        })
+        .collect()
+}
+
+/// The table a registered view decrypts, if `schema`.`name` is registered.
+pub fn view_table(schema: &str, name: &str) -> Option<pg_sys::Oid> {
+    as_owner(|| {
+        crate::keyring::read_one::<pg_sys::Oid>(
+            "read akko_crypt.decrypted_views",
+            "SELECT tbl::oid FROM akko_crypt.decrypted_views WHERE view_schema = $1::name AND view_name = $2::name",
+            &[schema.into(), name.into()],
+        )
+    })
+}
+
+pub fn register_view(schema: &str, name: &str, tbl: pg_sys::Oid) {
+    write(
+        "register the view",
+        "INSERT INTO akko_crypt.decrypted_views (view_schema, view_name, tbl) VALUES ($1, $2, $3)",
+        &[schema.into(), name.into(), tbl.into()],
+    );
+}
+
+/// Remembers a view's owner and grants, as they are in the catalog now, before it is dropped.
+pub fn remember_view(schema: &str, name: &str, view: pg_sys::Oid) {
+    write(
+        "remember the view's owner and grants",
+        "UPDATE akko_crypt.decrypted_views d SET \
+            view_owner = (SELECT r.rolname FROM pg_class c JOIN pg_roles r ON r.oid = c.relowner WHERE c.oid = $3), \
+            view_grants = coalesce((SELECT jsonb_agg(jsonb_build_object( \
+                              'grantee', (SELECT r.rolname FROM pg_roles r WHERE r.oid = a.grantee), \
+                              'privilege', a.privilege_type, 'grantable', a.is_grantable)) \
+                          FROM pg_class c, aclexplode(c.relacl) a \
+                          WHERE c.oid = $3 AND a.grantee <> c.relowner), '[]') \
+          WHERE d.view_schema = $1::name AND d.view_name = $2::name",
+        &[schema.into(), name.into(), view.into()],
+    );
+}
+
+v1_function_info!(pg_finfo_akko_upgrade_type_oid, pg_finfo_akko_upgrade_type_modifier);
+
+/// The type and modifier a type name written by `format_type` stands for: how the update
+/// from 0.2.0, which kept `original_type` as text, reads it into a regtype and a modifier.
+/// Parsed, never executed: text that is not one type name stops the update with 22023.
+unsafe fn parse_stored_type(fcinfo: pg_sys::FunctionCallInfo) -> (pg_sys::Oid, i32) {
+    let text = crate::datum::Args::new(fcinfo).text(0, "original_type");
+    let c_text = std::ffi::CString::new(text.as_str()).unwrap_or_else(|_| errors::name_has_nul());
+    let (mut oid, mut typmod) = (pg_sys::InvalidOid, -1);
+    let parsed = PgTryBuilder::new(std::panic::AssertUnwindSafe(|| {
+        pg_sys::parseTypeString(c_text.as_ptr(), &mut oid, &mut typmod, false);
+        (oid, typmod)
+    }))
+    .catch_others(move |_| errors::stored_type_unreadable(&text))
+    .execute();
+    parsed
+}
+
+/// Used only by sql/akko_crypt--0.2.0--0.3.0.sql.
+#[pg_guard]
+#[no_mangle]
+pub unsafe extern "C-unwind" fn akko_upgrade_type_oid(fcinfo: pg_sys::FunctionCallInfo) -> pg_sys::Datum {
+    pg_sys::Datum::from(parse_stored_type(fcinfo).0)
+}
+
+/// Used only by sql/akko_crypt--0.2.0--0.3.0.sql.
+#[pg_guard]
+#[no_mangle]
+pub unsafe extern "C-unwind" fn akko_upgrade_type_modifier(fcinfo: pg_sys::FunctionCallInfo) -> pg_sys::Datum {
+    pg_sys::Datum::from(parse_stored_type(fcinfo).1)
+}
