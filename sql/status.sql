@@ -78,7 +78,8 @@ SELECT jsonb_build_object(
         FROM logging
         WHERE parameter_max_length_on_error <> 0) e),
     'privileges', (SELECT coalesce(jsonb_agg(jsonb_build_object(
-                      'role', v.grantee::text, 'privilege', v.privilege, 'class', coalesce(v.class, 'every class'),
+                      'role', v.grantee::text, 'privilege', v.privilege,
+                      'class', CASE WHEN v.privilege IN ('seal', 'open') THEN coalesce(v.class, 'every class') END,
                       'members', (SELECT coalesce(jsonb_agg(m.rolname ORDER BY m.rolname), '[]') FROM pg_roles m
                                   WHERE m.oid <> v.grantee AND pg_has_role(m.oid, v.grantee, 'USAGE') AND NOT m.rolsuper),
                       'granted_by', v.granted_by::text, 'granted_at', v.granted_at)

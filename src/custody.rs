@@ -366,7 +366,7 @@ unsafe extern "C-unwind" fn at_transaction_end(event: pg_sys::XactEvent::Type, _
     if conf.is_null() || in_parallel_worker() {
         return;
     }
-    crate::guc_internals::clear_reset_value(conf);
+    crate::guc_internals::detach_key_from_reset(conf);
     let current = (*conf).gen_.extra;
     // At top-level end every subtransaction is gone, so at most one stack entry remains.
     let survivor = match (*conf).gen_.stack.as_ref() {

@@ -50,11 +50,16 @@ unsafe fn extra_used(conf: *mut pg_sys::config_string, extra: *mut c_void) -> bo
     false
 }
 
-/// Makes the parameter's reset value empty if it holds anything (a key set in the startup
-/// packet becomes the reset value as well as the current one), so that RESET and DISCARD
-/// ALL drop the key rather than return to it. The replaced string and extra are freed once
-/// no other value of the parameter uses them, as guc.c does.
-pub unsafe fn clear_reset_value(conf: *mut pg_sys::config_string) {
+/// Keeps a key out of what RESET returns to. A key set in the startup packet becomes the
+/// reset value as well as the current one, and its source ranks below a session's, which
+/// RESET ALL and DISCARD ALL skip: the reset value is made empty, and the current value
+/// counts as set in the session, so that RESET, RESET ALL and DISCARD ALL all drop the key.
+/// The replaced string and extra are freed once no other value of the parameter uses them,
+/// as guc.c does.
+pub unsafe fn detach_key_from_reset(conf: *mut pg_sys::config_string) {
+    if (*conf).gen_.source < pg_sys::GucSource::PGC_S_SESSION && !(*conf).gen_.extra.is_null() {
+        (*conf).gen_.source = pg_sys::GucSource::PGC_S_SESSION;
+    }
     let old_value = (*conf).reset_val;
     let old_extra = (*conf).reset_extra;
     if old_extra.is_null() && (old_value.is_null() || *old_value == 0) {

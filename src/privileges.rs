@@ -408,12 +408,16 @@ fn change(args: &Args, grant: bool) -> bool {
         .unwrap_or(false)
     });
     forget();
+    let scope = match (&class, privilege.per_class()) {
+        (Some(class), _) => format!(", class {class}"),
+        (None, true) => ", every class".to_owned(),
+        (None, false) => String::new(),
+    };
     let detail = format!(
-        "{} {} {} {}{}",
+        "{} {} {}{scope}{}",
         privilege.name(),
         if grant { "to" } else { "from" },
         display_name(grantee),
-        class.as_deref().map_or("every class".to_owned(), |c| format!("class {c}")),
         if changed { "" } else { ", unchanged" }
     );
     audit(

@@ -22,7 +22,7 @@ SELECT count(*) AS probed FROM (SELECT pg_temp.probe('all arguments NULL', p.oid
            format(CASE p.prokind WHEN 'p' THEN 'CALL akko_crypt.%I(%s)' ELSE 'SELECT akko_crypt.%I(%s)' END,
                   p.proname,
                   (SELECT coalesce(string_agg(format('NULL::%s', format_type(
-                              CASE WHEN a.t = '"any"'::regtype THEN 'text'::regtype ELSE a.t END, NULL)), ', ' ORDER BY a.n), '')
+                              CASE WHEN a.t IN ('"any"'::regtype, 'anyelement'::regtype) THEN 'text'::regtype ELSE a.t END, NULL)), ', ' ORDER BY a.n), '')
                    FROM unnest(p.proargtypes::oid[]) WITH ORDINALITY AS a(t, n))))
 FROM pg_proc p
 WHERE p.pronamespace = 'akko_crypt'::regnamespace
@@ -43,6 +43,8 @@ SELECT count(*) AS probed FROM (SELECT pg_temp.probe('open_text bit flipped', bi
 FROM sealed, generate_series(0, length(e) * 8 - 1, 7) AS bit) AS probes;
 SELECT count(*) AS probed FROM (SELECT pg_temp.probe('written truncated', n::text, format('INSERT INTO matrix VALUES (%s, %L::bytea)', n, substring(e FROM 1 FOR n)))
 FROM sealed, generate_series(4, length(e) - 1, 5) AS n) AS probes;
+SELECT count(*) AS probed FROM (SELECT pg_temp.probe('written bit flipped', bit::text, format('INSERT INTO matrix VALUES (%s, %L::bytea)', 1000 + bit, set_bit(e, bit, 1 - get_bit(e, bit))))
+FROM sealed, generate_series(0, length(e) * 8 - 1, 3) AS bit) AS probes;
 -- Which documented SQLSTATE a flipped bit gives can depend on the random nonce (a class
 -- name whose length byte grows reads nonce bytes), so the answers are checked against the
 -- codes the README documents for envelopes: malformed 22P03, unknown version or subject
@@ -51,9 +53,9 @@ FROM sealed, generate_series(4, length(e) - 1, 5) AS n) AS probes;
 SELECT probe, count(*) AS probes, count(*) FILTER (WHERE outcome = 'ok') AS accepted,
        count(*) FILTER (WHERE outcome NOT IN ('ok', '22P03', '42704', 'XX001', '22023', '55000', '22021')) AS undocumented
 FROM outcomes WHERE probe <> 'all arguments NULL' GROUP BY 1 ORDER BY 1;
--- A cut envelope that still parses (header, nonce and a tag's worth of bytes) is stored as it
--- is, like any envelope written into the table, and never opens.
-SELECT id AS cut_at, akko_test.error_of(format('SELECT akko_crypt.open_text(%L::bytea)', v)) FROM matrix ORDER BY id;
+-- A cut envelope that still parses (header, nonce and a tag's worth of bytes) is refused like
+-- any envelope written into the table that does not open: nothing of it is stored.
+SELECT count(*) AS stored_cut_envelopes FROM matrix;
 
 -- 3. Envelopes opened under what they were not sealed for.
 SELECT akko_test.error_of($$SELECT akko_crypt.open_pii(akko_crypt.seal_pii('{}', context => 'row 1'), 'row 2')$$);

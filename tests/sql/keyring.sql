@@ -40,7 +40,11 @@ INSERT INTO ledger VALUES
 SELECT id, akko_crypt.open_pii(pii, CASE WHEN id = 5 THEN 'ctx'::bytea END) AS opened,
        position('customer'::bytea IN pii) = 0 AS name_not_in_envelope
 FROM ledger WHERE id >= 3 ORDER BY id;
-SELECT subject, length(id) AS id_len, length(salt) AS salt_len FROM akko_crypt.subjects ORDER BY subject;
+-- The subjects table keeps a keyed hash of each name, never the name.
+SELECT length(id) AS id_len, length(salt) AS salt_len, length(lookup) AS lookup_len, legacy_name
+FROM akko_crypt.subjects ORDER BY created_at, id;
+SELECT count(*) AS rows_naming_a_subject FROM akko_crypt.subjects s
+WHERE position('customer'::bytea IN s.lookup || s.id || s.salt) > 0;
 SELECT akko_crypt.forget_subject('customer:3') AS forgotten, akko_crypt.forget_subject('customer:3') AS again;
 SELECT id, akko_test.error_of(format('SELECT akko_crypt.open_pii(%L::bytea, %L::bytea)', pii,
                                      CASE WHEN id = 5 THEN 'ctx' END)) AS open_after_forget
@@ -124,8 +128,7 @@ SELECT akko_test.error_of($$TRUNCATE akko_crypt.audit_log$$) AS truncate_audit;
 GRANT USAGE ON SCHEMA akko_test TO PUBLIC;
 CREATE ROLE akko_nobody;
 CREATE ROLE akko_app;
-GRANT USAGE ON SCHEMA akko_crypt TO akko_app;
-GRANT EXECUTE ON FUNCTION akko_crypt.seal_pii(jsonb, text, bytea, text), akko_crypt.open_pii(bytea, bytea) TO akko_app;
+SELECT akko_crypt.grant_privilege('seal', 'akko_app') AND akko_crypt.grant_privilege('open', 'akko_app') AS granted;
 SET ROLE akko_nobody;
 SELECT akko_test.error_of($$SELECT akko_crypt.seal_pii('{}')$$) AS nobody_seals;
 SELECT akko_test.error_of($$SELECT akko_crypt.open_pii(pii) FROM public.ledger WHERE id = 2$$) AS nobody_opens;
@@ -155,8 +158,7 @@ RESET search_path;
 RESET ROLE;
 DROP SCHEMA planted CASCADE;
 REVOKE ALL ON ledger FROM akko_app;
-REVOKE ALL ON SCHEMA akko_crypt FROM akko_app;
-REVOKE ALL ON FUNCTION akko_crypt.seal_pii(jsonb, text, bytea, text), akko_crypt.open_pii(bytea, bytea) FROM akko_app;
+SELECT akko_crypt.revoke_privilege('seal', 'akko_app') AND akko_crypt.revoke_privilege('open', 'akko_app') AS revoked;
 DROP ROLE akko_nobody;
 DROP ROLE akko_app;
 REVOKE USAGE ON SCHEMA akko_test FROM PUBLIC;

@@ -33,9 +33,35 @@ SELECT akko_crypt.open_pii(bound, int4send(g + 1)) FROM akko_test.par WHERE g = 
 -- What the session shows stays the fingerprint; the sealed root behind it is never displayed.
 SELECT current_setting('akko_crypt.key') AS shown, length(current_setting('akko_crypt.key')) AS shown_length;
 
--- A worker has the key only if its leader held one when the query began.
+-- A worker has the key only if its leader holds one as the query begins: not after lock(),
+-- even a lock() whose transaction or savepoint rolled back (the GUC stack brings back the
+-- old value, which names a key that is gone), not after RESET or the end of SET LOCAL.
 SELECT akko_crypt.lock();
 SELECT akko_crypt.open_pii(sealed) FROM akko_test.par WHERE g = 7;
+SET akko_crypt.key = '000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f';
+BEGIN;
+SELECT akko_crypt.lock();
+ROLLBACK;
+SHOW akko_crypt.key;
+SELECT akko_crypt.open_pii(sealed) FROM akko_test.par WHERE g = 7;
+SET akko_crypt.key = '000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f';
+BEGIN;
+SAVEPOINT s;
+SELECT akko_crypt.lock();
+ROLLBACK TO SAVEPOINT s;
+SELECT akko_crypt.open_pii(sealed) FROM akko_test.par WHERE g = 7;
+COMMIT;
+SET akko_crypt.key = '000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f';
+RESET akko_crypt.key;
+SELECT akko_crypt.open_pii(sealed) FROM akko_test.par WHERE g = 7;
+BEGIN;
+SET LOCAL akko_crypt.key = '000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f';
+SELECT akko_crypt.open_pii(sealed) ->> 'n' AS opens_inside FROM akko_test.par WHERE g = 7;
+COMMIT;
+SELECT akko_crypt.open_pii(sealed) FROM akko_test.par WHERE g = 7;
+-- The setting that carries the key to workers is akko_crypt's alone.
+SELECT akko_test.error_of($$SET akko_crypt.handoff = 'forged'$$);
+SELECT current_setting('akko_crypt.handoff', true) AS handoff_shows;
 SET akko_crypt.key = '000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f';
 
 -- What writes to the keyring cannot run inside a parallel query, and says so.

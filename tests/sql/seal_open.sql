@@ -35,6 +35,10 @@ SELECT akko_test.error_of($$SELECT akko_crypt.seal_pii('{}', 'Bad Name')$$);
 SELECT akko_test.error_of($$SELECT akko_crypt.seal_pii('{}', NULL)$$);
 SELECT akko_test.error_of($$SELECT akko_crypt.add_class('x; DROP TABLE customers')$$);
 SELECT akko_test.error_of($$SELECT akko_crypt.add_class(repeat('a', 64))$$);
+-- The class blind_index keys blind indexes only: nothing is sealed or opened under it.
+SELECT akko_test.error_of($$SELECT akko_crypt.seal_pii('{}', 'blind_index')$$);
+SELECT akko_test.error_of(format($$SELECT akko_crypt.open_pii(%L::bytea)$$,
+    overlay(akko_crypt.seal_pii('{"a": 1}', 'identity') PLACING '\x0b'::bytea || 'blind_index'::bytea FROM 11 FOR 9)));
 
 -- A value sealed under one class never opens under another: relabel "identity" as
 -- "financia" (same length, so only the class bytes change) after registering that class.
@@ -65,7 +69,9 @@ FROM bound, generate_series(0, length(s) - 1) AS i ORDER BY 1;
 SELECT akko_test.error_of($$SELECT akko_crypt.open_pii(''::bytea)$$);
 SELECT akko_test.error_of($$SELECT akko_crypt.open_pii('{"name": "Ada"}'::text::bytea)$$);
 SELECT akko_test.error_of(format($$SELECT akko_crypt.open_pii(%L::bytea)$$, substring(pii FROM 1 FOR 30))) FROM customers;
-SELECT akko_test.error_of(format($$SELECT akko_crypt.open_pii(%L::bytea)$$, set_byte(pii, 4, 2))) FROM customers;
+SELECT akko_test.error_of(format($$SELECT akko_crypt.open_pii(%L::bytea)$$, set_byte(pii, 4, 3))) FROM customers;
+-- Relabelled as format 1, a format 2 envelope's bytes no longer line up.
+SELECT akko_test.error_of(format($$SELECT akko_crypt.open_pii(%L::bytea)$$, set_byte(pii, 4, 1))) FROM customers;
 SELECT akko_test.error_of(format($$SELECT akko_crypt.open_pii(%L::bytea)$$, set_byte(pii, 5, 128))) FROM customers;
 SELECT akko_test.error_of(format($$SELECT akko_crypt.open_pii(%L::bytea)$$, set_byte(pii, 9, 2))) FROM customers;
 SELECT akko_test.error_of(format($$SELECT akko_crypt.open_pii(%L::bytea)$$, pii || '\x00'::bytea)) FROM customers;
