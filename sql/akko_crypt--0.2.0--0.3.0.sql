@@ -148,6 +148,7 @@ COMMENT ON FUNCTION refresh_views() IS
 REVOKE ALL ON FUNCTION protect(regclass, name, text, text, boolean, boolean, text, boolean, boolean),
     unprotect(regclass, name), migrate_start(regclass, integer), migrate_step(regclass, bigint),
     migrate_finish(regclass), protect_row(), create_view(regclass, name), refresh_views() FROM PUBLIC;
+REVOKE ALL ON PROCEDURE migrate(regclass, integer, bigint) FROM PUBLIC;
 
 -- 5. Privileges.
 CREATE TABLE privileges (

@@ -62,10 +62,28 @@ locked=$(psql_ -c "SELECT akko_crypt.unlock() IS NOT NULL" -c "SELECT akko_crypt
                -c "SELECT akko_crypt.seal_pii('{}')" akko_vault 2>&1)
 check "after lock() no lazy unlock brings the key back" grep -q "no akko_crypt key is loaded" <<<"$locked"
 
+# A role without the privilege to unlock never makes akko_crypt ask Vault for the root: not
+# through a protected table's trigger, not through seal_pii; and nothing it writes is stored.
+psql_ -c "CREATE TABLE guarded (id int PRIMARY KEY, ssn text)" -c "SELECT akko_crypt.protect('guarded', 'ssn')" \
+      -c "CREATE ROLE akko_seals_only LOGIN" -c "SELECT akko_crypt.grant_privilege('seal', 'akko_seals_only')" \
+      -c "CREATE ROLE akko_no_grant LOGIN" -c "GRANT INSERT ON guarded TO akko_seals_only, akko_no_grant" akko_vault >/dev/null
+unlocks_before=$(psql_ -c "SELECT count(*) FROM akko_crypt.audit_log WHERE operation = 'unlock'" akko_vault)
+as_writer() { psql -X -q -A -t -h "$dir" -p "$port" -U "$1" -c "\\set VERBOSITY verbose" -c "$2" akko_vault 2>&1; }
+out=$(as_writer akko_seals_only "INSERT INTO guarded VALUES (1, '078-05-1120')")
+check "a role that may seal but not unlock: its write through the trigger gets 42501 (unlock)" \
+    grep -q '42501: permission denied: role "akko_seals_only" may not unlock' <<<"$out"
+out=$(as_writer akko_seals_only "SELECT akko_crypt.seal_pii('{}')")
+check "... and so does its seal_pii" grep -q '42501: permission denied: role "akko_seals_only" may not unlock' <<<"$out"
+out=$(as_writer akko_no_grant "INSERT INTO guarded VALUES (2, '078-05-1120')")
+check "a role with no akko_crypt privilege: 42501 (seal), before any key is sought" \
+    grep -q '42501: permission denied: role "akko_no_grant" may not seal' <<<"$out"
+check "neither made akko_crypt unlock from Vault, and nothing was stored" \
+    [ "$(psql_ -c "SELECT count(*) FROM akko_crypt.audit_log WHERE operation = 'unlock'" -c "SELECT count(*) FROM guarded" akko_vault | paste -sd ' ')" = "$unlocks_before 0" ]
+
 # Vault's refusals, per role: each role can log in with its own identity.
 refusal() { # refusal ROLE SETTING VALUE: the error a fresh session of ROLE meets
-    psql_ -c "DROP ROLE IF EXISTS $1" -c "CREATE ROLE $1 LOGIN" -c "GRANT USAGE ON SCHEMA akko_crypt TO $1" \
-          -c "GRANT EXECUTE ON FUNCTION akko_crypt.seal_pii(jsonb, text, bytea, text) TO $1" \
+    psql_ -c "DROP ROLE IF EXISTS $1" -c "CREATE ROLE $1 LOGIN" \
+          -c "SELECT akko_crypt.grant_privilege('seal', '$1'), akko_crypt.grant_privilege('unlock', '$1')" \
           -c "ALTER ROLE $1 SET $2 = '$3'" akko_vault >/dev/null
     psql -X -q -A -t -h "$dir" -p "$port" -U "$1" -c "\\set VERBOSITY verbose" \
          -c "SELECT akko_crypt.seal_pii('{}')" akko_vault 2>&1
@@ -162,8 +180,8 @@ jwt someone_else >"$dir/other_audience.jwt"
 chown postgres: "$dir/approle.secret" "$dir/good.jwt" "$dir/other_audience.jwt"
 login_role() { # login_role ROLE SETTING=VALUE...: a login role whose Vault settings a superuser set
     local role=$1; shift
-    psql_ -c "DROP ROLE IF EXISTS $role" -c "CREATE ROLE $role LOGIN" -c "GRANT USAGE ON SCHEMA akko_crypt TO $role" \
-          -c "GRANT EXECUTE ON FUNCTION akko_crypt.open_pii(bytea, bytea), akko_crypt.unlock() TO $role" akko_vault >/dev/null
+    psql_ -c "DROP ROLE IF EXISTS $role" -c "CREATE ROLE $role LOGIN" \
+          -c "SELECT akko_crypt.grant_privilege('open', '$role'), akko_crypt.grant_privilege('unlock', '$role')" akko_vault >/dev/null
     for setting in "$@"; do psql_ -c "ALTER ROLE $role SET akko_crypt.${setting%%=*} = '${setting#*=}'" akko_vault >/dev/null; done
 }
 as_role() { local role=$1; shift; psql -X -q -A -t -h "$dir" -p "$port" -U "$role" "$@" akko_vault 2>&1; }
