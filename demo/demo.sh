@@ -108,15 +108,18 @@ SET enable_seqscan = off;
 EXPLAIN (COSTS OFF) SELECT id FROM bank_customers WHERE email_bidx = akko_crypt.blind_index(:typed, 'bank_customers', 'email');
 RESET enable_seqscan;
 SELECT id, akko_crypt.open_text(name) AS name FROM bank_customers WHERE email_bidx = akko_crypt.blind_index(:typed, 'bank_customers', 'email');
-\echo '-- a BI role reads the view with the key; with the table alone it sees ciphertext:'
+\echo '-- a BI role may open the class identity, and nothing else: it reads the view with the key;'
+\echo '-- with the table alone it sees ciphertext, and it may not seal or open any other class:'
 CREATE ROLE bi_analyst;
-GRANT USAGE ON SCHEMA akko_crypt TO bi_analyst;
-GRANT EXECUTE ON FUNCTION akko_crypt.open_text(bytea, bytea), akko_crypt.open_pii(jsonb, bytea) TO bi_analyst;
-GRANT SELECT ON bank_customers, bank_customers_decrypted TO bi_analyst;
+SELECT akko_crypt.grant_privilege('open', 'bi_analyst', 'identity');
+GRANT SELECT ON bank_customers, bank_customers_decrypted, customers TO bi_analyst;
 SET ROLE bi_analyst;
 SELECT name, tax_id, dob FROM bank_customers_decrypted WHERE id = 2;
 SELECT substr(encode(name, 'hex'), 1, 24) || '...' AS name_in_table, substr(encode(tax_id, 'hex'), 1, 24) || '...' AS tax_id_in_table
 FROM bank_customers WHERE id = 2;
+\set ON_ERROR_STOP off
+INSERT INTO bank_customers_decrypted (name, tax_id) VALUES ('Mallory', '000-00-0000');
+\set ON_ERROR_STOP on
 RESET ROLE;
 \echo '-- an event store: pii stays jsonb, sealed as {"$akko": ...}; rows from before still read:'
 CREATE TABLE events (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, subject text, pii jsonb);

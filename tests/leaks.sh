@@ -85,12 +85,22 @@ transit_root=$("$bao" write -field=plaintext transit/decrypt/akko_root \
         while IFS='|' read -r kind binding version stored id; do
             echo "$kind|$binding|$version|$stored|$(awk -F, -v id="$id" '$1 == id { print $5 }' "$here/../demo/people.csv")"
         done
+    # Every value the demo left that is not a (forgotten) subject's, with its context.
+    psql_ -F '|' -c "SELECT 'envelope', encode(v, 'hex'), coalesce(encode(ctx, 'hex'), '-') FROM (
+        SELECT pii AS v, CASE id WHEN 2 THEN 'customers:2'::bytea END AS ctx FROM customers WHERE get_byte(pii, 5) & 2 = 0
+        UNION ALL SELECT name, NULL FROM bank_customers UNION ALL SELECT tax_id, NULL FROM bank_customers
+        UNION ALL SELECT email, NULL FROM bank_customers
+        UNION ALL SELECT b.dob, akko_crypt.row_context(p.binding_id, b.id) FROM bank_customers b, akko_crypt.protected_columns p
+                  WHERE p.tbl = 'bank_customers'::regclass AND p.col = 'dob'
+        UNION ALL SELECT decode(pii ->> '\$akko', 'base64'), NULL FROM events WHERE pii IS NOT NULL) e" demo
 } >"$scan/keyring_rows.txt"
 "$python" "$here/keyring_keys.py" "$AKKO_DEMO_KEY" "$transit_root" <"$scan/keyring_rows.txt" >"$scan/keys.txt"
-check "every wrapped key opens under a root, every blind index matches its key (keyring_keys.py)" [ $? -eq 0 ]
+check "every wrapped key opens under a root, every blind index matches its key, every value opens under its value key (keyring_keys.py)" [ $? -eq 0 ]
 keys=$(grep -vc '^fingerprint' "$scan/keys.txt")
 wrapped=$(grep -c '^wrapped' "$scan/keyring_rows.txt")
-check "keys to look for: $wrapped data keys and 1 blind-index key, in 3 encodings each ($keys)" [ "$keys" -eq $(((wrapped + 1) * 3)) ]
+envelopes=$(grep -c '^envelope' "$scan/keyring_rows.txt")
+check "keys to look for: $wrapped data keys, 1 blind-index key, 1 subject lookup key and the value keys of $envelopes values, in 3 encodings each ($keys)" \
+    [ "$keys" -gt $(((wrapped + 2) * 3)) ]
 demo_fingerprint=$(sed -n 1p "$scan/keys.txt" | cut -d' ' -f2)
 transit_fingerprint=$(sed -n 2p "$scan/keys.txt" | cut -d' ' -f2)
 check "the demo showed the fingerprint of its key" grep -qx " $demo_fingerprint" "$scan/demo.out"
