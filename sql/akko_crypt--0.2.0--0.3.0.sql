@@ -59,7 +59,10 @@ DROP FUNCTION upgrade_type_oid(text);
 DROP FUNCTION upgrade_type_modifier(text);
 COMMENT ON COLUMN protected_columns.original_type IS 'The column''s type before protect (with original_typmod); the decrypting view casts back to it';
 
--- A view's grants are kept as role names (restorable elsewhere), from the view itself.
+-- A view's grants are kept as role names (restorable elsewhere), from the view itself; the
+-- view akko_crypt built is known by its OID from its next rebuild on.
+ALTER TABLE decrypted_views ADD COLUMN view_oid oid;
+COMMENT ON COLUMN decrypted_views.view_oid IS 'The view akko_crypt built last: only it (or, after a restore, a view with akko_crypt''s comment and the owner below) is ever dropped';
 ALTER TABLE decrypted_views ADD COLUMN view_grants jsonb NOT NULL DEFAULT '[]';
 UPDATE decrypted_views d SET view_grants = coalesce((
     SELECT jsonb_agg(jsonb_build_object(

@@ -50,12 +50,14 @@ CREATE TABLE decrypted_views (
     view_schema name NOT NULL,
     view_name   name NOT NULL,
     tbl         regclass NOT NULL,
+    view_oid    oid,
     view_owner  name,
     view_grants jsonb NOT NULL DEFAULT '[]',
     PRIMARY KEY (view_schema, view_name)
 );
 COMMENT ON TABLE decrypted_views IS
     'Views made by akko_crypt.create_view; akko_crypt.refresh_views rebuilds them, keeping their owner and grants';
+COMMENT ON COLUMN decrypted_views.view_oid IS 'The view akko_crypt built last: only it (or, after a restore, a view with akko_crypt''s comment and the owner below) is ever dropped';
 COMMENT ON COLUMN decrypted_views.view_grants IS 'The view''s grants when it was last set aside: [{"grantee": role name or null for PUBLIC, "privilege": ..., "grantable": ...}]';
 SELECT pg_catalog.pg_extension_config_dump('decrypted_views', '');
 
@@ -274,6 +276,7 @@ pub fn forget_dropped_tables() {
 pub struct DecryptedView {
     pub schema: String,
     pub name: String,
+    pub oid: Option<pg_sys::Oid>,
     pub owner: Option<String>,
     pub grants: Vec<ViewGrant>,
 }
@@ -287,11 +290,12 @@ pub struct ViewGrant {
 
 /// The registered views of `tbl`, in name order.
 pub fn views_of(tbl: pg_sys::Oid) -> Vec<DecryptedView> {
-    let rows: Vec<(String, String, Option<String>, Vec<(Option<String>, String, bool)>)> = as_owner(|| {
+    type Row = (String, String, Option<pg_sys::Oid>, Option<String>, Vec<(Option<String>, String, bool)>);
+    let rows: Vec<Row> = as_owner(|| {
         Spi::connect(|client| {
             client
                 .select(
-                    "SELECT d.view_schema::text, d.view_name::text, d.view_owner::text, \
+                    "SELECT d.view_schema::text, d.view_name::text, d.view_oid, d.view_owner::text, \
                             coalesce((SELECT array_agg(g.value ->> 'grantee') FROM jsonb_array_elements(d.view_grants) g), '{}'), \
                             coalesce((SELECT array_agg(g.value ->> 'privilege') FROM jsonb_array_elements(d.view_grants) g), '{}'), \
                             coalesce((SELECT array_agg((g.value ->> 'grantable')::boolean) FROM jsonb_array_elements(d.view_grants) g), '{}') \
@@ -300,9 +304,9 @@ pub fn views_of(tbl: pg_sys::Oid) -> Vec<DecryptedView> {
                     &[tbl.into()],
                 )?
                 .map(|row| {
-                    let grantees: Vec<Option<String>> = row.get(4)?.unwrap_or_default();
-                    let privileges: Vec<Option<String>> = row.get(5)?.unwrap_or_default();
-                    let grantable: Vec<Option<bool>> = row.get(6)?.unwrap_or_default();
+                    let grantees: Vec<Option<String>> = row.get(5)?.unwrap_or_default();
+                    let privileges: Vec<Option<String>> = row.get(6)?.unwrap_or_default();
+                    let grantable: Vec<Option<bool>> = row.get(7)?.unwrap_or_default();
                     let grants = grantees
                         .into_iter()
                         .zip(privileges)
@@ -313,6 +317,7 @@ pub fn views_of(tbl: pg_sys::Oid) -> Vec<DecryptedView> {
                         row.get(1)?.unwrap_or_default(),
                         row.get(2)?.unwrap_or_default(),
                         row.get(3)?,
+                        row.get(4)?,
                         grants,
                     ))
                 })
@@ -321,9 +326,10 @@ pub fn views_of(tbl: pg_sys::Oid) -> Vec<DecryptedView> {
         .unwrap_or_else(|e| errors::catalog_query_failed("read akko_crypt.decrypted_views", e))
     });
     rows.into_iter()
-        .map(|(schema, name, owner, grants)| DecryptedView {
+        .map(|(schema, name, oid, owner, grants)| DecryptedView {
             schema,
             name,
+            oid,
             owner,
             grants: grants
                 .into_iter()
@@ -356,11 +362,12 @@ pub fn register_view(schema: &str, name: &str, tbl: pg_sys::Oid) {
     );
 }
 
-/// Remembers a view's owner and grants, as they are in the catalog now, before it is dropped.
+/// Remembers a view's OID, owner and grants, as they are in the catalog now: after it is
+/// built, and before it is dropped.
 pub fn remember_view(schema: &str, name: &str, view: pg_sys::Oid) {
     write(
         "remember the view's owner and grants",
-        "UPDATE akko_crypt.decrypted_views d SET \
+        "UPDATE akko_crypt.decrypted_views d SET view_oid = $3, \
             view_owner = (SELECT r.rolname FROM pg_class c JOIN pg_roles r ON r.oid = c.relowner WHERE c.oid = $3), \
             view_grants = coalesce((SELECT jsonb_agg(jsonb_build_object( \
                               'grantee', (SELECT r.rolname FROM pg_roles r WHERE r.oid = a.grantee), \

@@ -49,8 +49,10 @@ fn role_exists(name: &str) -> bool {
     .unwrap_or(false)
 }
 
-/// The relation now at a registered view's name: its OID, and whether it is that view (a
-/// view over the table, owned by the role the registry last saw owning it).
+/// The relation now at a registered view's name: its OID, and whether it is that view: a
+/// view over the table that is the one akko_crypt built last, or (after a restore, which
+/// gives it another OID) one with akko_crypt's comment, owned by the role the registry
+/// last saw owning it.
 fn relation_at(view: &DecryptedView, table: &Table) -> Option<(pg_sys::Oid, bool)> {
     read_row(
         "look up the view",
@@ -58,7 +60,9 @@ fn relation_at(view: &DecryptedView, table: &Table) -> Option<(pg_sys::Oid, bool
                 AND EXISTS (SELECT FROM pg_depend d JOIN pg_rewrite r ON r.oid = d.objid \
                             WHERE d.classid = 'pg_rewrite'::regclass AND r.ev_class = c.oid \
                               AND d.refclassid = 'pg_class'::regclass AND d.refobjid = $3) \
-                AND ($4::name IS NULL OR (SELECT rolname FROM pg_roles WHERE oid = c.relowner) = $4::name) \
+                AND (c.oid = $5 \
+                     OR obj_description(c.oid, 'pg_class') LIKE 'Decrypting view of % made by akko_crypt.create_view%' \
+                        AND ($4::name IS NULL OR (SELECT rolname FROM pg_roles WHERE oid = c.relowner) = $4::name)) \
          FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
          WHERE n.nspname = $1::name AND c.relname = $2::name",
         &[
@@ -66,6 +70,7 @@ fn relation_at(view: &DecryptedView, table: &Table) -> Option<(pg_sys::Oid, bool
             view.name.as_str().into(),
             table.oid.into(),
             view.owner.as_deref().into(),
+            view.oid.unwrap_or(pg_sys::InvalidOid).into(),
         ],
         |row| Ok((row.get::<pg_sys::Oid>(1)?.unwrap_or(pg_sys::InvalidOid), row.get::<bool>(2)?.unwrap_or(false))),
     )

@@ -3,7 +3,8 @@
 # of the pgrx-free core, the pg_regress suite (tests/sql, tests/expected) in a throwaway
 # PostgreSQL 15 cluster, then the out-of-process checks of tests/integration.sh, upgrade.sh,
 # vault.sh, replica.sh, pgbouncer.sh, load.sh and, last because a SIGKILL restarts every
-# backend, crash.sh, all against the same cluster; leaks.sh runs the demo on a cluster of its own.
+# backend, crash.sh, all against the same cluster; leaks.sh runs the demo, and attacks/run.sh
+# its attacks, on a cluster of its own each.
 set -uo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 dir=${AKKO_TEST_DIR:-/tmp/akko_crypt_test}
@@ -42,6 +43,9 @@ tally "vault (tests/vault.sh, a real OpenBao)" $?
 
 "$here/leaks.sh" "$dir" "$port"
 tally "secret-leak scan of the demo (tests/leaks.sh)" $?
+
+"$here/attacks/run.sh" "$dir-attacks" $((port + 7))
+tally "attacks on every finding of issue 15 (tests/attacks)" $?
 
 "$here/replica.sh" "$dir" "$port"
 tally "streaming replica (tests/replica.sh)" $?

@@ -1,0 +1,88 @@
+# Finding 5: anything shaped like an envelope was stored unopened, and a forged value that
+# failed its type's cast put its plaintext in the error. An envelope written into a
+# protected column is opened before it is stored, under the column's class, bound to the
+# row, holding a valid value of the column's type; or it is refused and nothing is stored.
+# No error about such a value shows it. The restore paths that must keep working do: a full
+# pg_dump restore, a data-only restore with the key, and logical replication's apply.
+db=atk_forge
+new_db $db >/dev/null
+keyed_as postgres $db -c "SELECT akko_crypt.rotate_key('identity')" \
+    -c "CREATE TABLE people (id int PRIMARY KEY, ssn text, dob date)" \
+    -c "SELECT akko_crypt.protect('people', 'ssn', bind_row => true), akko_crypt.protect('people', 'dob')" \
+    -c "SELECT akko_crypt.create_view('people')" \
+    -c "INSERT INTO people_decrypted VALUES (1, '078-05-1120', '1815-12-10'), (2, '219-09-9999', '1906-12-09')" \
+    -c "CREATE TABLE events (id int PRIMARY KEY, pii jsonb)" \
+    -c "SELECT akko_crypt.protect('events', 'pii', mode => 'jsonb', class => 'operational')" \
+    -c "INSERT INTO events VALUES (1, '{\"email\": \"a@x.org\"}')" \
+    -c "CREATE ROLE app LOGIN" -c "SELECT akko_crypt.grant_privilege('seal', 'app'), akko_crypt.grant_privilege('open', 'app')" \
+    -c "GRANT SELECT, INSERT, UPDATE ON people, people_decrypted, events TO app" >/dev/null
+# A hand-built envelope: a valid header (bound to a context, as the column's values are),
+# zero nonce and tag, and a plain SSN as its "ciphertext".
+forged="'\\xac4b4345020100000001086964656e74697479'::bytea || '\\x00000000000000000000000000000000000000000000000000000000'::bytea
+        || convert_to('\"123-45-6789\"', 'UTF8') || '\\x00000000000000000000000000000000'::bytea"
+forged_event="'\\xac4b43450200000000010b6f7065726174696f6e616c'::bytea || '\\x00000000000000000000000000000000000000000000000000000000'::bytea
+        || convert_to('{\"email\": \"a@x.org\"}', 'UTF8') || '\\x00000000000000000000000000000000'::bytea"
+forged_v1="'\\xac4b4345010100000001086964656e74697479000000000000000000000000'::bytea || convert_to('\"123-45-6789\"', 'UTF8')
+           || '\\x00000000000000000000000000000000'::bytea"
+check "control: the forged bytes parse as an envelope (open_pii fails on the tag, XX001)" \
+    refused XX001 "$(keyed_as app $db -c "SELECT akko_crypt.open_pii($forged, 'x'::bytea)")"
+check "a session without the key writes a forged envelope: refused (55000), it is not stored" \
+    refused 55000 "$(run_as app $db -c "INSERT INTO people (id, ssn) VALUES (3, $forged)")"
+check "... a forged format 1 one: refused (55000)" refused 55000 "$(run_as app $db -c "INSERT INTO people (id, ssn) VALUES (3, $forged_v1)")"
+check "a session with the key writes it: refused (XX001)" refused XX001 "$(keyed_as app $db -c "INSERT INTO people (id, ssn) VALUES (3, $forged)")"
+check "... by COPY too (XX001)" refused XX001 \
+    "$(keyed_as app $db -c "CREATE TEMP TABLE f AS SELECT 3 AS id, $forged AS ssn" -c "\\copy f TO '$dir/forged.copy'" \
+        -c "\\copy people (id, ssn) FROM '$dir/forged.copy'")"
+check "in jsonb mode, {\"\$akko\": <the forgery>} from client JSON: refused (XX001)" refused XX001 \
+    "$(keyed_as app $db -c "INSERT INTO events VALUES (2, jsonb_build_object('\$akko', translate(encode($forged_event, 'base64'), E'\\n', '')))")"
+check "an envelope bound to row 1, copied to row 2: refused (XX001)" refused XX001 \
+    "$(keyed_as app $db -c "UPDATE people SET ssn = (SELECT ssn FROM people WHERE id = 1) WHERE id = 2")"
+check "an envelope cut to its header and a tag's length: refused" \
+    grep -qE "ERROR:  (22P03|XX001):" <<<"$(keyed_as app $db -c "INSERT INTO people (id, ssn) SELECT 3, substr(ssn, 1, 66) FROM people WHERE id = 1")"
+check "a valid envelope of another class: refused (22023)" refused 22023 \
+    "$(keyed_as app $db -c "INSERT INTO people (id, dob) VALUES (3, akko_crypt.seal_pii('\"1815-12-10\"', 'financial'))")"
+check "nothing forged was stored: two rows, both open through the view" \
+    [ "$(keyed_as app $db -c "SELECT count(*) || ' ' || count(ssn) FROM people_decrypted")" = "2 2" ]
+# A valid envelope whose plaintext is no date, the plaintext arriving by COPY (never logged):
+# neither the refused write nor a typed open shows it.
+printf 'secret-marker-4711\n' >"$dir/marker.copy"
+chmod a+r "$dir/marker.copy"
+out=$(keyed_as app $db -c "CREATE TEMP TABLE staging (v text)" -c "\\copy staging FROM '$dir/marker.copy'" \
+    -c "INSERT INTO people (id, dob) SELECT 4, akko_crypt.seal_pii(to_jsonb(v)) FROM staging" \
+    -c "SELECT akko_crypt.open_value(akko_crypt.seal_pii(to_jsonb(v)), NULL, NULL::date) FROM staging" \
+    -c "SELECT akko_crypt.open_value(akko_crypt.seal_pii(to_jsonb(v)), NULL, NULL::integer) FROM staging")
+check "a sealed non-date written to the date column: refused (22007), and the error does not show it" \
+    bash -c 'grep -q "ERROR:  22007: the value written to protected column \"dob\" is not a valid date" <<<"$1" && ! grep -q secret-marker <<<"$1"' _ "$out"
+check "opened as a date, or as an integer, it errs without showing it (22007, 22P02)" \
+    bash -c '[ "$(grep -cE "ERROR:  22(007|P02): a value opened from a protected column is not a valid (date|integer)" <<<"$1")" -eq 2 ] && ! grep -q secret-marker <<<"$1"' _ "$out"
+check "... nor does the server log" bash -c '! grep -q secret-marker "$1"' _ "$dir/server.log"
+
+# The restore paths.
+pg_dump -h "$dir" -p "$port" -U postgres $db >"$dir/forge_full.sql"
+psql_ -c "CREATE DATABASE atk_restored" postgres >/dev/null
+psql -X -q -h "$dir" -p "$port" -U postgres -f "$dir/forge_full.sql" atk_restored >/dev/null 2>"$dir/forge_restore.err"
+check "a full pg_dump restore brings every envelope back; they open with the root" \
+    [ "$(keyed_as postgres atk_restored -c "SELECT string_agg(ssn, ' ' ORDER BY id) FROM people_decrypted")" = "078-05-1120 219-09-9999" ]
+pg_dump -h "$dir" -p "$port" -U postgres -a -t people $db >"$dir/forge_data.sql"
+psql_ -c "TRUNCATE people" atk_restored >/dev/null
+check "a data-only restore without the key is refused (the trigger authenticates each envelope): 55000, nothing stored" \
+    bash -c 'grep -q "no akko_crypt key is loaded" <<<"$1" && [ "$2" = 0 ]' _ \
+    "$(psql -X -q -h "$dir" -p "$port" -U postgres -f "$dir/forge_data.sql" atk_restored 2>&1)" \
+    "$(psql_ -c "SELECT count(*) FROM people" atk_restored)"
+PGOPTIONS="-c akko_crypt.key=$root" psql -X -q -h "$dir" -p "$port" -U postgres -f "$dir/forge_data.sql" atk_restored >/dev/null 2>&1
+check "with the key it restores, and every row opens" \
+    [ "$(keyed_as postgres atk_restored -c "SELECT count(ssn) FROM people_decrypted")" = 2 ]
+# Logical replication: the subscriber applies envelopes as they are, without a key (its
+# apply worker fires no ordinary trigger); they open there with the same keyring and root.
+psql_ -c "TRUNCATE people" atk_restored >/dev/null
+psql_ -c "CREATE PUBLICATION atk_pub FOR TABLE people" -c "SELECT pg_create_logical_replication_slot('atk_sub', 'pgoutput')" $db >/dev/null
+psql_ -c "CREATE SUBSCRIPTION atk_sub CONNECTION 'host=$dir port=$port dbname=$db user=postgres' PUBLICATION atk_pub
+          WITH (create_slot = false, slot_name = 'atk_sub')" atk_restored >/dev/null
+keyed_as app $db -c "INSERT INTO people_decrypted VALUES (5, '555-55-5555', '1930-05-11')" >/dev/null
+for _ in $(seq 100); do
+    [ "$(psql_ -c "SELECT count(*) FROM people" atk_restored)" = 3 ] && break
+    sleep 0.1
+done
+check "logical replication applies the envelopes, and they open on the subscriber" \
+    [ "$(keyed_as postgres atk_restored -c "SELECT string_agg(ssn, ' ' ORDER BY id) FROM people_decrypted")" = "078-05-1120 219-09-9999 555-55-5555" ]
+psql_ -c "DROP SUBSCRIPTION atk_sub" atk_restored >/dev/null 2>&1
