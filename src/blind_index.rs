@@ -27,7 +27,10 @@ REVOKE ALL ON FUNCTION blind_index(text, regclass, name) FROM PUBLIC;
     requires = ["sealing", "protect_trigger"]
 );
 
-v1_function_info!(pg_finfo_akko_blind_index, pg_finfo_blind_index_key_version_wrapper);
+v1_function_info!(
+    pg_finfo_akko_blind_index,
+    pg_finfo_blind_index_key_version_wrapper
+);
 
 /// The data class whose keys blind index keys (and subject lookup keys) are derived from.
 /// Nothing is ever sealed or opened under it.

@@ -96,7 +96,11 @@ impl KeyOutput {
 
     /// The value's text for its row context.
     pub unsafe fn text(&self, value: pg_sys::Datum) -> Vec<u8> {
-        let write = || CStr::from_ptr(pg_sys::OidOutputFunctionCall(self.output, value)).to_bytes().to_vec();
+        let write = || {
+            CStr::from_ptr(pg_sys::OidOutputFunctionCall(self.output, value))
+                .to_bytes()
+                .to_vec()
+        };
         if self.settings_dependent {
             with_settings(&KEY_TEXT_SETTINGS, write)
         } else {
@@ -120,10 +124,16 @@ unsafe fn settings_dependent(type_oid: pg_sys::Oid) -> bool {
     let (mut category, mut preferred) = (0 as c_char, false);
     pg_sys::get_type_category_preferred(base, &mut category, &mut preferred);
     let category = category as u8;
-    category == pg_sys::TYPCATEGORY_DATETIME as u8
-        || category == pg_sys::TYPCATEGORY_TIMESPAN as u8
-        || category == pg_sys::TYPCATEGORY_COMPOSITE as u8
-        || [pg_sys::MONEYOID, pg_sys::BYTEAOID, pg_sys::FLOAT4OID, pg_sys::FLOAT8OID].contains(&base)
+    category == pg_sys::TYPCATEGORY_DATETIME
+        || category == pg_sys::TYPCATEGORY_TIMESPAN
+        || category == pg_sys::TYPCATEGORY_COMPOSITE
+        || [
+            pg_sys::MONEYOID,
+            pg_sys::BYTEAOID,
+            pg_sys::FLOAT4OID,
+            pg_sys::FLOAT8OID,
+        ]
+        .contains(&base)
 }
 
 /// A binding id argument: the 16 bytes of a column's `binding_id`.
@@ -193,9 +203,13 @@ struct OpenedText<'a> {
 impl<'a> OpenedText<'a> {
     /// `raw`: the plaintext is the text itself (a json or jsonb original type).
     fn of(plaintext: Wiped<'a>, raw: bool) -> OpenedText<'a> {
-        let text = std::str::from_utf8(&plaintext)
-            .ok()
-            .and_then(|json| if raw { Some(Cow::Borrowed(json)) } else { payload_text(json) });
+        let text = std::str::from_utf8(&plaintext).ok().and_then(|json| {
+            if raw {
+                Some(Cow::Borrowed(json))
+            } else {
+                payload_text(json)
+            }
+        });
         let (unescaped, in_place) = match text {
             Some(text) if !text.contains('\0') => match text {
                 Cow::Borrowed(inner) => {
@@ -289,8 +303,9 @@ unsafe fn target_type(fcinfo: pg_sys::FunctionCallInfo) -> *mut TargetType {
     if oid == pg_sys::InvalidOid {
         errors::open_value_needs_type();
     }
-    let target = pg_sys::MemoryContextAllocZero((*flinfo).fn_mcxt, std::mem::size_of::<TargetType>())
-        .cast::<TargetType>();
+    let target =
+        pg_sys::MemoryContextAllocZero((*flinfo).fn_mcxt, std::mem::size_of::<TargetType>())
+            .cast::<TargetType>();
     let (mut input, mut io_param) = (pg_sys::InvalidOid, pg_sys::InvalidOid);
     pg_sys::getTypeInputInfo(oid, &mut input, &mut io_param);
     pg_sys::fmgr_info_cxt(input, &mut (*target).input, (*flinfo).fn_mcxt);
@@ -317,12 +332,25 @@ pub unsafe extern "C-unwind" fn akko_open_value(fcinfo: pg_sys::FunctionCallInfo
         None
     } else {
         let bytes = text.bytes();
-        let server = pg_sys::pg_any_to_server(bytes.as_ptr().cast(), bytes.len() as i32, pg_sys::pg_enc::PG_UTF8 as i32);
+        let server = pg_sys::pg_any_to_server(
+            bytes.as_ptr().cast(),
+            bytes.len() as i32,
+            pg_sys::pg_enc::PG_UTF8 as i32,
+        );
         (server.cast_const() != bytes.as_ptr().cast()).then(|| Wiped(c_bytes_mut(server)))
     };
-    let input = converted.as_ref().map_or(text.as_c_ptr(), |c| c.as_ptr().cast());
+    let input = converted
+        .as_ref()
+        .map_or(text.as_c_ptr(), |c| c.as_ptr().cast());
     plaintext_input(
-        || pg_sys::InputFunctionCall(&mut (*target).input, input.cast_mut(), (*target).io_param, -1),
+        || {
+            pg_sys::InputFunctionCall(
+                &mut (*target).input,
+                input.cast_mut(),
+                (*target).io_param,
+                -1,
+            )
+        },
         |code| errors::protected_value_unreadable((*target).oid, code),
     )
 }

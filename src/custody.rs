@@ -29,8 +29,7 @@ use std::sync::OnceLock;
 use akko_crypt_core::column::{BindingId, BlindIndexKey};
 use akko_crypt_core::envelope::{SubjectId, SubkeyId};
 use akko_crypt_core::{
-    DataKey, DataKeyMaterial, Envelope, Fingerprint, HandoffKey, HandoffTarget, RootKey,
-    SealingKey,
+    DataKey, DataKeyMaterial, Envelope, Fingerprint, HandoffKey, HandoffTarget, RootKey, SealingKey,
 };
 use pgrx::pg_sys;
 use pgrx::prelude::*;
@@ -81,7 +80,12 @@ pub struct KeyEntry {
 }
 
 impl KeyEntry {
-    pub fn new(class: &str, version: u32, subject: Option<SubjectId>, material: DataKeyMaterial) -> Self {
+    pub fn new(
+        class: &str,
+        version: u32,
+        subject: Option<SubjectId>,
+        material: DataKeyMaterial,
+    ) -> Self {
         KeyEntry {
             class: class.to_owned(),
             version,
@@ -107,7 +111,8 @@ impl KeyEntry {
         match envelope.subkey {
             None => self.direct.get_or_insert_with(|| material.cipher()),
             Some(subkey) => {
-                if self.value_keys.len() >= MAX_VALUE_KEYS && !self.value_keys.contains_key(subkey) {
+                if self.value_keys.len() >= MAX_VALUE_KEYS && !self.value_keys.contains_key(subkey)
+                {
                     self.value_keys.clear();
                 }
                 self.value_keys
@@ -287,7 +292,9 @@ unsafe extern "C-unwind" fn check_key(
 #[pg_guard]
 unsafe extern "C-unwind" fn show_key() -> *const c_char {
     static mut SHOWN: [u8; 2 * 8 + 1] = [0; 2 * 8 + 1];
-    let shown = &mut *(&raw mut SHOWN);
+    // The GUC machinery reads the shown text right after the hook returns; only this
+    // backend's main thread calls it.
+    let shown = std::slice::from_raw_parts_mut((&raw mut SHOWN).cast::<u8>(), 2 * 8 + 1);
     shown.fill(0);
     if let Some(fingerprint) = fingerprint() {
         shown[..16].copy_from_slice(fingerprint.to_string().as_bytes());
@@ -493,9 +500,15 @@ pub fn prepare_parallel_handoff() {
 
 fn set_handoff(value: &CStr) {
     CUSTODY.with(|c| c.borrow_mut().setting_handoff = true);
+    set_in_session(HANDOFF_GUC, value);
+    CUSTODY.with(|c| c.borrow_mut().setting_handoff = false);
+}
+
+/// Sets a parameter as SET does in this session: a transaction that rolls back takes it back.
+fn set_in_session(name: &CStr, value: &CStr) {
     unsafe {
         pg_sys::set_config_option(
-            HANDOFF_GUC.as_ptr(),
+            name.as_ptr(),
             value.as_ptr(),
             pg_sys::GucContext::PGC_USERSET,
             pg_sys::GucSource::PGC_S_SESSION,
@@ -505,7 +518,6 @@ fn set_handoff(value: &CStr) {
             false,
         );
     }
-    CUSTODY.with(|c| c.borrow_mut().setting_handoff = false);
 }
 
 /// Runs `f` with the session's slot, or hands `f` back when no key is loaded.
@@ -541,18 +553,7 @@ pub fn load(root: RootKey, source: &'static str) {
     let text = root.to_base64();
     let text = CString::new(text.as_str()).expect("base64 has no NUL");
     CUSTODY.with(|c| c.borrow_mut().loading_from = Some(source));
-    unsafe {
-        pg_sys::set_config_option(
-            KEY_GUC.as_ptr(),
-            text.as_ptr(),
-            pg_sys::GucContext::PGC_USERSET,
-            pg_sys::GucSource::PGC_S_SESSION,
-            pg_sys::GucAction::GUC_ACTION_SET,
-            true,
-            0,
-            false,
-        );
-    }
+    set_in_session(KEY_GUC, &text);
     let mut bytes = text.into_bytes();
     bytes.zeroize();
     CUSTODY.with(|c| c.borrow_mut().loading_from = None);

@@ -113,7 +113,8 @@ impl Args {
 
     /// A text argument; 22004 if NULL.
     pub fn text(&self, n: usize, what: &str) -> String {
-        self.opt_text(n).unwrap_or_else(|| errors::null_argument(what))
+        self.opt_text(n)
+            .unwrap_or_else(|| errors::null_argument(what))
     }
 
     pub fn opt_name(&self, n: usize) -> Option<String> {
@@ -121,12 +122,17 @@ impl Args {
             return None;
         }
         let name = self.raw(n).cast_mut_ptr::<pg_sys::NameData>();
-        Some(unsafe { CStr::from_ptr((*name).data.as_ptr()) }.to_string_lossy().into_owned())
+        Some(
+            unsafe { CStr::from_ptr((*name).data.as_ptr()) }
+                .to_string_lossy()
+                .into_owned(),
+        )
     }
 
     /// A name argument; 22004 if NULL.
     pub fn name(&self, n: usize, what: &str) -> String {
-        self.opt_name(n).unwrap_or_else(|| errors::null_argument(what))
+        self.opt_name(n)
+            .unwrap_or_else(|| errors::null_argument(what))
     }
 
     /// A boolean argument; 22004 if NULL.
@@ -162,4 +168,13 @@ pub fn text_datum(text: &str) -> pg_sys::Datum {
             text.len() as i32,
         ))
     }
+}
+
+/// The trigger data of a call, or 39P01 when the function was not called as a trigger.
+pub unsafe fn trigger_data(fcinfo: pg_sys::FunctionCallInfo) -> *mut pg_sys::TriggerData {
+    let context = (*fcinfo).context;
+    if context.is_null() || (*context).type_ != pg_sys::NodeTag::T_TriggerData {
+        errors::not_called_as_trigger();
+    }
+    context.cast()
 }

@@ -60,13 +60,21 @@ pub fn run(statement: &str) -> i64 {
     let c = CString::new(statement).unwrap_or_else(|_| errors::name_has_nul());
     let count = unsafe {
         let parsed = pg_sys::raw_parser(c.as_ptr(), pg_sys::RawParseMode::RAW_PARSE_DEFAULT);
-        if parsed.is_null() { 0 } else { (*parsed).length }
+        if parsed.is_null() {
+            0
+        } else {
+            (*parsed).length
+        }
     };
     if count != 1 {
         errors::generated_sql_not_one_statement();
     }
-    Spi::connect_mut(|client| client.update(statement, None, &[]).map(|done| done.len() as i64))
-        .unwrap_or_else(|e| errors::ddl_failed(e))
+    Spi::connect_mut(|client| {
+        client
+            .update(statement, None, &[])
+            .map(|done| done.len() as i64)
+    })
+    .unwrap_or_else(|e| errors::ddl_failed(e))
 }
 
 /// A table a caller may protect: an ordinary, permanent table whose owner the caller is

@@ -551,7 +551,9 @@ pub fn privilege_missing(privilege: &str, class: Option<&str>, role: &str) -> ! 
         None => privilege.to_owned(),
     };
     let grant = match class {
-        Some(class) => format!("SELECT akko_crypt.grant_privilege('{privilege}', '<role>', '{class}')"),
+        Some(class) => {
+            format!("SELECT akko_crypt.grant_privilege('{privilege}', '<role>', '{class}')")
+        }
         None => format!("SELECT akko_crypt.grant_privilege('{privilege}', '<role>')"),
     };
     raise(
@@ -560,7 +562,9 @@ pub fn privilege_missing(privilege: &str, class: Option<&str>, role: &str) -> ! 
             format!("permission denied: role \"{role}\" may not {what}"),
             "akko_crypt",
         )
-        .set_hint(format!("An akko_crypt administrator grants it with {grant}.")),
+        .set_hint(format!(
+            "An akko_crypt administrator grants it with {grant}."
+        )),
     )
 }
 
@@ -716,7 +720,9 @@ pub fn temporary_table(table: &str) -> ! {
             format!("{table} is a temporary table"),
             "akko_crypt",
         )
-        .set_hint("akko_crypt protects permanent tables; a temporary table lives only in its session."),
+        .set_hint(
+            "akko_crypt protects permanent tables; a temporary table lives only in its session.",
+        ),
     )
 }
 
@@ -729,8 +735,16 @@ pub fn not_table_owner(table: &str) -> ! {
 }
 
 pub fn protect_refused(message: String, hint: &str) -> ! {
-    let report = ErrorReport::new(PgSqlErrorCode::ERRCODE_FEATURE_NOT_SUPPORTED, message, "akko_crypt");
-    raise(if hint.is_empty() { report } else { report.set_hint(hint) })
+    let report = ErrorReport::new(
+        PgSqlErrorCode::ERRCODE_FEATURE_NOT_SUPPORTED,
+        message,
+        "akko_crypt",
+    );
+    raise(if hint.is_empty() {
+        report
+    } else {
+        report.set_hint(hint)
+    })
 }
 
 pub fn jsonb_mode_needs_jsonb(column: &str, table: &str, type_name: &str) -> ! {
@@ -763,7 +777,10 @@ pub fn bad_mode(name: &str) -> ! {
 pub fn derived_column_exists(column: &str, table: &str) -> ! {
     raise(ErrorReport::new(
         PgSqlErrorCode::ERRCODE_DUPLICATE_COLUMN,
-        format!("column {} already exists in {table}", crate::ddl::ident(column)),
+        format!(
+            "column {} already exists in {table}",
+            crate::ddl::ident(column)
+        ),
         "akko_crypt",
     ))
 }
@@ -790,7 +807,10 @@ pub fn not_protected(column: &str, table: &str) -> ! {
 pub fn migration_running(tbl: pgrx::pg_sys::Oid) -> ! {
     raise(ErrorReport::new(
         PgSqlErrorCode::ERRCODE_OBJECT_IN_USE,
-        format!("a migration of the table with OID {} is already running", tbl.to_u32()),
+        format!(
+            "a migration of the table with OID {} is already running",
+            tbl.to_u32()
+        ),
         "akko_crypt",
     ))
 }

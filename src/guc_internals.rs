@@ -22,7 +22,10 @@ pub unsafe fn find_string_guc(name: &CStr) -> *mut pg_sys::config_string {
 /// Whether any value of `conf` (current, reset, boot, or one the GUC stack keeps) is the
 /// string `value`, as guc.c's own bookkeeping asks before it frees one.
 unsafe fn string_used(conf: *mut pg_sys::config_string, value: *mut std::ffi::c_char) -> bool {
-    if value == *(*conf).variable || value == (*conf).reset_val || value.cast_const() == (*conf).boot_val {
+    if value == *(*conf).variable
+        || value == (*conf).reset_val
+        || value.cast_const() == (*conf).boot_val
+    {
         return true;
     }
     let mut entry = (*conf).gen_.stack;

@@ -210,7 +210,11 @@ fn forget_subject(subject: &str) -> bool {
         let id: String = id.iter().map(|b| format!("{b:02x}")).collect();
         format!("subject id {id}")
     });
-    let outcome = if forgotten.is_some() { "ok" } else { "unknown subject" };
+    let outcome = if forgotten.is_some() {
+        "ok"
+    } else {
+        "unknown subject"
+    };
     audit("forget_subject", None, None, detail.as_deref(), outcome);
     forgotten.is_some()
 }

@@ -335,12 +335,25 @@ pub fn with_entry<R>(
     f: impl FnOnce(&mut KeyEntry) -> R,
 ) -> R {
     match subject {
-        None => cached_or_made(class, version, None, || unwrap_from_keyring(class, version), f),
+        None => cached_or_made(
+            class,
+            version,
+            None,
+            || unwrap_from_keyring(class, version),
+            f,
+        ),
         Some(id) => {
             let subject_key = || {
                 let salt = subject_salt(id);
-                let from_data_key = |data_key: &mut KeyEntry| data_key.material().subject_material(id, &salt);
-                cached_or_made(class, version, None, || unwrap_from_keyring(class, version), from_data_key)
+                let from_data_key =
+                    |data_key: &mut KeyEntry| data_key.material().subject_material(id, &salt);
+                cached_or_made(
+                    class,
+                    version,
+                    None,
+                    || unwrap_from_keyring(class, version),
+                    from_data_key,
+                )
             };
             cached_or_made(class, version, subject, subject_key, f)
         }
@@ -526,7 +539,11 @@ fn hash_legacy_name(name: &[u8], (version, lookup): &(u32, Vec<u8>)) {
         Spi::run_with_args(
             "UPDATE akko_crypt.subjects SET lookup = $2, lookup_version = $3, legacy_name = NULL \
              WHERE legacy_name = $1",
-            &[text_datum(name), lookup.clone().into(), (*version as i32).into()],
+            &[
+                text_datum(name),
+                lookup.clone().into(),
+                (*version as i32).into(),
+            ],
         )
         .unwrap_or_else(|e| errors::catalog_query_failed("hash the subject's name", e))
     });
@@ -556,7 +573,13 @@ fn hash_subject_names() -> i64 {
     }
     announce_change();
     let hashed = names.len() as i64;
-    audit("hash_subject_names", None, None, Some(&format!("{hashed} names")), "ok");
+    audit(
+        "hash_subject_names",
+        None,
+        None,
+        Some(&format!("{hashed} names")),
+        "ok",
+    );
     hashed
 }
 
@@ -642,7 +665,8 @@ pub fn audit(
     let role = role_name(caller());
     let session_role = role_name(unsafe { pg_sys::GetSessionUserId() });
     pgrx::log!(
-        "akko_crypt audit: {operation} class={} version={} by {role} (session {session_role}): {outcome}{}",
+        "{}{operation} class={} version={} by {role} (session {session_role}): {outcome}{}",
+        crate::log_redaction::AUDIT_PREFIX,
         class.unwrap_or("-"),
         version.map_or("-".to_owned(), |v| v.to_string()),
         detail.map_or(String::new(), |d| format!(" ({d})"))

@@ -27,6 +27,7 @@ use pgrx::pg_sys;
 use pgrx::prelude::*;
 
 const REDACTED_STATEMENT: &CStr = c"<akko_crypt: redacted, this entry carried a key>";
+pub const AUDIT_PREFIX: &str = "akko_crypt audit: ";
 
 static mut PREVIOUS_EMIT_LOG_HOOK: pg_sys::emit_log_hook_type = None;
 
@@ -94,8 +95,10 @@ unsafe fn redact_tokens(field: &mut *mut c_char) {
 unsafe extern "C-unwind" fn redact(edata: *mut pg_sys::ErrorData) {
     let e = &mut *edata;
     // Below ERROR these are the server's statement and plan logs, which quote the statement
-    // and its parameters; our own errors that name the parameter carry no value and stay.
-    let statement_log = e.elevel < PgLogLevel::ERROR as i32;
+    // and its parameters; our own errors that name the parameter carry no value and stay,
+    // and so do our audit lines (which name fingerprints, never keys).
+    let statement_log = e.elevel < PgLogLevel::ERROR as i32
+        && !text_of(e.message).is_some_and(|m| m.starts_with(AUDIT_PREFIX.as_bytes()));
     if statement_is_secret() {
         e.hide_stmt = true;
         e.context = std::ptr::null_mut();

@@ -190,7 +190,10 @@ thread_local! {
 
 pub fn init() {
     unsafe {
-        pg_sys::CacheRegisterRelcacheCallback(Some(on_relcache_invalidation), pg_sys::Datum::from(0));
+        pg_sys::CacheRegisterRelcacheCallback(
+            Some(on_relcache_invalidation),
+            pg_sys::Datum::from(0),
+        );
         // Role membership and the superuser flag decide what a role holds.
         for cache in [
             pg_sys::SysCacheIdentifier::AUTHMEMROLEMEM,
@@ -242,9 +245,7 @@ fn resolve(role: pg_sys::Oid) -> Resolved {
                         None,
                         &[role.into()],
                     )?
-                    .map(|row| {
-                        Ok((row.get::<String>(1)?, row.get::<String>(2)?))
-                    })
+                    .map(|row| Ok((row.get::<String>(1)?, row.get::<String>(2)?)))
                     .collect::<Result<Vec<_>, pgrx::spi::Error>>()
             })
             .unwrap_or_else(|e| errors::catalog_query_failed("read akko_crypt.privileges", e))
@@ -289,7 +290,11 @@ pub fn held(privilege: Privilege, class: Option<ClassName<'_>>) -> bool {
 /// Raises 42501 unless the calling role holds `privilege` (for `class`).
 pub fn require(privilege: Privilege, class: Option<ClassName<'_>>) {
     if !held(privilege, class) {
-        errors::privilege_missing(privilege.name(), class.map(|c| c.as_str()), &display_name(caller()));
+        errors::privilege_missing(
+            privilege.name(),
+            class.map(|c| c.as_str()),
+            &display_name(caller()),
+        );
     }
 }
 
@@ -359,14 +364,20 @@ fn sync_object_grants(grantee: pg_sys::Oid) {
             .flat_map(|p| p.objects().iter().copied())
             .collect();
         let mut statements = Vec::new();
-        let every_object = Privilege::ALL.into_iter().flat_map(|p| p.objects().iter().copied());
+        let every_object = Privilege::ALL
+            .into_iter()
+            .flat_map(|p| p.objects().iter().copied());
         let mut seen = Vec::new();
         for object in every_object {
             if seen.contains(&object) {
                 continue;
             }
             seen.push(object);
-            let what = if object.starts_with("TABLE ") { "SELECT" } else { "EXECUTE" };
+            let what = if object.starts_with("TABLE ") {
+                "SELECT"
+            } else {
+                "EXECUTE"
+            };
             statements.push(if needed.contains(&object) {
                 format!("GRANT {what} ON {object} TO {role}")
             } else {
@@ -379,8 +390,9 @@ fn sync_object_grants(grantee: pg_sys::Oid) {
             format!("GRANT USAGE ON SCHEMA akko_crypt TO {role}")
         });
         for statement in statements {
-            Spi::run(&statement)
-                .unwrap_or_else(|e| errors::catalog_query_failed("grant the privilege's objects", e));
+            Spi::run(&statement).unwrap_or_else(|e| {
+                errors::catalog_query_failed("grant the privilege's objects", e)
+            });
         }
     });
 }
@@ -399,13 +411,17 @@ fn change(args: &Args, grant: bool) -> bool {
                WHERE grantee = $1 AND privilege = $2 AND class IS NOT DISTINCT FROM $3 RETURNING 1) \
              SELECT count(*) > 0 FROM gone"
         };
-        let mut args = vec![grantee.into(), privilege.name().into(), class.as_deref().into()];
+        let mut args = vec![
+            grantee.into(),
+            privilege.name().into(),
+            class.as_deref().into(),
+        ];
         if grant {
             args.push(by.into());
         }
         Spi::get_one_with_args::<bool>(query, &args)
-        .unwrap_or_else(|e| errors::catalog_query_failed("change akko_crypt.privileges", e))
-        .unwrap_or(false)
+            .unwrap_or_else(|e| errors::catalog_query_failed("change akko_crypt.privileges", e))
+            .unwrap_or(false)
     });
     forget();
     let scope = match (&class, privilege.per_class()) {
@@ -421,7 +437,11 @@ fn change(args: &Args, grant: bool) -> bool {
         if changed { "" } else { ", unchanged" }
     );
     audit(
-        if grant { "grant_privilege" } else { "revoke_privilege" },
+        if grant {
+            "grant_privilege"
+        } else {
+            "revoke_privilege"
+        },
         class.as_deref(),
         None,
         Some(&detail),
@@ -432,13 +452,17 @@ fn change(args: &Args, grant: bool) -> bool {
 
 #[pg_guard]
 #[no_mangle]
-pub unsafe extern "C-unwind" fn akko_grant_privilege(fcinfo: pg_sys::FunctionCallInfo) -> pg_sys::Datum {
+pub unsafe extern "C-unwind" fn akko_grant_privilege(
+    fcinfo: pg_sys::FunctionCallInfo,
+) -> pg_sys::Datum {
     pg_sys::Datum::from(change(&Args::new(fcinfo), true))
 }
 
 #[pg_guard]
 #[no_mangle]
-pub unsafe extern "C-unwind" fn akko_revoke_privilege(fcinfo: pg_sys::FunctionCallInfo) -> pg_sys::Datum {
+pub unsafe extern "C-unwind" fn akko_revoke_privilege(
+    fcinfo: pg_sys::FunctionCallInfo,
+) -> pg_sys::Datum {
     pg_sys::Datum::from(change(&Args::new(fcinfo), false))
 }
 
@@ -446,12 +470,10 @@ pub unsafe extern "C-unwind" fn akko_revoke_privilege(fcinfo: pg_sys::FunctionCa
 /// now need.
 #[pg_guard]
 #[no_mangle]
-pub unsafe extern "C-unwind" fn akko_privileges_changed(fcinfo: pg_sys::FunctionCallInfo) -> pg_sys::Datum {
-    let context = (*fcinfo).context;
-    if context.is_null() || (*context).type_ != pg_sys::NodeTag::T_TriggerData {
-        errors::not_called_as_trigger();
-    }
-    let trigger = context.cast::<pg_sys::TriggerData>();
+pub unsafe extern "C-unwind" fn akko_privileges_changed(
+    fcinfo: pg_sys::FunctionCallInfo,
+) -> pg_sys::Datum {
+    let trigger = crate::datum::trigger_data(fcinfo);
     let relation = (*trigger).tg_relation;
     let grantee_of = |tuple: pg_sys::HeapTuple| -> Option<pg_sys::Oid> {
         if tuple.is_null() {

@@ -62,7 +62,13 @@ REVOKE ALL ON FUNCTION protect(regclass, name, text, text, boolean, boolean, tex
 REVOKE ALL ON PROCEDURE migrate(regclass, integer, bigint) FROM PUBLIC;
 "#,
     name = "protect",
-    requires = ["registry", "protect_trigger", "views", "blind_index", "privileges"]
+    requires = [
+        "registry",
+        "protect_trigger",
+        "views",
+        "blind_index",
+        "privileges"
+    ]
 );
 
 v1_function_info!(
@@ -203,7 +209,11 @@ fn checked(table: &Table, request: &Request) -> (Attribute, Option<String>, Opti
         }
         Mode::Jsonb => {
             if att.type_oid != pg_sys::JSONBOID {
-                errors::jsonb_mode_needs_jsonb(&col, &table.sql, &crate::ddl::type_display(att.type_oid, att.typmod));
+                errors::jsonb_mode_needs_jsonb(
+                    &col,
+                    &table.sql,
+                    &crate::ddl::type_display(att.type_oid, att.typmod),
+                );
             }
             if request.blind_index {
                 errors::protect_refused("a blind index needs bytea mode".into(), "");
@@ -212,7 +222,10 @@ fn checked(table: &Table, request: &Request) -> (Attribute, Option<String>, Opti
     }
     if att.identity_or_generated {
         errors::protect_refused(
-            format!("column {col} of {} is an identity or generated column", table.sql),
+            format!(
+                "column {col} of {} is an identity or generated column",
+                table.sql
+            ),
             "",
         );
     }
@@ -223,13 +236,21 @@ fn checked(table: &Table, request: &Request) -> (Attribute, Option<String>, Opti
         );
     }
     if request.bind_row && !has_primary_key(table) {
-        errors::protect_refused(format!("{} has no primary key to bind values to", table.sql), "");
+        errors::protect_refused(
+            format!("{} has no primary key to bind values to", table.sql),
+            "",
+        );
     }
-    if request.blind_index && akko_crypt_core::column::Normalization::parse(&request.normalization).is_none() {
+    if request.blind_index
+        && akko_crypt_core::column::Normalization::parse(&request.normalization).is_none()
+    {
         errors::bad_normalization(&request.normalization);
     }
-    let plain = (request.mode == Mode::Bytea).then(|| derived_name(&request.col, 52, "_akko_plain"));
-    let bidx = request.blind_index.then(|| derived_name(&request.col, 58, "_bidx"));
+    let plain =
+        (request.mode == Mode::Bytea).then(|| derived_name(&request.col, 52, "_akko_plain"));
+    let bidx = request
+        .blind_index
+        .then(|| derived_name(&request.col, 58, "_bidx"));
     for name in plain.iter().chain(bidx.iter()) {
         if column_exists(table, name) {
             errors::derived_column_exists(name, &table.sql);
@@ -277,24 +298,42 @@ fn protect(args: &Args) -> String {
     let plain = match (request.mode, has_rows(&table)) {
         (Mode::Bytea, false) => {
             // An empty table changes type at once and keeps the column's place.
-            run(&format!("ALTER TABLE {} ALTER COLUMN {col} TYPE pg_catalog.bytea USING NULL", table.sql));
+            run(&format!(
+                "ALTER TABLE {} ALTER COLUMN {col} TYPE pg_catalog.bytea USING NULL",
+                table.sql
+            ));
             None
         }
         (Mode::Bytea, true) => {
             // Only catalog changes: the plaintext stays in the renamed column until migrated.
             // The sealed column is added last, so it moves to the end of the table.
             let plain = plain.expect("bytea mode names a plaintext column");
-            run(&format!("ALTER TABLE {} RENAME COLUMN {col} TO {}", table.sql, ident(&plain)));
+            run(&format!(
+                "ALTER TABLE {} RENAME COLUMN {col} TO {}",
+                table.sql,
+                ident(&plain)
+            ));
             if att.not_null {
-                run(&format!("ALTER TABLE {} ALTER COLUMN {} DROP NOT NULL", table.sql, ident(&plain)));
+                run(&format!(
+                    "ALTER TABLE {} ALTER COLUMN {} DROP NOT NULL",
+                    table.sql,
+                    ident(&plain)
+                ));
             }
-            run(&format!("ALTER TABLE {} ADD COLUMN {col} pg_catalog.bytea", table.sql));
+            run(&format!(
+                "ALTER TABLE {} ADD COLUMN {col} pg_catalog.bytea",
+                table.sql
+            ));
             Some(plain)
         }
         (Mode::Jsonb, _) => None,
     };
     if let Some(bidx) = &bidx {
-        run(&format!("ALTER TABLE {} ADD COLUMN {} pg_catalog.bytea", table.sql, ident(bidx)));
+        run(&format!(
+            "ALTER TABLE {} ADD COLUMN {} pg_catalog.bytea",
+            table.sql,
+            ident(bidx)
+        ));
         run(&format!(
             "CREATE {}INDEX ON {} ({})",
             if request.unique_index { "UNIQUE " } else { "" },
@@ -302,8 +341,8 @@ fn protect(args: &Args) -> String {
             ident(bidx)
         ));
     }
-    let binding_id =
-        akko_crypt_core::column::new_binding_id().unwrap_or_else(|_| errors::randomness_unavailable());
+    let binding_id = akko_crypt_core::column::new_binding_id()
+        .unwrap_or_else(|_| errors::randomness_unavailable());
     registry::insert(
         &ProtectedColumn {
             tbl,
@@ -355,7 +394,10 @@ pub fn install_trigger(table: &Table) {
     .flatten()
     .unwrap_or(false);
     if exists {
-        run(&format!("DROP TRIGGER zz_akko_crypt_protect ON {}", table.sql));
+        run(&format!(
+            "DROP TRIGGER zz_akko_crypt_protect ON {}",
+            table.sql
+        ));
     }
     if !registry::columns_of(table.oid).is_empty() {
         run(&format!(
@@ -416,10 +458,18 @@ fn migrate_batch(table: &Table, range: Option<(i64, i64)>) -> i64 {
 /// Drops the renamed plaintext column of `p`, if any, and gives it back its NOT NULL.
 fn drop_plain_column(table: &Table, p: &ProtectedColumn) {
     if let Some(plain) = &p.plain_col {
-        run(&format!("ALTER TABLE {} DROP COLUMN {}", table.sql, ident(plain)));
+        run(&format!(
+            "ALTER TABLE {} DROP COLUMN {}",
+            table.sql,
+            ident(plain)
+        ));
     }
     if p.restore_not_null {
-        run(&format!("ALTER TABLE {} ALTER COLUMN {} SET NOT NULL", table.sql, ident(&p.col)));
+        run(&format!(
+            "ALTER TABLE {} ALTER COLUMN {} SET NOT NULL",
+            table.sql,
+            ident(&p.col)
+        ));
     }
 }
 
@@ -443,7 +493,10 @@ fn migrate_finish(table: &Table) -> i64 {
     if dropping {
         views::rebuild(table);
     }
-    registry::columns_of(table.oid).iter().map(|p| p.migrated).sum()
+    registry::columns_of(table.oid)
+        .iter()
+        .map(|p| p.migrated)
+        .sum()
 }
 
 /// The plaintext of column `p` as its original type, for `prefix` (`t.` in a view, empty
@@ -458,7 +511,9 @@ pub fn read_expression(table: &Table, p: &ProtectedColumn, prefix: &str) -> Stri
             let base = type_sql(p.original_type, -1);
             let opened = format!("akko_crypt.open_value({col}, {context}, NULL::{base})");
             // A modifier or a domain is applied by a cast, which names no value if it fails.
-            if p.original_typmod >= 0 || unsafe { pg_sys::getBaseType(p.original_type) } != p.original_type {
+            if p.original_typmod >= 0
+                || unsafe { pg_sys::getBaseType(p.original_type) } != p.original_type
+            {
                 format!("{opened}::{}", type_sql(p.original_type, p.original_typmod))
             } else {
                 opened
@@ -496,7 +551,8 @@ fn unprotect(args: &Args) {
     let tbl = args.oid(0, "tbl");
     let col = args.name(1, "col");
     let table = protectable(tbl);
-    let p = registry::column(tbl, &col).unwrap_or_else(|| errors::not_protected(&ident(&col), &table.sql));
+    let p = registry::column(tbl, &col)
+        .unwrap_or_else(|| errors::not_protected(&ident(&col), &table.sql));
     // Opening the values back needs the right to open them.
     privileges::require(Privilege::Open, Some(sealing::value_class(&p.class)));
     views::set_aside(&table);
@@ -523,7 +579,11 @@ fn unprotect(args: &Args) {
         }
     }
     if let Some(bidx) = &p.bidx_col {
-        run(&format!("ALTER TABLE {} DROP COLUMN {}", table.sql, ident(bidx)));
+        run(&format!(
+            "ALTER TABLE {} DROP COLUMN {}",
+            table.sql,
+            ident(bidx)
+        ));
     }
     views::rebuild(&table);
 }
@@ -543,7 +603,9 @@ fn migrate_start(args: &Args) -> i64 {
         |row| row.get_one::<f64>(),
     )
     .flatten();
-    rows_per_block.map_or(1.0, |per_block| (batch_size as f64 / per_block).ceil().max(1.0)) as i64
+    rows_per_block.map_or(1.0, |per_block| {
+        (batch_size as f64 / per_block).ceil().max(1.0)
+    }) as i64
 }
 
 fn migrate_step(args: &Args) -> bool {
@@ -573,19 +635,25 @@ pub unsafe extern "C-unwind" fn akko_unprotect(fcinfo: pg_sys::FunctionCallInfo)
 
 #[pg_guard]
 #[no_mangle]
-pub unsafe extern "C-unwind" fn akko_migrate_start(fcinfo: pg_sys::FunctionCallInfo) -> pg_sys::Datum {
+pub unsafe extern "C-unwind" fn akko_migrate_start(
+    fcinfo: pg_sys::FunctionCallInfo,
+) -> pg_sys::Datum {
     pg_sys::Datum::from(pinned(|| migrate_start(&Args::new(fcinfo))))
 }
 
 #[pg_guard]
 #[no_mangle]
-pub unsafe extern "C-unwind" fn akko_migrate_step(fcinfo: pg_sys::FunctionCallInfo) -> pg_sys::Datum {
+pub unsafe extern "C-unwind" fn akko_migrate_step(
+    fcinfo: pg_sys::FunctionCallInfo,
+) -> pg_sys::Datum {
     pg_sys::Datum::from(pinned(|| migrate_step(&Args::new(fcinfo))))
 }
 
 #[pg_guard]
 #[no_mangle]
-pub unsafe extern "C-unwind" fn akko_migrate_finish(fcinfo: pg_sys::FunctionCallInfo) -> pg_sys::Datum {
+pub unsafe extern "C-unwind" fn akko_migrate_finish(
+    fcinfo: pg_sys::FunctionCallInfo,
+) -> pg_sys::Datum {
     let finish = || migrate_finish(&protectable(Args::new(fcinfo).oid(0, "tbl")));
     pg_sys::Datum::from(pinned(finish))
 }

@@ -22,7 +22,7 @@ use akko_crypt_core::column::{
     BLIND_INDEX_LEN,
 };
 use akko_crypt_core::envelope::MAGIC;
-use akko_crypt_core::ClassName;
+use akko_crypt_core::{ClassName, Envelope};
 use pgrx::pg_sys;
 use pgrx::prelude::*;
 use zeroize::Zeroizing;
@@ -33,7 +33,7 @@ use crate::local_settings::with_settings;
 use crate::privileges::{self, Privilege};
 use crate::registry::{self, Mode};
 use crate::sealing::{
-    database_is_utf8, envelope_to_open, open_to_buffer, plaintext_input, seal_to_varlena,
+    database_is_utf8, open_to_buffer, plaintext_input, seal_to_varlena,
     server_jsonb_in, value_class, JsonText, ServerText,
 };
 use crate::{blind_index, ddl, errors};
@@ -106,8 +106,8 @@ impl OriginalType {
             input,
             io_param,
             output,
-            styled: category as u8 == pg_sys::TYPCATEGORY_DATETIME as u8
-                || category as u8 == pg_sys::TYPCATEGORY_TIMESPAN as u8,
+            styled: category as u8 == pg_sys::TYPCATEGORY_DATETIME
+                || category as u8 == pg_sys::TYPCATEGORY_TIMESPAN,
         }
     }
 
@@ -380,10 +380,18 @@ impl Sealing<'_> {
     /// class, with the context it is bound to (the old row's if `kept` and the key moved,
     /// this row's otherwise). Raises if it does not, or if the role may not open the class.
     unsafe fn authenticate<'b>(&self, column: &ColumnSpec, sealed: &[u8], kept: bool) -> Wiped<'b> {
-        let context = if kept { self.old_context.as_deref() } else { self.context.as_deref() };
-        let envelope = envelope_to_open(sealed, context);
+        let context = if kept {
+            self.old_context.as_deref()
+        } else {
+            self.context.as_deref()
+        };
+        let envelope = Envelope::parse(sealed).unwrap_or_else(|e| errors::bad_envelope(e));
         if envelope.class != self.class {
-            errors::envelope_of_other_class(&column.name, envelope.class.as_str(), self.class.as_str());
+            errors::envelope_of_other_class(
+                &column.name,
+                envelope.class.as_str(),
+                self.class.as_str(),
+            );
         }
         open_to_buffer(sealed, context)
     }
@@ -394,11 +402,7 @@ impl Sealing<'_> {
 pub unsafe extern "C-unwind" fn akko_protect_row(
     fcinfo: pg_sys::FunctionCallInfo,
 ) -> pg_sys::Datum {
-    let context = (*fcinfo).context;
-    if context.is_null() || (*context).type_ != pg_sys::NodeTag::T_TriggerData {
-        errors::not_called_as_trigger();
-    }
-    let trigger = context.cast::<pg_sys::TriggerData>();
+    let trigger = crate::datum::trigger_data(fcinfo);
     let event = (*trigger).tg_event;
     if event & pg_sys::TRIGGER_EVENT_ROW == 0 || event & pg_sys::TRIGGER_EVENT_BEFORE == 0 {
         errors::not_called_as_trigger();
@@ -609,7 +613,7 @@ unsafe fn protect_jsonb(
         let plaintext = sealing.authenticate(column, &envelope, rebind);
         let document = plaintext_as_jsonb_text(&column.name, &plaintext);
         if rebind {
-            set_jsonb_envelope(column, sealing, &document, changes);
+            set_jsonb_envelope(column, sealing, document, changes);
         }
         return;
     }

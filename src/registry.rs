@@ -115,7 +115,8 @@ const COLUMNS: &str = "tbl::oid, col::text, class, mode, original_type::oid, ori
     restore_not_null, state = 'migrating', migrated";
 
 fn read_columns(filter: &str, args: &[DatumWithOid<'_>]) -> Vec<ProtectedColumn> {
-    let query = format!("SELECT {COLUMNS} FROM akko_crypt.protected_columns WHERE {filter} ORDER BY col");
+    let query =
+        format!("SELECT {COLUMNS} FROM akko_crypt.protected_columns WHERE {filter} ORDER BY col");
     as_owner(|| {
         Spi::connect(|client| {
             client
@@ -290,7 +291,13 @@ pub struct ViewGrant {
 
 /// The registered views of `tbl`, in name order.
 pub fn views_of(tbl: pg_sys::Oid) -> Vec<DecryptedView> {
-    type Row = (String, String, Option<pg_sys::Oid>, Option<String>, Vec<(Option<String>, String, bool)>);
+    type Row = (
+        String,
+        String,
+        Option<pg_sys::Oid>,
+        Option<String>,
+        Vec<(Option<String>, String, bool)>,
+    );
     let rows: Vec<Row> = as_owner(|| {
         Spi::connect(|client| {
             client
@@ -379,7 +386,10 @@ pub fn remember_view(schema: &str, name: &str, view: pg_sys::Oid) {
     );
 }
 
-v1_function_info!(pg_finfo_akko_upgrade_type_oid, pg_finfo_akko_upgrade_type_modifier);
+v1_function_info!(
+    pg_finfo_akko_upgrade_type_oid,
+    pg_finfo_akko_upgrade_type_modifier
+);
 
 /// The type and modifier a type name written by `format_type` stands for: how the update
 /// from 0.2.0, which kept `original_type` as text, reads it into a regtype and a modifier.
@@ -400,13 +410,17 @@ unsafe fn parse_stored_type(fcinfo: pg_sys::FunctionCallInfo) -> (pg_sys::Oid, i
 /// Used only by sql/akko_crypt--0.2.0--0.3.0.sql.
 #[pg_guard]
 #[no_mangle]
-pub unsafe extern "C-unwind" fn akko_upgrade_type_oid(fcinfo: pg_sys::FunctionCallInfo) -> pg_sys::Datum {
+pub unsafe extern "C-unwind" fn akko_upgrade_type_oid(
+    fcinfo: pg_sys::FunctionCallInfo,
+) -> pg_sys::Datum {
     pg_sys::Datum::from(parse_stored_type(fcinfo).0)
 }
 
 /// Used only by sql/akko_crypt--0.2.0--0.3.0.sql.
 #[pg_guard]
 #[no_mangle]
-pub unsafe extern "C-unwind" fn akko_upgrade_type_modifier(fcinfo: pg_sys::FunctionCallInfo) -> pg_sys::Datum {
+pub unsafe extern "C-unwind" fn akko_upgrade_type_modifier(
+    fcinfo: pg_sys::FunctionCallInfo,
+) -> pg_sys::Datum {
     pg_sys::Datum::from(parse_stored_type(fcinfo).1)
 }

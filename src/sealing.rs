@@ -176,7 +176,9 @@ pub unsafe fn plaintext_to_jsonb(plaintext: Wiped<'_>) -> pg_sys::Datum {
         let server = pg_sys::pg_any_to_server(buffer, len as i32, pg_sys::pg_enc::PG_UTF8 as i32);
         (server != buffer).then(|| Wiped(c_bytes_mut(server)))
     };
-    let server_text = converted.as_ref().map_or(buffer, |c| c.as_ptr().cast_mut().cast());
+    let server_text = converted
+        .as_ref()
+        .map_or(buffer, |c| c.as_ptr().cast_mut().cast());
     plaintext_input(
         || {
             pg_sys::DirectFunctionCall1Coll(
@@ -277,7 +279,7 @@ pub unsafe fn seal_to_varlena(
 
 /// Parses an envelope that is to be opened, and checks that the calling role may open its
 /// class (before any key is fetched: a role without the right unlocks nothing).
-pub fn envelope_to_open<'a>(sealed: &'a [u8], context: Option<&[u8]>) -> Envelope<'a> {
+fn envelope_to_open<'a>(sealed: &'a [u8], context: Option<&[u8]>) -> Envelope<'a> {
     let envelope = Envelope::parse(sealed).unwrap_or_else(|e| errors::bad_envelope(e));
     if envelope.class.as_str() == blind_index::CLASS {
         errors::reserved_class();
@@ -298,12 +300,15 @@ pub unsafe fn open_to_buffer<'a>(sealed: &[u8], context: Option<&[u8]>) -> Wiped
     let buffer = pg_sys::palloc(len + 1).cast::<u8>();
     *buffer.add(len) = 0;
     let plaintext = Wiped(std::slice::from_raw_parts_mut(buffer, len));
-    open_into(&envelope, context, plaintext.0)
-        .unwrap_or_else(|e| errors::open_failed(e));
+    open_into(&envelope, context, plaintext.0).unwrap_or_else(|e| errors::open_failed(e));
     plaintext
 }
 
-fn open_into(envelope: &Envelope<'_>, context: Option<&[u8]>, out: &mut [u8]) -> Result<(), OpenError> {
+fn open_into(
+    envelope: &Envelope<'_>,
+    context: Option<&[u8]>,
+    out: &mut [u8],
+) -> Result<(), OpenError> {
     keyring::with_entry(
         envelope.class,
         envelope.key_version,

@@ -414,7 +414,9 @@ pub fn unlock() -> (&'static str, Duration) {
 /// Whether a seal or open without a key would fetch one from Vault: Vault is configured,
 /// the session has not locked itself, and its role may unlock.
 pub fn would_unlock_lazily() -> bool {
-    configured() && !SESSION.with(|s| s.borrow().locked) && privileges::held(Privilege::Unlock, None)
+    configured()
+        && !SESSION.with(|s| s.borrow().locked)
+        && privileges::held(Privilege::Unlock, None)
 }
 
 /// The unlock a seal or open makes by itself when Vault is configured, no key is loaded and

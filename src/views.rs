@@ -10,11 +10,11 @@ use pgrx::prelude::*;
 
 use crate::datum::Args;
 use crate::ddl::{ident, literal, pinned, primary_key, run, Table};
+use crate::errors;
 use crate::keyring::{as_owner, read_one, read_row};
 use crate::privileges::{self, Privilege};
 use crate::protect::{protectable, read_expression};
 use crate::registry::{self, DecryptedView, Mode, ProtectedColumn};
-use crate::errors;
 
 extension_sql!(
     r#"
@@ -34,7 +34,15 @@ REVOKE ALL ON FUNCTION create_view(regclass, name), refresh_views() FROM PUBLIC;
 
 v1_function_info!(pg_finfo_akko_create_view, pg_finfo_akko_refresh_views);
 
-const PRIVILEGES: [&str; 7] = ["SELECT", "INSERT", "UPDATE", "DELETE", "TRUNCATE", "REFERENCES", "TRIGGER"];
+const PRIVILEGES: [&str; 7] = [
+    "SELECT",
+    "INSERT",
+    "UPDATE",
+    "DELETE",
+    "TRUNCATE",
+    "REFERENCES",
+    "TRIGGER",
+];
 
 fn view_sql(view: &DecryptedView) -> String {
     format!("{}.{}", ident(&view.schema), ident(&view.name))
@@ -122,8 +130,13 @@ fn view_columns(table: &Table) -> Vec<ViewColumn> {
         .flat_map(|p| p.plain_col.iter().chain(p.bidx_col.iter()))
         .map(String::as_str)
         .collect();
-    let key: Vec<i16> = primary_key(table.oid).into_iter().map(|(attnum, _)| attnum).collect();
-    let rows: Vec<(i16, String, bool, String, Option<String>, Option<String>)> = Spi::connect(|client| {
+    let key: Vec<i16> = primary_key(table.oid)
+        .into_iter()
+        .map(|(attnum, _)| attnum)
+        .collect();
+    // attnum, name, generated, identity kind, identity sequence, default expression
+    type ColumnRow = (i16, String, bool, String, Option<String>, Option<String>);
+    let rows: Vec<ColumnRow> = Spi::connect(|client| {
         client
             .select(
                 "SELECT a.attnum, a.attname::text, a.attgenerated <> '', a.attidentity::text, \
@@ -164,7 +177,10 @@ fn view_columns(table: &Table) -> Vec<ViewColumn> {
                 generated,
                 always_identity: identity == "a",
                 default: match sequence {
-                    Some(sequence) => Some(format!("pg_catalog.nextval({}::pg_catalog.regclass)", literal(&sequence))),
+                    Some(sequence) => Some(format!(
+                        "pg_catalog.nextval({}::pg_catalog.regclass)",
+                        literal(&sequence)
+                    )),
                     None => default,
                 },
                 protected: p.is_some(),
@@ -201,7 +217,10 @@ fn build(table: &Table, view: &DecryptedView) -> bool {
     ));
     for column in &columns {
         if let Some(default) = &column.default {
-            run(&format!("ALTER VIEW {target} ALTER COLUMN {} SET DEFAULT {default}", column.name));
+            run(&format!(
+                "ALTER VIEW {target} ALTER COLUMN {} SET DEFAULT {default}",
+                column.name
+            ));
         }
     }
     // Writable through rules, one set-based statement each, when rows have a key.
@@ -213,9 +232,21 @@ fn build(table: &Table, view: &DecryptedView) -> bool {
         .join(" AND ");
     if !key_match.is_empty() {
         let writable: Vec<&ViewColumn> = columns.iter().filter(|c| !c.generated).collect();
-        let insert_columns = writable.iter().map(|c| c.name.as_str()).collect::<Vec<_>>().join(", ");
-        let insert_values = writable.iter().map(|c| c.write.as_str()).collect::<Vec<_>>().join(", ");
-        let overriding = if writable.iter().any(|c| c.always_identity) { " OVERRIDING SYSTEM VALUE" } else { "" };
+        let insert_columns = writable
+            .iter()
+            .map(|c| c.name.as_str())
+            .collect::<Vec<_>>()
+            .join(", ");
+        let insert_values = writable
+            .iter()
+            .map(|c| c.write.as_str())
+            .collect::<Vec<_>>()
+            .join(", ");
+        let overriding = if writable.iter().any(|c| c.always_identity) {
+            " OVERRIDING SYSTEM VALUE"
+        } else {
+            ""
+        };
         let update_list = writable
             .iter()
             .filter(|c| !c.always_identity)
@@ -265,7 +296,11 @@ fn restore_owner_and_grants(target: &str, view: &DecryptedView) {
             if role_exists(owner) {
                 run(&format!("ALTER VIEW {target} OWNER TO {}", ident(owner)));
             } else {
-                pgrx::warning!("akko_crypt: the owner of {target}, role {}, does not exist; it keeps owner {}", ident(owner), ident(&current));
+                pgrx::warning!(
+                    "akko_crypt: the owner of {target}, role {}, does not exist; it keeps owner {}",
+                    ident(owner),
+                    ident(&current)
+                );
             }
         }
     }
@@ -284,7 +319,11 @@ fn restore_owner_and_grants(target: &str, view: &DecryptedView) {
         run(&format!(
             "GRANT {} ON {target} TO {grantee}{}",
             grant.privilege,
-            if grant.grantable { " WITH GRANT OPTION" } else { "" }
+            if grant.grantable {
+                " WITH GRANT OPTION"
+            } else {
+                ""
+            }
         ));
     }
 }
@@ -319,7 +358,9 @@ fn create_view(args: &Args) -> pg_sys::Oid {
             }
             registry::register_view(&table.schema, &name, table.oid);
         }
-        Some(tbl) if tbl != table.oid => errors::view_decrypts_other_table(&ident(&table.schema), &ident(&name)),
+        Some(tbl) if tbl != table.oid => {
+            errors::view_decrypts_other_table(&ident(&table.schema), &ident(&name))
+        }
         Some(_) => {}
     }
     rebuild(&table);
@@ -359,12 +400,16 @@ fn refresh_views() -> i32 {
 
 #[pg_guard]
 #[no_mangle]
-pub unsafe extern "C-unwind" fn akko_create_view(fcinfo: pg_sys::FunctionCallInfo) -> pg_sys::Datum {
+pub unsafe extern "C-unwind" fn akko_create_view(
+    fcinfo: pg_sys::FunctionCallInfo,
+) -> pg_sys::Datum {
     pg_sys::Datum::from(pinned(|| create_view(&Args::new(fcinfo))))
 }
 
 #[pg_guard]
 #[no_mangle]
-pub unsafe extern "C-unwind" fn akko_refresh_views(_fcinfo: pg_sys::FunctionCallInfo) -> pg_sys::Datum {
+pub unsafe extern "C-unwind" fn akko_refresh_views(
+    _fcinfo: pg_sys::FunctionCallInfo,
+) -> pg_sys::Datum {
     pg_sys::Datum::from(pinned(refresh_views))
 }

@@ -305,7 +305,11 @@ impl<'a> Envelope<'a> {
         } else {
             0
         };
-        let subkey_len = if format == FORMAT_V2 { SUBKEY_ID_LEN } else { 0 };
+        let subkey_len = if format == FORMAT_V2 {
+            SUBKEY_ID_LEN
+        } else {
+            0
+        };
         let header_len = CLASS_AT + class_len + subject_len + subkey_len + NONCE_LEN;
         if bytes.len() < header_len + TAG_LEN {
             return Err(EnvelopeError::Truncated(bytes.len()));
@@ -421,7 +425,8 @@ mod tests {
     /// given is the data key itself.
     fn seal_v1(key: &DataKey, request: &SealRequest<'_>, plaintext: &[u8]) -> Vec<u8> {
         let v2 = seal(key, request, plaintext);
-        let subkey_at = CLASS_AT + request.class.as_str().len() + request.subject.map_or(0, |_| SUBJECT_ID_LEN);
+        let subkey_at =
+            CLASS_AT + request.class.as_str().len() + request.subject.map_or(0, |_| SUBJECT_ID_LEN);
         let mut header = v2[..request.header_len()].to_vec();
         header[FORMAT_AT] = FORMAT_V1;
         header.drain(subkey_at..subkey_at + SUBKEY_ID_LEN);
@@ -430,7 +435,10 @@ mod tests {
             out.resize(header.len() + plaintext.len(), 0);
             let (_, ciphertext) = out.split_at_mut(header.len());
             let data = InOutBuf::new(plaintext, ciphertext).unwrap();
-            let tag = key.cipher.encrypt_inout_detached((&request.nonce).into(), aad, data).unwrap();
+            let tag = key
+                .cipher
+                .encrypt_inout_detached((&request.nonce).into(), aad, data)
+                .unwrap();
             out.extend_from_slice(&tag);
             out
         });
@@ -660,12 +668,17 @@ mod tests {
                 req.subject = subject;
                 let sealed = seal_v1(&k, &req, DOC);
                 let env = Envelope::parse(&sealed).unwrap();
-                assert_eq!((env.format, env.subkey, env.subject), (FORMAT_V1, None, subject));
+                assert_eq!(
+                    (env.format, env.subkey, env.subject),
+                    (FORMAT_V1, None, subject)
+                );
                 assert_eq!(env.open(&k, context).unwrap(), DOC);
                 // Relabelled as version 2, its bytes no longer line up and fail to open.
                 let mut relabelled = sealed.clone();
                 relabelled[FORMAT_AT] = FORMAT_V2;
-                let opened = Envelope::parse(&relabelled).map_err(|_| ()).and_then(|e| e.open(&k, context).map_err(|_| ()));
+                let opened = Envelope::parse(&relabelled)
+                    .map_err(|_| ())
+                    .and_then(|e| e.open(&k, context).map_err(|_| ()));
                 assert!(opened.is_err());
             }
         }
@@ -680,6 +693,9 @@ mod tests {
         assert!(sealing.take().is_none());
         assert_eq!(sealing.remaining(), 0);
         assert!(sealing.take().is_none());
-        assert_eq!(SealingKey::new([1; SUBKEY_ID_LEN], key(1)).remaining(), SEALS_PER_SUBKEY);
+        assert_eq!(
+            SealingKey::new([1; SUBKEY_ID_LEN], key(1)).remaining(),
+            SEALS_PER_SUBKEY
+        );
     }
 }

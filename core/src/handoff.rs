@@ -71,7 +71,11 @@ impl HandoffKey {
     }
 
     /// `root` sealed for the workers of `target`, as unpadded base64.
-    pub fn seal_root(&self, root: &RootKey, target: &HandoffTarget) -> Result<String, getrandom::Error> {
+    pub fn seal_root(
+        &self,
+        root: &RootKey,
+        target: &HandoffTarget,
+    ) -> Result<String, getrandom::Error> {
         let mut sealed = Zeroizing::new([0u8; SEALED_LEN]);
         let (salt, rest) = sealed.split_at_mut(SALT_LEN);
         let (nonce, rest) = rest.split_at_mut(NONCE_LEN);
@@ -133,12 +137,18 @@ mod tests {
             leader_pid: 4243,
             ..TARGET
         };
-        assert_eq!(handoff.open_root(&sealed, &other_leader).map(|_| ()), refused);
+        assert_eq!(
+            handoff.open_root(&sealed, &other_leader).map(|_| ()),
+            refused
+        );
         let later_statement = HandoffTarget {
             statement_start: TARGET.statement_start + 1,
             ..TARGET
         };
-        assert_eq!(handoff.open_root(&sealed, &later_statement).map(|_| ()), refused);
+        assert_eq!(
+            handoff.open_root(&sealed, &later_statement).map(|_| ()),
+            refused
+        );
         let other = HandoffKey::generate().unwrap();
         assert_eq!(other.open_root(&sealed, &TARGET).map(|_| ()), refused);
         for i in 0..sealed.len() {

@@ -110,14 +110,29 @@ mod tests {
     fn redacts_keys_in_every_encoding_wherever_they_stand() {
         let url = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8";
         for (text, expected) in [
-            (format!("EXECUTE setkey('{HEX}')"), format!("EXECUTE setkey('{REDACTED_KEY}')")),
-            (format!("parameters: $1 = 'akko_crypt.key', $2 = '{B64}'"),
-             format!("parameters: $1 = 'akko_crypt.key', $2 = '{REDACTED_KEY}'")),
-            (format!("{url} and {}", HEX.to_uppercase()), format!("{REDACTED_KEY} and {REDACTED_KEY}")),
+            (
+                format!("EXECUTE setkey('{HEX}')"),
+                format!("EXECUTE setkey('{REDACTED_KEY}')"),
+            ),
+            (
+                format!("parameters: $1 = 'akko_crypt.key', $2 = '{B64}'"),
+                format!("parameters: $1 = 'akko_crypt.key', $2 = '{REDACTED_KEY}'"),
+            ),
+            (
+                format!("{url} and {}", HEX.to_uppercase()),
+                format!("{REDACTED_KEY} and {REDACTED_KEY}"),
+            ),
             (format!("key={B64}"), format!("key={REDACTED_KEY}")),
-            (format!("'{}'", "-_-_".repeat(10) + "-_A"), format!("'{REDACTED_KEY}'")),
+            (
+                format!("'{}'", "-_-_".repeat(10) + "-_A"),
+                format!("'{REDACTED_KEY}'"),
+            ),
         ] {
-            assert_eq!(redacted(&text).as_deref(), Some(expected.as_str()), "{text}");
+            assert_eq!(
+                redacted(&text).as_deref(),
+                Some(expected.as_str()),
+                "{text}"
+            );
         }
     }
 

@@ -98,7 +98,11 @@ impl DataKeyMaterial {
     /// The key a version 2 envelope with `subkey` is sealed under:
     /// HKDF-SHA256(salt = "akko_crypt/v2", ikm = this key, info = "akko_crypt value key\0" || subkey id)
     pub fn value_key(&self, subkey: &SubkeyId) -> DataKey {
-        let okm = hkdf_sha256(VALUE_KEY_SALT, &self.bytes, &[VALUE_KEY_INFO_PREFIX, subkey]);
+        let okm = hkdf_sha256(
+            VALUE_KEY_SALT,
+            &self.bytes,
+            &[VALUE_KEY_INFO_PREFIX, subkey],
+        );
         DataKey::from_bytes(&okm)
     }
 
@@ -312,9 +316,15 @@ mod tests {
         let sealed = seal(&subject_key(&[1; 16], &[7; 32]), &request, b"{}");
         let envelope = Envelope::parse(&sealed).unwrap();
         assert_eq!(envelope.subject, Some(&[1; 16]));
-        assert!(envelope.open(&subject_key(&[1; 16], &[7; 32]), None).is_ok());
-        assert!(envelope.open(&subject_key(&[1; 16], &[8; 32]), None).is_err());
-        assert!(envelope.open(&subject_key(&[2; 16], &[7; 32]), None).is_err());
+        assert!(envelope
+            .open(&subject_key(&[1; 16], &[7; 32]), None)
+            .is_ok());
+        assert!(envelope
+            .open(&subject_key(&[1; 16], &[8; 32]), None)
+            .is_err());
+        assert!(envelope
+            .open(&subject_key(&[2; 16], &[7; 32]), None)
+            .is_err());
         assert!(envelope.open(&key.key_for(&envelope), None).is_err());
     }
 
@@ -346,8 +356,17 @@ mod tests {
     fn subject_lookups_are_keyed_and_differ_by_name() {
         let a = DataKeyMaterial::from_bytes([1; 32]);
         let b = DataKeyMaterial::from_bytes([2; 32]);
-        assert_eq!(a.subject_lookup(b"customer:1"), a.subject_lookup(b"customer:1"));
-        assert_ne!(a.subject_lookup(b"customer:1"), a.subject_lookup(b"customer:2"));
-        assert_ne!(a.subject_lookup(b"customer:1"), b.subject_lookup(b"customer:1"));
+        assert_eq!(
+            a.subject_lookup(b"customer:1"),
+            a.subject_lookup(b"customer:1")
+        );
+        assert_ne!(
+            a.subject_lookup(b"customer:1"),
+            a.subject_lookup(b"customer:2")
+        );
+        assert_ne!(
+            a.subject_lookup(b"customer:1"),
+            b.subject_lookup(b"customer:1")
+        );
     }
 }

@@ -38,7 +38,11 @@ fn array<const N: usize>(s: &str) -> [u8; N] {
 #[test]
 fn format_md_vectors_wrap_seal_and_open() {
     let vectors = vectors();
-    assert_eq!(vectors.len(), 8, "FORMAT.md should carry four vectors of each format");
+    assert_eq!(
+        vectors.len(),
+        8,
+        "FORMAT.md should carry four vectors of each format"
+    );
     for v in vectors {
         let root = RootKey::parse(&v["root_key"]).unwrap();
         assert_eq!(root.fingerprint().to_string(), v["fingerprint"]);
@@ -77,7 +81,10 @@ fn format_md_vectors_wrap_seal_and_open() {
                 context: context.as_deref(),
                 nonce: array(&v["nonce"]),
             };
-            assert_eq!(seal(&value_key, &request, v["plaintext"].as_bytes()), envelope);
+            assert_eq!(
+                seal(&value_key, &request, v["plaintext"].as_bytes()),
+                envelope
+            );
             // value_key is printed for independent readers; it is the key that opens.
             let printed = DataKeyMaterial::from_bytes(array(&v["value_key"])).cipher();
             assert_eq!(
