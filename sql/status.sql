@@ -4,7 +4,8 @@
 -- For each column, "reencrypt" shows its latest run.
 -- "log_exposures" names each logging setting that writes values bound to statements (the way
 -- applications send plaintext) to the server log.
--- $1 is this session's root fingerprint and $2 where it came from, both NULL when no key is loaded.
+-- $1 is this session's root fingerprint and $2 where it came from, both NULL when no key is loaded;
+-- $3 is how many values a process seals under one value key (the core's bound).
 WITH policy AS (
     SELECT make_interval(mins => setting::int) AS rotation_interval,
            CASE WHEN setting::int % 1440 = 0 THEN (setting::int / 1440) || ' days'
@@ -86,7 +87,7 @@ SELECT jsonb_build_object(
                       ORDER BY v.grantee::text, v.privilege, v.class), '[]')
                    FROM akko_crypt.privileges v),
     'superusers', (SELECT coalesce(jsonb_agg(rolname ORDER BY rolname), '[]') FROM pg_roles WHERE rolsuper),
-    'seals_per_value_key', 1048576,
+    'seals_per_value_key', $3,
     'subjects', (SELECT count(*) FROM akko_crypt.subjects),
     'subject_names_in_clear', (SELECT count(*) FROM akko_crypt.subjects WHERE legacy_name IS NOT NULL),
     'audit_log_entries', (SELECT count(*) FROM akko_crypt.audit_log))

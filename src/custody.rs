@@ -251,7 +251,7 @@ unsafe extern "C-unwind" fn check_key(
         return true;
     }
     // Whatever spelled it, this statement carried a key.
-    log_redaction::current_statement_carries_secret();
+    log_redaction::current_statement_carries_secret(text);
     if !source_may_carry_key(source) {
         wipe_c_string(*newval);
         reject(

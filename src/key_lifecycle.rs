@@ -6,7 +6,7 @@
 
 use std::time::Duration;
 
-use akko_crypt_core::{ClassName, RootKey};
+use akko_crypt_core::{ClassName, RootKey, SEALS_PER_SUBKEY};
 use pgrx::prelude::*;
 use pgrx::{GucContext, GucFlags, GucRegistry, GucSetting, JsonB};
 
@@ -224,7 +224,7 @@ fn forget_subject(subject: &str) -> bool {
 /// Pass the new key as a bind parameter; statements naming rewrap are kept out of the log.
 #[pg_extern(volatile, parallel_unsafe)]
 fn rewrap(new_key: &str) -> i64 {
-    log_redaction::current_statement_carries_secret();
+    log_redaction::current_statement_carries_secret(new_key.as_bytes());
     privileges::require(Privilege::Admin, None);
     let new_root = RootKey::parse(new_key).unwrap_or_else(|e| errors::invalid_new_key(e));
     let old = custody::require_fingerprint();
@@ -319,7 +319,11 @@ fn status() -> JsonB {
         read_one::<JsonB>(
             "build the status report",
             include_str!("../sql/status.sql"),
-            &[fingerprint.into(), source.into()],
+            &[
+                fingerprint.into(),
+                source.into(),
+                i64::from(SEALS_PER_SUBKEY).into(),
+            ],
         )
     })
     .unwrap_or_else(|| errors::extension_missing())

@@ -50,11 +50,44 @@ fn current_statement() -> Option<(usize, i64)> {
     }
 }
 
-/// Records that the statement running now carried a key, and replaces its text in
-/// pg_stat_activity.
-pub fn current_statement_carries_secret() {
+/// Records that the statement running now carried `secret` (a key's text), replaces its
+/// text in pg_stat_activity and overwrites the secret in the text itself.
+pub fn current_statement_carries_secret(secret: &[u8]) {
     SECRET_STATEMENT.with(|s| s.set(current_statement()));
     hide_statement_from_activity();
+    scrub_from_statement(secret);
+}
+
+/// Overwrites every copy of a key's text in the statement running now, so that what reads
+/// that text after the statement ran (pg_stat_statements records a utility statement's
+/// text, `SET` and `DO` included, and `log_min_duration_statement` logs it) never sees the
+/// key. The text has been parsed by now: PostgreSQL keeps it only to show, log and point
+/// at error positions. Shorter values are left alone: they would match ordinary words.
+fn scrub_from_statement(secret: &[u8]) {
+    const SHORTEST_SCRUBBED: usize = 8;
+    unsafe {
+        // Only a client backend's statement text is its own, writable buffer (the message
+        // it received, or a prepared statement's copy); a background worker may point
+        // debug_query_string at a constant.
+        let text = pg_sys::debug_query_string as *mut u8;
+        if secret.len() < SHORTEST_SCRUBBED
+            || text.is_null()
+            || pg_sys::MyBackendType != pg_sys::BackendType::B_BACKEND
+        {
+            return;
+        }
+        let len = CStr::from_ptr(text.cast()).to_bytes().len();
+        let statement = std::slice::from_raw_parts_mut(text, len);
+        let mut at = 0;
+        while let Some(found) = statement[at..]
+            .windows(secret.len())
+            .position(|window| window == secret)
+        {
+            let start = at + found;
+            statement[start..start + secret.len()].fill(b'*');
+            at = start + secret.len();
+        }
+    }
 }
 
 fn hide_statement_from_activity() {

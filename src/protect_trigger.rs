@@ -33,8 +33,8 @@ use crate::local_settings::with_settings;
 use crate::privileges::{self, Privilege};
 use crate::registry::{self, Mode};
 use crate::sealing::{
-    database_is_utf8, open_to_buffer, plaintext_input, seal_to_varlena,
-    server_jsonb_in, value_class, JsonText, ServerText,
+    database_is_utf8, open_to_buffer, plaintext_input, seal_to_varlena, server_jsonb_in,
+    value_class, JsonText, ServerText,
 };
 use crate::{blind_index, ddl, errors};
 

@@ -12,7 +12,9 @@ pub mod redaction;
 pub mod wrap;
 
 pub use class::{ClassName, ClassNameError};
-pub use envelope::{Envelope, EnvelopeError, OpenError, SealRequest, SealingKey, SubkeyId};
+pub use envelope::{
+    Envelope, EnvelopeError, OpenError, SealRequest, SealingKey, SubkeyId, SEALS_PER_SUBKEY,
+};
 pub use handoff::{HandoffError, HandoffKey, HandoffTarget};
 pub use key::{DataKey, Fingerprint, KeyParseError, RootKey};
 pub use nonce::NoncePool;

@@ -48,9 +48,10 @@ out=$(attack_oracle sealer)
 check "a role that may seal and protect, not open: the copied envelopes are refused (42501), its guesses sealed, no match" \
     bash -c 'grep -q "ERROR:  42501: permission denied: role \"sealer\" may not open" <<<"$1" && [ "$(tail -1 <<<"$1")" = 0 ]' _ "$out"
 out=$(keyed_as reader $db -c "CREATE TABLE public.oracle_reader (id int PRIMARY KEY, iban text)" \
-    -c "SELECT akko_crypt.protect('public.oracle_reader', 'iban')" -c "INSERT INTO public.oracle_reader SELECT id, iban FROM hr.payroll")
-check "a role that may open identity copies a financial envelope into an identity column: refused, not opened (42501)" \
-    grep -q "ERROR:  42501: permission denied: role \"reader\" may not open data class \"financial\"" <<<"$out"
+    -c "SELECT akko_crypt.protect('public.oracle_reader', 'iban')" -c "INSERT INTO public.oracle_reader SELECT id, iban FROM hr.payroll" \
+    -c "SELECT count(*) FROM public.oracle_reader")
+check "a role that may open identity copies a financial envelope into an identity column to have it resealed: refused (22023), nothing stored" \
+    bash -c 'grep -q "ERROR:  22023: the envelope written to protected column \"iban\" is sealed under data class \"financial\"" <<<"$1" && [ "$(tail -1 <<<"$1")" = 0 ]' _ "$out"
 out=$(keyed_as postgres $db -c "CREATE TABLE public.oracle_class (id int PRIMARY KEY, iban text)" \
     -c "SELECT akko_crypt.protect('public.oracle_class', 'iban')" -c "INSERT INTO public.oracle_class SELECT id, iban FROM hr.payroll")
 check "even for a role that may open both, an envelope of another class is refused by the column (22023)" refused 22023 "$out"

@@ -2,9 +2,11 @@
 # duration and every bound parameter in full (log_statement = all, log_min_duration_statement
 # = 0, log_parameter_max_length = -1, and on error too); auto_explain logs nested plans with
 # their query text. Each way an application sets a key gets a key of its own, so a hit names
-# the way: none may appear in the log, in any encoding, nor in pg_stat_activity.
+# the way: none may appear in the log, in any encoding, nor in pg_stat_activity or
+# pg_stat_statements (which records utility statements, SET and DO among them, as written).
 db=atk_log
 new_db $db >/dev/null
+psql_ -c "CREATE EXTENSION pg_stat_statements" -c "SELECT pg_stat_statements_reset()" $db >/dev/null
 psql_ -c "ALTER SYSTEM SET log_statement = 'all'" -c "SELECT pg_reload_conf()" postgres >/dev/null
 psql_ -c "CREATE FUNCTION public.use_key(k text) RETURNS text LANGUAGE sql AS \$\$ SELECT set_config('akko_crypt.key', k, false) \$\$" \
       -c "CREATE FUNCTION public.use_key_plpgsql(k text) RETURNS text LANGUAGE plpgsql AS \$\$ BEGIN RETURN set_config('akko_crypt.key', k, false); END \$\$" \
@@ -47,6 +49,12 @@ run_as postgres $db -c "LOAD 'auto_explain'" -c "SET auto_explain.log_min_durati
     -c "SET auto_explain.log_analyze = on" -c "SELECT public.use_key_plpgsql('$key')" -c "SELECT public.nested_control()" >/dev/null
 new_key 'rewrap, literal'
 run_as postgres $db -c "SELECT akko_crypt.rewrap('$key')" >/dev/null
+new_key 'a DO block, literal'
+run_as postgres $db -c "DO \$\$ BEGIN PERFORM set_config('akko_crypt.key', '$key', false); END \$\$" >/dev/null
+new_key 'SET in a DO block, literal'
+run_as postgres $db -c "DO \$\$ BEGIN SET akko_crypt.key = '$key'; END \$\$" >/dev/null
+new_key 'SET, literal, then a statement that fails'
+run_as postgres $db -c "SET akko_crypt.key = '$key'; SELECT 1 / 0" >/dev/null 2>&1
 new_key 'a key too long'
 run_as postgres $db -c "SET akko_crypt.key = '${key}x'" >/dev/null
 # A statement that an aborted transaction refuses never reaches the key's check hook; it is
@@ -68,18 +76,23 @@ psql_ -c "SELECT query FROM pg_stat_activity WHERE datname = '$db'" postgres >>"
 wait $sleeper
 psql_ -c "ALTER SYSTEM RESET log_statement" -c "SELECT pg_reload_conf()" postgres >/dev/null
 tail -c +"$log_start" "$dir/server.log" >"$dir/attack_log.txt"
+psql_ -At -c "SELECT query FROM pg_stat_statements" $db >"$dir/attack_statements.txt"
 
 check "control: the log holds the bound statements and their parameters" \
     bash -c 'grep -q "execute <unnamed>: SELECT public.use_key(\$1)" "$1" && grep -q "DETAIL:  parameters: \$1 = " "$1"' _ "$dir/attack_log.txt"
 check "control: the log holds auto_explain's nested plans" grep -q "Query Text: (SELECT count(\*) FROM pg_namespace)" "$dir/attack_log.txt"
 check "control: pg_stat_activity was sampled while both sessions idled ($(wc -l <"$dir/attack_activity.txt") rows)" \
     [ "$(grep -c "redacted" "$dir/attack_activity.txt")" -eq 2 ]
+check "control: pg_stat_statements recorded the SET and DO statements ($(wc -l <"$dir/attack_statements.txt") entries)" \
+    bash -c 'grep -q "^SET akko_crypt.key = " "$1" && grep -q "^DO " "$1"' _ "$dir/attack_statements.txt"
 for i in "${!keys[@]}"; do
     key=${keys[$i]}
     hex=$(printf '%s' "$key" | base64 -d 2>/dev/null | od -An -tx1 | tr -d ' \n')
     hits=0
     for needle in "$key" "${key%%=*}" ${hex:+"$hex"}; do
-        if grep -qiF -- "$needle" "$dir/attack_log.txt" "$dir/attack_activity.txt"; then hits=$((hits + 1)); fi
+        if grep -qiF -- "$needle" "$dir/attack_log.txt" "$dir/attack_activity.txt" "$dir/attack_statements.txt"; then
+            hits=$((hits + 1))
+        fi
     done
-    check "${ways[$i]}: the key is in neither the log nor pg_stat_activity" [ "$hits" -eq 0 ]
+    check "${ways[$i]}: the key is in neither the log, pg_stat_activity nor pg_stat_statements" [ "$hits" -eq 0 ]
 done

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The attack tier: each finding of issue 15, tried the way an attacker or an ordinary
 # application would, with variants, on a cluster of its own that logs every statement,
-# duration and bound parameter in full and can replicate logically. Every case asserts that
-# the attack fails, beside a control that shows what it aimed at was there to take.
+# duration and bound parameter in full, records utility statements in pg_stat_statements
+# and can replicate logically. Every case asserts that the attack fails, beside a control
+# that shows what it aimed at was there to take.
 #   tests/attacks/run.sh [DIR] [PORT]
 set -uo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
@@ -13,7 +14,7 @@ log_parameter_max_length_on_error = -1
 wal_level = logical
 max_wal_senders = 4
 max_replication_slots = 4"
-"$here/../cluster.sh" start "$dir" "$port"
+"$here/../cluster.sh" start "$dir" "$port" akko_crypt,pg_stat_statements
 trap '"$here/../cluster.sh" stop "$dir"' EXIT
 . "$here/lib.sh"
 for case in "$here"/${AKKO_ATTACKS:-[0-9]}*.sh; do  # AKKO_ATTACKS=04 runs one case
