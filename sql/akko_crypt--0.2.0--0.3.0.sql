@@ -119,6 +119,9 @@ AS 'MODULE_PATHNAME', 'hash_subject_names_wrapper';
 REVOKE ALL ON FUNCTION hash_subject_names() FROM PUBLIC;
 -- lock() only ever drops the caller's own session key.
 GRANT EXECUTE ON FUNCTION lock() TO PUBLIC;
+-- So that everyone can reach lock(), row_context, utf8_bytes and data_class; every other
+-- object refuses PUBLIC.
+GRANT USAGE ON SCHEMA akko_crypt TO PUBLIC;
 
 CREATE FUNCTION protect(tbl regclass, col name, class text DEFAULT 'identity', mode text DEFAULT 'bytea',
                         bind_row boolean DEFAULT false, blind_index boolean DEFAULT false,

@@ -63,6 +63,11 @@ SELECT jsonb_build_object(
                       'table', p.tbl::text, 'column', p.col, 'class', p.class, 'mode', p.mode,
                       'original_type', format_type(p.original_type, p.original_typmod), 'bound_to_row', p.bind_row,
                       'blind_index', p.bidx_col, 'state', p.state, 'migrated', p.migrated,
+                      -- Its owner can disable the trigger: an auditor sees it here.
+                      'trigger', coalesce((SELECT CASE g.tgenabled WHEN 'D' THEN 'disabled' WHEN 'R' THEN 'replica only'
+                                                                   ELSE 'enabled' END
+                                           FROM pg_trigger g WHERE g.tgrelid = p.tbl AND g.tgname = 'zz_akko_crypt_protect'),
+                                          'missing'),
                       'protected_at', p.protected_at, 'migrated_at', p.migrated_at)
                       ORDER BY p.tbl::text, p.col), '[]')
                   FROM akko_crypt.protected_columns p),
@@ -85,7 +90,7 @@ SELECT jsonb_build_object(
                                   WHERE m.oid <> v.grantee AND pg_has_role(m.oid, v.grantee, 'USAGE') AND NOT m.rolsuper),
                       'granted_by', v.granted_by::text, 'granted_at', v.granted_at)
                       ORDER BY v.grantee::text, v.privilege, v.class), '[]')
-                   FROM akko_crypt.privileges v),
+                   FROM akko_crypt.privileges v WHERE EXISTS (SELECT FROM pg_roles r WHERE r.oid = v.grantee)),
     'superusers', (SELECT coalesce(jsonb_agg(rolname ORDER BY rolname), '[]') FROM pg_roles WHERE rolsuper),
     'seals_per_value_key', $3,
     'subjects', (SELECT count(*) FROM akko_crypt.subjects),

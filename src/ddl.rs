@@ -1,9 +1,14 @@
 //! Building and running the SQL that protect, migrate and the views issue. Every name in it
 //! comes from the catalog and is quoted here, every type is rendered from its OID, and each
-//! statement is parsed first to make sure it is one statement. It runs with the caller's
-//! privileges (the table's owner, who may change the table) and with search_path pinned to
-//! pg_catalog, pg_temp, so nothing the caller planted on their path is used.
+//! statement is parsed first to make sure it is one statement. It runs with search_path
+//! pinned to pg_catalog, pg_temp, so nothing planted on a search path is used.
+//!
+//! Statements on a table run as the table's owner, in a security-restricted operation, as
+//! PostgreSQL runs VACUUM or REINDEX: the owner's triggers, index expressions and domain
+//! checks that they set off then run with the owner's rights, never a superuser's who
+//! called protect. The views are created as the caller, who owns them.
 
+use std::cell::Cell;
 use std::ffi::{CStr, CString};
 
 use pgrx::pg_sys;
@@ -54,6 +59,105 @@ pub fn pinned<R>(f: impl FnOnce() -> R) -> R {
     with_settings(&[(c"search_path", c"pg_catalog, pg_temp")], f)
 }
 
+thread_local! {
+    /// While `Table::run` runs a statement on a table as its owner: the table, and the role
+    /// that asked akko_crypt for it.
+    static WORKING_FOR: Cell<Option<(pg_sys::Oid, pg_sys::Oid)>> = const { Cell::new(None) };
+}
+
+/// The role on whose behalf akko_crypt is running a statement on `table` as its owner, if it
+/// is: the trigger seals the values that statement migrates with that role's `seal`. Every
+/// other check (opening above all) is the owner's, as the role that runs the statement.
+pub fn working_for(table: pg_sys::Oid) -> Option<pg_sys::Oid> {
+    WORKING_FOR
+        .with(Cell::get)
+        .and_then(|(on, caller)| (on == table).then_some(caller))
+}
+
+/// Puts back the user, security context and WORKING_FOR that `Table::run` changed. On an
+/// error, (sub)transaction abort restores the user as it does for SECURITY DEFINER functions.
+struct RestoreUser {
+    user: pg_sys::Oid,
+    context: i32,
+    working_for: Option<(pg_sys::Oid, pg_sys::Oid)>,
+}
+
+impl Drop for RestoreUser {
+    fn drop(&mut self) {
+        WORKING_FOR.with(|w| w.set(self.working_for));
+        if !std::thread::panicking() {
+            unsafe { pg_sys::SetUserIdAndSecContext(self.user, self.context) };
+        }
+    }
+}
+
+/// Runs `f` as `owner`, the owner of `table`, in a security-restricted operation with row
+/// security off (so that a policy can only stop a statement, never hide rows from it),
+/// recording that it works for the calling role.
+pub fn as_table_owner<R>(table: pg_sys::Oid, owner: pg_sys::Oid, f: impl FnOnce() -> R) -> R {
+    let mut user = pg_sys::InvalidOid;
+    let mut context = 0;
+    unsafe { pg_sys::GetUserIdAndSecContext(&mut user, &mut context) };
+    let working_for = WORKING_FOR.with(|w| w.replace(Some((table, crate::keyring::caller()))));
+    let _restore = RestoreUser {
+        user,
+        context,
+        working_for,
+    };
+    with_settings(&[(c"row_security", c"off")], || {
+        unsafe {
+            pg_sys::SetUserIdAndSecContext(
+                owner,
+                context
+                    | pg_sys::SECURITY_LOCAL_USERID_CHANGE as i32
+                    | pg_sys::SECURITY_RESTRICTED_OPERATION as i32,
+            )
+        };
+        f()
+    })
+}
+
+/// Whether `expression` is one SQL expression and nothing more: `SELECT (expression)` parses
+/// as one statement with one target and no other clause, so it cannot close its
+/// parenthesis and go on into a FROM, another target or another statement.
+pub fn is_one_expression(expression: &str) -> bool {
+    let Ok(c) = CString::new(format!("SELECT ({expression})")) else {
+        return false;
+    };
+    unsafe {
+        let parsed = pg_sys::raw_parser(c.as_ptr(), pg_sys::RawParseMode::RAW_PARSE_DEFAULT);
+        if parsed.is_null() || (*parsed).length != 1 {
+            return false;
+        }
+        let raw = (*(*parsed).elements).ptr_value.cast::<pg_sys::RawStmt>();
+        let node = (*raw).stmt;
+        if node.is_null() || (*node).type_ != pg_sys::NodeTag::T_SelectStmt {
+            return false;
+        }
+        let select = &*node.cast::<pg_sys::SelectStmt>();
+        let length = |list: *mut pg_sys::List| if list.is_null() { 0 } else { (*list).length };
+        length(select.targetList) == 1
+            && [
+                select.distinctClause,
+                select.fromClause,
+                select.groupClause,
+                select.windowClause,
+                select.valuesLists,
+                select.sortClause,
+                select.lockingClause,
+            ]
+            .into_iter()
+            .all(|list| length(list) == 0)
+            && select.intoClause.is_null()
+            && select.whereClause.is_null()
+            && select.havingClause.is_null()
+            && select.limitOffset.is_null()
+            && select.limitCount.is_null()
+            && select.withClause.is_null()
+            && select.op == pg_sys::SetOperation::SETOP_NONE
+    }
+}
+
 /// Runs one statement that the code here built, as the caller; returns how many rows it
 /// processed. Anything that would parse as more than one statement is refused.
 pub fn run(statement: &str) -> i64 {
@@ -77,10 +181,56 @@ pub fn run(statement: &str) -> i64 {
     .unwrap_or_else(|e| errors::ddl_failed(e))
 }
 
+/// A relation's name, or its OID when it has none any more, for messages.
+pub fn relation_name(oid: pg_sys::Oid) -> String {
+    let name = unsafe { pg_sys::get_rel_name(oid) };
+    if name.is_null() {
+        oid.to_u32().to_string()
+    } else {
+        unsafe { CStr::from_ptr(name) }
+            .to_string_lossy()
+            .into_owned()
+    }
+}
+
+/// Runs `f` in a subtransaction, as a PL/pgSQL block with an EXCEPTION clause does: when it
+/// raises an error, what it did is rolled back and the error's message comes back instead.
+pub fn in_subtransaction<R>(f: impl FnOnce() -> R) -> Result<R, String> {
+    unsafe fn back_to(context: pg_sys::MemoryContext, owner: pg_sys::ResourceOwner) {
+        pg_sys::MemoryContextSwitchTo(context);
+        pg_sys::CurrentResourceOwner = owner;
+    }
+    unsafe {
+        let context = pg_sys::CurrentMemoryContext;
+        let owner = pg_sys::CurrentResourceOwner;
+        pg_sys::BeginInternalSubTransaction(std::ptr::null());
+        pg_sys::MemoryContextSwitchTo(context);
+        PgTryBuilder::new(std::panic::AssertUnwindSafe(|| {
+            let result = f();
+            pg_sys::ReleaseCurrentSubTransaction();
+            back_to(context, owner);
+            Ok(result)
+        }))
+        .catch_others(|error| {
+            pg_sys::RollbackAndReleaseCurrentSubTransaction();
+            back_to(context, owner);
+            match error {
+                pg_sys::panic::CaughtError::PostgresError(report)
+                | pg_sys::panic::CaughtError::ErrorReport(report) => {
+                    Err(report.message().to_owned())
+                }
+                other => other.rethrow(),
+            }
+        })
+        .execute()
+    }
+}
+
 /// A table a caller may protect: an ordinary, permanent table whose owner the caller is
 /// (or is a member of).
 pub struct Table {
     pub oid: pg_sys::Oid,
+    pub owner: pg_sys::Oid,
     /// `schema.table`, quoted.
     pub sql: String,
     pub schema: String,
@@ -94,7 +244,7 @@ impl Table {
         let found = read_row(
             "look up the table",
             "SELECT c.relkind::text, c.relpersistence::text, pg_has_role(c.relowner, 'USAGE'), \
-                    n.nspname::text, c.relname::text \
+                    n.nspname::text, c.relname::text, c.relowner \
              FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = $1",
             &[tbl.into()],
             |row| {
@@ -104,10 +254,11 @@ impl Table {
                     row.get::<bool>(3)?.unwrap_or(false),
                     row.get::<String>(4)?.unwrap_or_default(),
                     row.get::<String>(5)?.unwrap_or_default(),
+                    row.get::<pg_sys::Oid>(6)?.unwrap_or_default(),
                 ))
             },
         );
-        let Some((relkind, persistence, owned, schema, name)) = found else {
+        let Some((relkind, persistence, owned, schema, name, owner)) = found else {
             errors::no_such_table(tbl.to_u32())
         };
         let sql = format!("{}.{}", ident(&schema), ident(&name));
@@ -124,10 +275,22 @@ impl Table {
         }
         Table {
             oid: tbl,
+            owner,
             sql,
             schema,
             name,
         }
+    }
+
+    /// Runs one statement on the table as its owner (see `as_owner`); returns how many rows
+    /// it processed.
+    pub fn run(&self, statement: &str) -> i64 {
+        self.as_owner(|| run(statement))
+    }
+
+    /// Runs `f` as the table's owner (see `as_table_owner`).
+    pub fn as_owner<R>(&self, f: impl FnOnce() -> R) -> R {
+        as_table_owner(self.oid, self.owner, f)
     }
 
     /// The table's size in blocks.
@@ -146,7 +309,7 @@ impl Table {
 /// The table's primary key columns in key order, as (attnum, name): the order row contexts
 /// bind to, for the trigger and the views alike.
 pub fn primary_key(tbl: pg_sys::Oid) -> Vec<(i16, String)> {
-    Spi::connect(|client| {
+    pinned(|| Spi::connect(|client| {
         client
             .select(
                 "SELECT a.attnum, a.attname::text \
@@ -158,6 +321,6 @@ pub fn primary_key(tbl: pg_sys::Oid) -> Vec<(i16, String)> {
             )?
             .map(|row| Ok((row.get::<i16>(1)?.unwrap_or(0), row.get::<String>(2)?.unwrap_or_default())))
             .collect::<Result<Vec<_>, pgrx::spi::Error>>()
-    })
+    }))
     .unwrap_or_else(|e| errors::catalog_query_failed("read the primary key", e))
 }

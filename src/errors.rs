@@ -496,6 +496,17 @@ pub fn protected_column_missing(table: &str, column: &str) -> ! {
     )
 }
 
+pub fn original_type_missing(table: &str, column: &str, type_oid: u32) -> ! {
+    raise(
+        ErrorReport::new(
+            PgSqlErrorCode::ERRCODE_UNDEFINED_OBJECT,
+            format!("the type protected column \"{column}\" of table \"{table}\" held (OID {type_oid}) no longer exists"),
+            "akko_crypt",
+        )
+        .set_hint("Its values cannot be written, read as that type or unprotected until the type is restored (from a dump of the database, which keeps its OID only in a binary upgrade); dropping the column, or the table, ends its protection."),
+    )
+}
+
 pub fn protected_column_retyped(table: &str, column: &str) -> ! {
     raise(
         ErrorReport::new(
@@ -565,6 +576,33 @@ pub fn privilege_missing(privilege: &str, class: Option<&str>, role: &str) -> ! 
         .set_hint(format!(
             "An akko_crypt administrator grants it with {grant}."
         )),
+    )
+}
+
+pub fn key_administrator_may_not_open(role: &str) -> ! {
+    raise(
+        ErrorReport::new(
+            PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE,
+            format!("permission denied: role \"{role}\" administers keys, and a key administrator opens nothing"),
+            "akko_crypt",
+        )
+        .set_hint("Separation of duties: open values with a role that does not hold admin, directly or through a role it is a member of."),
+    )
+}
+
+pub fn duties_joined(privilege: &str, role: &str) -> ! {
+    let (holds, wanted) = if privilege == "admin" {
+        ("may open values", "admin")
+    } else {
+        ("administers keys", "open")
+    };
+    raise(
+        ErrorReport::new(
+            PgSqlErrorCode::ERRCODE_INVALID_GRANT_OPERATION,
+            format!("role \"{role}\" {holds}: it cannot also be granted {wanted}"),
+            "akko_crypt",
+        )
+        .set_hint("Separation of duties: the key administrator and the roles that open values are different roles."),
     )
 }
 
@@ -732,6 +770,39 @@ pub fn not_table_owner(table: &str) -> ! {
         format!("must be owner of table {table}"),
         "akko_crypt",
     ))
+}
+
+pub fn envelopes_before_protect(column: &str, table: &str, count: i64) -> ! {
+    raise(
+        ErrorReport::new(
+            PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
+            format!("column {column} of {table} already holds {count} values shaped like akko_crypt envelopes"),
+            "akko_crypt",
+        )
+        .set_hint("protect seals plaintext; it cannot vouch for envelopes it did not seal. Move them out, protect the column, and write them back: the trigger authenticates each one."),
+    )
+}
+
+pub fn owner_may_not_open(column: &str, table: &str, class: &str) -> ! {
+    raise(
+        ErrorReport::new(
+            PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE,
+            format!("permission denied: unprotect would give the plaintext of column {column} to the owner of {table}, who may not open data class \"{class}\""),
+            "akko_crypt",
+        )
+        .set_hint(format!("Grant the table's owner open on \"{class}\" first, or read the values through the decrypting view instead.")),
+    )
+}
+
+pub fn context_not_one_expression() -> ! {
+    raise(
+        ErrorReport::new(
+            PgSqlErrorCode::ERRCODE_SYNTAX_ERROR,
+            "reencrypt's context must be one SQL expression over the table's columns",
+            "akko_crypt",
+        )
+        .set_hint("For example akko_crypt.row_context('\\x...'::bytea, id); no FROM, no other target, no other statement."),
+    )
 }
 
 pub fn protect_refused(message: String, hint: &str) -> ! {

@@ -24,6 +24,9 @@ REVOKE ALL ON FUNCTION rotate_key(text), retire_key(text, integer, boolean),
     FROM PUBLIC;
 -- lock() only ever drops the caller's own session key.
 GRANT EXECUTE ON FUNCTION lock() TO PUBLIC;
+-- So that everyone can reach lock(), row_context, utf8_bytes and data_class; every other
+-- object refuses PUBLIC.
+GRANT USAGE ON SCHEMA akko_crypt TO PUBLIC;
 "#,
     name = "key_lifecycle_grants",
     requires = [

@@ -14,6 +14,9 @@
 //! - anything shaped like a key (64 hex digits, base64 of 32 bytes) is replaced wherever it
 //!   stands.
 //!
+//! And one rule for personal values: the input that COPY FROM quotes in an error's CONTEXT
+//! (the whole line, protected values in clear) is removed, for every table.
+//!
 //! pg_stat_activity shows the text of the statement running (or last run); the same
 //! statements are replaced there as soon as akko_crypt sees them: when the key's check hook
 //! runs, and when a report about the statement is logged (a statement that an aborted
@@ -22,7 +25,7 @@
 use std::cell::Cell;
 use std::ffi::{c_char, CStr};
 
-use akko_crypt_core::redaction::{names_secret, redact_keys};
+use akko_crypt_core::redaction::{names_secret, redact_keys, without_copy_input};
 use pgrx::pg_sys;
 use pgrx::prelude::*;
 
@@ -114,13 +117,17 @@ fn statement_is_secret() -> bool {
         .is_some_and(|text| names_secret(text) || redact_keys(text).is_some())
 }
 
+unsafe fn replace_part(field: &mut *mut c_char, text: &[u8]) {
+    let copy = pg_sys::palloc(text.len() + 1).cast::<u8>();
+    std::ptr::copy_nonoverlapping(text.as_ptr(), copy, text.len());
+    *copy.add(text.len()) = 0;
+    *field = copy.cast();
+}
+
 /// Replaces every key-shaped token of a message part, in a palloc'd copy.
 unsafe fn redact_tokens(field: &mut *mut c_char) {
     if let Some(redacted) = text_of(*field).and_then(redact_keys) {
-        let copy = pg_sys::palloc(redacted.len() + 1).cast::<u8>();
-        std::ptr::copy_nonoverlapping(redacted.as_ptr(), copy, redacted.len());
-        *copy.add(redacted.len()) = 0;
-        *field = copy.cast();
+        replace_part(field, &redacted);
     }
 }
 
@@ -154,6 +161,9 @@ unsafe extern "C-unwind" fn redact(edata: *mut pg_sys::ErrorData) {
         if text_of(*part).is_some_and(names_secret) {
             *part = std::ptr::null_mut();
         }
+    }
+    if let Some(context) = text_of(e.context).and_then(without_copy_input) {
+        replace_part(&mut e.context, &context);
     }
     for part in [
         &mut e.message,

@@ -173,19 +173,38 @@ struct Resolved {
 }
 
 impl Resolved {
+    fn holds(&self, privilege: Privilege, class: Option<&str>) -> bool {
+        self.held.iter().any(|held| {
+            held.privilege == privilege && (held.class.is_none() || held.class.as_deref() == class)
+        })
+    }
+
+    /// Separation of duties: a role that administers keys opens nothing, however it came
+    /// to hold `open` (a grant to itself, or a role it is a member of).
+    fn administers_keys(&self) -> bool {
+        !self.superuser
+            && self
+                .held
+                .iter()
+                .any(|held| held.privilege == Privilege::Admin)
+    }
+
     fn allows(&self, privilege: Privilege, class: Option<&str>) -> bool {
-        self.superuser
-            || self.held.iter().any(|held| {
-                held.privilege == privilege
-                    && (held.class.is_none() || held.class.as_deref() == class)
-            })
+        if privilege == Privilege::Open && self.administers_keys() {
+            return false;
+        }
+        self.superuser || self.holds(privilege, class)
     }
 }
+
+/// How many roles' privileges a session keeps resolved: its current role, and the owner of
+/// a table whose migration it runs as that owner (see `ddl::Table::run`).
+const RESOLVED_ROLES: usize = 4;
 
 thread_local! {
     static GENERATION: Cell<u64> = const { Cell::new(1) };
     static TABLE: Cell<pg_sys::Oid> = const { Cell::new(pg_sys::InvalidOid) };
-    static RESOLVED: RefCell<Option<Resolved>> = const { RefCell::new(None) };
+    static RESOLVED: RefCell<Vec<Resolved>> = const { RefCell::new(Vec::new()) };
 }
 
 pub fn init() {
@@ -267,35 +286,51 @@ fn resolve(role: pg_sys::Oid) -> Resolved {
     }
 }
 
+/// `f` of `role`'s privileges, resolved once per generation.
+fn with_resolved<R>(role: pg_sys::Oid, f: impl FnOnce(&Resolved) -> R) -> R {
+    let generation = GENERATION.with(Cell::get);
+    RESOLVED.with(|cache| {
+        let mut cache = cache.borrow_mut();
+        cache.retain(|r| r.generation == generation);
+        let at = match cache.iter().position(|r| r.role == role) {
+            Some(at) => at,
+            None => {
+                if cache.len() == RESOLVED_ROLES {
+                    cache.remove(0);
+                }
+                cache.push(resolve(role));
+                cache.len() - 1
+            }
+        };
+        f(&cache[at])
+    })
+}
+
+/// Whether `role` holds `privilege` (for `class`, when it is per class).
+pub fn held_by(role: pg_sys::Oid, privilege: Privilege, class: Option<ClassName<'_>>) -> bool {
+    with_resolved(role, |r| r.allows(privilege, class.map(|c| c.as_str())))
+}
+
 /// Whether the calling role holds `privilege` (for `class`, when it is per class).
 pub fn held(privilege: Privilege, class: Option<ClassName<'_>>) -> bool {
-    let role = caller();
-    let generation = GENERATION.with(Cell::get);
-    let class = class.map(|c| c.as_str());
-    let cached = RESOLVED.with(|r| {
-        r.borrow()
-            .as_ref()
-            .filter(|r| r.role == role && r.generation == generation)
-            .map(|r| r.allows(privilege, class))
-    });
-    if let Some(allowed) = cached {
-        return allowed;
+    held_by(caller(), privilege, class)
+}
+
+/// Raises 42501 unless `role` holds `privilege` (for `class`).
+pub fn require_by(role: pg_sys::Oid, privilege: Privilege, class: Option<ClassName<'_>>) {
+    if held_by(role, privilege, class) {
+        return;
     }
-    let resolved = resolve(role);
-    let allowed = resolved.allows(privilege, class);
-    RESOLVED.with(|r| *r.borrow_mut() = Some(resolved));
-    allowed
+    let name = display_name(role);
+    if privilege == Privilege::Open && with_resolved(role, Resolved::administers_keys) {
+        errors::key_administrator_may_not_open(&name);
+    }
+    errors::privilege_missing(privilege.name(), class.map(|c| c.as_str()), &name);
 }
 
 /// Raises 42501 unless the calling role holds `privilege` (for `class`).
 pub fn require(privilege: Privilege, class: Option<ClassName<'_>>) {
-    if !held(privilege, class) {
-        errors::privilege_missing(
-            privilege.name(),
-            class.map(|c| c.as_str()),
-            &display_name(caller()),
-        );
-    }
+    require_by(caller(), privilege, class);
 }
 
 /// The role's name, or None if no role has that OID.
@@ -384,11 +419,6 @@ fn sync_object_grants(grantee: pg_sys::Oid) {
                 format!("REVOKE {what} ON {object} FROM {role}")
             });
         }
-        statements.push(if needed.is_empty() {
-            format!("REVOKE USAGE ON SCHEMA akko_crypt FROM {role}")
-        } else {
-            format!("GRANT USAGE ON SCHEMA akko_crypt TO {role}")
-        });
         for statement in statements {
             Spi::run(&statement).unwrap_or_else(|e| {
                 errors::catalog_query_failed("grant the privilege's objects", e)
@@ -397,11 +427,36 @@ fn sync_object_grants(grantee: pg_sys::Oid) {
     });
 }
 
+/// Separation of duties, said at the grant: `open` to a role that administers keys, or
+/// `admin` to one that may open, would be refused at every use (see `Resolved::allows`).
+fn refuse_joined_duties(privilege: Privilege, grantee: pg_sys::Oid) {
+    let joined = with_resolved(grantee, |r| {
+        !r.superuser
+            && match privilege {
+                Privilege::Open => r.administers_keys(),
+                Privilege::Admin => r.held.iter().any(|h| h.privilege == Privilege::Open),
+                _ => false,
+            }
+    });
+    if joined {
+        errors::duties_joined(privilege.name(), &display_name(grantee));
+    }
+}
+
 fn change(args: &Args, grant: bool) -> bool {
     require(Privilege::Admin, None);
     let (privilege, grantee, class) = parse_arguments(args);
+    if grant {
+        refuse_joined_duties(privilege, grantee);
+    }
     let by = caller();
     let changed = as_owner(|| {
+        // Rows of roles dropped since go first: a new role could one day get their OID.
+        Spi::run(
+            "DELETE FROM akko_crypt.privileges p \
+             WHERE NOT EXISTS (SELECT FROM pg_roles r WHERE r.oid = p.grantee)",
+        )
+        .unwrap_or_else(|e| errors::catalog_query_failed("change akko_crypt.privileges", e));
         let query = if grant {
             "WITH added AS (INSERT INTO akko_crypt.privileges (grantee, privilege, class, granted_by) \
                VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING RETURNING 1) \

@@ -9,7 +9,7 @@ use pgrx::pg_sys;
 use pgrx::prelude::*;
 
 use crate::datum::{text_datum, Args};
-use crate::ddl::{ident, pinned, run, type_sql, Table};
+use crate::ddl::{ident, pinned, type_sql, Table};
 use crate::keyring::{self, read_row};
 use crate::privileges::{self, Privilege};
 use crate::registry::{self, Mode, ProtectedColumn};
@@ -169,8 +169,44 @@ fn column_exists(table: &Table, name: &str) -> bool {
     .unwrap_or(false)
 }
 
+/// Whether the table inherits or is inherited from: ALTER TABLE would change its children's
+/// column too, while the trigger, the migration and the views see only the table itself.
+fn in_inheritance(table: &Table) -> bool {
+    read_row(
+        "look up inheritance",
+        "SELECT EXISTS (SELECT FROM pg_inherits WHERE inhparent = $1 OR inhrelid = $1)",
+        &[table.oid.into()],
+        |row| row.get_one::<bool>(),
+    )
+    .flatten()
+    .unwrap_or(false)
+}
+
+/// How many values of a jsonb column are already shaped like akko_crypt's envelopes. Read
+/// as the table's owner, under a lock that keeps writers out until the trigger is in place.
+fn envelopes_already_there(table: &Table, col: &str) -> i64 {
+    let col = ident(col);
+    table.run(&format!(
+        "LOCK TABLE ONLY {} IN SHARE ROW EXCLUSIVE MODE",
+        table.sql
+    ));
+    table
+        .as_owner(|| {
+            Spi::get_one::<i64>(&format!(
+                "SELECT count(*) FROM ONLY {} WHERE jsonb_typeof({col}) = 'object' \
+                 AND {col} - '$akko' = '{{}}'::jsonb AND jsonb_typeof({col} -> '$akko') = 'string'",
+                table.sql
+            ))
+        })
+        .unwrap_or_else(|e| errors::catalog_query_failed("read the table", e))
+        .unwrap_or(0)
+}
+
 fn has_rows(table: &Table) -> bool {
-    Spi::get_one::<bool>(&format!("SELECT EXISTS (SELECT FROM ONLY {})", table.sql))
+    table
+        .as_owner(|| {
+            Spi::get_one::<bool>(&format!("SELECT EXISTS (SELECT FROM ONLY {})", table.sql))
+        })
         .unwrap_or_else(|e| errors::catalog_query_failed("read the table", e))
         .unwrap_or(false)
 }
@@ -219,6 +255,12 @@ fn checked(table: &Table, request: &Request) -> (Attribute, Option<String>, Opti
                 errors::protect_refused("a blind index needs bytea mode".into(), "");
             }
         }
+    }
+    if in_inheritance(table) {
+        errors::protect_refused(
+            format!("{} inherits from, or is inherited by, another table", table.sql),
+            "akko_crypt protects tables without inheritance: the trigger and the migration would not reach the other tables' rows.",
+        );
     }
     if att.identity_or_generated {
         errors::protect_refused(
@@ -292,13 +334,21 @@ fn protect(args: &Args) -> String {
     let class = classes::parse(&request.class);
     // Migrating seals the column's values as the caller.
     privileges::require(Privilege::Seal, Some(class));
+    if request.mode == Mode::Jsonb {
+        // Nothing protect did not seal may pass for sealed: the trigger authenticates every
+        // envelope written from now on, and the ones already there nobody authenticated.
+        let found = envelopes_already_there(&table, &request.col);
+        if found > 0 {
+            errors::envelopes_before_protect(&ident(&request.col), &table.sql, found);
+        }
+    }
 
     views::set_aside(&table);
     let col = ident(&request.col);
     let plain = match (request.mode, has_rows(&table)) {
         (Mode::Bytea, false) => {
             // An empty table changes type at once and keeps the column's place.
-            run(&format!(
+            table.run(&format!(
                 "ALTER TABLE {} ALTER COLUMN {col} TYPE pg_catalog.bytea USING NULL",
                 table.sql
             ));
@@ -308,19 +358,19 @@ fn protect(args: &Args) -> String {
             // Only catalog changes: the plaintext stays in the renamed column until migrated.
             // The sealed column is added last, so it moves to the end of the table.
             let plain = plain.expect("bytea mode names a plaintext column");
-            run(&format!(
+            table.run(&format!(
                 "ALTER TABLE {} RENAME COLUMN {col} TO {}",
                 table.sql,
                 ident(&plain)
             ));
             if att.not_null {
-                run(&format!(
+                table.run(&format!(
                     "ALTER TABLE {} ALTER COLUMN {} DROP NOT NULL",
                     table.sql,
                     ident(&plain)
                 ));
             }
-            run(&format!(
+            table.run(&format!(
                 "ALTER TABLE {} ADD COLUMN {col} pg_catalog.bytea",
                 table.sql
             ));
@@ -329,12 +379,12 @@ fn protect(args: &Args) -> String {
         (Mode::Jsonb, _) => None,
     };
     if let Some(bidx) = &bidx {
-        run(&format!(
+        table.run(&format!(
             "ALTER TABLE {} ADD COLUMN {} pg_catalog.bytea",
             table.sql,
             ident(bidx)
         ));
-        run(&format!(
+        table.run(&format!(
             "CREATE {}INDEX ON {} ({})",
             if request.unique_index { "UNIQUE " } else { "" },
             table.sql,
@@ -394,13 +444,13 @@ pub fn install_trigger(table: &Table) {
     .flatten()
     .unwrap_or(false);
     if exists {
-        run(&format!(
+        table.run(&format!(
             "DROP TRIGGER zz_akko_crypt_protect ON {}",
             table.sql
         ));
     }
     if !registry::columns_of(table.oid).is_empty() {
-        run(&format!(
+        table.run(&format!(
             "CREATE TRIGGER zz_akko_crypt_protect BEFORE INSERT OR UPDATE ON {} \
              FOR EACH ROW EXECUTE FUNCTION akko_crypt.protect_row()",
             table.sql
@@ -447,7 +497,7 @@ fn migrate_batch(table: &Table, range: Option<(i64, i64)>) -> i64 {
     let blocks = range.map_or(String::new(), |(first, end)| {
         format!(" AND ctid >= '({first},0)'::pg_catalog.tid AND ctid < '({end},0)'::pg_catalog.tid")
     });
-    let touched = run(&format!(
+    let touched = table.run(&format!(
         "UPDATE ONLY {} SET {assignments} WHERE ({unsealed}){blocks}",
         table.sql
     ));
@@ -458,14 +508,14 @@ fn migrate_batch(table: &Table, range: Option<(i64, i64)>) -> i64 {
 /// Drops the renamed plaintext column of `p`, if any, and gives it back its NOT NULL.
 fn drop_plain_column(table: &Table, p: &ProtectedColumn) {
     if let Some(plain) = &p.plain_col {
-        run(&format!(
+        table.run(&format!(
             "ALTER TABLE {} DROP COLUMN {}",
             table.sql,
             ident(plain)
         ));
     }
     if p.restore_not_null {
-        run(&format!(
+        table.run(&format!(
             "ALTER TABLE {} ALTER COLUMN {} SET NOT NULL",
             table.sql,
             ident(&p.col)
@@ -553,14 +603,20 @@ fn unprotect(args: &Args) {
     let table = protectable(tbl);
     let p = registry::column(tbl, &col)
         .unwrap_or_else(|| errors::not_protected(&ident(&col), &table.sql));
-    // Opening the values back needs the right to open them.
-    privileges::require(Privilege::Open, Some(sealing::value_class(&p.class)));
+    // Opening the values back needs the right to open them, and hands them in clear to the
+    // table's owner, who must be allowed to read them: else an owner could fill the column
+    // with envelopes copied from elsewhere (its trigger disabled) and have them opened.
+    let class = sealing::value_class(&p.class);
+    privileges::require(Privilege::Open, Some(class));
+    if !privileges::held_by(table.owner, Privilege::Open, Some(class)) {
+        errors::owner_may_not_open(&ident(&p.col), &table.sql, class.as_str());
+    }
     views::set_aside(&table);
     registry::delete(tbl, &col);
     install_trigger(&table);
     match p.mode {
         Mode::Bytea => {
-            run(&format!(
+            table.run(&format!(
                 "ALTER TABLE {} ALTER COLUMN {} TYPE {} USING {}",
                 table.sql,
                 ident(&p.col),
@@ -570,7 +626,7 @@ fn unprotect(args: &Args) {
             drop_plain_column(&table, &p);
         }
         Mode::Jsonb => {
-            run(&format!(
+            table.run(&format!(
                 "UPDATE ONLY {} SET {1} = {2} WHERE {1} IS NOT NULL",
                 table.sql,
                 ident(&p.col),
@@ -579,7 +635,7 @@ fn unprotect(args: &Args) {
         }
     }
     if let Some(bidx) = &p.bidx_col {
-        run(&format!(
+        table.run(&format!(
             "ALTER TABLE {} DROP COLUMN {}",
             table.sql,
             ident(bidx)

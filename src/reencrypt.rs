@@ -19,7 +19,7 @@ use pgrx::pg_sys;
 use pgrx::prelude::*;
 
 use crate::keyring::{as_owner, audit, first_row};
-use crate::{errors, sealing};
+use crate::{errors, protect_trigger, sealing};
 
 extension_sql!(
     r#"
@@ -84,6 +84,12 @@ const MAX_PASSES: i32 = 5;
 
 /// The column a run works on, as the caller may reach it.
 struct Target {
+    oid: pg_sys::Oid,
+    /// The table's owner, when the caller is a member of it (a superuser is): the run then
+    /// reads and writes the table as that owner (see `ddl::as_table_owner`), so the owner's
+    /// triggers never run with the caller's rights. Otherwise the caller writes as itself,
+    /// as it would with an UPDATE of its own.
+    owner: Option<pg_sys::Oid>,
     /// `schema.table`, quoted.
     table: String,
     /// The column name, quoted.
@@ -105,7 +111,8 @@ impl Target {
                           OPERATOR(pg_catalog./) pg_catalog.current_setting('block_size')::bigint, \
                         CASE WHEN c.relpages OPERATOR(pg_catalog.>) 0 \
                               AND c.reltuples OPERATOR(pg_catalog.>) 0 \
-                             THEN c.reltuples OPERATOR(pg_catalog./) c.relpages END \
+                             THEN c.reltuples OPERATOR(pg_catalog./) c.relpages END, \
+                        CASE WHEN pg_catalog.pg_has_role(c.relowner, 'USAGE') THEN c.relowner END \
                  FROM pg_catalog.pg_class c \
                  JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) c.relnamespace \
                  LEFT JOIN pg_catalog.pg_attribute a ON a.attrelid OPERATOR(pg_catalog.=) c.oid \
@@ -126,10 +133,12 @@ impl Target {
                 row.get::<bool>(5)?.unwrap_or(false),
                 row.get::<i64>(6)?.unwrap_or(0),
                 row.get::<f64>(7)?,
+                row.get::<pg_sys::Oid>(8)?,
             )))
         })
         .unwrap_or_else(|e| errors::catalog_query_failed("look up the table", e));
-        let Some((relkind, table, column_type, column, may_update, blocks, rows_per_block)) = row
+        let Some((relkind, table, column_type, column, may_update, blocks, rows_per_block, owner)) =
+            row
         else {
             errors::no_such_table(tbl.to_u32())
         };
@@ -147,10 +156,20 @@ impl Target {
             .map_or(1.0, |per_block| (batch_size as f64 / per_block).ceil())
             .clamp(1.0, i32::MAX as f64) as i32;
         Target {
+            oid: tbl,
+            owner,
             table,
             column,
             blocks,
             blocks_per_batch,
+        }
+    }
+
+    /// Runs `f`, which reads or writes the table, as the role the run works as there.
+    fn on_table<R>(&self, f: impl FnOnce() -> R) -> R {
+        match self.owner {
+            Some(owner) => crate::ddl::as_table_owner(self.oid, owner, f),
+            None => f(),
         }
     }
 
@@ -200,9 +219,15 @@ fn reencrypt_start(
         errors::invalid_batch_size(batch_size);
     }
     let target = Target::resolve(tbl, col, batch_size);
+    if let Some(expression) = context {
+        if !crate::ddl::is_one_expression(expression) {
+            errors::context_not_one_expression();
+        }
+    }
     // Fails now, not after the first batch, on an expression that does not parse, has the
     // wrong type or reads what the caller may not.
-    Spi::run(&target.batch_query(context, 0, 0))
+    target
+        .on_table(|| Spi::run(&target.batch_query(context, 0, 0)))
         .unwrap_or_else(|e| errors::catalog_query_failed("read the table", e));
 
     let (run, resumed_at) = as_owner(|| {
@@ -456,23 +481,26 @@ fn reseal_batch(
     first_block: i64,
     end_block: i64,
 ) -> BatchOutcome {
-    let rows: Vec<ReadRow> = Spi::connect(|client| {
-        client
-            .select(
-                &target.batch_query(context, first_block, end_block),
-                None,
-                &[],
-            )?
-            .map(|row| {
-                Ok(ReadRow {
-                    row_id: row.get(1)?.unwrap_or_default(),
-                    value: row.get(2)?.unwrap_or_default(),
-                    context: row.get(3)?,
-                })
+    let rows: Vec<ReadRow> = target
+        .on_table(|| {
+            Spi::connect(|client| {
+                client
+                    .select(
+                        &target.batch_query(context, first_block, end_block),
+                        None,
+                        &[],
+                    )?
+                    .map(|row| {
+                        Ok(ReadRow {
+                            row_id: row.get(1)?.unwrap_or_default(),
+                            value: row.get(2)?.unwrap_or_default(),
+                            context: row.get(3)?,
+                        })
+                    })
+                    .collect::<Result<_, pgrx::spi::Error>>()
             })
-            .collect::<Result<_, pgrx::spi::Error>>()
-    })
-    .unwrap_or_else(|e| errors::catalog_query_failed("read the table", e));
+        })
+        .unwrap_or_else(|e| errors::catalog_query_failed("read the table", e));
 
     let mut outcome = BatchOutcome {
         rows: rows.len() as i64,
@@ -514,20 +542,27 @@ fn reseal_batch(
         new_values.push(resealed);
     }
     if !row_ids.is_empty() {
-        outcome.resealed = Spi::connect_mut(|client| {
-            client
-                .update(
-                    &target.update_statement(),
-                    None,
-                    &[
-                        DatumWithOid::from(row_ids),
-                        old_values.into(),
-                        new_values.into(),
-                    ],
-                )
-                .map(|updated| updated.len() as i64)
-        })
-        .unwrap_or_else(|e| errors::catalog_query_failed("update the table", e));
+        // A protected column's trigger takes these envelopes as they are: they were opened
+        // and sealed again just now, under the caller's privileges.
+        let written = protect_trigger::Resealed::new(target.oid, &new_values);
+        outcome.resealed = target
+            .on_table(|| {
+                Spi::connect_mut(|client| {
+                    client
+                        .update(
+                            &target.update_statement(),
+                            None,
+                            &[
+                                DatumWithOid::from(row_ids),
+                                old_values.into(),
+                                new_values.into(),
+                            ],
+                        )
+                        .map(|updated| updated.len() as i64)
+                })
+            })
+            .unwrap_or_else(|e| errors::catalog_query_failed("update the table", e));
+        drop(written);
     }
     outcome
 }

@@ -151,6 +151,27 @@ fn read_columns(filter: &str, args: &[DatumWithOid<'_>]) -> Vec<ProtectedColumn>
         })
         .unwrap_or_else(|e| errors::catalog_query_failed("read akko_crypt.protected_columns", e))
     })
+    .into_iter()
+    .inspect(require_original_type)
+    .collect()
+}
+
+/// Raises 42704 when the type a column held before protect has been dropped since (nothing
+/// in the catalog ties the two): every use of the column needs it.
+fn require_original_type(p: &ProtectedColumn) {
+    let exists = unsafe {
+        pg_sys::SearchSysCacheExists(
+            pg_sys::SysCacheIdentifier::TYPEOID as i32,
+            pg_sys::Datum::from(p.original_type),
+            pg_sys::Datum::from(0),
+            pg_sys::Datum::from(0),
+            pg_sys::Datum::from(0),
+        )
+    };
+    if !exists {
+        let table = crate::ddl::relation_name(p.tbl);
+        errors::original_type_missing(&table, &p.col, p.original_type.to_u32());
+    }
 }
 
 /// The protected columns of table `tbl`, in column name order.

@@ -394,7 +394,19 @@ fn refresh_views() -> i32 {
             )
             .unwrap_or(false)
         })
-        .map(|tbl| rebuild(&Table::owned(tbl)))
+        // One table's views that cannot be rebuilt (a view another role owns, a type
+        // dropped since) leave the others to be rebuilt.
+        .map(|tbl| {
+            crate::ddl::in_subtransaction(|| rebuild(&Table::owned(tbl))).unwrap_or_else(
+                |message| {
+                    let table = crate::ddl::relation_name(tbl);
+                    pgrx::warning!(
+                        "akko_crypt: the views of table {table} were not rebuilt: {message}"
+                    );
+                    0
+                },
+            )
+        })
         .sum()
 }
 

@@ -1,6 +1,7 @@
 //! Spotting text that would carry a secret, so that the server glue can keep it out of logs
-//! and activity views: statements that name the key parameter, and anything shaped like a
-//! root key, whatever statement, parameter list or context carries it.
+//! and activity views: statements that name the key parameter, anything shaped like a root
+//! key, whatever statement, parameter list or context carries it, and the input rows that
+//! COPY quotes in its errors.
 
 use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD, URL_SAFE, URL_SAFE_NO_PAD};
 use base64::Engine;
@@ -32,9 +33,16 @@ fn is_token_byte(b: u8) -> bool {
 }
 
 /// Whether `token` is something `RootKey::parse` would accept: 64 hex digits, or base64
-/// (either alphabet, padded or not) of exactly 32 bytes.
+/// (either alphabet, padded or not) of exactly 32 bytes; or the 32 bytes as a bytea literal
+/// or a C-style number would spell them (`\x` and `0x` before 64 hex digits: the backslash
+/// is no token byte, so the token starts at the `x`).
 fn is_key_shaped(token: &[u8]) -> bool {
-    if token.len() == 2 * ROOT_KEY_LEN && token.iter().all(u8::is_ascii_hexdigit) {
+    let is_hex_key = |digits: &[u8]| {
+        digits.len() == 2 * ROOT_KEY_LEN && digits.iter().all(u8::is_ascii_hexdigit)
+    };
+    let prefixes: [&[u8]; 4] = [b"0x", b"0X", b"x", b"X"];
+    let unprefixed = prefixes.iter().find_map(|p| token.strip_prefix(*p));
+    if is_hex_key(token) || unprefixed.is_some_and(is_hex_key) {
         return true;
     }
     if !(43..=44).contains(&token.len()) {
@@ -76,6 +84,33 @@ pub fn redact_keys(text: &[u8]) -> Option<Vec<u8>> {
         out.extend_from_slice(&text[copied..]);
         out
     })
+}
+
+/// What replaces the input COPY quotes in an error's context.
+pub const COPY_INPUT_REMOVED: &[u8] = b": <akko_crypt: the input is not shown>";
+
+/// A CONTEXT with the input that COPY FROM quotes in it (`COPY t, line 3: "..."`, or
+/// `COPY t, line 3, column ssn: "..."`) removed, from its quote to the end: that line holds
+/// every value of the row, protected ones in clear, and its quoted text can hold quotes and
+/// line breaks of its own. None when there is no such input.
+pub fn without_copy_input(context: &[u8]) -> Option<Vec<u8>> {
+    let mut line_start = 0;
+    while line_start < context.len() {
+        let line_end = context[line_start..]
+            .iter()
+            .position(|&b| b == b'\n')
+            .map_or(context.len(), |at| line_start + at);
+        let line = &context[line_start..line_end];
+        if line.starts_with(b"COPY ") && line.windows(7).any(|w| w == b", line ") {
+            if let Some(quote) = line.windows(3).position(|w| w == b": \"") {
+                let mut kept = context[..line_start + quote].to_vec();
+                kept.extend_from_slice(COPY_INPUT_REMOVED);
+                return Some(kept);
+            }
+        }
+        line_start = line_end + 1;
+    }
+    None
 }
 
 #[cfg(test)]
@@ -124,6 +159,14 @@ mod tests {
             ),
             (format!("key={B64}"), format!("key={REDACTED_KEY}")),
             (
+                format!("load_key_bytea('\\x{HEX}')"),
+                format!("load_key_bytea('\\{REDACTED_KEY}')"),
+            ),
+            (
+                format!("E'\\\\x{HEX}', 0x{HEX}, 0X{}", HEX.to_uppercase()),
+                format!("E'\\\\{REDACTED_KEY}', {REDACTED_KEY}, {REDACTED_KEY}"),
+            ),
+            (
                 format!("'{}'", "-_-_".repeat(10) + "-_A"),
                 format!("'{REDACTED_KEY}'"),
             ),
@@ -142,12 +185,43 @@ mod tests {
             "SELECT akko_crypt.seal_pii('{\"name\": \"Ada\"}')",
             &format!("\\x{HEX}00"),
             &format!("{HEX}ab"),
+            &format!("\\xx{HEX}"),
+            &format!("y{HEX}"),
             &HEX[..62],
             "SELECT 1",
             "",
             "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8gISIjJCUmJygpKissLS4v",
         ] {
             assert_eq!(redacted(text), None, "{text}");
+        }
+    }
+
+    #[test]
+    fn removes_the_input_copy_quotes_and_nothing_else() {
+        let removed = |context: &str| {
+            without_copy_input(context.as_bytes()).map(|r| String::from_utf8(r).unwrap())
+        };
+        let gone = std::str::from_utf8(COPY_INPUT_REMOVED).unwrap();
+        assert_eq!(
+            removed("COPY v_cust, line 1: \"7,123-45-6789,a@b.c\"").as_deref(),
+            Some(format!("COPY v_cust, line 1{gone}").as_str())
+        );
+        assert_eq!(
+            removed("PL/pgSQL function f() line 3 at RAISE\nCOPY dt, line 2, column dob: \"1999-99-99\"\nSQL statement \"COPY dt FROM STDIN\"").as_deref(),
+            Some(format!("PL/pgSQL function f() line 3 at RAISE\nCOPY dt, line 2, column dob{gone}").as_str())
+        );
+        // A quoted CSV field with a line break: everything after the quote goes.
+        assert_eq!(
+            removed("COPY t, line 4: \"1,\"two\nlines\",x\"").as_deref(),
+            Some(format!("COPY t, line 4{gone}").as_str())
+        );
+        for context in [
+            "COPY t, line 1, column ssn: null input",
+            "COPY t, line 1",
+            "SQL statement \"COPY t FROM STDIN\"",
+            "PL/pgSQL function copy_rows() line 1: \"x\"",
+        ] {
+            assert_eq!(removed(context), None, "{context}");
         }
     }
 }

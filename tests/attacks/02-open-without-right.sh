@@ -2,7 +2,8 @@
 # the key and administers keys, but may not open: it cannot open a value through any
 # function, test a guess against a blind index, make a trigger open a copied envelope for
 # it (in a temporary table, or in a table of its own that it is even allowed to protect),
-# or re-encrypt to read. Roles that may seal, or open one class only, get no further.
+# or re-encrypt to read; nor can it grant itself the right. Roles that may seal, or open one
+# class only, get no further.
 db=atk_open
 new_db $db >/dev/null
 keyed_as postgres $db -c "SELECT akko_crypt.rotate_key('identity')" \
@@ -67,3 +68,14 @@ check "a role that may open but not seal cannot write through the view (42501, s
     "$(keyed_as postgres $db -c "SELECT akko_crypt.revoke_privilege('seal', 'reader', 'identity')" -c "GRANT INSERT ON hr.people, hr.people_decrypted TO reader" >/dev/null;
        keyed_as reader $db -c "INSERT INTO hr.people_decrypted (id, name, tax_id) VALUES (3, 'Mal', '000-00-0000')")" \
     "$(psql_ -c "SELECT count(*) FROM hr.people" $db)"
+# Separation of duties, which review found unenforced: the key administrator grants, but
+# never to itself, nor through a role it is a member of, the right to open.
+check "the key administrator grants itself open: refused (0LP01)" \
+    refused 0LP01 "$(keyed_as keyadm $db -c "SELECT akko_crypt.grant_privilege('open', 'keyadm')")"
+check "... nor admin to a role that may open (0LP01)" \
+    refused 0LP01 "$(keyed_as keyadm $db -c "SELECT akko_crypt.grant_privilege('admin', 'reader')")"
+keyed_as postgres $db -c "GRANT reader TO keyadm" >/dev/null
+check "made a member of a role that may open, it still opens nothing: 42501, a key administrator opens nothing" \
+    grep -q 'ERROR:  42501: permission denied: role "keyadm" administers keys, and a key administrator opens nothing' <<<"$(keyed_as keyadm $db -c "SELECT tax_id FROM hr.people_decrypted")"
+check "... while the reader itself still reads" \
+    [ "$(keyed_as reader $db -c "SELECT count(tax_id) FROM hr.people_decrypted")" = 2 ]

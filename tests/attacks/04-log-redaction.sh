@@ -10,6 +10,7 @@ psql_ -c "CREATE EXTENSION pg_stat_statements" -c "SELECT pg_stat_statements_res
 psql_ -c "ALTER SYSTEM SET log_statement = 'all'" -c "SELECT pg_reload_conf()" postgres >/dev/null
 psql_ -c "CREATE FUNCTION public.use_key(k text) RETURNS text LANGUAGE sql AS \$\$ SELECT set_config('akko_crypt.key', k, false) \$\$" \
       -c "CREATE FUNCTION public.use_key_plpgsql(k text) RETURNS text LANGUAGE plpgsql AS \$\$ BEGIN RETURN set_config('akko_crypt.key', k, false); END \$\$" \
+      -c "CREATE FUNCTION public.load_key_bytea(k bytea) RETURNS text LANGUAGE sql AS \$\$ SELECT set_config('akko_crypt.key', encode(k, 'hex'), false) \$\$" \
       -c "CREATE FUNCTION public.nested_control() RETURNS bigint LANGUAGE plpgsql AS \$\$ BEGIN RETURN (SELECT count(*) FROM pg_namespace); END \$\$" $db
 keys=() ways=()
 new_key() { # new_key WAY: key= a fresh key (base64) for one way of setting it, remembered with the way
@@ -55,6 +56,17 @@ new_key 'SET in a DO block, literal'
 run_as postgres $db -c "DO \$\$ BEGIN SET akko_crypt.key = '$key'; END \$\$" >/dev/null
 new_key 'SET, literal, then a statement that fails'
 run_as postgres $db -c "SET akko_crypt.key = '$key'; SELECT 1 / 0" >/dev/null 2>&1
+# The key's bytes as a bytea literal, '\x' and 64 hex digits, through a function taking bytea.
+new_hex_key 'a bytea wrapper, literal'
+run_as postgres $db -c "SELECT public.load_key_bytea('\\x$key')" >/dev/null
+new_hex_key 'a bytea wrapper, bound'
+bench "SELECT public.load_key_bytea(:key);" "\\x$key"
+new_hex_key 'PREPARE with a bytea parameter, EXECUTE'
+run_as postgres $db -c "PREPARE pk(bytea) AS SELECT public.load_key_bytea(\$1)" -c "EXECUTE pk('\\x$key')" >/dev/null
+new_hex_key 'set_config over a bytea literal'
+run_as postgres $db -c "SELECT set_config('akko_crypt.' || 'key', encode('\\x$key'::bytea, 'hex'), false)" >/dev/null
+new_hex_key 'a failing statement with a bytea literal, logged as STATEMENT'
+run_as postgres $db -c "SELECT public.load_key_bytea('\\x$key') FROM public.no_such_table" >/dev/null
 new_key 'a key too long'
 run_as postgres $db -c "SET akko_crypt.key = '${key}x'" >/dev/null
 # A statement that an aborted transaction refuses never reaches the key's check hook; it is

@@ -86,3 +86,36 @@ done
 check "logical replication applies the envelopes, and they open on the subscriber" \
     [ "$(keyed_as postgres atk_restored -c "SELECT string_agg(ssn, ' ' ORDER BY id) FROM people_decrypted")" = "078-05-1120 219-09-9999 555-55-5555" ]
 psql_ -c "DROP SUBSCRIPTION atk_sub" atk_restored >/dev/null 2>&1
+
+# Review's variants: envelopes that got into a table before protect, or past a trigger its
+# owner disabled, are never opened for that owner. mallory may protect and seal, not open.
+keyed_as postgres $db -c "CREATE ROLE mallory LOGIN" \
+    -c "SELECT akko_crypt.grant_privilege('protect', 'mallory'), akko_crypt.grant_privilege('seal', 'mallory')" \
+    -c "GRANT SELECT ON people, events TO mallory" -c "GRANT CREATE ON SCHEMA public TO mallory" >/dev/null
+out=$(keyed_as mallory $db -c "CREATE TABLE m_events (id int PRIMARY KEY, pii jsonb)" \
+    -c "INSERT INTO m_events SELECT id, pii FROM events" -c "INSERT INTO m_events VALUES (2, '{\"\$akko\": \"not-an-envelope 123-45-6789\"}')" \
+    -c "SELECT akko_crypt.protect('m_events', 'pii', mode => 'jsonb', class => 'operational')")
+check "jsonb-mode protect over envelopes already in the column (copied, or garbage): refused (22023), the column stays unprotected" \
+    bash -c 'grep -q "ERROR:  22023: column pii of public.m_events already holds 2 values shaped like akko_crypt envelopes" <<<"$1" && [ "$2" = 0 ]' _ \
+    "$out" "$(psql_ -c "SELECT count(*) FROM akko_crypt.protected_columns WHERE tbl = 'm_events'::regclass" $db)"
+keyed_as mallory $db -c "CREATE TABLE m_people (id int PRIMARY KEY, ssn text)" -c "SELECT akko_crypt.protect('m_people', 'ssn')" \
+    -c "ALTER TABLE m_people DISABLE TRIGGER zz_akko_crypt_protect" -c "INSERT INTO m_people SELECT id, dob FROM people" >/dev/null
+check "an owner can disable the trigger of its own table: status() shows the trigger disabled" \
+    [ "$(keyed_as postgres $db -c "SELECT c ->> 'trigger' FROM jsonb_array_elements(akko_crypt.status() -> 'protected_columns') c WHERE c ->> 'table' = 'public.m_people'")" = disabled ]
+out=$(keyed_as postgres $db -c "SELECT akko_crypt.unprotect('m_people', 'ssn')")
+check "a superuser asked to unprotect it refuses (42501): the values would go in clear to an owner who may not open" \
+    grep -q "ERROR:  42501: permission denied: unprotect would give the plaintext of column ssn to the owner of public.m_people, who may not open data class \"identity\"" <<<"$out"
+check "... and mallory's table still holds only envelopes" \
+    [ "$(psql_ -c "SELECT count(*) FROM m_people WHERE substr(ssn, 1, 1) <> '\\xac'::bytea" $db)" = 0 ]
+
+# COPY quotes a failing input line in its error's CONTEXT: that line holds the row's
+# protected values in clear. Neither the client nor the server log gets it.
+keyed_as postgres $db -c "CREATE ROLE copier LOGIN" -c "GRANT INSERT ON people TO copier" >/dev/null
+log_start=$(stat -c %s "$dir/server.log")
+out=$(printf '7\tCOPYSECRET-777\t1999-01-01\n' | run_as copier $db -c "COPY people (id, ssn, dob) FROM STDIN")
+out+=$(printf '8\tCOPYSECRET-888\t1999-99-99\n' | keyed_as postgres $db -c "COPY people (id, ssn, dob) FROM STDIN")
+out+=$(printf '9,"COPYSECRET-999\nCOPYSECRET-999",1999-01-01,x\n' | keyed_as postgres $db -c "COPY people (id, ssn, dob) FROM STDIN (FORMAT csv)")
+check "control: three COPYs refused (42501 no seal, 22008 a bad date, 22P04 an extra column), with COPY's context" \
+    bash -c 'refused() { grep -q "ERROR:  $1:" <<<"$2"; }; refused 42501 "$1" && refused 22008 "$1" && refused 22P04 "$1" && [ "$(grep -c "CONTEXT:  COPY people, line [0-9]" <<<"$1")" -eq 3 ]' _ "$out"
+check "the rows' values are neither in the client's errors nor in the server log" \
+    bash -c '! grep -q COPYSECRET <<<"$1" && ! tail -c +"$3" "$2" | grep -q COPYSECRET' _ "$out" "$dir/server.log" "$log_start"

@@ -1,7 +1,8 @@
 # Finding 8, the smaller ones: one key both sealed and keyed blind indexes; row contexts
 # depended on TimeZone and DateStyle; forget_subject left the subject's name behind;
 # refresh_views quoted role names twice; PUBLIC could execute 23 functions and write both
-# registries. (Wiping palloc'd plaintext on error paths is in the code, datum::Wiped; a
+# registries (and, review found, could not reach lock() for want of USAGE on the schema;
+# a dropped role's privileges stayed behind). (Wiping palloc'd plaintext on error paths is in the code, datum::Wiped; a
 # black-box test cannot see memory.)
 db=atk_details
 new_db $db >/dev/null
@@ -50,3 +51,16 @@ check "functions whose body has no pinned search_path: the two committing proced
     [ "$(psql_ -c "SELECT string_agg(p.proname, ' ' ORDER BY p.proname) FROM pg_proc p JOIN pg_language l ON l.oid = p.prolang
                   WHERE p.pronamespace = 'akko_crypt'::regnamespace AND l.lanname IN ('sql', 'plpgsql')
                     AND NOT coalesce(p.proconfig::text[] && ARRAY['search_path=pg_catalog, pg_temp', 'search_path=pg_catalog'], false)" $db)" = "migrate reencrypt" ]
+check "a role with no akko_crypt privilege can call what PUBLIC holds: lock(), row_context, data_class" \
+    bash -c '! grep -q ERROR <<<"$1"' _ "$(psql_ -c "CREATE ROLE nobody LOGIN" $db >/dev/null;
+        run_as nobody $db -c "SELECT akko_crypt.lock()" -c "SELECT akko_crypt.row_context('\\x00000000000000000000000000000000', 1)" \
+            -c "SELECT count(*) FROM akko_crypt.data_class")"
+check "... and nothing else: seal_pii 42501" refused 42501 "$(run_as nobody $db -c "SELECT akko_crypt.seal_pii('{}')")"
+# A dropped role's privileges do not wait for a new role with its OID.
+stale="SELECT count(*) FROM akko_crypt.privileges p WHERE NOT EXISTS (SELECT FROM pg_roles r WHERE r.oid = p.grantee)"
+keyed_as postgres $db -c "CREATE ROLE gone" -c "SELECT akko_crypt.grant_privilege('open', 'gone', 'identity')" \
+    -c "DROP OWNED BY gone" -c "DROP ROLE gone" >/dev/null
+check "control: DROP ROLE left the dropped role's row" [ "$(psql_ -c "$stale" $db)" = 1 ]
+keyed_as postgres $db -c "SELECT akko_crypt.grant_privilege('seal', 'nobody', 'identity')" >/dev/null
+check "the next grant removes the rows of a dropped role; status() lists only existing roles" \
+    [ "$(psql_ -c "$stale" $db) $(keyed_as postgres $db -c "SELECT count(*) FROM jsonb_array_elements(akko_crypt.status() -> 'privileges') p WHERE p ->> 'role' ~ '^[0-9]+$'")" = "0 0" ]

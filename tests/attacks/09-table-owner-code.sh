@@ -1,0 +1,119 @@
+# A variant of findings 1 and 2 that review found: the owner of an ordinary table gets its
+# own code run with a superuser's rights when a superuser protects, migrates, unprotects or
+# re-encrypts the table (its triggers, domain checks and index expressions run inside those
+# statements), or plants operators that akko_crypt's own catalog reads pick up. Each runs as
+# the table's owner now, in a security-restricted operation, and no catalog read of
+# akko_crypt uses the caller's search_path. Tables with inheritance are refused, a dropped
+# type stops only its own table, and refresh_views goes on past a table it cannot rebuild.
+db=atk_owner
+new_db $db >/dev/null
+keyed_as postgres $db -c "SELECT akko_crypt.rotate_key('identity')" \
+    -c "CREATE ROLE mallory LOGIN" -c "CREATE ROLE owner2 LOGIN" \
+    -c "SELECT akko_crypt.grant_privilege('protect', 'mallory'), akko_crypt.grant_privilege('seal', 'mallory', 'identity')" \
+    -c "SELECT akko_crypt.grant_privilege('protect', 'owner2'), akko_crypt.grant_privilege('seal', 'owner2'), akko_crypt.grant_privilege('open', 'owner2')" \
+    -c "CREATE SCHEMA m AUTHORIZATION mallory" -c "CREATE SCHEMA o AUTHORIZATION owner2" \
+    -c "GRANT CREATE ON SCHEMA public TO mallory" \
+    -c "CREATE TABLE public.calls (who name, what text)" -c "GRANT INSERT ON public.calls TO PUBLIC" >/dev/null
+# Every piece of code an owner plants records who ran it with this function (made by the
+# superuser, so it runs as whoever calls it); as a superuser it would also make mallory one.
+plant_recorder="CREATE FUNCTION public.record(what text) RETURNS boolean LANGUAGE plpgsql AS \$\$
+BEGIN
+    INSERT INTO public.calls VALUES (current_user, what);
+    IF (SELECT rolsuper FROM pg_roles WHERE rolname = current_user) THEN
+        EXECUTE 'ALTER ROLE mallory SUPERUSER';
+    END IF;
+    RETURN true;
+END \$\$"
+psql_ -c "$plant_recorder" $db >/dev/null
+run_as mallory $db -c "CREATE FUNCTION m.on_write() RETURNS trigger LANGUAGE plpgsql AS \$\$ BEGIN PERFORM public.record(TG_OP || ' trigger'); RETURN NEW; END \$\$" \
+    -c "CREATE DOMAIN m.checked_text AS text CHECK (public.record('domain check'))" \
+    -c "CREATE TABLE m.cust (id int PRIMARY KEY, name text, ssn text, note m.checked_text)" \
+    -c "INSERT INTO m.cust VALUES (1, 'Ada', '078-05-1120', 'n1'), (2, 'Grace', '219-09-9999', 'n2')" \
+    -c "CREATE TRIGGER aa_record BEFORE INSERT OR UPDATE ON m.cust FOR EACH ROW EXECUTE FUNCTION m.on_write()" >/dev/null
+psql_ -c "DELETE FROM public.calls" $db >/dev/null
+ran=$(keyed_as postgres $db -c "SELECT akko_crypt.protect('m.cust', 'ssn', migrate => false)" -c "CALL akko_crypt.migrate('m.cust')" \
+    -c "SELECT akko_crypt.protect('m.cust', 'note')" -c "SELECT akko_crypt.rotate_key('identity')" \
+    -c "CALL akko_crypt.reencrypt('m.cust', 'ssn')")
+calls=$(psql_ -c "SELECT who || ': ' || what FROM public.calls GROUP BY 1 ORDER BY 1" $db | paste -sd ';')
+check "control: a superuser protected, migrated and re-encrypted mallory's table, and her code ran ($calls)" \
+    bash -c '! grep -q ERROR <<<"$1" && grep -q "UPDATE trigger" <<<"$2" && grep -q "domain check" <<<"$2"' _ "$ran" "$calls"
+check "her trigger and domain check ran as mallory, never as the superuser" \
+    [ "$(psql_ -c "SELECT count(*) FILTER (WHERE who <> 'mallory') FROM public.calls" $db)" = 0 ]
+check "... and mallory is no superuser" [ "$(psql_ -c "SELECT rolsuper FROM pg_roles WHERE rolname = 'mallory'" $db)" = f ]
+check "the values were sealed all the same, and opened by the superuser's re-encryption" \
+    [ "$(keyed_as postgres $db -c "SELECT count(*) FROM m.cust WHERE akko_crypt.open_text(ssn) LIKE '%-%'")" = 2 ]
+# unprotect, with an owner that may open (unprotect hands the values to the owner); and an
+# index expression, which the rewrites evaluate.
+run_as owner2 $db -c "CREATE FUNCTION o.on_write() RETURNS trigger LANGUAGE plpgsql AS \$\$ BEGIN PERFORM public.record('owner2 trigger'); RETURN NEW; END \$\$" \
+    -c "CREATE FUNCTION o.key_of(jsonb) RETURNS text LANGUAGE plpgsql IMMUTABLE AS \$\$ BEGIN PERFORM public.record('index expression'); RETURN \$1::text; END \$\$" \
+    -c "CREATE TABLE o.doc (id int PRIMARY KEY, body jsonb, tag text)" -c "INSERT INTO o.doc VALUES (1, '{\"a\": 1}', 't')" \
+    -c "CREATE INDEX ON o.doc (o.key_of(body))" \
+    -c "CREATE TRIGGER aa_record BEFORE UPDATE ON o.doc FOR EACH ROW EXECUTE FUNCTION o.on_write()" >/dev/null
+psql_ -c "DELETE FROM public.calls" $db >/dev/null
+keyed_as postgres $db -c "SELECT akko_crypt.protect('o.doc', 'body', mode => 'jsonb')" -c "SELECT akko_crypt.protect('o.doc', 'tag')" \
+    -c "SELECT akko_crypt.unprotect('o.doc', 'tag')" -c "SELECT akko_crypt.unprotect('o.doc', 'body')" >/dev/null
+calls=$(psql_ -c "SELECT who || ': ' || what FROM public.calls GROUP BY 1 ORDER BY 1" $db | paste -sd ';')
+check "a superuser's protect and unprotect run the owner's trigger and index expression as the owner ($calls)" \
+    bash -c '[ "$1" = "owner2: index expression;owner2: owner2 trigger" ]' _ "$calls"
+check "... and the document is back in clear" [ "$(psql_ -c "SELECT body->>'a' FROM o.doc" $db)" = 1 ]
+# A policy cannot hide rows from the migration (which would then drop their plaintext).
+run_as owner2 $db -c "CREATE TABLE o.hidden (id int PRIMARY KEY, ssn text)" -c "INSERT INTO o.hidden VALUES (1, '078-05-1120')" \
+    -c "ALTER TABLE o.hidden ENABLE ROW LEVEL SECURITY" -c "ALTER TABLE o.hidden FORCE ROW LEVEL SECURITY" \
+    -c "CREATE POLICY nothing ON o.hidden USING (false)" >/dev/null
+check "a forced row-security policy that hides every row stops protect (42501) instead of hiding rows from it" \
+    refused 42501 "$(keyed_as postgres $db -c "SELECT akko_crypt.protect('o.hidden', 'ssn')")"
+check "... and the value is there as it was" \
+    [ "$(psql_ -c "SET row_security = off" -c "SELECT ssn FROM o.hidden" $db)" = 078-05-1120 ]
+
+# Planted operators and functions ahead of pg_catalog: akko_crypt's first read of a table's
+# primary key (the trigger's, blind_index's) never calls them.
+run_as mallory $db -c "CREATE FUNCTION public.eq(oid, oid) RETURNS boolean LANGUAGE plpgsql AS \$\$ BEGIN RAISE NOTICE 'planted = ran'; RETURN \$1 OPERATOR(pg_catalog.=) \$2; END \$\$" \
+    -c "CREATE OPERATOR public.= (LEFTARG = oid, RIGHTARG = oid, FUNCTION = public.eq)" \
+    -c "CREATE FUNCTION public.eq2(int2, int2) RETURNS boolean LANGUAGE plpgsql AS \$\$ BEGIN RAISE NOTICE 'planted = ran'; RETURN \$1 OPERATOR(pg_catalog.=) \$2; END \$\$" \
+    -c "CREATE OPERATOR public.= (LEFTARG = int2, RIGHTARG = int2, FUNCTION = public.eq2)" \
+    -c "CREATE FUNCTION public.unnest(anyarray) RETURNS SETOF anyelement LANGUAGE plpgsql AS \$\$ BEGIN RAISE NOTICE 'planted unnest ran'; RETURN QUERY SELECT * FROM pg_catalog.unnest(\$1); END \$\$" >/dev/null
+keyed_as postgres $db -c "CREATE TABLE public.bidx (id int PRIMARY KEY, email text)" \
+    -c "SELECT akko_crypt.protect('public.bidx', 'email', bind_row => true, blind_index => true)" >/dev/null
+planted=$(keyed_as postgres $db -c "SET search_path = public, pg_catalog" \
+    -c "SELECT akko_crypt.blind_index('a@x.org', 'public.bidx', 'email') IS NOT NULL" -c "INSERT INTO public.bidx VALUES (1, 'a@x.org')")
+control=$(keyed_as postgres $db -c "SET search_path = public, pg_catalog" -c "SELECT 1::oid = 1::oid, unnest(ARRAY[1])")
+check "control: the planted = and unnest catch an unqualified call" \
+    bash -c 'grep -q "planted = ran" <<<"$1" && grep -q "planted unnest ran" <<<"$1"' _ "$control"
+check "a superuser with public ahead of pg_catalog: blind_index and the trigger's first write call none of them" \
+    bash -c '! grep -q "planted" <<<"$1" && ! grep -q ERROR <<<"$1"' _ "$planted"
+
+# Inheritance: ALTER TABLE would reach the children, the trigger and migration would not.
+run_as mallory $db -c "CREATE TABLE m.parent (id int PRIMARY KEY, ssn text)" -c "CREATE TABLE m.child () INHERITS (m.parent)" \
+    -c "INSERT INTO m.child VALUES (1, '078-05-1120')" >/dev/null
+check "protect refuses an inheritance parent (0A000), and its child's value stays" \
+    bash -c 'grep -q "ERROR:  0A000: .* inherits from, or is inherited by, another table" <<<"$1" && [ "$2" = 078-05-1120 ]' _ \
+    "$(keyed_as mallory $db -c "SELECT akko_crypt.protect('m.parent', 'ssn')")" "$(psql_ -c "SELECT ssn FROM m.child" $db)"
+check "... and an inheritance child (0A000)" refused 0A000 "$(keyed_as mallory $db -c "SELECT akko_crypt.protect('m.child', 'ssn')")"
+
+# A type dropped after protect: its own table's uses fail with 42704, the rest goes on.
+keyed_as mallory $db -c "CREATE TYPE m.mood AS ENUM ('happy', 'sad')" -c "CREATE TABLE m.moods (id int PRIMARY KEY, mood m.mood)" \
+    -c "SELECT akko_crypt.protect('m.moods', 'mood')" -c "SELECT akko_crypt.create_view('m.moods')" \
+    -c "CREATE TABLE m.kept (id int PRIMARY KEY, ssn text)" -c "SELECT akko_crypt.protect('m.kept', 'ssn')" -c "SELECT akko_crypt.create_view('m.kept')" \
+    -c "DROP TYPE m.mood CASCADE" >/dev/null 2>&1
+refresh=$(keyed_as postgres $db -c "SELECT akko_crypt.refresh_views()")
+check "refresh_views as a superuser, past a table whose type was dropped: a warning naming it, no error" \
+    bash -c 'grep -q "WARNING:  01000: akko_crypt: the views of table moods were not rebuilt: the type protected column \"mood\" of table \"moods\" held (OID [0-9]*) no longer exists" <<<"$1" && ! grep -q ERROR <<<"$1"' _ "$refresh"
+check "... and the other tables' views were rebuilt" [ "$(psql_ -c "SELECT count(*) FROM pg_views WHERE viewname = 'kept_decrypted'" $db)" = 1 ]
+for statement in "INSERT INTO m.moods VALUES (1, 'happy')" "SELECT akko_crypt.unprotect('m.moods', 'mood')" "SELECT akko_crypt.create_view('m.moods')"; do
+    check "with the type gone, $statement: 42704, not an internal error" refused 42704 "$(keyed_as postgres $db -c "$statement")"
+done
+# A view of mallory's table that a superuser built stops only that table in her refresh.
+keyed_as mallory $db -c "CREATE TABLE m.other (id int PRIMARY KEY, ssn text)" -c "SELECT akko_crypt.protect('m.other', 'ssn')" >/dev/null
+keyed_as postgres $db -c "SELECT akko_crypt.create_view('m.other')" >/dev/null
+refresh=$(keyed_as mallory $db -c "SELECT akko_crypt.refresh_views()")
+check "mallory's refresh_views warns about the view a superuser owns and rebuilds her own" \
+    bash -c 'grep -q "WARNING:  01000: akko_crypt: the views of table other were not rebuilt: must be" <<<"$1" && ! grep -q ERROR <<<"$1" && [ "$(tail -1 <<<"$1")" -ge 1 ]' _ "$refresh"
+
+# reencrypt's context is one expression: it cannot close itself and run statements.
+keyed_as postgres $db -c "CREATE TABLE public.r (id int PRIMARY KEY, v bytea)" \
+    -c "INSERT INTO public.r VALUES (1, akko_crypt.seal_pii('{}'))" >/dev/null
+for context in "NULL) FROM ONLY public.r LIMIT 0; CREATE TABLE public.injected (x int); SELECT (NULL" "NULL) FROM pg_authid --" "NULL), (1"; do
+    check "reencrypt refuses a context that is more than an expression (42601): $context" \
+        refused 42601 "$(keyed_as postgres $db -c "CALL akko_crypt.reencrypt('public.r', 'v', 10, \$\$$context\$\$)")"
+done
+check "... and nothing it carried ran" [ "$(psql_ -c "SELECT to_regclass('public.injected') IS NULL" $db)" = t ]
