@@ -63,6 +63,7 @@ pub fn init() {
 }
 
 fn key_state(class: ClassName<'_>, version: i32) -> Option<String> {
+    keyring::lock_for_writes();
     first_row(
         "read the keyring",
         Spi::get_one_with_args::<String>(
@@ -91,12 +92,7 @@ fn rotate_key(class: &str) -> i32 {
     let class = classes::registered(class);
     let version = as_owner(|| {
         require_keyring_root();
-        // Serializes concurrent rotations of one class.
-        Spi::run_with_args(
-            "SELECT FROM akko_crypt.data_class WHERE name = $1 FOR UPDATE",
-            &[class.as_str().into()],
-        )
-        .unwrap_or_else(|e| errors::catalog_query_failed("lock the data class", e));
+        keyring::lock_for_writes();
         let version = Spi::get_one_with_args::<i32>(
             "SELECT coalesce(max(version), 0) + 1 \
              FROM akko_crypt.keyring WHERE class = $1",
@@ -241,6 +237,7 @@ fn rewrap(new_key: &str) -> i64 {
 /// keyring holds a key), in this transaction. Returns how many.
 pub fn rewrap_keyring(new_root: &RootKey) -> i64 {
     let rewrapped = as_owner(|| {
+        keyring::lock_for_writes();
         let keys: Vec<(String, i32, Vec<u8>)> = Spi::connect_mut(|client| {
             client
                 .update(

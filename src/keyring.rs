@@ -300,6 +300,17 @@ pub fn new_wrapped_key(class: ClassName<'_>, version: u32) -> (Vec<u8>, String) 
     })
 }
 
+/// Takes the lock that every writer of the keyring takes before it touches a row: a first
+/// seal, a rotation, a retirement or destruction, a rewrap, of any class. Each waits for the
+/// other's whole transaction rather than each holding one class's new row while it waits
+/// for the other's (a transaction that first-sealed two classes met a rotation of both the
+/// other way round, and they deadlocked), and no writer upgrades a lock it holds. Plain seals
+/// and opens never write the keyring and never take it.
+pub fn lock_for_writes() {
+    Spi::run("LOCK TABLE akko_crypt.keyring IN SHARE ROW EXCLUSIVE MODE")
+        .unwrap_or_else(|e| errors::catalog_query_failed("lock the keyring", e));
+}
+
 fn create_first_version(class: ClassName<'_>) -> u32 {
     if unsafe { pg_sys::IsInParallelMode() } {
         errors::keyring_write_in_parallel_query(format!(
@@ -308,6 +319,7 @@ fn create_first_version(class: ClassName<'_>) -> u32 {
         ));
     }
     require_keyring_root();
+    lock_for_writes();
     let (wrapped, fingerprint) = new_wrapped_key(class, 1);
     let created = Spi::get_one_with_args::<bool>(
         "WITH created AS (\

@@ -1,15 +1,15 @@
 //! `protect`, `migrate` and `unprotect`: turning a column into one that the trigger keeps
 //! sealed, sealing what it already holds, and turning it back.
 //!
-//! Each checks the caller's privilege to protect and ownership of the table first; the DDL
-//! then runs as the caller (see `ddl`), and the registry is written as the extension owner
-//! (see `registry`).
+//! Each checks the caller's privilege to protect and ownership of the table first; the
+//! statements on the table then run as its owner (see `ddl::Table::run`), and the registry
+//! is written as the extension owner (see `registry`).
 
 use pgrx::pg_sys;
 use pgrx::prelude::*;
 
 use crate::datum::{text_datum, Args};
-use crate::ddl::{ident, pinned, type_sql, Table};
+use crate::ddl::{ident, pinned, run, type_sql, Table};
 use crate::keyring::{self, read_row};
 use crate::privileges::{self, Privilege};
 use crate::registry::{self, Mode, ProtectedColumn};
@@ -443,14 +443,16 @@ pub fn install_trigger(table: &Table) {
     )
     .flatten()
     .unwrap_or(false);
+    // As the caller, who may reach akko_crypt.protect_row(), which the owner need not; no
+    // code of the table's runs in either statement.
     if exists {
-        table.run(&format!(
+        run(&format!(
             "DROP TRIGGER zz_akko_crypt_protect ON {}",
             table.sql
         ));
     }
     if !registry::columns_of(table.oid).is_empty() {
-        table.run(&format!(
+        run(&format!(
             "CREATE TRIGGER zz_akko_crypt_protect BEFORE INSERT OR UPDATE ON {} \
              FOR EACH ROW EXECUTE FUNCTION akko_crypt.protect_row()",
             table.sql

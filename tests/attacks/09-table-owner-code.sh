@@ -56,6 +56,15 @@ calls=$(psql_ -c "SELECT who || ': ' || what FROM public.calls GROUP BY 1 ORDER 
 check "a superuser's protect and unprotect run the owner's trigger and index expression as the owner ($calls)" \
     bash -c '[ "$1" = "owner2: index expression;owner2: owner2 trigger" ]' _ "$calls"
 check "... and the document is back in clear" [ "$(psql_ -c "SELECT body->>'a' FROM o.doc" $db)" = 1 ]
+# The usual case still works: a superuser protects an application's table whose owner holds
+# no akko_crypt privilege (the values are sealed with the superuser's seal).
+out=$(keyed_as postgres $db -c "CREATE ROLE app_owner" -c "CREATE TABLE public.app (id int PRIMARY KEY, ssn text)" \
+    -c "ALTER TABLE public.app OWNER TO app_owner" -c "INSERT INTO public.app VALUES (1, '078-05-1120')" \
+    -c "SELECT akko_crypt.protect('public.app', 'ssn')" -c "SELECT akko_crypt.create_view('public.app')" \
+    -c "INSERT INTO public.app_decrypted VALUES (2, '219-09-9999')" -c "SELECT string_agg(ssn, ' ' ORDER BY id) FROM public.app_decrypted")
+check "a superuser protects a table whose owner holds no akko_crypt privilege: sealed, and read back through the view" \
+    bash -c '! grep -q ERROR <<<"$1" && [ "$(tail -1 <<<"$1")" = "078-05-1120 219-09-9999" ] && [ "$2" = 0 ]' _ "$out" \
+    "$(psql_ -c "SELECT count(*) FROM public.app WHERE substr(ssn, 1, 1) <> '\\xac'::bytea" $db)"
 # A policy cannot hide rows from the migration (which would then drop their plaintext).
 run_as owner2 $db -c "CREATE TABLE o.hidden (id int PRIMARY KEY, ssn text)" -c "INSERT INTO o.hidden VALUES (1, '078-05-1120')" \
     -c "ALTER TABLE o.hidden ENABLE ROW LEVEL SECURITY" -c "ALTER TABLE o.hidden FORCE ROW LEVEL SECURITY" \
