@@ -63,11 +63,21 @@ SELECT jsonb_build_object(
                       'table', p.tbl::text, 'column', p.col, 'class', p.class, 'mode', p.mode,
                       'original_type', format_type(p.original_type, p.original_typmod), 'bound_to_row', p.bind_row,
                       'blind_index', p.bidx_col, 'state', p.state, 'migrated', p.migrated,
-                      -- Its owner can disable the trigger: an auditor sees it here.
-                      'trigger', coalesce((SELECT CASE g.tgenabled WHEN 'D' THEN 'disabled' WHEN 'R' THEN 'replica only'
-                                                                   ELSE 'enabled' END
-                                           FROM pg_trigger g WHERE g.tgrelid = p.tbl AND g.tgname = 'zz_akko_crypt_protect'),
-                                          'missing'),
+                      -- Its owner can disable, change or follow the trigger: an auditor sees it here.
+                      'trigger', coalesce((SELECT CASE
+                              WHEN g.tgenabled = 'D' THEN 'disabled'
+                              WHEN g.tgenabled = 'R' THEN 'replica only'
+                              WHEN g.tgfoid <> 'akko_crypt.protect_row()'::regprocedure OR g.tgqual IS NOT NULL
+                                   OR g.tgtype <> 23 THEN 'altered'
+                              -- BEFORE ROW triggers on INSERT or UPDATE fire in name order: a later
+                              -- one could replace what this one sealed.
+                              WHEN EXISTS (SELECT FROM pg_trigger l WHERE l.tgrelid = p.tbl AND NOT l.tgisinternal
+                                             AND l.tgenabled <> 'D' AND l.tgtype & 3 = 3 AND l.tgtype & 20 <> 0
+                                             AND l.tgname COLLATE "C" > g.tgname COLLATE "C")
+                                   THEN 'followed by another BEFORE trigger'
+                              ELSE 'enabled' END
+                           FROM pg_trigger g WHERE g.tgrelid = p.tbl AND g.tgname = 'zz_akko_crypt_protect'),
+                          'missing'),
                       'protected_at', p.protected_at, 'migrated_at', p.migrated_at)
                       ORDER BY p.tbl::text, p.col), '[]')
                   FROM akko_crypt.protected_columns p),

@@ -8,7 +8,6 @@
 //! checks that they set off then run with the owner's rights, never a superuser's who
 //! called protect. The views are created as the caller, who owns them.
 
-use std::cell::Cell;
 use std::ffi::{CStr, CString};
 
 use pgrx::pg_sys;
@@ -16,7 +15,7 @@ use pgrx::prelude::*;
 
 use crate::errors;
 use crate::keyring::read_row;
-use crate::local_settings::with_settings;
+use crate::local_settings::{with_settings, with_settings_isolated};
 
 /// `name` as an SQL identifier, quoted when it needs to be.
 pub fn ident(name: &str) -> String {
@@ -59,52 +58,32 @@ pub fn pinned<R>(f: impl FnOnce() -> R) -> R {
     with_settings(&[(c"search_path", c"pg_catalog, pg_temp")], f)
 }
 
-thread_local! {
-    /// While `Table::run` runs a statement on a table as its owner: the table, and the role
-    /// that asked akko_crypt for it.
-    static WORKING_FOR: Cell<Option<(pg_sys::Oid, pg_sys::Oid)>> = const { Cell::new(None) };
-}
-
-/// The role on whose behalf akko_crypt is running a statement on `table` as its owner, if it
-/// is: the trigger seals the values that statement migrates with that role's `seal`. Every
-/// other check (opening above all) is the owner's, as the role that runs the statement.
-pub fn working_for(table: pg_sys::Oid) -> Option<pg_sys::Oid> {
-    WORKING_FOR
-        .with(Cell::get)
-        .and_then(|(on, caller)| (on == table).then_some(caller))
-}
-
-/// Puts back the user, security context and WORKING_FOR that `Table::run` changed. On an
-/// error, (sub)transaction abort restores the user as it does for SECURITY DEFINER functions.
+/// Puts back the user and security context that `as_table_owner` changed. On an error,
+/// (sub)transaction abort restores them, as it does for SECURITY DEFINER functions.
 struct RestoreUser {
     user: pg_sys::Oid,
     context: i32,
-    working_for: Option<(pg_sys::Oid, pg_sys::Oid)>,
 }
 
 impl Drop for RestoreUser {
     fn drop(&mut self) {
-        WORKING_FOR.with(|w| w.set(self.working_for));
         if !std::thread::panicking() {
             unsafe { pg_sys::SetUserIdAndSecContext(self.user, self.context) };
         }
     }
 }
 
-/// Runs `f` as `owner`, the owner of `table`, in a security-restricted operation with row
-/// security off (so that a policy can only stop a statement, never hide rows from it),
-/// recording that it works for the calling role.
-pub fn as_table_owner<R>(table: pg_sys::Oid, owner: pg_sys::Oid, f: impl FnOnce() -> R) -> R {
+/// Runs `f` as `owner`, a table's owner, in a security-restricted operation with row
+/// security off (so that a policy can only stop a statement, never hide rows from it), and
+/// with every setting the owner's code changes undone afterwards. Every privilege checked
+/// inside is the owner's: the values a migration seals need the owner's `seal`, and nothing
+/// is opened for the owner that it may not open itself.
+pub fn as_table_owner<R>(owner: pg_sys::Oid, f: impl FnOnce() -> R) -> R {
     let mut user = pg_sys::InvalidOid;
     let mut context = 0;
     unsafe { pg_sys::GetUserIdAndSecContext(&mut user, &mut context) };
-    let working_for = WORKING_FOR.with(|w| w.replace(Some((table, crate::keyring::caller()))));
-    let _restore = RestoreUser {
-        user,
-        context,
-        working_for,
-    };
-    with_settings(&[(c"row_security", c"off")], || {
+    let _restore = RestoreUser { user, context };
+    with_settings_isolated(&[(c"row_security", c"off")], || {
         unsafe {
             pg_sys::SetUserIdAndSecContext(
                 owner,
@@ -290,7 +269,7 @@ impl Table {
 
     /// Runs `f` as the table's owner (see `as_table_owner`).
     pub fn as_owner<R>(&self, f: impl FnOnce() -> R) -> R {
-        as_table_owner(self.oid, self.owner, f)
+        as_table_owner(self.owner, f)
     }
 
     /// The table's size in blocks.

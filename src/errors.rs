@@ -579,30 +579,30 @@ pub fn privilege_missing(privilege: &str, class: Option<&str>, role: &str) -> ! 
     )
 }
 
-pub fn key_administrator_may_not_open(role: &str) -> ! {
-    raise(
-        ErrorReport::new(
-            PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE,
-            format!("permission denied: role \"{role}\" administers keys, and a key administrator opens nothing"),
-            "akko_crypt",
-        )
-        .set_hint("Separation of duties: open values with a role that does not hold admin, directly or through a role it is a member of."),
-    )
-}
-
-pub fn duties_joined(privilege: &str, role: &str) -> ! {
-    let (holds, wanted) = if privilege == "admin" {
-        ("may open values", "admin")
+pub fn duties_separated(role: &str, wanted: &str, duty: &str) -> ! {
+    let what = if duty == "admin" {
+        "administers keys, and a key administrator opens nothing"
     } else {
-        ("administers keys", "open")
+        "may open values, and a role that opens administers no key"
     };
     raise(
         ErrorReport::new(
-            PgSqlErrorCode::ERRCODE_INVALID_GRANT_OPERATION,
-            format!("role \"{role}\" {holds}: it cannot also be granted {wanted}"),
+            PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE,
+            format!("permission denied: role \"{role}\" {what} (it may not {wanted})"),
             "akko_crypt",
         )
-        .set_hint("Separation of duties: the key administrator and the roles that open values are different roles."),
+        .set_hint("Separation of duties: keep key administration and opening in roles that are not members of each other, and log in as the one the work needs."),
+    )
+}
+
+pub fn duties_joined(privilege: &str, grantee: &str, role: &str, duty: &str) -> ! {
+    raise(
+        ErrorReport::new(
+            PgSqlErrorCode::ERRCODE_INVALID_GRANT_OPERATION,
+            format!("{privilege} cannot be granted to role \"{grantee}\": role \"{role}\", which could act as it, holds or could take up {duty}"),
+            "akko_crypt",
+        )
+        .set_hint("Separation of duties: the key administrator and the roles that open values are different roles, neither a member of the other."),
     )
 }
 
@@ -783,6 +783,17 @@ pub fn envelopes_before_protect(column: &str, table: &str, count: i64) -> ! {
     )
 }
 
+pub fn owner_may_not_seal(table: &str, class: &str) -> ! {
+    raise(
+        ErrorReport::new(
+            PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE,
+            format!("permission denied: the owner of {table}, as whom the migration seals its values, may not seal data class \"{class}\""),
+            "akko_crypt",
+        )
+        .set_hint(format!("akko_crypt runs statements on a table as its owner, so that the owner's triggers never run with the caller's rights: grant the owner seal on \"{class}\" first.")),
+    )
+}
+
 pub fn owner_may_not_open(column: &str, table: &str, class: &str) -> ! {
     raise(
         ErrorReport::new(
@@ -802,6 +813,17 @@ pub fn context_not_one_expression() -> ! {
             "akko_crypt",
         )
         .set_hint("For example akko_crypt.row_context('\\x...'::bytea, id); no FROM, no other target, no other statement."),
+    )
+}
+
+pub fn reencrypt_runs_owners_code(table: &str) -> ! {
+    raise(
+        ErrorReport::new(
+            PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE,
+            format!("permission denied: writing {table} runs its owner's code (triggers, rules, policies or functions in its indexes, constraints or generated columns), and this role is not a member of its owner"),
+            "akko_crypt",
+        )
+        .set_hint("That code would run with this role's rights, its right to open included. Re-encrypt the table as its owner or a member of it: akko_crypt then runs the owner's code with the owner's rights."),
     )
 }
 

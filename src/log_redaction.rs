@@ -14,8 +14,9 @@
 //! - anything shaped like a key (64 hex digits, base64 of 32 bytes) is replaced wherever it
 //!   stands.
 //!
-//! And one rule for personal values: the input that COPY FROM quotes in an error's CONTEXT
-//! (the whole line, protected values in clear) is removed, for every table.
+//! And one rule for personal values: the input that an error's CONTEXT quotes (the line COPY
+//! FROM stopped at, every value of the row in clear; the document the JSON parser refused,
+//! with the token its DETAIL names) is removed, for every table.
 //!
 //! pg_stat_activity shows the text of the statement running (or last run); the same
 //! statements are replaced there as soon as akko_crypt sees them: when the key's check hook
@@ -25,7 +26,9 @@
 use std::cell::Cell;
 use std::ffi::{c_char, CStr};
 
-use akko_crypt_core::redaction::{names_secret, redact_keys, without_copy_input};
+use akko_crypt_core::redaction::{
+    names_secret, quotes_json_input, redact_keys, without_quoted_input,
+};
 use pgrx::pg_sys;
 use pgrx::prelude::*;
 
@@ -162,7 +165,11 @@ unsafe extern "C-unwind" fn redact(edata: *mut pg_sys::ErrorData) {
             *part = std::ptr::null_mut();
         }
     }
-    if let Some(context) = text_of(e.context).and_then(without_copy_input) {
+    if text_of(e.context).is_some_and(quotes_json_input) {
+        e.detail = std::ptr::null_mut();
+        e.detail_log = std::ptr::null_mut();
+    }
+    if let Some(context) = text_of(e.context).and_then(without_quoted_input) {
         replace_part(&mut e.context, &context);
     }
     for part in [

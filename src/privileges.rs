@@ -19,7 +19,7 @@ use pgrx::pg_sys;
 use pgrx::prelude::*;
 
 use crate::datum::Args;
-use crate::keyring::{as_owner, audit, caller};
+use crate::keyring::{as_owner, audit, caller, read_one};
 use crate::{classes, errors};
 
 extension_sql!(
@@ -170,6 +170,19 @@ struct Resolved {
     role: pg_sys::Oid,
     superuser: bool,
     held: Vec<Held>,
+    /// What the role could hold by `SET ROLE`: the privileges of every role it is a member
+    /// of, inherited or not. Separation of duties looks at these.
+    reachable: Vec<Privilege>,
+}
+
+/// The duty that `privilege` may not be joined with: a key administrator opens nothing,
+/// and a role that may open administers no key.
+fn other_duty(privilege: Privilege) -> Option<Privilege> {
+    match privilege {
+        Privilege::Open => Some(Privilege::Admin),
+        Privilege::Admin => Some(Privilege::Open),
+        _ => None,
+    }
 }
 
 impl Resolved {
@@ -179,26 +192,21 @@ impl Resolved {
         })
     }
 
-    /// Separation of duties: a role that administers keys opens nothing, however it came
-    /// to hold `open` (a grant to itself, or a role it is a member of).
-    fn administers_keys(&self) -> bool {
-        !self.superuser
-            && self
-                .held
-                .iter()
-                .any(|held| held.privilege == Privilege::Admin)
+    /// The duty this role could take up (by a grant, a membership, a role it may SET ROLE
+    /// to) that `privilege` may not be joined with. Superusers hold everything.
+    fn conflicting_duty(&self, privilege: Privilege) -> Option<Privilege> {
+        other_duty(privilege).filter(|other| !self.superuser && self.reachable.contains(other))
     }
 
     fn allows(&self, privilege: Privilege, class: Option<&str>) -> bool {
-        if privilege == Privilege::Open && self.administers_keys() {
-            return false;
-        }
-        self.superuser || self.holds(privilege, class)
+        self.conflicting_duty(privilege).is_none()
+            && (self.superuser || self.holds(privilege, class))
     }
 }
 
-/// How many roles' privileges a session keeps resolved: its current role, and the owner of
-/// a table whose migration it runs as that owner (see `ddl::Table::run`).
+/// How many roles' privileges a session keeps resolved: its current role, its session user
+/// (see `duty_conflict`), and the owner of a table whose statements it runs as that owner
+/// (see `ddl::as_table_owner`).
 const RESOLVED_ROLES: usize = 4;
 
 thread_local! {
@@ -247,7 +255,7 @@ unsafe extern "C-unwind" fn on_role_invalidation(_arg: pg_sys::Datum, _cache: i3
 fn resolve(role: pg_sys::Oid) -> Resolved {
     let generation = GENERATION.with(Cell::get);
     let superuser = unsafe { pg_sys::superuser_arg(role) };
-    let held = if superuser {
+    let rows = if superuser {
         Vec::new()
     } else {
         as_owner(|| {
@@ -259,30 +267,40 @@ fn resolve(role: pg_sys::Oid) -> Resolved {
             Spi::connect(|client| {
                 client
                     .select(
-                        "SELECT p.privilege, p.class FROM akko_crypt.privileges p \
-                         WHERE pg_has_role($1, p.grantee, 'USAGE')",
+                        "SELECT p.privilege, p.class, pg_has_role($1, p.grantee, 'USAGE') \
+                         FROM akko_crypt.privileges p WHERE pg_has_role($1, p.grantee, 'MEMBER')",
                         None,
                         &[role.into()],
                     )?
-                    .map(|row| Ok((row.get::<String>(1)?, row.get::<String>(2)?)))
+                    .map(|row| {
+                        Ok((
+                            row.get::<String>(1)?,
+                            row.get::<String>(2)?,
+                            row.get::<bool>(3)?.unwrap_or(false),
+                        ))
+                    })
                     .collect::<Result<Vec<_>, pgrx::spi::Error>>()
             })
             .unwrap_or_else(|e| errors::catalog_query_failed("read akko_crypt.privileges", e))
         })
-        .into_iter()
-        .filter_map(|(privilege, class)| {
-            Some(Held {
-                privilege: Privilege::parse(privilege.as_deref()?)?,
-                class,
-            })
-        })
-        .collect()
     };
+    let mut held = Vec::new();
+    let mut reachable = Vec::new();
+    for (privilege, class, inherited) in rows {
+        let Some(privilege) = privilege.as_deref().and_then(Privilege::parse) else {
+            continue;
+        };
+        reachable.push(privilege);
+        if inherited {
+            held.push(Held { privilege, class });
+        }
+    }
     Resolved {
         generation,
         role,
         superuser,
         held,
+        reachable,
     }
 }
 
@@ -306,9 +324,20 @@ fn with_resolved<R>(role: pg_sys::Oid, f: impl FnOnce(&Resolved) -> R) -> R {
     })
 }
 
+/// The role and duty that keep a session whose current role is `role` from `privilege`:
+/// the role's own, or its session user's (a key administrator that SET ROLEs to a role that
+/// may open is still a key administrator).
+fn duty_conflict(role: pg_sys::Oid, privilege: Privilege) -> Option<(pg_sys::Oid, Privilege)> {
+    let session = unsafe { pg_sys::GetSessionUserId() };
+    [role, session].into_iter().find_map(|r| {
+        with_resolved(r, |resolved| resolved.conflicting_duty(privilege)).map(|d| (r, d))
+    })
+}
+
 /// Whether `role` holds `privilege` (for `class`, when it is per class).
 pub fn held_by(role: pg_sys::Oid, privilege: Privilege, class: Option<ClassName<'_>>) -> bool {
     with_resolved(role, |r| r.allows(privilege, class.map(|c| c.as_str())))
+        && duty_conflict(role, privilege).is_none()
 }
 
 /// Whether the calling role holds `privilege` (for `class`, when it is per class).
@@ -321,11 +350,14 @@ pub fn require_by(role: pg_sys::Oid, privilege: Privilege, class: Option<ClassNa
     if held_by(role, privilege, class) {
         return;
     }
-    let name = display_name(role);
-    if privilege == Privilege::Open && with_resolved(role, Resolved::administers_keys) {
-        errors::key_administrator_may_not_open(&name);
+    if let Some((holder, duty)) = duty_conflict(role, privilege) {
+        errors::duties_separated(&display_name(holder), privilege.name(), duty.name());
     }
-    errors::privilege_missing(privilege.name(), class.map(|c| c.as_str()), &name);
+    errors::privilege_missing(
+        privilege.name(),
+        class.map(|c| c.as_str()),
+        &display_name(role),
+    );
 }
 
 /// Raises 42501 unless the calling role holds `privilege` (for `class`).
@@ -430,16 +462,29 @@ fn sync_object_grants(grantee: pg_sys::Oid) {
 /// Separation of duties, said at the grant: `open` to a role that administers keys, or
 /// `admin` to one that may open, would be refused at every use (see `Resolved::allows`).
 fn refuse_joined_duties(privilege: Privilege, grantee: pg_sys::Oid) {
-    let joined = with_resolved(grantee, |r| {
-        !r.superuser
-            && match privilege {
-                Privilege::Open => r.administers_keys(),
-                Privilege::Admin => r.held.iter().any(|h| h.privilege == Privilege::Open),
-                _ => false,
-            }
+    let Some(other) = other_duty(privilege) else {
+        return;
+    };
+    // Any role that could become the grantee (itself, its members, roles that may SET ROLE
+    // to it) and could take up the other duty too.
+    let joined = as_owner(|| {
+        read_one::<String>(
+            "read akko_crypt.privileges",
+            "SELECT m.rolname::text FROM pg_roles m \
+             WHERE NOT m.rolsuper AND pg_has_role(m.oid, $1, 'MEMBER') \
+               AND EXISTS (SELECT FROM akko_crypt.privileges p \
+                           WHERE p.privilege = $2 AND pg_has_role(m.oid, p.grantee, 'MEMBER')) \
+             ORDER BY m.oid <> $1, m.rolname LIMIT 1",
+            &[grantee.into(), other.name().into()],
+        )
     });
-    if joined {
-        errors::duties_joined(privilege.name(), &display_name(grantee));
+    if let Some(role) = joined {
+        errors::duties_joined(
+            privilege.name(),
+            &display_name(grantee),
+            &role,
+            other.name(),
+        );
     }
 }
 

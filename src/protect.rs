@@ -343,9 +343,14 @@ fn protect(args: &Args) -> String {
         }
     }
 
+    let populated = has_rows(&table);
+    if populated {
+        require_owner_seals(&table, class);
+    }
+
     views::set_aside(&table);
     let col = ident(&request.col);
-    let plain = match (request.mode, has_rows(&table)) {
+    let plain = match (request.mode, populated) {
         (Mode::Bytea, false) => {
             // An empty table changes type at once and keeps the column's place.
             table.run(&format!(
@@ -421,6 +426,14 @@ fn protect(args: &Args) -> String {
     }
     views::rebuild(&table);
     state_of(&table, &request.col)
+}
+
+/// The migration seals the table's values as its owner (see `ddl::as_table_owner`), so the
+/// owner needs `seal` on the class; said before anything changes.
+fn require_owner_seals(table: &Table, class: akko_crypt_core::ClassName<'_>) {
+    if !privileges::held_by(table.owner, Privilege::Seal, Some(class)) {
+        errors::owner_may_not_seal(&table.sql, class.as_str());
+    }
 }
 
 fn state_of(table: &Table, col: &str) -> String {
@@ -610,6 +623,18 @@ fn unprotect(args: &Args) {
     // with envelopes copied from elsewhere (its trigger disabled) and have them opened.
     let class = sealing::value_class(&p.class);
     privileges::require(Privilege::Open, Some(class));
+    // Rebuilding an index or checking a constraint over the plaintext would quote values in
+    // its errors (a duplicate key names both).
+    if let Some(blocker) = blocker(&table, attribute(&table, &p.col).attnum) {
+        errors::protect_refused(
+            format!(
+                "column {} of {} is used by {blocker}",
+                ident(&p.col),
+                table.sql
+            ),
+            "Drop it first; it can be created again once the column holds plaintext.",
+        );
+    }
     if !privileges::held_by(table.owner, Privilege::Open, Some(class)) {
         errors::owner_may_not_open(&ident(&p.col), &table.sql, class.as_str());
     }
@@ -651,6 +676,12 @@ fn migrate_start(args: &Args) -> i64 {
     let batch_size = args.int(1, "batch_size");
     if batch_size < 1 {
         errors::invalid_batch_size(batch_size);
+    }
+    for p in registry::columns_of(table.oid)
+        .iter()
+        .filter(|p| p.migrating)
+    {
+        require_owner_seals(&table, sealing::value_class(&p.class));
     }
     registry::set_table_blocks(table.oid, table.blocks());
     let rows_per_block = read_row(

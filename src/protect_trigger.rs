@@ -13,7 +13,7 @@
 //! so a row costs no catalog query.
 
 use std::cell::RefCell;
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::ffi::{c_char, CStr, CString};
 use std::rc::Rc;
 
@@ -29,7 +29,6 @@ use zeroize::Zeroizing;
 
 use crate::columns::{jsonb_envelope_of, KeyOutput};
 use crate::datum::{bytea_datum, c_bytes_mut, datum_bytes, Wiped};
-use crate::keyring::caller;
 use crate::local_settings::with_settings;
 use crate::privileges::{self, Privilege};
 use crate::registry::{self, Mode};
@@ -310,32 +309,52 @@ unsafe fn table_spec(relation: pg_sys::Relation) -> Rc<TableSpec> {
     spec
 }
 
+/// A row's place in its table: block and offset.
+type RowId = (u32, u16);
+
+/// What reencrypt writes in one statement: the table, the column, and for each row the
+/// envelope that replaces the row's value.
+type Batch = (pg_sys::Oid, String, HashMap<RowId, Vec<u8>>);
+
 thread_local! {
-    /// While reencrypt writes a batch: the table, and the envelopes it has just resealed.
-    static RESEALED: RefCell<Option<(pg_sys::Oid, HashSet<Vec<u8>>)>> = const { RefCell::new(None) };
+    /// While reencrypt writes a batch: what it writes.
+    static RESEALED: RefCell<Option<Batch>> = const { RefCell::new(None) };
 }
 
-/// The envelopes reencrypt writes into a table in one statement, which the trigger takes as
-/// they are for as long as this lives: reencrypt opened each one's predecessor under the
-/// caller's privileges and sealed it again, keeping its context, so there is nothing left
-/// to authenticate (and the table's owner, whom the statement may run as, need not open).
+/// The envelopes reencrypt writes into a table's column in one statement, each for its row,
+/// which the trigger takes as they are for as long as this lives: reencrypt opened each
+/// one's predecessor under the caller's privileges and sealed it again, keeping its context,
+/// so there is nothing left to authenticate (and the table's owner, whom the statement may
+/// run as, need not open). The same envelope in another row or column is authenticated as
+/// any written envelope is.
 pub struct Resealed {
-    outer: Option<(pg_sys::Oid, HashSet<Vec<u8>>)>,
+    outer: Option<Batch>,
 }
 
 impl Resealed {
-    pub fn new(table: pg_sys::Oid, envelopes: &[Vec<u8>]) -> Resealed {
-        let set = envelopes.iter().cloned().collect();
+    pub fn new(
+        table: pg_sys::Oid,
+        column: &str,
+        rows: &[pg_sys::ItemPointerData],
+        envelopes: &[Vec<u8>],
+    ) -> Resealed {
+        let batch = rows
+            .iter()
+            .map(|&row| pgrx::itemptr::item_pointer_get_both(row))
+            .zip(envelopes.iter().cloned())
+            .collect();
         Resealed {
-            outer: RESEALED.with(|r| r.replace(Some((table, set)))),
+            outer: RESEALED.with(|r| r.replace(Some((table, column.to_owned(), batch)))),
         }
     }
 
-    fn holds(table: pg_sys::Oid, envelope: &[u8]) -> bool {
+    fn holds(table: pg_sys::Oid, column: &str, row: Option<RowId>, envelope: &[u8]) -> bool {
         RESEALED.with(|r| {
-            r.borrow()
-                .as_ref()
-                .is_some_and(|(on, set)| *on == table && set.contains(envelope))
+            r.borrow().as_ref().is_some_and(|(on, col, batch)| {
+                *on == table
+                    && col == column
+                    && row.is_some_and(|row| batch.get(&row).is_some_and(|e| e == envelope))
+            })
         })
     }
 }
@@ -401,10 +420,9 @@ impl Changes {
 /// What this row's values are sealed with, and how an envelope written into it must open.
 struct Sealing<'a> {
     table: pg_sys::Oid,
+    /// For an UPDATE, where the row was.
+    row: Option<RowId>,
     class: ClassName<'a>,
-    /// The role whose `seal` this row's plaintext needs: the writer's, or while akko_crypt
-    /// migrates the table as its owner, the role that asked for the migration.
-    sealer: pg_sys::Oid,
     /// The context of this row, if the column binds values to rows.
     context: Option<Vec<u8>>,
     /// When an UPDATE moved the row's key: the context of the row as it was.
@@ -414,7 +432,7 @@ struct Sealing<'a> {
 impl Sealing<'_> {
     /// `payload` sealed under the class's active key version, as a bytea datum.
     unsafe fn seal(&self, payload: &[u8]) -> *mut pg_sys::varlena {
-        privileges::require_by(self.sealer, Privilege::Seal, Some(self.class));
+        privileges::require(Privilege::Seal, Some(self.class));
         seal_to_varlena(self.class, None, self.context.as_deref(), payload)
     }
 
@@ -458,7 +476,6 @@ pub unsafe extern "C-unwind" fn akko_protect_row(
         (*trigger).tg_trigtuple
     };
     let spec = table_spec(relation);
-    let sealer = ddl::working_for((*relation).rd_id).unwrap_or_else(caller);
     let new = Row::deform(tuple, tupdesc);
     let old = is_update.then(|| Row::deform((*trigger).tg_trigtuple, tupdesc));
 
@@ -483,8 +500,9 @@ pub unsafe extern "C-unwind" fn akko_protect_row(
         };
         let sealing = Sealing {
             table: (*relation).rd_id,
+            row: is_update
+                .then(|| pgrx::itemptr::item_pointer_get_both((*(*trigger).tg_trigtuple).t_self)),
             class: value_class(&column.class),
-            sealer,
             context: bound(&new_key),
             old_context: (column.bound_to_row && key_changed)
                 .then(|| bound(old_key.as_deref().unwrap_or_default()))
@@ -567,7 +585,7 @@ unsafe fn protect_bytea(
     // An envelope kept by an UPDATE was authenticated when it was written: it stays as it
     // is unless the row's key moved under it.
     let rebind = unchanged && sealing.old_context.is_some();
-    if (unchanged && !rebind) || Resealed::holds(sealing.table, bytes) {
+    if (unchanged && !rebind) || Resealed::holds(sealing.table, &column.name, sealing.row, bytes) {
         return;
     }
     let plaintext = sealing.authenticate(column, bytes, rebind);

@@ -18,7 +18,7 @@ use pgrx::itemptr::item_pointer_get_both;
 use pgrx::pg_sys;
 use pgrx::prelude::*;
 
-use crate::keyring::{as_owner, audit, first_row};
+use crate::keyring::{as_owner, audit, first_row, read_one};
 use crate::{errors, protect_trigger, sealing};
 
 extension_sql!(
@@ -94,6 +94,8 @@ struct Target {
     table: String,
     /// The column name, quoted.
     column: String,
+    /// The column name as the catalog has it.
+    column_name: String,
     blocks: i64,
     /// Blocks per batch that hold about `batch_size` rows, by the planner's statistics.
     blocks_per_batch: i32,
@@ -152,6 +154,9 @@ impl Target {
         if !may_update {
             errors::reencrypt_not_permitted(&table, &column);
         }
+        if owner.is_none() && carries_code(tbl) {
+            errors::reencrypt_runs_owners_code(&table);
+        }
         let blocks_per_batch = rows_per_block
             .map_or(1.0, |per_block| (batch_size as f64 / per_block).ceil())
             .clamp(1.0, i32::MAX as f64) as i32;
@@ -160,6 +165,7 @@ impl Target {
             owner,
             table,
             column,
+            column_name: col.to_owned(),
             blocks,
             blocks_per_batch,
         }
@@ -168,7 +174,7 @@ impl Target {
     /// Runs `f`, which reads or writes the table, as the role the run works as there.
     fn on_table<R>(&self, f: impl FnOnce() -> R) -> R {
         match self.owner {
-            Some(owner) => crate::ddl::as_table_owner(self.oid, owner, f),
+            Some(owner) => crate::ddl::as_table_owner(owner, f),
             None => f(),
         }
     }
@@ -201,6 +207,38 @@ impl Target {
             table = self.table,
         )
     }
+}
+
+/// Whether writing the table would run code that is not PostgreSQL's own: triggers (other
+/// than akko_crypt's), rules, row security policies, or functions, operators and operator
+/// classes outside pg_catalog in its indexes, constraints and generated columns. Such code
+/// runs with the rights of whoever writes the table, and a caller who is not a member of the
+/// table's owner must not lend it theirs (the right to open above all).
+fn carries_code(tbl: pg_sys::Oid) -> bool {
+    crate::ddl::pinned(|| {
+        read_one::<bool>(
+            "look up the table's code",
+            "SELECT EXISTS (SELECT FROM pg_trigger g WHERE g.tgrelid = $1 AND NOT g.tgisinternal \
+                              AND g.tgname <> 'zz_akko_crypt_protect') \
+                 OR EXISTS (SELECT FROM pg_rewrite r WHERE r.ev_class = $1) \
+                 OR EXISTS (SELECT FROM pg_class c WHERE c.oid = $1 AND c.relrowsecurity) \
+                 OR EXISTS (SELECT FROM pg_depend d \
+                            WHERE ((d.classid = 'pg_class'::regclass \
+                                    AND d.objid IN (SELECT indexrelid FROM pg_index WHERE indrelid = $1)) \
+                                OR (d.classid = 'pg_constraint'::regclass \
+                                    AND d.objid IN (SELECT oid FROM pg_constraint WHERE conrelid = $1)) \
+                                OR (d.classid = 'pg_attrdef'::regclass \
+                                    AND d.objid IN (SELECT oid FROM pg_attrdef WHERE adrelid = $1))) \
+                              AND ((d.refclassid = 'pg_proc'::regclass AND EXISTS (SELECT FROM pg_proc x \
+                                      WHERE x.oid = d.refobjid AND x.pronamespace <> 'pg_catalog'::regnamespace)) \
+                                OR (d.refclassid = 'pg_operator'::regclass AND EXISTS (SELECT FROM pg_operator x \
+                                      WHERE x.oid = d.refobjid AND x.oprnamespace <> 'pg_catalog'::regnamespace)) \
+                                OR (d.refclassid = 'pg_opclass'::regclass AND EXISTS (SELECT FROM pg_opclass x \
+                                      WHERE x.oid = d.refobjid AND x.opcnamespace <> 'pg_catalog'::regnamespace))))",
+            &[tbl.into()],
+        )
+        .unwrap_or(true)
+    })
 }
 
 /// Starts a run of reencrypt on `tbl`.`col`, or takes over the unfinished run on it whose
@@ -544,7 +582,8 @@ fn reseal_batch(
     if !row_ids.is_empty() {
         // A protected column's trigger takes these envelopes as they are: they were opened
         // and sealed again just now, under the caller's privileges.
-        let written = protect_trigger::Resealed::new(target.oid, &new_values);
+        let written =
+            protect_trigger::Resealed::new(target.oid, &target.column_name, &row_ids, &new_values);
         outcome.resealed = target
             .on_table(|| {
                 Spi::connect_mut(|client| {

@@ -54,12 +54,11 @@ fn is_key_shaped(token: &[u8]) -> bool {
         .any(|engine| engine.decode_slice(token, &mut out) == Ok(ROOT_KEY_LEN))
 }
 
-/// `text` with every key-shaped token replaced by [`REDACTED_KEY`], or None when it holds
-/// none. A token is a longest run of base64 and hex characters with its trailing `=`
-/// padding; one that is part of a longer run (a longer hex or base64 value) is left alone.
-pub fn redact_keys(text: &[u8]) -> Option<Vec<u8>> {
-    let mut out: Option<Vec<u8>> = None;
-    let mut copied = 0;
+/// Where `text` holds a key-shaped token: a longest run of base64 and hex characters with
+/// its trailing `=` padding; one that is part of a longer run (a longer hex or base64
+/// value) is left alone.
+fn key_tokens(text: &[u8]) -> Vec<(usize, usize)> {
+    let mut spans = Vec::new();
     let mut i = 0;
     while i < text.len() {
         if !is_token_byte(text[i]) {
@@ -74,26 +73,152 @@ pub fn redact_keys(text: &[u8]) -> Option<Vec<u8>> {
             i += 1;
         }
         if is_key_shaped(&text[start..i]) {
-            let out = out.get_or_insert_with(|| Vec::with_capacity(text.len()));
-            out.extend_from_slice(&text[copied..start]);
-            out.extend_from_slice(REDACTED_KEY.as_bytes());
-            copied = i;
+            spans.push((start, i));
         }
     }
-    out.map(|mut out| {
-        out.extend_from_slice(&text[copied..]);
-        out
-    })
+    spans
 }
 
-/// What replaces the input COPY quotes in an error's context.
-pub const COPY_INPUT_REMOVED: &[u8] = b": <akko_crypt: the input is not shown>";
+/// Where `text` holds 32 bytes as hex in groups that whitespace separates, as bytea input
+/// takes them (`'\x84 6b 08 ...'`): consecutive groups of whole bytes, 64 digits in all.
+fn spaced_hex_keys(text: &[u8]) -> Vec<(usize, usize)> {
+    let mut spans = Vec::new();
+    let mut groups: Vec<(usize, usize)> = Vec::new();
+    let mut i = 0;
+    let flush = |groups: &mut Vec<(usize, usize)>, spans: &mut Vec<(usize, usize)>| {
+        for first in 0..groups.len() {
+            let mut digits = 0;
+            for (last, &(start, end)) in groups.iter().enumerate().skip(first) {
+                if (end - start) % 2 != 0 {
+                    break;
+                }
+                digits += end - start;
+                if digits >= 2 * ROOT_KEY_LEN {
+                    if digits == 2 * ROOT_KEY_LEN && last > first {
+                        spans.push((groups[first].0, end));
+                    }
+                    break;
+                }
+            }
+        }
+        groups.clear();
+    };
+    while i < text.len() {
+        // A group starts after anything but a letter or digit, or after the x of `\x`/`0x`.
+        let starts = i == 0
+            || !text[i - 1].is_ascii_alphanumeric()
+            || (matches!(text[i - 1], b'x' | b'X')
+                && (i == 1
+                    || matches!(text[i - 2], b'\\' | b'0')
+                    || !text[i - 2].is_ascii_alphanumeric()));
+        if text[i].is_ascii_hexdigit() && starts {
+            let start = i;
+            while i < text.len() && text[i].is_ascii_hexdigit() {
+                i += 1;
+            }
+            if i < text.len() && text[i].is_ascii_alphanumeric() {
+                flush(&mut groups, &mut spans);
+                continue;
+            }
+            groups.push((start, i));
+            let spaces = text[i..]
+                .iter()
+                .take_while(|b| matches!(b, b' ' | b'\t' | b'\n'))
+                .count();
+            if spaces == 0 {
+                flush(&mut groups, &mut spans);
+            }
+            i += spaces;
+        } else {
+            flush(&mut groups, &mut spans);
+            i += 1;
+        }
+    }
+    flush(&mut groups, &mut spans);
+    spans
+}
 
-/// A CONTEXT with the input that COPY FROM quotes in it (`COPY t, line 3: "..."`, or
-/// `COPY t, line 3, column ssn: "..."`) removed, from its quote to the end: that line holds
-/// every value of the row, protected ones in clear, and its quoted text can hold quotes and
-/// line breaks of its own. None when there is no such input.
-pub fn without_copy_input(context: &[u8]) -> Option<Vec<u8>> {
+/// Where a quoted literal of `text` holds 32 bytes in bytea's escape format (`'\204\153k...'`,
+/// or with each backslash doubled inside `E'...'`): at least eight octal escapes, and the
+/// rest printable characters, 32 bytes in all.
+fn escaped_bytea_keys(text: &[u8]) -> Vec<(usize, usize)> {
+    let mut spans = Vec::new();
+    let mut i = 0;
+    while let Some(open) = text[i..].iter().position(|&b| b == b'\'').map(|at| i + at) {
+        let Some(close) = text[open + 1..]
+            .iter()
+            .position(|&b| b == b'\'')
+            .map(|at| open + 1 + at)
+        else {
+            break;
+        };
+        let literal = &text[open + 1..close];
+        let (mut bytes, mut escapes, mut j) = (0, 0, 0);
+        while j < literal.len() {
+            let slashes = literal[j..]
+                .iter()
+                .take_while(|&&b| b == b'\\')
+                .count()
+                .min(2);
+            let octal = &literal[j + slashes..];
+            if slashes > 0
+                && octal.len() >= 3
+                && matches!(octal[0], b'0'..=b'3')
+                && octal[1..3].iter().all(|b| matches!(b, b'0'..=b'7'))
+            {
+                escapes += 1;
+                j += slashes + 3;
+            } else {
+                j += slashes.max(1);
+            }
+            bytes += 1;
+        }
+        if escapes >= 8 && bytes == ROOT_KEY_LEN {
+            spans.push((open + 1, close));
+        }
+        i = close + 1;
+    }
+    spans
+}
+
+/// `text` with every key-shaped token, spaced hex key and escaped bytea key replaced by
+/// [`REDACTED_KEY`], or None when it holds none.
+pub fn redact_keys(text: &[u8]) -> Option<Vec<u8>> {
+    let mut spans = key_tokens(text);
+    spans.extend(spaced_hex_keys(text));
+    spans.extend(escaped_bytea_keys(text));
+    if spans.is_empty() {
+        return None;
+    }
+    spans.sort_unstable();
+    // Overlapping spans (hex groups that could belong to a key either way) go as one.
+    let mut merged: Vec<(usize, usize)> = Vec::new();
+    for (start, end) in spans {
+        match merged.last_mut() {
+            Some(last) if start <= last.1 => last.1 = last.1.max(end),
+            _ => merged.push((start, end)),
+        }
+    }
+    let mut out = Vec::with_capacity(text.len());
+    let mut copied = 0;
+    for (start, end) in merged {
+        out.extend_from_slice(&text[copied..start]);
+        out.extend_from_slice(REDACTED_KEY.as_bytes());
+        copied = end;
+    }
+    out.extend_from_slice(&text[copied..]);
+    Some(out)
+}
+
+/// What replaces the input an error's context quotes.
+pub const QUOTED_INPUT_REMOVED: &[u8] = b": <akko_crypt: the input is not shown>";
+
+/// A CONTEXT with the input it quotes removed, from the quote to the end, or None when it
+/// quotes none: the line `COPY t, line 3: "..."` (or `COPY t, line 3, column ssn: "..."`),
+/// which holds every value of the row, protected ones in clear; and the document that the
+/// JSON parser quotes for a value it refuses (`JSON data, line 1: {"ssn": 123-45...`). Quoted
+/// text can hold quotes and line breaks of its own, so everything after the quote goes.
+pub fn without_quoted_input(context: &[u8]) -> Option<Vec<u8>> {
     let mut line_start = 0;
     while line_start < context.len() {
         let line_end = context[line_start..]
@@ -101,16 +226,29 @@ pub fn without_copy_input(context: &[u8]) -> Option<Vec<u8>> {
             .position(|&b| b == b'\n')
             .map_or(context.len(), |at| line_start + at);
         let line = &context[line_start..line_end];
-        if line.starts_with(b"COPY ") && line.windows(7).any(|w| w == b", line ") {
-            if let Some(quote) = line.windows(3).position(|w| w == b": \"") {
-                let mut kept = context[..line_start + quote].to_vec();
-                kept.extend_from_slice(COPY_INPUT_REMOVED);
-                return Some(kept);
-            }
+        let quote = if line.starts_with(b"COPY ") && line.windows(7).any(|w| w == b", line ") {
+            line.windows(3).position(|w| w == b": \"")
+        } else if line.starts_with(b"JSON data, line ") {
+            line.windows(2).position(|w| w == b": ")
+        } else {
+            None
+        };
+        if let Some(quote) = quote {
+            let mut kept = context[..line_start + quote].to_vec();
+            kept.extend_from_slice(QUOTED_INPUT_REMOVED);
+            return Some(kept);
         }
         line_start = line_end + 1;
     }
     None
+}
+
+/// Whether a CONTEXT says the JSON parser refused a document: its DETAIL then quotes the
+/// token it stopped at, a piece of the value.
+pub fn quotes_json_input(context: &[u8]) -> bool {
+    context
+        .split(|&b| b == b'\n')
+        .any(|line| line.starts_with(b"JSON data, line "))
 }
 
 #[cfg(test)]
@@ -180,6 +318,54 @@ mod tests {
     }
 
     #[test]
+    fn redacts_keys_bytea_would_take_in_pieces() {
+        let spaced = HEX
+            .as_bytes()
+            .chunks(2)
+            .map(|pair| std::str::from_utf8(pair).unwrap())
+            .collect::<Vec<_>>()
+            .join(" ");
+        let escaped: String = (0u8..32).map(|b| format!("\\{b:03o}")).collect();
+        let doubled = escaped.replace('\\', "\\\\");
+        let mixed: String = (0u8..32)
+            .map(|b| {
+                if b % 2 == 0 {
+                    format!("\\{:03o}", b + 128)
+                } else {
+                    "k".to_owned()
+                }
+            })
+            .collect();
+        for (text, expected) in [
+            (
+                format!("f('\\x{spaced}')"),
+                format!("f('\\x{REDACTED_KEY}')"),
+            ),
+            // Hex-looking words around it may go with it: either could be part of the key.
+            (
+                format!("$1 = 'be {spaced} ad'"),
+                format!("$1 = '{REDACTED_KEY}'"),
+            ),
+            (
+                format!("$1 = 'key: {spaced}'"),
+                format!("$1 = 'key: {REDACTED_KEY}'"),
+            ),
+            (format!("f('{escaped}')"), format!("f('{REDACTED_KEY}')")),
+            (
+                format!("f(E'{doubled}'::bytea)"),
+                format!("f(E'{REDACTED_KEY}'::bytea)"),
+            ),
+            (format!("f('{mixed}')"), format!("f('{REDACTED_KEY}')")),
+        ] {
+            assert_eq!(
+                redacted(&text).as_deref(),
+                Some(expected.as_str()),
+                "{text}"
+            );
+        }
+    }
+
+    #[test]
     fn leaves_everything_else_as_it_is() {
         for text in [
             "SELECT akko_crypt.seal_pii('{\"name\": \"Ada\"}')",
@@ -187,6 +373,8 @@ mod tests {
             &format!("{HEX}ab"),
             &format!("\\xx{HEX}"),
             &format!("y{HEX}"),
+            "ab cd ef 01 23 45 67 89",
+            "SELECT 'it''s', 'a\\000b', 'deadbeef cafe'",
             &HEX[..62],
             "SELECT 1",
             "",
@@ -197,11 +385,11 @@ mod tests {
     }
 
     #[test]
-    fn removes_the_input_copy_quotes_and_nothing_else() {
+    fn removes_the_input_contexts_quote_and_nothing_else() {
         let removed = |context: &str| {
-            without_copy_input(context.as_bytes()).map(|r| String::from_utf8(r).unwrap())
+            without_quoted_input(context.as_bytes()).map(|r| String::from_utf8(r).unwrap())
         };
-        let gone = std::str::from_utf8(COPY_INPUT_REMOVED).unwrap();
+        let gone = std::str::from_utf8(QUOTED_INPUT_REMOVED).unwrap();
         assert_eq!(
             removed("COPY v_cust, line 1: \"7,123-45-6789,a@b.c\"").as_deref(),
             Some(format!("COPY v_cust, line 1{gone}").as_str())
@@ -215,6 +403,14 @@ mod tests {
             removed("COPY t, line 4: \"1,\"two\nlines\",x\"").as_deref(),
             Some(format!("COPY t, line 4{gone}").as_str())
         );
+        assert_eq!(
+            removed("JSON data, line 1: {\"name\": \"Ada\", \"ssn\": 123-45...").as_deref(),
+            Some(format!("JSON data, line 1{gone}").as_str())
+        );
+        assert!(quotes_json_input(
+            b"SQL function f\nJSON data, line 1: {...}"
+        ));
+        assert!(!quotes_json_input(b"SQL function f"));
         for context in [
             "COPY t, line 1, column ssn: null input",
             "COPY t, line 1",

@@ -74,8 +74,17 @@ check "the key administrator grants itself open: refused (0LP01)" \
     refused 0LP01 "$(keyed_as keyadm $db -c "SELECT akko_crypt.grant_privilege('open', 'keyadm')")"
 check "... nor admin to a role that may open (0LP01)" \
     refused 0LP01 "$(keyed_as keyadm $db -c "SELECT akko_crypt.grant_privilege('admin', 'reader')")"
+keyed_as postgres $db -c "CREATE ROLE staff NOLOGIN" -c "GRANT staff TO keyadm" >/dev/null
+check "the key administrator grants open to a role it is a member of: refused (0LP01)" \
+    refused 0LP01 "$(keyed_as keyadm $db -c "SELECT akko_crypt.grant_privilege('open', 'staff')")"
 keyed_as postgres $db -c "GRANT reader TO keyadm" >/dev/null
 check "made a member of a role that may open, it still opens nothing: 42501, a key administrator opens nothing" \
     grep -q 'ERROR:  42501: permission denied: role "keyadm" administers keys, and a key administrator opens nothing' <<<"$(keyed_as keyadm $db -c "SELECT tax_id FROM hr.people_decrypted")"
 check "... while the reader itself still reads" \
     [ "$(keyed_as reader $db -c "SELECT count(tax_id) FROM hr.people_decrypted")" = 2 ]
+check "... nor after SET ROLE to that role (its session user administers keys): 42501" \
+    grep -q 'ERROR:  42501: permission denied: role "keyadm" administers keys, and a key administrator opens nothing' \
+    <<<"$(keyed_as keyadm $db -c "SET ROLE reader" -c "SELECT tax_id FROM hr.people_decrypted")"
+check "... and, able to open now, it administers nothing either (42501)" \
+    grep -q 'ERROR:  42501: permission denied: role "keyadm" may open values, and a role that opens administers no key' \
+    <<<"$(keyed_as keyadm $db -c "SELECT akko_crypt.rotate_key('identity')")"

@@ -67,6 +67,13 @@ new_hex_key 'set_config over a bytea literal'
 run_as postgres $db -c "SELECT set_config('akko_crypt.' || 'key', encode('\\x$key'::bytea, 'hex'), false)" >/dev/null
 new_hex_key 'a failing statement with a bytea literal, logged as STATEMENT'
 run_as postgres $db -c "SELECT public.load_key_bytea('\\x$key') FROM public.no_such_table" >/dev/null
+# The same bytes spaced as bytea input allows, and in bytea's escape format (inside E'',
+# so each backslash doubled).
+new_hex_key 'a bytea wrapper, spaced hex'
+run_as postgres $db -c "SELECT public.load_key_bytea('\\x$(sed 's/../& /g; s/ $//' <<<"$key")')" >/dev/null
+new_hex_key 'a bytea wrapper, escape format'
+escaped=$(for ((i = 0; i < 64; i += 2)); do printf '\\\\%03o' "0x${key:i:2}"; done)
+run_as postgres $db -c "SELECT public.load_key_bytea(E'$escaped')" >/dev/null
 new_key 'a key too long'
 run_as postgres $db -c "SET akko_crypt.key = '${key}x'" >/dev/null
 # A statement that an aborted transaction refuses never reaches the key's check hook; it is
@@ -101,7 +108,13 @@ for i in "${!keys[@]}"; do
     key=${keys[$i]}
     hex=$(printf '%s' "$key" | base64 -d 2>/dev/null | od -An -tx1 | tr -d ' \n')
     hits=0
-    for needle in "$key" "${key%%=*}" ${hex:+"$hex"}; do
+    spellings=()
+    if [[ $key =~ ^[0-9a-f]{64}$ ]]; then  # a hex key: also as spaced hex and escaped bytea
+        spellings+=("$(sed 's/../& /g; s/ $//' <<<"$key")")
+        spellings+=("$(for ((j = 0; j < 64; j += 2)); do printf '\\%03o' "0x${key:j:2}"; done)")
+        spellings+=("$(for ((j = 0; j < 64; j += 2)); do printf '\\\\%03o' "0x${key:j:2}"; done)")
+    fi
+    for needle in "$key" "${key%%=*}" ${hex:+"$hex"} "${spellings[@]}"; do
         if grep -qiF -- "$needle" "$dir/attack_log.txt" "$dir/attack_activity.txt" "$dir/attack_statements.txt"; then
             hits=$((hits + 1))
         fi

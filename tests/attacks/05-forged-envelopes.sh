@@ -119,3 +119,15 @@ check "control: three COPYs refused (42501 no seal, 22008 a bad date, 22P04 an e
     bash -c 'refused() { grep -q "ERROR:  $1:" <<<"$2"; }; refused 42501 "$1" && refused 22008 "$1" && refused 22P04 "$1" && [ "$(grep -c "CONTEXT:  COPY people, line [0-9]" <<<"$1")" -eq 3 ]' _ "$out"
 check "the rows' values are neither in the client's errors nor in the server log" \
     bash -c '! grep -q COPYSECRET <<<"$1" && ! tail -c +"$3" "$2" | grep -q COPYSECRET' _ "$out" "$dir/server.log" "$log_start"
+# A document the JSON parser refuses, written to a jsonb-protected column as applications
+# write (bound, with parameters kept out of the log, or by COPY): its DETAIL names the token
+# it stopped at and its CONTEXT quotes the document; neither reaches anyone.
+log_start=$(stat -c %s "$dir/server.log")
+printf 'INSERT INTO events VALUES (9, :doc);\n' >"$dir/json.sql"
+out=$(PGOPTIONS="-c akko_crypt.key=$root -c log_parameter_max_length=0 -c log_parameter_max_length_on_error=0" \
+    pgbench -n -t 1 -M extended -h "$dir" -p "$port" -U postgres -f "$dir/json.sql" \
+    -D doc='{"name": "JSONSECRET-NAME", "ssn": JSONSECRET-SSN}' $db 2>&1)
+out+=$(printf '10\t{"name": "JSONSECRET-COPY", "ssn": 1-2}\n' | keyed_as postgres $db -c "COPY events FROM STDIN")
+check "control: both refused as invalid json" [ "$(grep -c "invalid input syntax for type json" <<<"$out")" = 2 ]
+check "the refused documents are neither in the client's errors nor in the server log" \
+    bash -c '! grep -q JSONSECRET <<<"$1" && ! tail -c +"$3" "$2" | grep -q JSONSECRET' _ "$out" "$dir/server.log" "$log_start"

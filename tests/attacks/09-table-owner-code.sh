@@ -56,13 +56,18 @@ calls=$(psql_ -c "SELECT who || ': ' || what FROM public.calls GROUP BY 1 ORDER 
 check "a superuser's protect and unprotect run the owner's trigger and index expression as the owner ($calls)" \
     bash -c '[ "$1" = "owner2: index expression;owner2: owner2 trigger" ]' _ "$calls"
 check "... and the document is back in clear" [ "$(psql_ -c "SELECT body->>'a' FROM o.doc" $db)" = 1 ]
-# The usual case still works: a superuser protects an application's table whose owner holds
-# no akko_crypt privilege (the values are sealed with the superuser's seal).
+# The migration seals as the owner: a superuser protecting an application's populated table
+# needs the owner to hold seal on the class, and says so before changing anything.
 out=$(keyed_as postgres $db -c "CREATE ROLE app_owner" -c "CREATE TABLE public.app (id int PRIMARY KEY, ssn text)" \
     -c "ALTER TABLE public.app OWNER TO app_owner" -c "INSERT INTO public.app VALUES (1, '078-05-1120')" \
+    -c "SELECT akko_crypt.protect('public.app', 'ssn')")
+check "a superuser protects a populated table whose owner may not seal: 42501 naming the owner, the column untouched" \
+    bash -c 'grep -q "ERROR:  42501: permission denied: the owner of public.app, as whom the migration seals its values, may not seal data class \"identity\"" <<<"$1" && [ "$2" = text ]' _ "$out" \
+    "$(psql_ -c "SELECT atttypid::regtype FROM pg_attribute WHERE attrelid = 'public.app'::regclass AND attname = 'ssn'" $db)"
+out=$(keyed_as postgres $db -c "SELECT akko_crypt.grant_privilege('seal', 'app_owner', 'identity')" \
     -c "SELECT akko_crypt.protect('public.app', 'ssn')" -c "SELECT akko_crypt.create_view('public.app')" \
     -c "INSERT INTO public.app_decrypted VALUES (2, '219-09-9999')" -c "SELECT string_agg(ssn, ' ' ORDER BY id) FROM public.app_decrypted")
-check "a superuser protects a table whose owner holds no akko_crypt privilege: sealed, and read back through the view" \
+check "... with seal granted to the owner, it is sealed, and read back through the view" \
     bash -c '! grep -q ERROR <<<"$1" && [ "$(tail -1 <<<"$1")" = "078-05-1120 219-09-9999" ] && [ "$2" = 0 ]' _ "$out" \
     "$(psql_ -c "SELECT count(*) FROM public.app WHERE substr(ssn, 1, 1) <> '\\xac'::bytea" $db)"
 # A policy cannot hide rows from the migration (which would then drop their plaintext).
@@ -90,6 +95,68 @@ check "control: the planted = and unnest catch an unqualified call" \
     bash -c 'grep -q "planted = ran" <<<"$1" && grep -q "planted unnest ran" <<<"$1"' _ "$control"
 check "a superuser with public ahead of pg_catalog: blind_index and the trigger's first write call none of them" \
     bash -c '! grep -q "planted" <<<"$1" && ! grep -q ERROR <<<"$1"' _ "$planted"
+
+# The owner's code changes the caller's settings (search_path, DateStyle, the key) from inside
+# a superuser's protect, migrate and reencrypt: every change is undone when akko_crypt's
+# statement ends, so planted operators never run as the superuser, then or later.
+run_as mallory $db -c "CREATE FUNCTION m.unsettle() RETURNS trigger LANGUAGE plpgsql AS \$\$ BEGIN
+        PERFORM set_config('search_path', 'public, pg_catalog', false);
+        PERFORM set_config('DateStyle', 'SQL, DMY', false);
+        RETURN NEW; END \$\$" \
+    -c "CREATE TABLE m.settings (id int PRIMARY KEY, ssn text)" -c "INSERT INTO m.settings VALUES (1, '078-05-1120')" \
+    -c "CREATE TRIGGER aa_unsettle BEFORE UPDATE ON m.settings FOR EACH ROW EXECUTE FUNCTION m.unsettle()" \
+    -c "CREATE TABLE m.settings2 (id int PRIMARY KEY, ssn text)" -c "INSERT INTO m.settings2 VALUES (1, '078-05-1120')" \
+    -c "CREATE TRIGGER aa_unsettle BEFORE UPDATE ON m.settings2 FOR EACH ROW EXECUTE FUNCTION m.unsettle()" >/dev/null
+out=$(keyed_as postgres $db -c "SELECT akko_crypt.protect('m.settings', 'ssn')" -c "SELECT akko_crypt.create_view('m.settings')" \
+    -c "SHOW search_path" -c "SHOW DateStyle" -c "SELECT 1::oid = 1::oid" \
+    -c "SELECT akko_crypt.protect('m.settings2', 'ssn', migrate => false)" -c "CALL akko_crypt.migrate('m.settings2')" \
+    -c "SELECT akko_crypt.rotate_key('identity')" -c "CALL akko_crypt.reencrypt('m.settings', 'ssn')" \
+    -c "SHOW search_path" -c "SHOW DateStyle" -c "SELECT 1::oid = 1::oid" -c "SELECT akko_crypt.seal_pii('{}') IS NOT NULL")
+check "after the owner's code reset search_path and DateStyle inside protect, migrate and reencrypt: the superuser's are as they were, its key too" \
+    bash -c '! grep -q ERROR <<<"$1" && [ "$(grep -cxF "\"\$user\", public" <<<"$1")" = 2 ] && [ "$(grep -cxF "ISO, MDY" <<<"$1")" = 2 ] && [ "$(tail -1 <<<"$1")" = t ]' _ "$out"
+check "... and no planted operator ran in that session ($(grep -c "planted" <<<"$out") notices); mallory is no superuser" \
+    bash -c '! grep -q planted <<<"$1" && [ "$2" = f ]' _ "$out" "$(psql_ -c "SELECT rolsuper FROM pg_roles WHERE rolname = 'mallory'" $db)"
+# Her code cannot borrow the superuser's seal: a class she may not seal is refused up front.
+run_as mallory $db -c "CREATE TABLE m.pay (id int PRIMARY KEY, iban text)" -c "INSERT INTO m.pay VALUES (1, 'GB33BUKB20201555555555')" >/dev/null
+check "a superuser protecting her table in a class she may not seal (financial): 42501, nothing changed" \
+    refused 42501 "$(keyed_as postgres $db -c "SELECT akko_crypt.protect('m.pay', 'iban', class => 'financial')")"
+# reencrypt writes each resealed envelope for its own row: moved to the next row, it is
+# authenticated like any written envelope (and mallory may not open).
+keyed_as mallory $db -c "CREATE TABLE m.bound (id int PRIMARY KEY, ssn text)" -c "INSERT INTO m.bound VALUES (1, '078-05-1120'), (2, '219-09-9999')" \
+    -c "SELECT akko_crypt.protect('m.bound', 'ssn', bind_row => true)" \
+    -c "CREATE FUNCTION m.swap() RETURNS trigger LANGUAGE plpgsql AS \$\$ BEGIN
+            IF coalesce(current_setting('m.saved', true), '') = '' THEN PERFORM set_config('m.saved', encode(NEW.ssn, 'hex'), false);
+            ELSE NEW.ssn := decode(current_setting('m.saved'), 'hex'); END IF;
+            RETURN NEW; END \$\$" \
+    -c "CREATE TRIGGER aa_swap BEFORE UPDATE ON m.bound FOR EACH ROW EXECUTE FUNCTION m.swap()" >/dev/null
+binding=$(psql_ -c "SELECT encode(binding_id, 'hex') FROM akko_crypt.protected_columns WHERE tbl = 'm.bound'::regclass" $db)
+out=$(keyed_as postgres $db -c "SELECT akko_crypt.rotate_key('identity')" \
+    -c "CALL akko_crypt.reencrypt('m.bound', 'ssn', context => \$\$akko_crypt.row_context('\\x$binding'::bytea, id)\$\$)")
+check "her trigger moves one row's resealed envelope into the other during a superuser's reencrypt: refused (42501), both still open" \
+    bash -c 'grep -q "ERROR:  42501:" <<<"$1" && [ "$2" = "078-05-1120 219-09-9999" ]' _ "$out" \
+    "$(keyed_as postgres $db -c "SELECT string_agg(akko_crypt.open_text(ssn, akko_crypt.row_context(p.binding_id, id)), ' ' ORDER BY id) FROM m.bound, akko_crypt.protected_columns p WHERE p.tbl = 'm.bound'::regclass")"
+# A role that is not a member of the table's owner (the README's maintenance role) does not
+# run the owner's code with its own rights, open included: it is refused such tables.
+keyed_as postgres $db -c "CREATE ROLE maintenance LOGIN" \
+    -c "SELECT akko_crypt.grant_privilege('seal', 'maintenance'), akko_crypt.grant_privilege('open', 'maintenance')" \
+    -c "CREATE TABLE public.plain (id int PRIMARY KEY, v bytea)" -c "INSERT INTO public.plain VALUES (1, akko_crypt.seal_pii('{}'))" \
+    -c "SELECT akko_crypt.rotate_key('identity')" \
+    -c "GRANT USAGE ON SCHEMA m TO maintenance" -c "GRANT SELECT, UPDATE ON m.cust, public.plain TO maintenance" >/dev/null
+check "the maintenance role re-encrypts a table that carries its owner's trigger: refused (42501)" \
+    grep -q "ERROR:  42501: permission denied: writing m.cust runs its owner's code" <<<"$(keyed_as maintenance $db -c "CALL akko_crypt.reencrypt('m.cust', 'ssn')")"
+check "... and one without such code, as before" \
+    bash -c '! grep -q ERROR <<<"$1"' _ "$(keyed_as maintenance $db -c "CALL akko_crypt.reencrypt('public.plain', 'v')")"
+# What status() says of a trigger its owner disabled, changed or follows with another.
+run_as mallory $db -c "CREATE FUNCTION m.unseal() RETURNS trigger LANGUAGE plpgsql AS \$\$ BEGIN RETURN NEW; END \$\$" \
+    -c "CREATE TRIGGER zzz_after_akko BEFORE INSERT ON m.settings2 FOR EACH ROW EXECUTE FUNCTION m.unseal()" >/dev/null
+check "status() shows a later BEFORE trigger that could replace what the seal trigger wrote" \
+    [ "$(keyed_as postgres $db -c "SELECT c ->> 'trigger' FROM jsonb_array_elements(akko_crypt.status() -> 'protected_columns') c WHERE c ->> 'table' = 'm.settings2'")" = "followed by another BEFORE trigger" ]
+# unprotect does not rebuild an index over the plaintext: its errors would quote values.
+run_as owner2 $db -c "CREATE TABLE o.uniq (id int PRIMARY KEY, ssn text)" -c "INSERT INTO o.uniq VALUES (1, '078-05-1120'), (2, '078-05-1120')" >/dev/null
+keyed_as owner2 $db -c "SELECT akko_crypt.protect('o.uniq', 'ssn')" -c "CREATE INDEX ON o.uniq (ssn)" >/dev/null
+out=$(keyed_as postgres $db -c "SELECT akko_crypt.unprotect('o.uniq', 'ssn')")
+check "unprotect of a column an index uses: refused (0A000), no value in the error" \
+    bash -c 'grep -q "ERROR:  0A000: column ssn of o.uniq is used by index" <<<"$1" && ! grep -q 078-05 <<<"$1"' _ "$out"
 
 # Inheritance: ALTER TABLE would reach the children, the trigger and migration would not.
 run_as mallory $db -c "CREATE TABLE m.parent (id int PRIMARY KEY, ssn text)" -c "CREATE TABLE m.child () INHERITS (m.parent)" \
