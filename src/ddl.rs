@@ -267,6 +267,21 @@ impl Table {
         self.as_owner(|| run(statement))
     }
 
+    /// Runs a statement that writes the table's values back in clear, as `run` does; if it
+    /// fails, its error is raised again without its DETAIL, which can hold the row's values
+    /// (a CHECK constraint's "Failing row contains ...").
+    pub fn run_over_plaintext(&self, statement: &str) -> i64 {
+        PgTryBuilder::new(std::panic::AssertUnwindSafe(|| self.run(statement)))
+            .catch_others(|error| match error {
+                pg_sys::panic::CaughtError::PostgresError(report)
+                | pg_sys::panic::CaughtError::ErrorReport(report) => {
+                    errors::failed_over_plaintext(report.sql_error_code(), report.message())
+                }
+                other => other.rethrow(),
+            })
+            .execute()
+    }
+
     /// Runs `f` as the table's owner (see `as_table_owner`).
     pub fn as_owner<R>(&self, f: impl FnOnce() -> R) -> R {
         as_table_owner(self.owner, f)

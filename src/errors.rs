@@ -580,10 +580,10 @@ pub fn privilege_missing(privilege: &str, class: Option<&str>, role: &str) -> ! 
 }
 
 pub fn duties_separated(role: &str, wanted: &str, duty: &str) -> ! {
-    let what = if duty == "admin" {
-        "administers keys, and a key administrator opens nothing"
-    } else {
-        "may open values, and a role that opens administers no key"
+    let what = match duty {
+        "admin" => "administers keys, and a key administrator opens nothing",
+        "createrole" => "may create roles (CREATEROLE), so one that opens, and a role that could open administers no key",
+        _ => "may open values, and a role that opens administers no key",
     };
     raise(
         ErrorReport::new(
@@ -599,7 +599,7 @@ pub fn duties_joined(privilege: &str, grantee: &str, role: &str, duty: &str) -> 
     raise(
         ErrorReport::new(
             PgSqlErrorCode::ERRCODE_INVALID_GRANT_OPERATION,
-            format!("{privilege} cannot be granted to role \"{grantee}\": role \"{role}\", which could act as it, holds or could take up {duty}"),
+            format!("{privilege} cannot be granted to role \"{grantee}\": role \"{role}\", which could act as it, holds or could take up {}", if duty == "open" && privilege == "admin" { "open (or may create roles)" } else { duty }),
             "akko_crypt",
         )
         .set_hint("Separation of duties: the key administrator and the roles that open values are different roles, neither a member of the other."),
@@ -816,14 +816,33 @@ pub fn context_not_one_expression() -> ! {
     )
 }
 
-pub fn reencrypt_runs_owners_code(table: &str) -> ! {
+pub fn reencrypt_past_row_security(table: &str) -> ! {
     raise(
         ErrorReport::new(
             PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE,
-            format!("permission denied: writing {table} runs its owner's code (triggers, rules, policies or functions in its indexes, constraints or generated columns), and this role is not a member of its owner"),
+            format!("permission denied: {table} has row security, and this role is not a member of its owner"),
             "akko_crypt",
         )
-        .set_hint("That code would run with this role's rights, its right to open included. Re-encrypt the table as its owner or a member of it: akko_crypt then runs the owner's code with the owner's rights."),
+        .set_hint("reencrypt reads and writes a table as its owner, which would reach rows the policies hide from this role: re-encrypt it as its owner or a member of it."),
+    )
+}
+
+pub fn reencrypt_context_needs_owner(table: &str) -> ! {
+    raise(
+        ErrorReport::new(
+            PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE,
+            format!("permission denied: a context expression for {table} runs as its owner, and this role is not a member of it"),
+            "akko_crypt",
+        )
+        .set_hint("A protected column bound to its rows needs none: reencrypt derives it. Otherwise re-encrypt as the table's owner or a member of it."),
+    )
+}
+
+pub fn failed_over_plaintext(code: PgSqlErrorCode, message: &str) -> ! {
+    raise(
+        ErrorReport::new(code, message.to_owned(), "akko_crypt").set_hint(
+            "akko_crypt left out this error's detail: the statement wrote plaintext, and the detail can show it.",
+        ),
     )
 }
 

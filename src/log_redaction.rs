@@ -27,7 +27,8 @@ use std::cell::Cell;
 use std::ffi::{c_char, CStr};
 
 use akko_crypt_core::redaction::{
-    names_secret, quotes_json_input, redact_keys, without_quoted_input,
+    names_secret, quotes_copy_input, quotes_json_input, redact_keys, without_quoted_input,
+    without_quoted_value,
 };
 use pgrx::pg_sys;
 use pgrx::prelude::*;
@@ -166,6 +167,13 @@ unsafe extern "C-unwind" fn redact(edata: *mut pg_sys::ErrorData) {
         }
     }
     if text_of(e.context).is_some_and(quotes_json_input) {
+        e.detail = std::ptr::null_mut();
+        e.detail_log = std::ptr::null_mut();
+    }
+    if text_of(e.context).is_some_and(quotes_copy_input) {
+        if let Some(message) = text_of(e.message).and_then(without_quoted_value) {
+            replace_part(&mut e.message, &message);
+        }
         e.detail = std::ptr::null_mut();
         e.detail_log = std::ptr::null_mut();
     }

@@ -173,6 +173,8 @@ struct Resolved {
     /// What the role could hold by `SET ROLE`: the privileges of every role it is a member
     /// of, inherited or not. Separation of duties looks at these.
     reachable: Vec<Privilege>,
+    /// CREATEROLE (without superuser): the role can make a role that opens, and log in as it.
+    creates_roles: bool,
 }
 
 /// The duty that `privilege` may not be joined with: a key administrator opens nothing,
@@ -194,8 +196,18 @@ impl Resolved {
 
     /// The duty this role could take up (by a grant, a membership, a role it may SET ROLE
     /// to) that `privilege` may not be joined with. Superusers hold everything.
-    fn conflicting_duty(&self, privilege: Privilege) -> Option<Privilege> {
-        other_duty(privilege).filter(|other| !self.superuser && self.reachable.contains(other))
+    /// A role that may create roles could create one that opens: it counts as one that may.
+    fn conflicting_duty(&self, privilege: Privilege) -> Option<&'static str> {
+        let other = other_duty(privilege)?;
+        if self.superuser {
+            None
+        } else if self.reachable.contains(&other) {
+            Some(other.name())
+        } else if other == Privilege::Open && self.creates_roles {
+            Some("createrole")
+        } else {
+            None
+        }
     }
 
     fn allows(&self, privilege: Privilege, class: Option<&str>) -> bool {
@@ -295,12 +307,20 @@ fn resolve(role: pg_sys::Oid) -> Resolved {
             held.push(Held { privilege, class });
         }
     }
+    let creates_roles = !superuser
+        && read_one::<bool>(
+            "look up the role",
+            "SELECT rolcreaterole FROM pg_catalog.pg_roles WHERE oid OPERATOR(pg_catalog.=) $1",
+            &[role.into()],
+        )
+        .unwrap_or(false);
     Resolved {
         generation,
         role,
         superuser,
         held,
         reachable,
+        creates_roles,
     }
 }
 
@@ -327,7 +347,7 @@ fn with_resolved<R>(role: pg_sys::Oid, f: impl FnOnce(&Resolved) -> R) -> R {
 /// The role and duty that keep a session whose current role is `role` from `privilege`:
 /// the role's own, or its session user's (a key administrator that SET ROLEs to a role that
 /// may open is still a key administrator).
-fn duty_conflict(role: pg_sys::Oid, privilege: Privilege) -> Option<(pg_sys::Oid, Privilege)> {
+fn duty_conflict(role: pg_sys::Oid, privilege: Privilege) -> Option<(pg_sys::Oid, &'static str)> {
     let session = unsafe { pg_sys::GetSessionUserId() };
     [role, session].into_iter().find_map(|r| {
         with_resolved(r, |resolved| resolved.conflicting_duty(privilege)).map(|d| (r, d))
@@ -351,7 +371,7 @@ pub fn require_by(role: pg_sys::Oid, privilege: Privilege, class: Option<ClassNa
         return;
     }
     if let Some((holder, duty)) = duty_conflict(role, privilege) {
-        errors::duties_separated(&display_name(holder), privilege.name(), duty.name());
+        errors::duties_separated(&display_name(holder), privilege.name(), duty);
     }
     errors::privilege_missing(
         privilege.name(),
@@ -466,14 +486,15 @@ fn refuse_joined_duties(privilege: Privilege, grantee: pg_sys::Oid) {
         return;
     };
     // Any role that could become the grantee (itself, its members, roles that may SET ROLE
-    // to it) and could take up the other duty too.
+    // to it) and could take up the other duty too (for admin: by CREATEROLE, too).
     let joined = as_owner(|| {
         read_one::<String>(
             "read akko_crypt.privileges",
             "SELECT m.rolname::text FROM pg_roles m \
              WHERE NOT m.rolsuper AND pg_has_role(m.oid, $1, 'MEMBER') \
-               AND EXISTS (SELECT FROM akko_crypt.privileges p \
-                           WHERE p.privilege = $2 AND pg_has_role(m.oid, p.grantee, 'MEMBER')) \
+               AND ((m.rolcreaterole AND $2 = 'open') \
+                    OR EXISTS (SELECT FROM akko_crypt.privileges p \
+                               WHERE p.privilege = $2 AND pg_has_role(m.oid, p.grantee, 'MEMBER'))) \
              ORDER BY m.oid <> $1, m.rolname LIMIT 1",
             &[grantee.into(), other.name().into()],
         )

@@ -182,14 +182,10 @@ fn in_inheritance(table: &Table) -> bool {
     .unwrap_or(false)
 }
 
-/// How many values of a jsonb column are already shaped like akko_crypt's envelopes. Read
-/// as the table's owner, under a lock that keeps writers out until the trigger is in place.
+/// How many values of a jsonb column are already shaped like akko_crypt's envelopes, read
+/// as the table's owner.
 fn envelopes_already_there(table: &Table, col: &str) -> i64 {
     let col = ident(col);
-    table.run(&format!(
-        "LOCK TABLE ONLY {} IN SHARE ROW EXCLUSIVE MODE",
-        table.sql
-    ));
     table
         .as_owner(|| {
             Spi::get_one::<i64>(&format!(
@@ -332,8 +328,19 @@ fn protect(args: &Args) -> String {
     }
     let (att, plain, bidx) = checked(&table, &request);
     let class = classes::parse(&request.class);
-    // Migrating seals the column's values as the caller.
     privileges::require(Privilege::Seal, Some(class));
+    // What protect finds in the table decides what it does (an empty bytea-mode column
+    // changes type with every value NULL): writers wait until it is done, a transaction still
+    // writing is waited for first. Bytea mode changes the column's type, so it takes at once
+    // the lock it would take then; jsonb mode needs writers out until the trigger is in place.
+    table.run(&format!(
+        "LOCK TABLE ONLY {} IN {} MODE",
+        table.sql,
+        match request.mode {
+            Mode::Bytea => "ACCESS EXCLUSIVE",
+            Mode::Jsonb => "SHARE ROW EXCLUSIVE",
+        }
+    ));
     if request.mode == Mode::Jsonb {
         // Nothing protect did not seal may pass for sealed: the trigger authenticates every
         // envelope written from now on, and the ones already there nobody authenticated.
@@ -573,13 +580,17 @@ pub fn read_expression(table: &Table, p: &ProtectedColumn, prefix: &str) -> Stri
     let opened = match p.mode {
         Mode::Jsonb => format!("akko_crypt.open_pii({col}, {context})"),
         Mode::Bytea => {
-            let base = type_sql(p.original_type, -1);
-            let opened = format!("akko_crypt.open_value({col}, {context}, NULL::{base})");
-            // A modifier or a domain is applied by a cast, which names no value if it fails.
-            if p.original_typmod >= 0
-                || unsafe { pg_sys::getBaseType(p.original_type) } != p.original_type
-            {
-                format!("{opened}::{}", type_sql(p.original_type, p.original_typmod))
+            // A domain reads back as its base type: its CHECK, its owner's code, ran when the
+            // value was written, and does not run again for whoever reads (a superuser too).
+            let mut typmod = p.original_typmod;
+            let base = unsafe { pg_sys::getBaseTypeAndTypmod(p.original_type, &mut typmod) };
+            let opened = format!(
+                "akko_crypt.open_value({col}, {context}, NULL::{})",
+                type_sql(base, -1)
+            );
+            // A modifier is applied by a cast, which names no value if it fails.
+            if typmod >= 0 {
+                format!("{opened}::{}", type_sql(base, typmod))
             } else {
                 opened
             }
@@ -597,7 +608,12 @@ fn context_expression(table: &Table, p: &ProtectedColumn, prefix: &str) -> Strin
     if !p.bind_row {
         return "NULL::pg_catalog.bytea".into();
     }
-    let key: Vec<String> = crate::ddl::primary_key(table.oid)
+    bound_context(table.oid, p, prefix)
+}
+
+/// The context that binds a value of `p`, a column bound to its rows, to its row.
+fn bound_context(tbl: pg_sys::Oid, p: &ProtectedColumn, prefix: &str) -> String {
+    let key: Vec<String> = crate::ddl::primary_key(tbl)
         .into_iter()
         .map(|(_, name)| format!("{prefix}{}", ident(&name)))
         .collect();
@@ -606,6 +622,14 @@ fn context_expression(table: &Table, p: &ProtectedColumn, prefix: &str) -> Strin
         hex(&p.binding_id),
         key.join(", ")
     )
+}
+
+/// For reencrypt: the expression that gives each row's context, if `tbl`.`col` is a
+/// protected column bound to its rows.
+pub fn row_binding(tbl: pg_sys::Oid, col: &str) -> Option<String> {
+    registry::column(tbl, col)
+        .filter(|p| p.bind_row)
+        .map(|p| bound_context(tbl, &p, ""))
 }
 
 fn hex(bytes: &[u8]) -> String {
@@ -643,7 +667,7 @@ fn unprotect(args: &Args) {
     install_trigger(&table);
     match p.mode {
         Mode::Bytea => {
-            table.run(&format!(
+            table.run_over_plaintext(&format!(
                 "ALTER TABLE {} ALTER COLUMN {} TYPE {} USING {}",
                 table.sql,
                 ident(&p.col),
@@ -653,7 +677,7 @@ fn unprotect(args: &Args) {
             drop_plain_column(&table, &p);
         }
         Mode::Jsonb => {
-            table.run(&format!(
+            table.run_over_plaintext(&format!(
                 "UPDATE ONLY {} SET {1} = {2} WHERE {1} IS NOT NULL",
                 table.sql,
                 ident(&p.col),

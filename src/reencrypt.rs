@@ -18,7 +18,7 @@ use pgrx::itemptr::item_pointer_get_both;
 use pgrx::pg_sys;
 use pgrx::prelude::*;
 
-use crate::keyring::{as_owner, audit, first_row, read_one};
+use crate::keyring::{as_owner, audit, first_row};
 use crate::{errors, protect_trigger, sealing};
 
 extension_sql!(
@@ -85,11 +85,15 @@ const MAX_PASSES: i32 = 5;
 /// The column a run works on, as the caller may reach it.
 struct Target {
     oid: pg_sys::Oid,
-    /// The table's owner, when the caller is a member of it (a superuser is): the run then
-    /// reads and writes the table as that owner (see `ddl::as_table_owner`), so the owner's
-    /// triggers never run with the caller's rights. Otherwise the caller writes as itself,
-    /// as it would with an UPDATE of its own.
-    owner: Option<pg_sys::Oid>,
+    /// The table's owner, as whom the run reads and writes the table (see
+    /// `ddl::as_table_owner`), so that the owner's code (triggers, constraints, index and
+    /// partition expressions, domains) never runs with the caller's rights; the caller's
+    /// SELECT and UPDATE on the column are checked first, and the values are opened and
+    /// sealed again with its privileges.
+    owner: pg_sys::Oid,
+    /// Whether the caller is a member of the owner (a superuser is): only then may it give
+    /// a context expression, which runs as the owner.
+    acts_as_owner: bool,
     /// `schema.table`, quoted.
     table: String,
     /// The column name, quoted.
@@ -114,7 +118,7 @@ impl Target {
                         CASE WHEN c.relpages OPERATOR(pg_catalog.>) 0 \
                               AND c.reltuples OPERATOR(pg_catalog.>) 0 \
                              THEN c.reltuples OPERATOR(pg_catalog./) c.relpages END, \
-                        CASE WHEN pg_catalog.pg_has_role(c.relowner, 'USAGE') THEN c.relowner END \
+                        c.relowner, pg_catalog.pg_has_role(c.relowner, 'USAGE'), c.relrowsecurity \
                  FROM pg_catalog.pg_class c \
                  JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) c.relnamespace \
                  LEFT JOIN pg_catalog.pg_attribute a ON a.attrelid OPERATOR(pg_catalog.=) c.oid \
@@ -135,12 +139,24 @@ impl Target {
                 row.get::<bool>(5)?.unwrap_or(false),
                 row.get::<i64>(6)?.unwrap_or(0),
                 row.get::<f64>(7)?,
-                row.get::<pg_sys::Oid>(8)?,
+                row.get::<pg_sys::Oid>(8)?.unwrap_or_default(),
+                row.get::<bool>(9)?.unwrap_or(false),
+                row.get::<bool>(10)?.unwrap_or(true),
             )))
         })
         .unwrap_or_else(|e| errors::catalog_query_failed("look up the table", e));
-        let Some((relkind, table, column_type, column, may_update, blocks, rows_per_block, owner)) =
-            row
+        let Some((
+            relkind,
+            table,
+            column_type,
+            column,
+            may_update,
+            blocks,
+            rows_per_block,
+            owner,
+            acts_as_owner,
+            row_security,
+        )) = row
         else {
             errors::no_such_table(tbl.to_u32())
         };
@@ -154,8 +170,9 @@ impl Target {
         if !may_update {
             errors::reencrypt_not_permitted(&table, &column);
         }
-        if owner.is_none() && carries_code(tbl) {
-            errors::reencrypt_runs_owners_code(&table);
+        if row_security && !acts_as_owner {
+            // As the owner it would reach rows the caller's policies hide from it.
+            errors::reencrypt_past_row_security(&table);
         }
         let blocks_per_batch = rows_per_block
             .map_or(1.0, |per_block| (batch_size as f64 / per_block).ceil())
@@ -163,6 +180,7 @@ impl Target {
         Target {
             oid: tbl,
             owner,
+            acts_as_owner,
             table,
             column,
             column_name: col.to_owned(),
@@ -171,12 +189,9 @@ impl Target {
         }
     }
 
-    /// Runs `f`, which reads or writes the table, as the role the run works as there.
+    /// Runs `f`, which reads or writes the table, as its owner.
     fn on_table<R>(&self, f: impl FnOnce() -> R) -> R {
-        match self.owner {
-            Some(owner) => crate::ddl::as_table_owner(owner, f),
-            None => f(),
-        }
+        crate::ddl::as_table_owner(self.owner, f)
     }
 
     /// The statement that reads one batch: each value's row, the value, and the context
@@ -209,38 +224,6 @@ impl Target {
     }
 }
 
-/// Whether writing the table would run code that is not PostgreSQL's own: triggers (other
-/// than akko_crypt's), rules, row security policies, or functions, operators and operator
-/// classes outside pg_catalog in its indexes, constraints and generated columns. Such code
-/// runs with the rights of whoever writes the table, and a caller who is not a member of the
-/// table's owner must not lend it theirs (the right to open above all).
-fn carries_code(tbl: pg_sys::Oid) -> bool {
-    crate::ddl::pinned(|| {
-        read_one::<bool>(
-            "look up the table's code",
-            "SELECT EXISTS (SELECT FROM pg_trigger g WHERE g.tgrelid = $1 AND NOT g.tgisinternal \
-                              AND g.tgname <> 'zz_akko_crypt_protect') \
-                 OR EXISTS (SELECT FROM pg_rewrite r WHERE r.ev_class = $1) \
-                 OR EXISTS (SELECT FROM pg_class c WHERE c.oid = $1 AND c.relrowsecurity) \
-                 OR EXISTS (SELECT FROM pg_depend d \
-                            WHERE ((d.classid = 'pg_class'::regclass \
-                                    AND d.objid IN (SELECT indexrelid FROM pg_index WHERE indrelid = $1)) \
-                                OR (d.classid = 'pg_constraint'::regclass \
-                                    AND d.objid IN (SELECT oid FROM pg_constraint WHERE conrelid = $1)) \
-                                OR (d.classid = 'pg_attrdef'::regclass \
-                                    AND d.objid IN (SELECT oid FROM pg_attrdef WHERE adrelid = $1))) \
-                              AND ((d.refclassid = 'pg_proc'::regclass AND EXISTS (SELECT FROM pg_proc x \
-                                      WHERE x.oid = d.refobjid AND x.pronamespace <> 'pg_catalog'::regnamespace)) \
-                                OR (d.refclassid = 'pg_operator'::regclass AND EXISTS (SELECT FROM pg_operator x \
-                                      WHERE x.oid = d.refobjid AND x.oprnamespace <> 'pg_catalog'::regnamespace)) \
-                                OR (d.refclassid = 'pg_opclass'::regclass AND EXISTS (SELECT FROM pg_opclass x \
-                                      WHERE x.oid = d.refobjid AND x.opcnamespace <> 'pg_catalog'::regnamespace))))",
-            &[tbl.into()],
-        )
-        .unwrap_or(true)
-    })
-}
-
 /// Starts a run of reencrypt on `tbl`.`col`, or takes over the unfinished run on it whose
 /// backend has gone; returns the run's id.
 #[pg_extern(volatile, parallel_unsafe)]
@@ -257,11 +240,23 @@ fn reencrypt_start(
         errors::invalid_batch_size(batch_size);
     }
     let target = Target::resolve(tbl, col, batch_size);
-    if let Some(expression) = context {
-        if !crate::ddl::is_one_expression(expression) {
-            errors::context_not_one_expression();
+    let derived;
+    let context = match context {
+        Some(expression) => {
+            if !target.acts_as_owner {
+                errors::reencrypt_context_needs_owner(&target.table);
+            }
+            if !crate::ddl::is_one_expression(expression) {
+                errors::context_not_one_expression();
+            }
+            Some(expression)
         }
-    }
+        None => {
+            // A protected column bound to its rows: the binding the trigger and the views use.
+            derived = crate::protect::row_binding(tbl, col);
+            derived.as_deref()
+        }
+    };
     // Fails now, not after the first batch, on an expression that does not parse, has the
     // wrong type or reads what the caller may not.
     target

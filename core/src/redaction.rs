@@ -57,6 +57,9 @@ fn is_key_shaped(token: &[u8]) -> bool {
 /// Where `text` holds a key-shaped token: a longest run of base64 and hex characters with
 /// its trailing `=` padding; one that is part of a longer run (a longer hex or base64
 /// value) is left alone.
+/// The shortest run of key characters before `...` that is taken for a key cut short.
+const TRUNCATED_KEY_MIN: usize = 16;
+
 fn key_tokens(text: &[u8]) -> Vec<(usize, usize)> {
     let mut spans = Vec::new();
     let mut i = 0;
@@ -72,7 +75,10 @@ fn key_tokens(text: &[u8]) -> Vec<(usize, usize)> {
         while i < text.len() && text[i] == b'=' && i - start < 44 {
             i += 1;
         }
-        if is_key_shaped(&text[start..i]) {
+        // A value that log_parameter_max_length cut ends in "...": a long enough start of
+        // a key leaves too little of it to guess.
+        let cut_short = text[i..].starts_with(b"...") && i - start >= TRUNCATED_KEY_MIN;
+        if is_key_shaped(&text[start..i]) || cut_short {
             spans.push((start, i));
         }
     }
@@ -80,11 +86,21 @@ fn key_tokens(text: &[u8]) -> Vec<(usize, usize)> {
 }
 
 /// Where `text` holds 32 bytes as hex in groups that whitespace separates, as bytea input
-/// takes them (`'\x84 6b 08 ...'`): consecutive groups of whole bytes, 64 digits in all.
+/// takes them (`'\x84 6b 08 ...'`): consecutive groups of whole bytes, 64 digits in all. The
+/// whitespace may be written as an escape of an `E'...'` string (`\n`, `\r`, `\t`, ...).
+fn separator_len(rest: &[u8]) -> usize {
+    match rest {
+        [b' ' | b'\t' | b'\n' | b'\r' | 0x0b | 0x0c, ..] => 1,
+        [b'\\', b'n' | b'r' | b't' | b'f' | b'v', ..] => 2,
+        _ => 0,
+    }
+}
+
 fn spaced_hex_keys(text: &[u8]) -> Vec<(usize, usize)> {
     let mut spans = Vec::new();
     let mut groups: Vec<(usize, usize)> = Vec::new();
     let mut i = 0;
+    let mut after_separator = false;
     let flush = |groups: &mut Vec<(usize, usize)>, spans: &mut Vec<(usize, usize)>| {
         for first in 0..groups.len() {
             let mut digits = 0;
@@ -106,6 +122,7 @@ fn spaced_hex_keys(text: &[u8]) -> Vec<(usize, usize)> {
     while i < text.len() {
         // A group starts after anything but a letter or digit, or after the x of `\x`/`0x`.
         let starts = i == 0
+            || after_separator
             || !text[i - 1].is_ascii_alphanumeric()
             || (matches!(text[i - 1], b'x' | b'X')
                 && (i == 1
@@ -121,16 +138,21 @@ fn spaced_hex_keys(text: &[u8]) -> Vec<(usize, usize)> {
                 continue;
             }
             groups.push((start, i));
-            let spaces = text[i..]
-                .iter()
-                .take_while(|b| matches!(b, b' ' | b'\t' | b'\n'))
-                .count();
+            let mut spaces = 0;
+            while i + spaces < text.len() {
+                match separator_len(&text[i + spaces..]) {
+                    0 => break,
+                    n => spaces += n,
+                }
+            }
             if spaces == 0 {
                 flush(&mut groups, &mut spans);
             }
             i += spaces;
+            after_separator = spaces > 0;
         } else {
             flush(&mut groups, &mut spans);
+            after_separator = false;
             i += 1;
         }
     }
@@ -241,6 +263,23 @@ pub fn without_quoted_input(context: &[u8]) -> Option<Vec<u8>> {
         line_start = line_end + 1;
     }
     None
+}
+
+/// Whether a CONTEXT says COPY FROM stopped at an input line: the error's message can then
+/// quote a value of it (`invalid input syntax for type integer: "123-45-6789"`, a column
+/// out of line).
+pub fn quotes_copy_input(context: &[u8]) -> bool {
+    context
+        .split(|&b| b == b'\n')
+        .any(|line| line.starts_with(b"COPY ") && line.windows(7).any(|w| w == b", line "))
+}
+
+/// A message with the value it quotes (`...: "value"`) removed, or None when it quotes none.
+pub fn without_quoted_value(message: &[u8]) -> Option<Vec<u8>> {
+    let quote = message.windows(3).position(|w| w == b": \"")?;
+    let mut kept = message[..quote].to_vec();
+    kept.extend_from_slice(QUOTED_INPUT_REMOVED);
+    Some(kept)
 }
 
 /// Whether a CONTEXT says the JSON parser refused a document: its DETAIL then quotes the
@@ -356,6 +395,19 @@ mod tests {
                 format!("f(E'{REDACTED_KEY}'::bytea)"),
             ),
             (format!("f('{mixed}')"), format!("f('{REDACTED_KEY}')")),
+            (
+                format!("f(E'\\\\x{}\\n{}')", &HEX[..32], &HEX[32..]),
+                format!("f(E'\\\\x{REDACTED_KEY}')"),
+            ),
+            (
+                format!("f('\\x{}\r\n{}')", &HEX[..32], &HEX[32..]),
+                format!("f('\\x{REDACTED_KEY}')"),
+            ),
+            // log_parameter_max_length = 40 cuts the value and adds "...".
+            (
+                format!("$1 = '{}...'", &B64[..40]),
+                format!("$1 = '{REDACTED_KEY}...'"),
+            ),
         ] {
             assert_eq!(
                 redacted(&text).as_deref(),
@@ -411,6 +463,13 @@ mod tests {
             b"SQL function f\nJSON data, line 1: {...}"
         ));
         assert!(!quotes_json_input(b"SQL function f"));
+        assert!(quotes_copy_input(b"COPY t, line 2, column n: \"x\""));
+        assert!(!quotes_copy_input(b"SQL statement \"COPY t FROM STDIN\""));
+        assert_eq!(
+            without_quoted_value(b"invalid input syntax for type integer: \"444-55-6666\"")
+                .as_deref(),
+            Some(format!("invalid input syntax for type integer{gone}").as_bytes())
+        );
         for context in [
             "COPY t, line 1, column ssn: null input",
             "COPY t, line 1",

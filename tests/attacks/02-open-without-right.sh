@@ -88,3 +88,12 @@ check "... nor after SET ROLE to that role (its session user administers keys): 
 check "... and, able to open now, it administers nothing either (42501)" \
     grep -q 'ERROR:  42501: permission denied: role "keyadm" may open values, and a role that opens administers no key' \
     <<<"$(keyed_as keyadm $db -c "SELECT akko_crypt.rotate_key('identity')")"
+# CREATEROLE would let the key administrator make a role that opens, and log in as it.
+keyed_as postgres $db -c "CREATE ROLE keyadm2 LOGIN CREATEROLE" >/dev/null
+check "admin to a role that may create roles: refused (0LP01)" \
+    refused 0LP01 "$(keyed_as postgres $db -c "SELECT akko_crypt.grant_privilege('admin', 'keyadm2')")"
+keyed_as postgres $db -c "ALTER ROLE keyadm2 NOCREATEROLE" -c "SELECT akko_crypt.grant_privilege('admin', 'keyadm2')" \
+    -c "ALTER ROLE keyadm2 CREATEROLE" >/dev/null
+check "a key administrator given CREATEROLE afterwards administers nothing (42501)" \
+    grep -q 'ERROR:  42501: permission denied: role "keyadm2" may create roles (CREATEROLE)' \
+    <<<"$(keyed_as keyadm2 $db -c "SELECT akko_crypt.rotate_key('identity')")"

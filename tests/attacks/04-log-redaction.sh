@@ -74,6 +74,16 @@ run_as postgres $db -c "SELECT public.load_key_bytea('\\x$(sed 's/../& /g; s/ $/
 new_hex_key 'a bytea wrapper, escape format'
 escaped=$(for ((i = 0; i < 64; i += 2)); do printf '\\\\%03o' "0x${key:i:2}"; done)
 run_as postgres $db -c "SELECT public.load_key_bytea(E'$escaped')" >/dev/null
+new_hex_key 'a bytea wrapper, the halves on two lines of an E string'
+run_as postgres $db -c "SELECT public.load_key_bytea(E'\\\\x${key:0:32}\\n${key:32}')" >/dev/null
+new_hex_key 'a bytea wrapper, the halves around a carriage return'
+run_as postgres $db -c "SELECT public.load_key_bytea('\\x${key:0:32}$(printf '\r')${key:32}')" >/dev/null
+# log_parameter_max_length above 0 cuts a bound value and adds "...": the start of a key is
+# not left in the log either.
+new_key 'bound, with log_parameter_max_length = 40'
+printf '%s\n' "SELECT public.use_key(:key);" >"$dir/attack.sql"
+PGOPTIONS="-c log_parameter_max_length=40" pgbench -n -t 1 -M extended -h "$dir" -p "$port" -U postgres \
+    -f "$dir/attack.sql" -D key="$key" $db >/dev/null 2>&1
 new_key 'a key too long'
 run_as postgres $db -c "SET akko_crypt.key = '${key}x'" >/dev/null
 # A statement that an aborted transaction refuses never reaches the key's check hook; it is
@@ -114,7 +124,8 @@ for i in "${!keys[@]}"; do
         spellings+=("$(for ((j = 0; j < 64; j += 2)); do printf '\\%03o' "0x${key:j:2}"; done)")
         spellings+=("$(for ((j = 0; j < 64; j += 2)); do printf '\\\\%03o' "0x${key:j:2}"; done)")
     fi
-    for needle in "$key" "${key%%=*}" ${hex:+"$hex"} "${spellings[@]}"; do
+    # ... and any 20 characters of it.
+    for needle in "$key" "${key%%=*}" ${hex:+"$hex"} "${spellings[@]}" "${key:0:20}" "${key:24:20}"; do
         if grep -qiF -- "$needle" "$dir/attack_log.txt" "$dir/attack_activity.txt" "$dir/attack_statements.txt"; then
             hits=$((hits + 1))
         fi

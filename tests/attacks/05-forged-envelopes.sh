@@ -131,3 +131,9 @@ out+=$(printf '10\t{"name": "JSONSECRET-COPY", "ssn": 1-2}\n' | keyed_as postgre
 check "control: both refused as invalid json" [ "$(grep -c "invalid input syntax for type json" <<<"$out")" = 2 ]
 check "the refused documents are neither in the client's errors nor in the server log" \
     bash -c '! grep -q JSONSECRET <<<"$1" && ! tail -c +"$3" "$2" | grep -q JSONSECRET' _ "$out" "$dir/server.log" "$log_start"
+# A COPY whose columns are out of line puts a protected value where an integer goes: the
+# input function's message would quote it.
+log_start=$(stat -c %s "$dir/server.log")
+out=$(printf 'COPYSECRET-444\t1999-01-01\n' | keyed_as postgres $db -c "COPY people (id, dob) FROM STDIN")
+check "a value in the wrong COPY column (22P02) is quoted neither on screen nor in the log" \
+    bash -c 'grep -q "ERROR:  22P02: invalid input syntax for type integer" <<<"$1" && ! grep -q COPYSECRET <<<"$1" && ! tail -c +"$3" "$2" | grep -q COPYSECRET' _ "$out" "$dir/server.log" "$log_start"

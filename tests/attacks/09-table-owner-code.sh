@@ -135,16 +135,33 @@ out=$(keyed_as postgres $db -c "SELECT akko_crypt.rotate_key('identity')" \
 check "her trigger moves one row's resealed envelope into the other during a superuser's reencrypt: refused (42501), both still open" \
     bash -c 'grep -q "ERROR:  42501:" <<<"$1" && [ "$2" = "078-05-1120 219-09-9999" ]' _ "$out" \
     "$(keyed_as postgres $db -c "SELECT string_agg(akko_crypt.open_text(ssn, akko_crypt.row_context(p.binding_id, id)), ' ' ORDER BY id) FROM m.bound, akko_crypt.protected_columns p WHERE p.tbl = 'm.bound'::regclass")"
-# A role that is not a member of the table's owner (the README's maintenance role) does not
-# run the owner's code with its own rights, open included: it is refused such tables.
+# A role that is not a member of the table's owner (the README's maintenance role) never runs
+# the owner's code with its own rights, open included: reencrypt reads and writes the table
+# as its owner, and the owner's trigger, which tries to open what it sees, cannot.
 keyed_as postgres $db -c "CREATE ROLE maintenance LOGIN" \
     -c "SELECT akko_crypt.grant_privilege('seal', 'maintenance'), akko_crypt.grant_privilege('open', 'maintenance')" \
     -c "CREATE TABLE public.plain (id int PRIMARY KEY, v bytea)" -c "INSERT INTO public.plain VALUES (1, akko_crypt.seal_pii('{}'))" \
     -c "SELECT akko_crypt.rotate_key('identity')" \
     -c "GRANT USAGE ON SCHEMA m TO maintenance" -c "GRANT SELECT, UPDATE ON m.cust, public.plain TO maintenance" >/dev/null
-check "the maintenance role re-encrypts a table that carries its owner's trigger: refused (42501)" \
-    grep -q "ERROR:  42501: permission denied: writing m.cust runs its owner's code" <<<"$(keyed_as maintenance $db -c "CALL akko_crypt.reencrypt('m.cust', 'ssn')")"
-check "... and one without such code, as before" \
+run_as mallory $db -c "CREATE TABLE m.loot (who name, what text)" -c "GRANT INSERT ON m.loot TO PUBLIC" \
+    -c "CREATE FUNCTION m.steal() RETURNS trigger LANGUAGE plpgsql AS \$\$ BEGIN
+            BEGIN INSERT INTO m.loot VALUES (current_user, akko_crypt.open_text(NEW.ssn));
+            EXCEPTION WHEN OTHERS THEN INSERT INTO m.loot VALUES (current_user, SQLSTATE); END;
+            RETURN NEW; END \$\$" \
+    -c "CREATE TRIGGER ab_steal BEFORE UPDATE ON m.cust FOR EACH ROW EXECUTE FUNCTION m.steal()" >/dev/null
+psql_ -c "DELETE FROM public.calls" $db >/dev/null
+out=$(keyed_as maintenance $db -c "CALL akko_crypt.reencrypt('m.cust', 'ssn')")
+check "the maintenance role re-encrypts mallory's table: done, and her code ran as mallory, opening nothing ($(psql_ -c "SELECT string_agg(DISTINCT who || ' ' || what, ', ') FROM m.loot" $db))" \
+    bash -c '! grep -q ERROR <<<"$1" && [ "$2" = "mallory 42501" ] && [ "$3" = mallory ]' _ "$out" \
+    "$(psql_ -c "SELECT string_agg(DISTINCT who || ' ' || what, ', ') FROM m.loot" $db)" \
+    "$(psql_ -c "SELECT string_agg(DISTINCT who, ',') FROM public.calls" $db)"
+check "... a context expression, which would run as the owner, is refused it (42501)" \
+    refused 42501 "$(keyed_as maintenance $db -c "CALL akko_crypt.reencrypt('m.cust', 'ssn', context => 'NULL')")"
+run_as mallory $db -c "ALTER TABLE m.cust ENABLE ROW LEVEL SECURITY" -c "CREATE POLICY own ON m.cust USING (current_user = 'mallory')" >/dev/null
+check "... and so is a table with row security, whose rows as the owner it would see past its policies (42501)" \
+    refused 42501 "$(keyed_as maintenance $db -c "CALL akko_crypt.reencrypt('m.cust', 'ssn')")"
+run_as mallory $db -c "ALTER TABLE m.cust DISABLE ROW LEVEL SECURITY" >/dev/null
+check "... and a table without code, as before" \
     bash -c '! grep -q ERROR <<<"$1"' _ "$(keyed_as maintenance $db -c "CALL akko_crypt.reencrypt('public.plain', 'v')")"
 # What status() says of a trigger its owner disabled, changed or follows with another.
 run_as mallory $db -c "CREATE FUNCTION m.unseal() RETURNS trigger LANGUAGE plpgsql AS \$\$ BEGIN RETURN NEW; END \$\$" \
@@ -157,6 +174,35 @@ keyed_as owner2 $db -c "SELECT akko_crypt.protect('o.uniq', 'ssn')" -c "CREATE I
 out=$(keyed_as postgres $db -c "SELECT akko_crypt.unprotect('o.uniq', 'ssn')")
 check "unprotect of a column an index uses: refused (0A000), no value in the error" \
     bash -c 'grep -q "ERROR:  0A000: column ssn of o.uniq is used by index" <<<"$1" && ! grep -q 078-05 <<<"$1"' _ "$out"
+
+# Reading: a domain's CHECK is its owner's code; nobody who reads the decrypting view or looks
+# a value up runs it (the value was checked when written; the view shows the base type).
+keyed_as mallory $db -c "SELECT akko_crypt.create_view('m.cust')" >/dev/null
+psql_ -c "DELETE FROM public.calls" $db >/dev/null
+out=$(keyed_as postgres $db -c "SELECT count(note) FROM m.cust_decrypted" \
+    -c "SELECT format_type(atttypid, atttypmod) FROM pg_attribute WHERE attrelid = 'm.cust_decrypted'::regclass AND attname = 'note'")
+check "a superuser reads mallory's view of a domain column: the domain's CHECK does not run, the column reads as text" \
+    bash -c '[ "$1" = "2
+text" ] && [ "$2" = 0 ]' _ "$out" "$(psql_ -c "SELECT count(*) FROM public.calls" $db)"
+# A row inserted while protect waits for the table is migrated, not lost.
+run_as mallory $db -c "CREATE TABLE m.late (id int PRIMARY KEY, ssn text)" >/dev/null
+(printf "BEGIN;\nINSERT INTO m.late VALUES (1, '078-05-1120');\n\\! sleep 2\nCOMMIT;\n" |
+    psql -X -q -h "$dir" -p "$port" -U mallory $db >/dev/null 2>&1) &
+writer=$!
+sleep 1
+out=$(keyed_as postgres $db -c "SELECT akko_crypt.protect('m.late', 'ssn')")
+wait $writer
+check "a row committed while protect waited for it: sealed, and it opens" \
+    [ "$(keyed_as postgres $db -c "SELECT akko_crypt.open_text(ssn) FROM m.late")" = 078-05-1120 ]
+# unprotect over plaintext: a constraint's error does not show the row.
+run_as owner2 $db -c "CREATE TABLE o.checked (id int PRIMARY KEY, n int, body jsonb)" \
+    -c "INSERT INTO o.checked VALUES (1, -1, '{\"ssn\": \"555-66-7777\"}')" >/dev/null
+keyed_as owner2 $db -c "SELECT akko_crypt.protect('o.checked', 'body', mode => 'jsonb')" \
+    -c "ALTER TABLE o.checked ADD CONSTRAINT positive CHECK (n > 0) NOT VALID" >/dev/null
+log_start=$(stat -c %s "$dir/server.log")
+out=$(keyed_as postgres $db -c "SELECT akko_crypt.unprotect('o.checked', 'body')")
+check "unprotect failing on another column's constraint (23514) shows no value, on screen or in the log" \
+    bash -c 'grep -q "ERROR:  23514:" <<<"$1" && ! grep -q 555-66 <<<"$1" && ! tail -c +"$3" "$2" | grep -q 555-66' _ "$out" "$dir/server.log" "$log_start"
 
 # Inheritance: ALTER TABLE would reach the children, the trigger and migration would not.
 run_as mallory $db -c "CREATE TABLE m.parent (id int PRIMARY KEY, ssn text)" -c "CREATE TABLE m.child () INHERITS (m.parent)" \
