@@ -354,10 +354,51 @@ fn duty_conflict(role: pg_sys::Oid, privilege: Privilege) -> Option<(pg_sys::Oid
     })
 }
 
+/// The last answer `held_by` gave: every value a statement seals or opens asks the same.
+struct LastAnswer {
+    generation: u64,
+    role: pg_sys::Oid,
+    session: pg_sys::Oid,
+    privilege: Privilege,
+    class: Option<String>,
+    allowed: bool,
+}
+
+thread_local! {
+    static LAST_ANSWER: RefCell<Option<LastAnswer>> = const { RefCell::new(None) };
+}
+
 /// Whether `role` holds `privilege` (for `class`, when it is per class).
 pub fn held_by(role: pg_sys::Oid, privilege: Privilege, class: Option<ClassName<'_>>) -> bool {
-    with_resolved(role, |r| r.allows(privilege, class.map(|c| c.as_str())))
-        && duty_conflict(role, privilege).is_none()
+    let generation = GENERATION.with(Cell::get);
+    let session = unsafe { pg_sys::GetSessionUserId() };
+    let class = class.map(|c| c.as_str());
+    let remembered = LAST_ANSWER.with(|last| {
+        last.borrow().as_ref().and_then(|a| {
+            (a.generation == generation
+                && a.role == role
+                && a.session == session
+                && a.privilege == privilege
+                && a.class.as_deref() == class)
+                .then_some(a.allowed)
+        })
+    });
+    if let Some(allowed) = remembered {
+        return allowed;
+    }
+    let allowed = with_resolved(role, |r| r.allows(privilege, class))
+        && duty_conflict(role, privilege).is_none();
+    LAST_ANSWER.with(|last| {
+        *last.borrow_mut() = Some(LastAnswer {
+            generation,
+            role,
+            session,
+            privilege,
+            class: class.map(str::to_owned),
+            allowed,
+        })
+    });
+    allowed
 }
 
 /// Whether the calling role holds `privilege` (for `class`, when it is per class).
