@@ -313,6 +313,7 @@ fn protect(args: &Args) -> String {
         migrate: args.bool(8, "migrate"),
     };
     let table = protectable(tbl);
+    registry::forget_dropped_tables();
     if let Some(existing) = registry::column(tbl, &request.col) {
         let same = existing.class == request.class
             && existing.mode == request.mode

@@ -339,6 +339,8 @@ fn cut(name: &str, limit: usize) -> &str {
 
 fn create_view(args: &Args) -> pg_sys::Oid {
     let table = protectable(args.oid(0, "tbl"));
+    // A dropped table's rows would still claim the view's name.
+    registry::forget_dropped_tables();
     let name = match args.opt_name(1) {
         Some(name) if name.is_empty() => errors::empty_view_name(),
         Some(name) => name,
