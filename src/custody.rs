@@ -35,6 +35,7 @@ use pgrx::pg_sys;
 use pgrx::prelude::*;
 use zeroize::Zeroize;
 
+use crate::local_settings::set_in_session;
 use crate::{errors, log_redaction, vault_unlock};
 
 pub const KEY_GUC: &CStr = c"akko_crypt.key";
@@ -502,22 +503,6 @@ fn set_handoff(value: &CStr) {
     CUSTODY.with(|c| c.borrow_mut().setting_handoff = true);
     set_in_session(HANDOFF_GUC, value);
     CUSTODY.with(|c| c.borrow_mut().setting_handoff = false);
-}
-
-/// Sets a parameter as SET does in this session: a transaction that rolls back takes it back.
-fn set_in_session(name: &CStr, value: &CStr) {
-    unsafe {
-        pg_sys::set_config_option(
-            name.as_ptr(),
-            value.as_ptr(),
-            pg_sys::GucContext::PGC_USERSET,
-            pg_sys::GucSource::PGC_S_SESSION,
-            pg_sys::GucAction::GUC_ACTION_SET,
-            true,
-            0,
-            false,
-        );
-    }
 }
 
 /// Runs `f` with the session's slot, or hands `f` back when no key is loaded.

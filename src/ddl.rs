@@ -15,7 +15,7 @@ use pgrx::prelude::*;
 
 use crate::errors;
 use crate::keyring::read_row;
-use crate::local_settings::{with_settings, with_settings_isolated};
+use crate::local_settings::{as_role_restricted, with_settings};
 
 /// `name` as an SQL identifier, quoted when it needs to be.
 pub fn ident(name: &str) -> String {
@@ -58,42 +58,13 @@ pub fn pinned<R>(f: impl FnOnce() -> R) -> R {
     with_settings(&[(c"search_path", c"pg_catalog, pg_temp")], f)
 }
 
-/// Puts back the user and security context that `as_table_owner` changed. On an error,
-/// (sub)transaction abort restores them, as it does for SECURITY DEFINER functions.
-struct RestoreUser {
-    user: pg_sys::Oid,
-    context: i32,
-}
-
-impl Drop for RestoreUser {
-    fn drop(&mut self) {
-        if !std::thread::panicking() {
-            unsafe { pg_sys::SetUserIdAndSecContext(self.user, self.context) };
-        }
-    }
-}
-
 /// Runs `f` as `owner`, a table's owner, in a security-restricted operation with row
 /// security off (so that a policy can only stop a statement, never hide rows from it), and
 /// with every setting the owner's code changes undone afterwards. Every privilege checked
 /// inside is the owner's: the values a migration seals need the owner's `seal`, and nothing
 /// is opened for the owner that it may not open itself.
 pub fn as_table_owner<R>(owner: pg_sys::Oid, f: impl FnOnce() -> R) -> R {
-    let mut user = pg_sys::InvalidOid;
-    let mut context = 0;
-    unsafe { pg_sys::GetUserIdAndSecContext(&mut user, &mut context) };
-    let _restore = RestoreUser { user, context };
-    with_settings_isolated(&[(c"row_security", c"off")], || {
-        unsafe {
-            pg_sys::SetUserIdAndSecContext(
-                owner,
-                context
-                    | pg_sys::SECURITY_LOCAL_USERID_CHANGE as i32
-                    | pg_sys::SECURITY_RESTRICTED_OPERATION as i32,
-            )
-        };
-        f()
-    })
+    as_role_restricted(owner, &[(c"row_security", c"off")], false, f)
 }
 
 /// Whether `expression` is one SQL expression and nothing more: `SELECT (expression)` parses

@@ -17,7 +17,7 @@ use pgrx::pg_sys;
 use pgrx::prelude::*;
 
 use crate::custody::KeyEntry;
-use crate::local_settings::with_settings;
+use crate::local_settings::as_role_restricted;
 use crate::privileges::{self, Privilege};
 use crate::{blind_index, classes, custody, errors};
 
@@ -180,21 +180,13 @@ pub fn caller() -> pg_sys::Oid {
         .unwrap_or_else(|| unsafe { pg_sys::GetUserId() })
 }
 
-/// Gives the caller back their identity when the privileged section returns. On an error,
-/// transaction or subtransaction abort restores the user, as it does for SECURITY DEFINER
-/// functions; the recorded caller is restored in every case.
-struct RestoreCaller {
-    user: pg_sys::Oid,
-    context: i32,
-    outer_caller: Option<pg_sys::Oid>,
-}
+/// Puts back the recorded caller when the privileged section returns, on an error too
+/// (`as_role_restricted` puts back the user).
+struct RestoreCaller(Option<pg_sys::Oid>);
 
 impl Drop for RestoreCaller {
     fn drop(&mut self) {
-        CALLER.with(|c| c.set(self.outer_caller));
-        if !std::thread::panicking() {
-            unsafe { pg_sys::SetUserIdAndSecContext(self.user, self.context) };
-        }
+        CALLER.with(|c| c.set(self.0));
     }
 }
 
@@ -204,26 +196,9 @@ impl Drop for RestoreCaller {
 pub fn as_owner<R>(f: impl FnOnce() -> R) -> R {
     watch_tables();
     let owner = extension_owner();
-    let mut user = pg_sys::InvalidOid;
-    let mut context = 0;
-    unsafe { pg_sys::GetUserIdAndSecContext(&mut user, &mut context) };
-    let outer_caller = CALLER.with(|c| c.replace(Some(c.get().unwrap_or(user))));
-    let _restore = RestoreCaller {
-        user,
-        context,
-        outer_caller,
-    };
-    with_settings(&[(c"search_path", c"pg_catalog, pg_temp")], || {
-        unsafe {
-            pg_sys::SetUserIdAndSecContext(
-                owner,
-                context
-                    | pg_sys::SECURITY_LOCAL_USERID_CHANGE as i32
-                    | pg_sys::SECURITY_RESTRICTED_OPERATION as i32,
-            )
-        };
-        f()
-    })
+    let user = unsafe { pg_sys::GetUserId() };
+    let _restore = RestoreCaller(CALLER.with(|c| c.replace(Some(c.get().unwrap_or(user)))));
+    as_role_restricted(owner, &[(c"search_path", c"pg_catalog, pg_temp")], true, f)
 }
 
 /// The key version new seals of `class` use, and so the one check a seal needs: only a

@@ -1,6 +1,7 @@
-//! Settings changed for the length of one call, the way a function's SET clause changes
-//! them: the extension's own queries run with a pinned search_path, and the trigger prints
-//! protected dates and times in ISO form.
+//! Settings and the current role changed for the length of one call, the way a SECURITY
+//! DEFINER function with a SET clause changes them: the extension's own queries run as its
+//! owner with a pinned search_path, statements on a table as the table's owner, and the
+//! trigger prints protected dates and times in ISO form.
 
 use std::ffi::CStr;
 
@@ -12,34 +13,75 @@ pub fn with_settings<R>(settings: &[(&CStr, &CStr)], f: impl FnOnce() -> R) -> R
     settings_then(settings, true, f)
 }
 
-/// Runs `f` as `with_settings` does, and then also undoes every setting that code run by
-/// `f` changed for the session (`set_config(..., false)` included), as PostgreSQL does
-/// around VACUUM: for code of a table's owner, which must leave the caller's session as it
-/// found it (its search_path above all).
-pub fn with_settings_isolated<R>(settings: &[(&CStr, &CStr)], f: impl FnOnce() -> R) -> R {
-    settings_then(settings, false, f)
-}
-
 fn settings_then<R>(settings: &[(&CStr, &CStr)], keep: bool, f: impl FnOnce() -> R) -> R {
     let _restore = RestoreSettings {
         nest_level: unsafe { pg_sys::NewGUCNestLevel() },
         keep,
     };
     for (name, value) in settings {
-        unsafe {
-            pg_sys::set_config_option(
-                name.as_ptr(),
-                value.as_ptr(),
-                pg_sys::GucContext::PGC_USERSET,
-                pg_sys::GucSource::PGC_S_SESSION,
-                pg_sys::GucAction::GUC_ACTION_SAVE,
-                true,
-                0,
-                false,
-            );
-        }
+        set(name, value, pg_sys::GucAction::GUC_ACTION_SAVE);
     }
     f()
+}
+
+/// Sets a parameter as SET does in this session: a transaction that rolls back takes it back.
+pub fn set_in_session(name: &CStr, value: &CStr) {
+    set(name, value, pg_sys::GucAction::GUC_ACTION_SET);
+}
+
+fn set(name: &CStr, value: &CStr, action: pg_sys::GucAction::Type) {
+    unsafe {
+        pg_sys::set_config_option(
+            name.as_ptr(),
+            value.as_ptr(),
+            pg_sys::GucContext::PGC_USERSET,
+            pg_sys::GucSource::PGC_S_SESSION,
+            action,
+            true,
+            0,
+            false,
+        );
+    }
+}
+
+/// Runs `f` as `role`, in a security-restricted operation (as PostgreSQL runs VACUUM, or a
+/// SECURITY DEFINER function), with `settings` in effect; afterwards the role, and every
+/// setting, are the caller's again, and so are the settings that code run by `f` changed
+/// unless `keep_changes`. On an error, (sub)transaction abort restores them.
+pub fn as_role_restricted<R>(
+    role: pg_sys::Oid,
+    settings: &[(&CStr, &CStr)],
+    keep_changes: bool,
+    f: impl FnOnce() -> R,
+) -> R {
+    let mut user = pg_sys::InvalidOid;
+    let mut context = 0;
+    unsafe { pg_sys::GetUserIdAndSecContext(&mut user, &mut context) };
+    let _restore = RestoreUser { user, context };
+    settings_then(settings, keep_changes, || {
+        unsafe {
+            pg_sys::SetUserIdAndSecContext(
+                role,
+                context
+                    | pg_sys::SECURITY_LOCAL_USERID_CHANGE as i32
+                    | pg_sys::SECURITY_RESTRICTED_OPERATION as i32,
+            )
+        };
+        f()
+    })
+}
+
+struct RestoreUser {
+    user: pg_sys::Oid,
+    context: i32,
+}
+
+impl Drop for RestoreUser {
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            unsafe { pg_sys::SetUserIdAndSecContext(self.user, self.context) };
+        }
+    }
 }
 
 struct RestoreSettings {
