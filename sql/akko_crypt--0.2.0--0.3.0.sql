@@ -123,13 +123,13 @@ GRANT EXECUTE ON FUNCTION lock() TO PUBLIC;
 -- object refuses PUBLIC.
 GRANT USAGE ON SCHEMA akko_crypt TO PUBLIC;
 
-CREATE FUNCTION protect(tbl regclass, col name, class text DEFAULT 'identity', mode text DEFAULT 'bytea',
+CREATE FUNCTION protect(tbl regclass, col name, class text DEFAULT 'identity', mode text DEFAULT NULL,
                         bind_row boolean DEFAULT false, blind_index boolean DEFAULT false,
                         normalization text DEFAULT 'none', unique_index boolean DEFAULT false,
                         migrate boolean DEFAULT true)
     RETURNS text LANGUAGE c VOLATILE PARALLEL UNSAFE AS 'MODULE_PATHNAME', 'akko_protect';
 COMMENT ON FUNCTION protect(regclass, name, text, text, boolean, boolean, text, boolean, boolean) IS
-    'Keeps a column sealed: converts it to bytea (or seals jsonb in place), migrates its values, keeps a trigger that seals every write';
+    'Keeps a column sealed: converts it to bytea (a jsonb column, by default, is sealed in place), migrates its values, keeps a trigger that seals every write';
 CREATE FUNCTION unprotect(tbl regclass, col name) RETURNS void
     LANGUAGE c VOLATILE PARALLEL UNSAFE AS 'MODULE_PATHNAME', 'akko_unprotect';
 COMMENT ON FUNCTION unprotect(regclass, name) IS
@@ -151,9 +151,18 @@ CREATE FUNCTION refresh_views() RETURNS integer
     LANGUAGE c VOLATILE PARALLEL UNSAFE AS 'MODULE_PATHNAME', 'akko_refresh_views';
 COMMENT ON FUNCTION refresh_views() IS
     'Rebuilds every decrypting view of a table the caller owns from its table''s current columns, keeping owner and grants; returns how many';
+CREATE FUNCTION restore_protection(tbl regclass) RETURNS integer
+    LANGUAGE c VOLATILE PARALLEL UNSAFE AS 'MODULE_PATHNAME', 'akko_restore_protection';
+COMMENT ON FUNCTION restore_protection(regclass) IS
+    'Registers again the protected columns of a table restored without akko_crypt''s registry (a table-level or schema-only dump), from what its trigger carries; returns how many';
+CREATE FUNCTION protection_disagreements(tbl regclass) RETURNS text[]
+    LANGUAGE c STABLE PARALLEL UNSAFE AS 'MODULE_PATHNAME', 'akko_protection_disagreements';
+COMMENT ON FUNCTION protection_disagreements(regclass) IS
+    'For status(): NULL when the registry and the table''s trigger agree on what it protects, else the columns they disagree on';
 REVOKE ALL ON FUNCTION protect(regclass, name, text, text, boolean, boolean, text, boolean, boolean),
     unprotect(regclass, name), migrate_start(regclass, integer), migrate_step(regclass, bigint),
-    migrate_finish(regclass), protect_row(), create_view(regclass, name), refresh_views() FROM PUBLIC;
+    migrate_finish(regclass), protect_row(), create_view(regclass, name), refresh_views(),
+    restore_protection(regclass), protection_disagreements(regclass) FROM PUBLIC;
 REVOKE ALL ON PROCEDURE migrate(regclass, integer, bigint) FROM PUBLIC;
 
 -- 5. Privileges.
@@ -198,3 +207,11 @@ FROM pg_proc p, aclexplode(p.proacl) a,
 WHERE p.pronamespace = 'akko_crypt'::regnamespace AND p.proname = m.proname
   AND a.privilege_type = 'EXECUTE' AND a.grantee <> 0 AND a.grantee <> p.proowner
 ON CONFLICT DO NOTHING;
+
+-- 6. Each protected table's trigger carries what it protects (so that a dump of the table
+-- alone carries it, and the trigger refuses to write when the registry does not agree):
+-- 0.2.0's triggers, which carry nothing, are made again.
+CREATE FUNCTION upgrade_install_trigger(regclass) RETURNS void LANGUAGE c STRICT
+    AS 'MODULE_PATHNAME', 'akko_upgrade_install_trigger';
+SELECT upgrade_install_trigger(tbl) FROM (SELECT DISTINCT tbl FROM protected_columns) t;
+DROP FUNCTION upgrade_install_trigger(regclass);

@@ -81,6 +81,15 @@ SELECT jsonb_build_object(
                       'protected_at', p.protected_at, 'migrated_at', p.migrated_at)
                       ORDER BY p.tbl::text, p.col), '[]')
                   FROM akko_crypt.protected_columns p),
+    -- Tables whose trigger and registry disagree on what they protect (a table restored from a
+    -- table-level or schema-only dump): nothing is written to them until restore_protection.
+    'incomplete_protection', (SELECT coalesce(jsonb_agg(jsonb_build_object(
+                      'table', t.tbl::regclass::text, 'columns', to_jsonb(t.columns))
+                      ORDER BY t.tbl::regclass::text), '[]')
+                  FROM (SELECT s.tbl, akko_crypt.protection_disagreements(s.tbl) AS columns
+                        FROM (SELECT g.tgrelid AS tbl FROM pg_trigger g WHERE g.tgname = 'zz_akko_crypt_protect'
+                              UNION SELECT p.tbl FROM akko_crypt.protected_columns p) s) t
+                  WHERE t.columns IS NOT NULL),
     'log_exposures', (SELECT coalesce(jsonb_agg(exposure), '[]') FROM (
         SELECT 'statement logging (log_statement, log_min_duration_statement or log_min_duration_sample) '
                'writes the values bound to each statement, plaintext included, to the server log: '

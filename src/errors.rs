@@ -978,3 +978,73 @@ pub fn stored_type_unreadable(text: &str) -> ! {
         .set_hint("Releases before 0.3.0 let table owners write this registry. Correct original_type in that row (or delete the row) and run ALTER EXTENSION akko_crypt UPDATE again."),
     )
 }
+
+pub fn protection_incomplete(table: &str, columns: &[String]) -> ! {
+    let message = if columns.is_empty() {
+        format!("akko_crypt.protect_row() fires on table \"{table}\", which akko_crypt does not protect")
+    } else {
+        format!(
+            "the protection of table \"{table}\" is incomplete: akko_crypt's registry and the table's trigger disagree on column(s) {}",
+            columns.join(", ")
+        )
+    };
+    raise(
+        ErrorReport::new(
+            PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
+            message,
+            "akko_crypt",
+        )
+        .set_hint(
+            "A table restored from a table-level or schema-only dump comes without akko_crypt.protected_columns: its owner runs SELECT akko_crypt.restore_protection('<table>'). Nothing is written to the table until then.",
+        ),
+    )
+}
+
+pub fn nothing_to_restore(table: &str) -> ! {
+    raise(ErrorReport::new(
+        PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
+        format!("{table} has no akko_crypt trigger that carries protected columns"),
+        "akko_crypt",
+    ))
+}
+
+pub fn registry_differs_from_trigger(table: &str) -> ! {
+    raise(
+        ErrorReport::new(
+            PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
+            format!("akko_crypt's registry already holds protected columns of {table}, other than its trigger carries"),
+            "akko_crypt",
+        )
+        .set_hint("akko_crypt.status() shows them under incomplete_protection; restore the registry from the same full dump as the table."),
+    )
+}
+
+pub fn restored_column_retyped(column: &str, table: &str, wanted: &str) -> ! {
+    raise(ErrorReport::new(
+        PgSqlErrorCode::ERRCODE_DATATYPE_MISMATCH,
+        format!("column {column} of {table} is not of type {wanted}, as its protection says"),
+        "akko_crypt",
+    ))
+}
+
+pub fn carried_type_unknown(column: &str, type_name: &str) -> ! {
+    raise(
+        ErrorReport::new(
+            PgSqlErrorCode::ERRCODE_UNDEFINED_OBJECT,
+            format!("protected column \"{column}\" held values of type \"{type_name}\", which does not exist in this database"),
+            "akko_crypt",
+        )
+        .set_hint("A table-level dump does not carry the types its columns use: create the type first."),
+    )
+}
+
+pub fn binding_in_use(column: &str, table: &str, other: &str) -> ! {
+    raise(
+        ErrorReport::new(
+            PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
+            format!("column {column} of {table} has the same row binding as a protected column of table \"{other}\""),
+            "akko_crypt",
+        )
+        .set_hint("A table restored beside the table it was dumped from: restore it into a database of its own, or unprotect the other first."),
+    )
+}

@@ -231,6 +231,20 @@ pub fn active_version(class: ClassName<'_>) -> u32 {
     version
 }
 
+/// Whether one of `classes` has no active key version yet, so that its first seal would
+/// write one.
+pub fn some_class_without_key(classes: &[String]) -> bool {
+    as_owner(|| {
+        read_one::<bool>(
+            "read the keyring",
+            "SELECT EXISTS (SELECT FROM unnest($1::text[]) c(name) WHERE NOT EXISTS \
+                 (SELECT FROM akko_crypt.keyring k WHERE k.class = c.name AND k.state = 'active'))",
+            &[classes.to_vec().into()],
+        )
+    })
+    .unwrap_or(false)
+}
+
 fn select_active_version(class: ClassName<'_>) -> Option<u32> {
     read_one::<i32>(
         "read the keyring",

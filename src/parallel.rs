@@ -2,9 +2,11 @@
 //! the leader hands its workers the key it holds at that moment (custody's handoff), and
 //! nothing can load a key while a parallel query runs. So a session that would unlock from
 //! Vault on first use does so before a parallel plan that calls either function starts, not
-//! inside it.
+//! inside it. Nor can a parallel query write: a plan whose seals may write to the keyring
+//! (the first seal of a class creates its key, the first for a subject the subject's) runs
+//! without workers.
 
-use crate::keyring::read_one;
+use crate::keyring::{self, read_one};
 use crate::{custody, vault_unlock};
 use pgrx::pg_sys;
 use pgrx::prelude::*;
@@ -21,32 +23,129 @@ pub fn init() {
 #[pg_guard]
 unsafe extern "C-unwind" fn before_parallel_plan(query_desc: *mut pg_sys::QueryDesc, eflags: i32) {
     let plan = (*query_desc).plannedstmt;
-    if (*plan).parallelModeNeeded
+    let parallel = (*plan).parallelModeNeeded
         && eflags & pg_sys::EXEC_FLAG_EXPLAIN_ONLY as i32 == 0
-        && !pg_sys::IsInParallelMode()
+        && !pg_sys::IsInParallelMode();
+    if parallel
+        && custody::fingerprint().is_none()
+        && vault_unlock::would_unlock_lazily()
+        && calls_functions(plan, KEY_FUNCTIONS)
     {
-        if custody::fingerprint().is_none()
-            && vault_unlock::would_unlock_lazily()
-            && calls_key_functions(plan)
-        {
-            vault_unlock::lazy_unlock();
-        }
-        custody::prepare_parallel_handoff();
+        vault_unlock::lazy_unlock();
     }
     match PREVIOUS_EXECUTOR_START {
         Some(previous) => previous(query_desc, eflags),
         None => pg_sys::standard_ExecutorStart(query_desc, eflags),
     }
+    if !parallel {
+        return;
+    }
+    if calls_functions(plan, SEAL_FUNCTIONS) && seals_a_class_without_key(query_desc) {
+        // The executor reads this when the plan runs (ExecutePlan): its Gather nodes then
+        // run their plans in this process, which may write the class's first key version.
+        (*plan).parallelModeNeeded = false;
+    } else {
+        custody::prepare_parallel_handoff();
+    }
 }
 
-/// Whether the plan calls seal_pii or open_pii. The planner lists the user-defined
-/// functions a plan calls among its invalidation items, by syscache hash.
-unsafe fn calls_key_functions(plan: *mut pg_sys::PlannedStmt) -> bool {
+/// What the plan's calls of seal_pii seal: the classes they name, and whether one may
+/// write to the keyring whatever its class: it names its class by an expression known only
+/// as the plan runs, or seals for a subject (a new subject's first seal creates its key).
+struct SealedClasses {
+    seal_pii: pg_sys::Oid,
+    calls: usize,
+    classes: Vec<String>,
+    may_write: bool,
+}
+
+/// Whether the started plan may write to the keyring as it seals: into a class that has no
+/// key version yet, for a subject, or in a call this walk does not find.
+unsafe fn seals_a_class_without_key(query_desc: *mut pg_sys::QueryDesc) -> bool {
+    let mut sealed = SealedClasses {
+        seal_pii: function_oids(SEAL_FUNCTIONS)
+            .first()
+            .copied()
+            .unwrap_or_default(),
+        calls: 0,
+        classes: Vec::new(),
+        may_write: false,
+    };
+    let context = (&raw mut sealed).cast();
+    visit_plan((*query_desc).planstate, context);
+    sealed.may_write || sealed.calls == 0 || keyring::some_class_without_key(&sealed.classes)
+}
+
+/// The value of a constant expression (None inside for NULL), or None for any other.
+unsafe fn constant(node: *mut pg_sys::Node) -> Option<Option<pg_sys::Datum>> {
+    if node.is_null() || (*node).type_ != pg_sys::NodeTag::T_Const {
+        return None;
+    }
+    let constant = node.cast::<pg_sys::Const>();
+    Some((!(*constant).constisnull).then_some((*constant).constvalue))
+}
+
+unsafe extern "C-unwind" fn visit_plan(
+    state: *mut pg_sys::PlanState,
+    context: *mut std::ffi::c_void,
+) -> bool {
+    if state.is_null() {
+        return false;
+    }
+    let plan = (*state).plan;
+    for expressions in [(*plan).targetlist, (*plan).qual] {
+        visit_expression(expressions.cast(), context);
+    }
+    pg_sys::planstate_tree_walker(state, Some(visit_plan), context)
+}
+
+unsafe extern "C-unwind" fn visit_expression(
+    node: *mut pg_sys::Node,
+    context: *mut std::ffi::c_void,
+) -> bool {
+    if node.is_null() {
+        return false;
+    }
+    let sealed = &mut *context.cast::<SealedClasses>();
+    if (*node).type_ == pg_sys::NodeTag::T_FuncExpr {
+        let call = node.cast::<pg_sys::FuncExpr>();
+        if (*call).funcid == sealed.seal_pii {
+            sealed.calls += 1;
+            // seal_pii(value, class, context, subject): the planner fills in defaults.
+            let argument = |n| constant(pg_sys::list_nth((*call).args, n).cast());
+            match argument(1) {
+                Some(Some(class)) => {
+                    let text = pg_sys::text_to_cstring(class.cast_mut_ptr());
+                    sealed.classes.push(
+                        std::ffi::CStr::from_ptr(text)
+                            .to_string_lossy()
+                            .into_owned(),
+                    );
+                }
+                Some(None) => {}
+                None => sealed.may_write = true,
+            }
+            if argument(3) != Some(None) {
+                sealed.may_write = true;
+            }
+        }
+    }
+    pg_sys::expression_tree_walker(node, Some(visit_expression), context)
+}
+
+const SEAL_FUNCTIONS: &str = "{akko_seal_pii}";
+const KEY_FUNCTIONS: &str =
+    "{akko_seal_pii,akko_open_pii,akko_open_text,akko_open_value,akko_open_pii_jsonb}";
+
+/// Whether the plan calls one of akko_crypt's `functions` (their C symbols, as an array
+/// literal). The planner lists the user-defined functions a plan calls among its
+/// invalidation items, by syscache hash.
+unsafe fn calls_functions(plan: *mut pg_sys::PlannedStmt, functions: &str) -> bool {
     let items = (*plan).invalItems;
     if items.is_null() {
         return false;
     }
-    let hashes = key_function_hashes();
+    let hashes = function_hashes(functions);
     std::slice::from_raw_parts((*items).elements, (*items).length as usize)
         .iter()
         .any(|cell| {
@@ -56,17 +155,21 @@ unsafe fn calls_key_functions(plan: *mut pg_sys::PlannedStmt) -> bool {
         })
 }
 
-fn key_function_hashes() -> Vec<u32> {
-    let oids = read_one::<Vec<pg_sys::Oid>>(
+fn function_oids(functions: &str) -> Vec<pg_sys::Oid> {
+    read_one::<Vec<pg_sys::Oid>>(
         "find the functions that seal and open",
         "SELECT pg_catalog.array_agg(p.oid) FROM pg_catalog.pg_proc p \
          JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) p.pronamespace \
          WHERE n.nspname OPERATOR(pg_catalog.=) 'akko_crypt' \
-           AND p.prosrc OPERATOR(pg_catalog.=) ANY ('{akko_seal_pii,akko_open_pii,akko_open_text,akko_open_value,akko_open_pii_jsonb}')",
-        &[],
+           AND p.prosrc OPERATOR(pg_catalog.=) ANY ($1::pg_catalog.text[])",
+        &[functions.into()],
     )
-    .unwrap_or_default();
-    oids.into_iter()
+    .unwrap_or_default()
+}
+
+fn function_hashes(functions: &str) -> Vec<u32> {
+    function_oids(functions)
+        .into_iter()
         .map(|oid| unsafe {
             pg_sys::GetSysCacheHashValue(
                 pg_sys::SysCacheIdentifier::PROCOID as i32,

@@ -126,6 +126,7 @@ impl Privilege {
             Privilege::Protect => &[
                 "FUNCTION akko_crypt.protect(regclass, name, text, text, boolean, boolean, text, boolean, boolean)",
                 "FUNCTION akko_crypt.unprotect(regclass, name)",
+                "FUNCTION akko_crypt.restore_protection(regclass)",
                 "FUNCTION akko_crypt.create_view(regclass, name)",
                 "FUNCTION akko_crypt.refresh_views()",
                 "PROCEDURE akko_crypt.migrate(regclass, integer, bigint)",

@@ -17,13 +17,13 @@ use crate::{blind_index, classes, errors, sealing, views};
 
 extension_sql!(
     r#"
-CREATE FUNCTION protect(tbl regclass, col name, class text DEFAULT 'identity', mode text DEFAULT 'bytea',
+CREATE FUNCTION protect(tbl regclass, col name, class text DEFAULT 'identity', mode text DEFAULT NULL,
                         bind_row boolean DEFAULT false, blind_index boolean DEFAULT false,
                         normalization text DEFAULT 'none', unique_index boolean DEFAULT false,
                         migrate boolean DEFAULT true)
     RETURNS text LANGUAGE c VOLATILE PARALLEL UNSAFE AS 'MODULE_PATHNAME', 'akko_protect';
 COMMENT ON FUNCTION protect(regclass, name, text, text, boolean, boolean, text, boolean, boolean) IS
-    'Keeps a column sealed: converts it to bytea (or seals jsonb in place), migrates its values, keeps a trigger that seals every write';
+    'Keeps a column sealed: converts it to bytea (a jsonb column, by default, is sealed in place), migrates its values, keeps a trigger that seals every write';
 
 CREATE FUNCTION unprotect(tbl regclass, col name) RETURNS void
     LANGUAGE c VOLATILE PARALLEL UNSAFE AS 'MODULE_PATHNAME', 'akko_unprotect';
@@ -56,9 +56,19 @@ END $$;
 COMMENT ON PROCEDURE migrate(regclass, integer, bigint) IS
     'Seals the plaintext of the table''s migrating columns in batches of about batch_size rows, a commit per batch; resumes where an interrupted run stopped';
 
+CREATE FUNCTION restore_protection(tbl regclass) RETURNS integer
+    LANGUAGE c VOLATILE PARALLEL UNSAFE AS 'MODULE_PATHNAME', 'akko_restore_protection';
+COMMENT ON FUNCTION restore_protection(regclass) IS
+    'Registers again the protected columns of a table restored without akko_crypt''s registry (a table-level or schema-only dump), from what its trigger carries; returns how many';
+CREATE FUNCTION protection_disagreements(tbl regclass) RETURNS text[]
+    LANGUAGE c STABLE PARALLEL UNSAFE AS 'MODULE_PATHNAME', 'akko_protection_disagreements';
+COMMENT ON FUNCTION protection_disagreements(regclass) IS
+    'For status(): NULL when the registry and the table''s trigger agree on what it protects, else the columns they disagree on';
+
 REVOKE ALL ON FUNCTION protect(regclass, name, text, text, boolean, boolean, text, boolean, boolean),
     unprotect(regclass, name), migrate_start(regclass, integer), migrate_step(regclass, bigint),
-    migrate_finish(regclass), protect_row() FROM PUBLIC;
+    migrate_finish(regclass), protect_row(), restore_protection(regclass),
+    protection_disagreements(regclass) FROM PUBLIC;
 REVOKE ALL ON PROCEDURE migrate(regclass, integer, bigint) FROM PUBLIC;
 "#,
     name = "protect",
@@ -74,13 +84,29 @@ REVOKE ALL ON PROCEDURE migrate(regclass, integer, bigint) FROM PUBLIC;
 v1_function_info!(
     pg_finfo_akko_protect,
     pg_finfo_akko_unprotect,
+    pg_finfo_akko_restore_protection,
+    pg_finfo_akko_protection_disagreements,
+    pg_finfo_akko_upgrade_install_trigger,
     pg_finfo_akko_migrate_start,
     pg_finfo_akko_migrate_step,
     pg_finfo_akko_migrate_finish
 );
 
-/// A table the caller may protect and change: the privilege to protect, and ownership.
+/// A table the caller may protect and change: the privilege to protect, and ownership. Its
+/// registry rows and its trigger must agree: a table restored without its registry rows
+/// would otherwise get a trigger made from the registry alone, and its restored columns
+/// would no longer be sealed (see `restore_protection`).
 pub fn protectable(tbl: pg_sys::Oid) -> Table {
+    let table = owned_protectable(tbl);
+    match crate::protect_trigger::disagreements(tbl) {
+        Some(columns) if !columns.is_empty() => {
+            errors::protection_incomplete(&table.name, &columns)
+        }
+        _ => table,
+    }
+}
+
+fn owned_protectable(tbl: pg_sys::Oid) -> Table {
     privileges::require(Privilege::Protect, None);
     Table::owned(tbl)
 }
@@ -299,12 +325,18 @@ fn checked(table: &Table, request: &Request) -> (Attribute, Option<String>, Opti
 
 fn protect(args: &Args) -> String {
     let tbl = args.oid(0, "tbl");
+    let table = protectable(tbl);
     let request = Request {
         col: args.name(1, "col"),
         class: args.text(2, "class"),
-        mode: {
-            let mode = args.text(3, "mode");
-            Mode::parse(&mode).unwrap_or_else(|| errors::bad_mode(&mode))
+        mode: match args.opt_text(3) {
+            Some(mode) => Mode::parse(&mode).unwrap_or_else(|| errors::bad_mode(&mode)),
+            // A jsonb column stays jsonb unless asked: the application writing documents
+            // into it goes on doing so.
+            None if attribute(&table, &args.name(1, "col")).type_oid == pg_sys::JSONBOID => {
+                Mode::Jsonb
+            }
+            None => Mode::Bytea,
         },
         bind_row: args.bool(4, "bind_row"),
         blind_index: args.bool(5, "blind_index"),
@@ -312,7 +344,6 @@ fn protect(args: &Args) -> String {
         unique_index: args.bool(7, "unique_index"),
         migrate: args.bool(8, "migrate"),
     };
-    let table = protectable(tbl);
     registry::forget_dropped_tables();
     if let Some(existing) = registry::column(tbl, &request.col) {
         let same = existing.class == request.class
@@ -472,11 +503,15 @@ pub fn install_trigger(table: &Table) {
             table.sql
         ));
     }
-    if !registry::columns_of(table.oid).is_empty() {
+    // The trigger carries what it protects, so that a dump of the table alone carries it
+    // too (see `registry::carried_arguments`).
+    let carried = registry::carried_arguments(table.oid);
+    if !carried.is_empty() {
         run(&format!(
             "CREATE TRIGGER zz_akko_crypt_protect BEFORE INSERT OR UPDATE ON {} \
-             FOR EACH ROW EXECUTE FUNCTION akko_crypt.protect_row()",
-            table.sql
+             FOR EACH ROW EXECUTE FUNCTION akko_crypt.protect_row({})",
+            table.sql,
+            carried.join(", ")
         ));
     }
 }
@@ -562,6 +597,10 @@ fn migrate_finish(table: &Table) -> i64 {
     for p in &migrating {
         registry::mark_migrated(table.oid, &p.col);
         drop_plain_column(table, p);
+    }
+    if !migrating.is_empty() {
+        // What the trigger carries names the plaintext columns, gone now.
+        install_trigger(table);
     }
     if dropping {
         views::rebuild(table);
@@ -696,6 +735,85 @@ fn unprotect(args: &Args) {
     views::rebuild(&table);
 }
 
+/// A column of `table` that `p`'s protection needs, of type `wanted`.
+fn require_column(table: &Table, col: &str, wanted: pg_sys::Oid) {
+    let att = attribute(table, col);
+    if att.type_oid != wanted {
+        errors::restored_column_retyped(
+            &ident(col),
+            &table.sql,
+            &crate::ddl::type_display(wanted, -1),
+        );
+    }
+}
+
+/// Registers again the protected columns of a table restored without the registry (from a
+/// table-level or schema-only dump), from what its trigger carries, after the checks that
+/// protect makes; returns how many it registered (none when the registry has them).
+fn restore_protection(args: &Args) -> i32 {
+    let table = owned_protectable(args.oid(0, "tbl"));
+    registry::forget_dropped_tables();
+    table.run(&format!(
+        "LOCK TABLE ONLY {} IN SHARE ROW EXCLUSIVE MODE",
+        table.sql
+    ));
+    let carried = unsafe {
+        let relation = pg_sys::relation_open(table.oid, pg_sys::AccessShareLock as i32);
+        let carried = crate::protect_trigger::carried_by_trigger(relation);
+        pg_sys::relation_close(relation, pg_sys::AccessShareLock as i32);
+        carried
+    }
+    .filter(|carried| !carried.is_empty())
+    .unwrap_or_else(|| errors::nothing_to_restore(&table.sql));
+    if !registry::columns_of(table.oid).is_empty() {
+        if registry::disagreements(table.oid, &carried).is_empty() {
+            return 0;
+        }
+        errors::registry_differs_from_trigger(&table.sql);
+    }
+    let columns = registry::carried_columns(table.oid, &carried);
+    for p in &columns {
+        let class = classes::parse(&p.class);
+        classes::require_registered(class);
+        privileges::require(Privilege::Seal, Some(class));
+        require_column(
+            &table,
+            &p.col,
+            match p.mode {
+                Mode::Bytea => pg_sys::BYTEAOID,
+                Mode::Jsonb => pg_sys::JSONBOID,
+            },
+        );
+        if let Some(bidx) = &p.bidx_col {
+            require_column(&table, bidx, pg_sys::BYTEAOID);
+        }
+        if let Some(plain) = &p.plain_col {
+            attribute(&table, plain);
+        }
+        if p.bind_row && !has_primary_key(&table) {
+            errors::row_binding_needs_primary_key(&table.name);
+        }
+        if let Some(other) = registry::binding_user(&p.binding_id) {
+            errors::binding_in_use(
+                &ident(&p.col),
+                &table.sql,
+                &crate::ddl::relation_name(other),
+            );
+        }
+        registry::insert(p, table.blocks());
+    }
+    install_trigger(&table);
+    // The table's decrypting views, if the restore brought them, are akko_crypt's again:
+    // rebuilt now, and by refresh_views after the next ALTER TABLE.
+    let caller = unsafe { pg_sys::GetUserId() };
+    for (schema, name, view) in registry::restored_views(table.oid, caller) {
+        registry::register_view(&schema, &name, table.oid);
+        registry::remember_view(&schema, &name, view);
+    }
+    views::rebuild(&table);
+    columns.len() as i32
+}
+
 fn migrate_start(args: &Args) -> i64 {
     let table = protectable(args.oid(0, "tbl"));
     let batch_size = args.int(1, "batch_size");
@@ -744,6 +862,40 @@ pub unsafe extern "C-unwind" fn akko_protect(fcinfo: pg_sys::FunctionCallInfo) -
 #[no_mangle]
 pub unsafe extern "C-unwind" fn akko_unprotect(fcinfo: pg_sys::FunctionCallInfo) -> pg_sys::Datum {
     pinned(|| unprotect(&Args::new(fcinfo)));
+    pg_sys::Datum::from(0)
+}
+
+#[pg_guard]
+#[no_mangle]
+pub unsafe extern "C-unwind" fn akko_restore_protection(
+    fcinfo: pg_sys::FunctionCallInfo,
+) -> pg_sys::Datum {
+    pg_sys::Datum::from(pinned(|| restore_protection(&Args::new(fcinfo))))
+}
+
+#[pg_guard]
+#[no_mangle]
+pub unsafe extern "C-unwind" fn akko_protection_disagreements(
+    fcinfo: pg_sys::FunctionCallInfo,
+) -> pg_sys::Datum {
+    let tbl = Args::new(fcinfo).oid(0, "tbl");
+    match pinned(|| crate::protect_trigger::disagreements(tbl)) {
+        Some(columns) => columns.into_datum().unwrap_or(pg_sys::Datum::from(0)),
+        None => {
+            (*fcinfo).isnull = true;
+            pg_sys::Datum::from(0)
+        }
+    }
+}
+
+/// Used only by sql/akko_crypt--0.2.0--0.3.0.sql.
+#[pg_guard]
+#[no_mangle]
+pub unsafe extern "C-unwind" fn akko_upgrade_install_trigger(
+    fcinfo: pg_sys::FunctionCallInfo,
+) -> pg_sys::Datum {
+    let tbl = Args::new(fcinfo).oid(0, "tbl");
+    pinned(|| install_trigger(&Table::owned(tbl)));
     pg_sys::Datum::from(0)
 }
 

@@ -242,12 +242,60 @@ unsafe fn relation_name(relation: pg_sys::Relation) -> String {
         .into_owned()
 }
 
+/// The name of the one sealing trigger `protect` gives a table.
+pub const TRIGGER_NAME: &CStr = c"zz_akko_crypt_protect";
+
+/// The arguments of the table's sealing trigger, which carry what it protects (see
+/// `registry::carried_arguments`); None when the table has no such trigger.
+pub unsafe fn carried_by_trigger(relation: pg_sys::Relation) -> Option<Vec<String>> {
+    let triggers = (*relation).trigdesc;
+    if triggers.is_null() {
+        return None;
+    }
+    let triggers =
+        std::slice::from_raw_parts((*triggers).triggers, (*triggers).numtriggers as usize);
+    let trigger = triggers
+        .iter()
+        .find(|t| CStr::from_ptr(t.tgname) == TRIGGER_NAME)?;
+    Some(
+        (0..trigger.tgnargs as usize)
+            .map(|i| {
+                CStr::from_ptr(*trigger.tgargs.add(i))
+                    .to_string_lossy()
+                    .into_owned()
+            })
+            .collect(),
+    )
+}
+
+/// The columns on which the registry and the sealing trigger of table `relid` disagree;
+/// None when they agree on at least one protected column. Empty when neither has any.
+pub fn disagreements(relid: pg_sys::Oid) -> Option<Vec<String>> {
+    unsafe {
+        let relation = pg_sys::try_relation_open(relid, pg_sys::AccessShareLock as i32);
+        if relation.is_null() {
+            return None;
+        }
+        let carried = carried_by_trigger(relation).unwrap_or_default();
+        pg_sys::relation_close(relation, pg_sys::AccessShareLock as i32);
+        let differ = registry::disagreements(relid, &carried);
+        (carried.is_empty() || !differ.is_empty()).then_some(differ)
+    }
+}
+
 unsafe fn load_spec(relation: pg_sys::Relation) -> TableSpec {
     let relid = (*relation).rd_id;
     let tupdesc = (*relation).rd_att;
     let natts = (*tupdesc).natts as usize;
     let attrs = (*tupdesc).attrs.as_slice(natts);
     let table = relation_name(relation);
+    // The registry and the trigger's arguments must agree: after a table-level or
+    // schema-only restore the registry has nothing, and the table nothing is written to.
+    let carried = carried_by_trigger(relation).unwrap_or_default();
+    let differ = registry::disagreements(relid, &carried);
+    if carried.is_empty() || !differ.is_empty() {
+        errors::protection_incomplete(&table, &differ);
+    }
     let column_index = |name: &str, wanted: Option<pg_sys::Oid>| -> usize {
         let found = attrs.iter().position(|a| {
             !a.attisdropped && CStr::from_ptr(a.attname.data.as_ptr()).to_bytes() == name.as_bytes()

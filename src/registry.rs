@@ -185,6 +185,143 @@ pub fn column(tbl: pg_sys::Oid, col: &str) -> Option<ProtectedColumn> {
         .next()
 }
 
+/// What a protected column's trigger carries of it, as one JSON object: every setting but
+/// the migration's progress. The trigger's arguments travel with the table in every dump,
+/// the registry only in a full one, so the trigger refuses to write unless the two agree,
+/// and `restore_protection` rebuilds the registry from them. The type is kept by name, to
+/// be parsed back on restore; it is not compared, so renaming a type changes nothing.
+const CARRIED: &str = "pg_catalog.jsonb_build_object('column', col, 'class', class, 'mode', mode, \
+    'type', pg_catalog.format_type(original_type, original_typmod), \
+    'binding_id', pg_catalog.encode(binding_id, 'hex'), 'bind_row', bind_row, \
+    'blind_index', bidx_col, 'blind_index_key_version', bidx_key_version, \
+    'normalization', bidx_normalize, 'plaintext_column', plain_col, \
+    'restore_not_null', restore_not_null)";
+
+/// The trigger arguments that carry the protected columns of `tbl`, in column name order,
+/// each quoted as an SQL literal.
+pub fn carried_arguments(tbl: pg_sys::Oid) -> Vec<String> {
+    as_owner(|| {
+        crate::keyring::read_one::<Vec<String>>(
+            "read akko_crypt.protected_columns",
+            &format!(
+                "SELECT coalesce(array_agg(pg_catalog.quote_literal({CARRIED}::text) ORDER BY col), '{{}}') \
+                 FROM akko_crypt.protected_columns WHERE tbl = $1"
+            ),
+            &[tbl.into()],
+        )
+    })
+    .unwrap_or_default()
+}
+
+/// The columns on which the registry and the arguments `carried` by the trigger of `tbl`
+/// disagree (one of them lacks the column, or holds other settings for it), in name order.
+pub fn disagreements(tbl: pg_sys::Oid, carried: &[String]) -> Vec<String> {
+    as_owner(|| {
+        crate::keyring::read_one::<Vec<String>>(
+            "compare akko_crypt.protected_columns with the table's trigger",
+            &format!(
+                "WITH registered AS (SELECT col::text, {CARRIED} - 'type' AS settings \
+                                       FROM akko_crypt.protected_columns WHERE tbl = $1), \
+                      carried AS (SELECT a::jsonb ->> 'column' AS col, a::jsonb - 'type' AS settings \
+                                    FROM pg_catalog.unnest($2::text[]) a) \
+                 SELECT coalesce(array_agg(coalesce(r.col, c.col) ORDER BY coalesce(r.col, c.col)), '{{}}') \
+                 FROM registered r FULL JOIN carried c ON c.col = r.col \
+                 WHERE r.settings IS DISTINCT FROM c.settings"
+            ),
+            &[tbl.into(), carried.to_vec().into()],
+        )
+    })
+    .unwrap_or_default()
+}
+
+/// The protected columns that the trigger arguments `carried` describe, for `tbl`, with
+/// their original types parsed from their names (never executed).
+pub fn carried_columns(tbl: pg_sys::Oid, carried: &[String]) -> Vec<ProtectedColumn> {
+    let rows: Vec<CarriedRow> = as_owner(|| {
+        Spi::connect(|client| {
+            client
+                .select(
+                    "SELECT c ->> 'column', c ->> 'class', c ->> 'mode', c ->> 'type', \
+                            pg_catalog.decode(c ->> 'binding_id', 'hex'), (c ->> 'bind_row')::boolean, \
+                            c ->> 'blind_index', (c ->> 'blind_index_key_version')::integer, \
+                            c ->> 'normalization', c ->> 'plaintext_column', \
+                            coalesce((c ->> 'restore_not_null')::boolean, false) \
+                     FROM (SELECT a::jsonb AS c FROM pg_catalog.unnest($1::text[]) a) s",
+                    None,
+                    &[carried.to_vec().into()],
+                )?
+                .map(|row| {
+                    Ok(CarriedRow {
+                        col: row.get(1)?.unwrap_or_default(),
+                        class: row.get(2)?.unwrap_or_default(),
+                        mode: row.get(3)?.unwrap_or_default(),
+                        type_name: row.get(4)?.unwrap_or_default(),
+                        binding_id: row.get(5)?.unwrap_or_default(),
+                        bind_row: row.get(6)?.unwrap_or(false),
+                        bidx_col: row.get(7)?,
+                        bidx_key_version: row.get(8)?,
+                        bidx_normalize: row.get(9)?,
+                        plain_col: row.get(10)?,
+                        restore_not_null: row.get(11)?.unwrap_or(false),
+                    })
+                })
+                .collect::<Result<Vec<_>, pgrx::spi::Error>>()
+        })
+        .unwrap_or_else(|e| errors::catalog_query_failed("read the table's trigger", e))
+    });
+    rows.into_iter()
+        .map(|r| {
+            let (original_type, original_typmod) = type_from_name(&r.type_name)
+                .unwrap_or_else(|| errors::carried_type_unknown(&r.col, &r.type_name));
+            ProtectedColumn {
+                tbl,
+                mode: Mode::parse(&r.mode).unwrap_or_else(|| errors::bad_mode(&r.mode)),
+                binding_id: r
+                    .binding_id
+                    .try_into()
+                    .unwrap_or_else(|b: Vec<u8>| errors::bad_binding_id(b.len())),
+                col: r.col,
+                class: r.class,
+                original_type,
+                original_typmod,
+                bind_row: r.bind_row,
+                bidx_col: r.bidx_col,
+                bidx_key_version: r.bidx_key_version,
+                bidx_normalize: r.bidx_normalize,
+                migrating: r.plain_col.is_some(),
+                plain_col: r.plain_col,
+                restore_not_null: r.restore_not_null,
+                migrated: 0,
+            }
+        })
+        .collect()
+}
+
+struct CarriedRow {
+    col: String,
+    class: String,
+    mode: String,
+    type_name: String,
+    binding_id: Vec<u8>,
+    bind_row: bool,
+    bidx_col: Option<String>,
+    bidx_key_version: Option<i32>,
+    bidx_normalize: Option<String>,
+    plain_col: Option<String>,
+    restore_not_null: bool,
+}
+
+/// The table whose protected column already uses `binding_id`, if one does.
+pub fn binding_user(binding_id: &BindingId) -> Option<pg_sys::Oid> {
+    as_owner(|| {
+        crate::keyring::read_one::<pg_sys::Oid>(
+            "read akko_crypt.protected_columns",
+            "SELECT tbl::oid FROM akko_crypt.protected_columns WHERE binding_id = $1",
+            &[binding_id.to_vec().into()],
+        )
+    })
+}
+
 fn write(what: &str, query: &str, args: &[DatumWithOid<'_>]) {
     as_owner(|| {
         Spi::run_with_args(query, args).unwrap_or_else(|e| errors::catalog_query_failed(what, e))
@@ -382,6 +519,40 @@ pub fn view_table(schema: &str, name: &str) -> Option<pg_sys::Oid> {
     })
 }
 
+/// Views over `tbl` that a restore brought back without their registry rows: akko_crypt's
+/// comment on them, owned by `role` or a role it is a member of, not registered. As
+/// (schema, name, OID).
+pub fn restored_views(tbl: pg_sys::Oid, role: pg_sys::Oid) -> Vec<(String, String, pg_sys::Oid)> {
+    as_owner(|| {
+        Spi::connect(|client| {
+            client
+                .select(
+                    "SELECT n.nspname::text, c.relname::text, c.oid \
+                     FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
+                     WHERE c.relkind = 'v' AND pg_has_role($2, c.relowner, 'USAGE') \
+                       AND obj_description(c.oid, 'pg_class') LIKE 'Decrypting view of % made by akko_crypt.create_view%' \
+                       AND EXISTS (SELECT FROM pg_depend d JOIN pg_rewrite r ON r.oid = d.objid \
+                                   WHERE d.classid = 'pg_rewrite'::regclass AND r.ev_class = c.oid \
+                                     AND d.refclassid = 'pg_class'::regclass AND d.refobjid = $1) \
+                       AND NOT EXISTS (SELECT FROM akko_crypt.decrypted_views v \
+                                       WHERE v.view_schema = n.nspname AND v.view_name = c.relname) \
+                     ORDER BY 1, 2",
+                    None,
+                    &[tbl.into(), role.into()],
+                )?
+                .map(|row| {
+                    Ok((
+                        row.get(1)?.unwrap_or_default(),
+                        row.get(2)?.unwrap_or_default(),
+                        row.get(3)?.unwrap_or(pg_sys::InvalidOid),
+                    ))
+                })
+                .collect::<Result<Vec<_>, pgrx::spi::Error>>()
+        })
+        .unwrap_or_else(|e| errors::catalog_query_failed("look up the restored views", e))
+    })
+}
+
 pub fn register_view(schema: &str, name: &str, tbl: pg_sys::Oid) {
     write(
         "register the view",
@@ -412,20 +583,25 @@ v1_function_info!(
     pg_finfo_akko_upgrade_type_modifier
 );
 
-/// The type and modifier a type name written by `format_type` stands for: how the update
-/// from 0.2.0, which kept `original_type` as text, reads it into a regtype and a modifier.
-/// Parsed, never executed: text that is not one type name stops the update with 22023.
+/// The type and modifier a type name written by `format_type` stands for, if it names one
+/// type in this database: how the update from 0.2.0, which kept `original_type` as text,
+/// and `restore_protection`, which reads it from a trigger's arguments, get a regtype and a
+/// modifier. Parsed, never executed.
+fn type_from_name(text: &str) -> Option<(pg_sys::Oid, i32)> {
+    let c_text = std::ffi::CString::new(text).ok()?;
+    let (mut oid, mut typmod) = (pg_sys::InvalidOid, -1);
+    PgTryBuilder::new(std::panic::AssertUnwindSafe(|| {
+        unsafe { pg_sys::parseTypeString(c_text.as_ptr(), &mut oid, &mut typmod, false) };
+        Some((oid, typmod))
+    }))
+    .catch_others(|_| None)
+    .execute()
+}
+
+/// For the update from 0.2.0: text that is not one type name stops it with 22023.
 unsafe fn parse_stored_type(fcinfo: pg_sys::FunctionCallInfo) -> (pg_sys::Oid, i32) {
     let text = crate::datum::Args::new(fcinfo).text(0, "original_type");
-    let c_text = std::ffi::CString::new(text.as_str()).unwrap_or_else(|_| errors::name_has_nul());
-    let (mut oid, mut typmod) = (pg_sys::InvalidOid, -1);
-    let parsed = PgTryBuilder::new(std::panic::AssertUnwindSafe(|| {
-        pg_sys::parseTypeString(c_text.as_ptr(), &mut oid, &mut typmod, false);
-        (oid, typmod)
-    }))
-    .catch_others(move |_| errors::stored_type_unreadable(&text))
-    .execute();
-    parsed
+    type_from_name(&text).unwrap_or_else(|| errors::stored_type_unreadable(&text))
 }
 
 /// Used only by sql/akko_crypt--0.2.0--0.3.0.sql.

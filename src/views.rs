@@ -120,7 +120,6 @@ struct ViewColumn {
     generated: bool,
     always_identity: bool,
     default: Option<String>,
-    protected: bool,
 }
 
 fn view_columns(table: &Table) -> Vec<ViewColumn> {
@@ -183,7 +182,6 @@ fn view_columns(table: &Table) -> Vec<ViewColumn> {
                     )),
                     None => default,
                 },
-                protected: p.is_some(),
                 name: column,
             }
         })
@@ -247,19 +245,20 @@ fn build(table: &Table, view: &DecryptedView) -> bool {
         } else {
             ""
         };
+        // Only what the statement changed is written: OLD and NEW are the row as the view
+        // read it, t the row as it is when the update takes it (READ COMMITTED re-reads a
+        // row another transaction changed meanwhile), so a column this statement leaves alone
+        // keeps what the other committed, and an untouched protected column its envelope.
+        // Compared as text: every type has a text form, not every type an equality.
         let update_list = writable
             .iter()
             .filter(|c| !c.always_identity)
             .map(|c| {
-                if c.protected {
-                    format!(
-                        "{0} = CASE WHEN NEW.{0}::pg_catalog.text IS NOT DISTINCT FROM OLD.{0}::pg_catalog.text \
-                         THEN t.{0} ELSE {1} END",
-                        c.name, c.write
-                    )
-                } else {
-                    format!("{} = {}", c.name, c.write)
-                }
+                format!(
+                    "{0} = CASE WHEN NEW.{0}::pg_catalog.text IS NOT DISTINCT FROM OLD.{0}::pg_catalog.text \
+                     THEN t.{0} ELSE {1} END",
+                    c.name, c.write
+                )
             })
             .collect::<Vec<_>>()
             .join(", ");

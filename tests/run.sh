@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # Runs every test tier against the installed extension: unit tests and a short fuzzing run
 # of the pgrx-free core, the pg_regress suite (tests/sql, tests/expected) in a throwaway
-# PostgreSQL 15 cluster, then the out-of-process checks of tests/integration.sh, upgrade.sh,
-# vault.sh, replica.sh, pgbouncer.sh, load.sh and, last because a SIGKILL restarts every
-# backend, crash.sh, all against the same cluster; leaks.sh runs the demo, and attacks/run.sh
-# its attacks, on a cluster of its own each.
+# PostgreSQL 15 cluster, the isolation specs (tests/isolation), then the out-of-process
+# checks of tests/integration.sh, upgrade.sh, vault.sh, replica.sh, pgbouncer.sh, load.sh
+# and, last because a SIGKILL restarts every backend, crash.sh, all against the same
+# cluster; leaks.sh runs the demo, attacks/run.sh its attacks and readme.sh the README's
+# examples, on a cluster of their own each.
 set -uo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 dir=${AKKO_TEST_DIR:-/tmp/akko_crypt_test}
@@ -32,6 +33,15 @@ status=$?
 [ $status -eq 0 ] || cat "$out/regression.diffs"
 tally "pg_regress (tests/sql)" $status
 
+# Concurrent sessions, step by step, with PostgreSQL's isolation tester.
+out="$dir/isolation"
+mkdir -p "$out"
+"$(dirname "$pg_regress")/../isolation/pg_isolation_regress" --host="$dir" --port="$port" --user=postgres \
+    --inputdir="$here/isolation" --outputdir="$out" --dbname=akko_isolation --schedule="$here/isolation_schedule"
+status=$?
+[ $status -eq 0 ] || cat "$out/regression.diffs"
+tally "isolation (tests/isolation)" $status
+
 "$here/integration.sh" "$dir" "$port"
 tally "integration (tests/integration.sh)" $?
 
@@ -45,7 +55,10 @@ tally "vault (tests/vault.sh, a real OpenBao)" $?
 tally "secret-leak scan of the demo (tests/leaks.sh)" $?
 
 "$here/attacks/run.sh" "$dir-attacks" $((port + 7))
-tally "attacks on every finding of issue 15 (tests/attacks)" $?
+tally "attacks on the findings of issues 15 and 16 (tests/attacks)" $?
+
+"$here/readme.sh" "$dir-readme" $((port + 9))
+tally "the README's quick start and table section, pasted in order (tests/readme.sh)" $?
 
 "$here/replica.sh" "$dir" "$port"
 tally "streaming replica (tests/replica.sh)" $?

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The attack tier: each finding of issue 15, tried the way an attacker or an ordinary
+# The attack tier: each finding of issues 15 and 16, tried the way an attacker or an ordinary
 # application would, with variants, on a cluster of its own that logs every statement,
 # duration and bound parameter in full, records utility statements in pg_stat_statements
 # and can replicate logically. Every case asserts that the attack fails, beside a control

@@ -17,7 +17,8 @@ SELECT akko_crypt.protect('"Bank"."Customers"', 'dob', bind_row => true);
 SELECT akko_crypt.protect('"Bank"."Customers"', 'email', blind_index => true, normalization => 'trim_lower',
                           unique_index => true);
 SELECT akko_crypt.protect('"Bank"."Customers"', 'balance', class => 'financial');
-SELECT akko_crypt.protect('"Bank"."Customers"', 'profile');
+-- A jsonb column stays jsonb unless bytea mode is asked for, as here.
+SELECT akko_crypt.protect('"Bank"."Customers"', 'profile', mode => 'bytea');
 SELECT column_name, data_type, is_nullable FROM information_schema.columns
 WHERE table_schema = 'Bank' AND table_name = 'Customers' ORDER BY ordinal_position;
 SELECT count(*) AS envelopes FROM "Bank"."Customers"
@@ -84,7 +85,7 @@ SELECT * FROM deleted;
 -- jsonb mode: the column stays jsonb; plain documents read unchanged, NULL erases.
 CREATE TABLE events (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, kind text, pii jsonb);
 INSERT INTO events (kind, pii) VALUES ('signup', '{"email": "a@x.org"}'), ('none', NULL), ('scalar', '"text"');
-SELECT akko_crypt.protect('events', 'pii', mode => 'jsonb', class => 'operational', bind_row => true);
+SELECT akko_crypt.protect('events', 'pii', class => 'operational', bind_row => true);  -- jsonb: jsonb mode
 SELECT id, pii ? '$akko' AS sealed, jsonb_typeof(pii) FROM events ORDER BY id;
 SELECT akko_crypt.create_view('events');
 INSERT INTO events_decrypted (kind, pii) VALUES ('via view', '{"email": "b@x.org"}');
