@@ -213,5 +213,7 @@ ON CONFLICT DO NOTHING;
 -- 0.2.0's triggers, which carry nothing, are made again.
 CREATE FUNCTION upgrade_install_trigger(regclass) RETURNS void LANGUAGE c STRICT
     AS 'MODULE_PATHNAME', 'akko_upgrade_install_trigger';
-SELECT upgrade_install_trigger(tbl) FROM (SELECT DISTINCT tbl FROM protected_columns) t;
+-- (0.2.0 kept the rows of dropped tables: they are left for forget_dropped_tables.)
+SELECT upgrade_install_trigger(tbl)
+FROM (SELECT DISTINCT p.tbl FROM protected_columns p WHERE EXISTS (SELECT FROM pg_class c WHERE c.oid = p.tbl)) t;
 DROP FUNCTION upgrade_install_trigger(regclass);

@@ -88,7 +88,9 @@ SELECT jsonb_build_object(
                       ORDER BY t.tbl::regclass::text), '[]')
                   FROM (SELECT s.tbl, akko_crypt.protection_disagreements(s.tbl) AS columns
                         FROM (SELECT g.tgrelid AS tbl FROM pg_trigger g WHERE g.tgname = 'zz_akko_crypt_protect'
-                              UNION SELECT p.tbl FROM akko_crypt.protected_columns p) s) t
+                                AND g.tgfoid = 'akko_crypt.protect_row()'::regprocedure
+                              UNION SELECT p.tbl FROM akko_crypt.protected_columns p
+                              WHERE EXISTS (SELECT FROM pg_class c WHERE c.oid = p.tbl)) s) t
                   WHERE t.columns IS NOT NULL),
     'log_exposures', (SELECT coalesce(jsonb_agg(exposure), '[]') FROM (
         SELECT 'statement logging (log_statement, log_min_duration_statement or log_min_duration_sample) '

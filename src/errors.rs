@@ -491,7 +491,7 @@ pub fn protected_column_missing(table: &str, column: &str) -> ! {
             "akko_crypt",
         )
         .set_hint(
-            "A protected column was renamed or dropped: rename it back, or run akko_crypt.unprotect on it before dropping it.",
+            "A protected column was renamed or dropped: rename it back; if it was dropped, akko_crypt.unprotect on its old name forgets it.",
         ),
     )
 }
@@ -1047,4 +1047,23 @@ pub fn binding_in_use(column: &str, table: &str, other: &str) -> ! {
         )
         .set_hint("A table restored beside the table it was dumped from: restore it into a database of its own, or unprotect the other first."),
     )
+}
+
+pub fn blind_index_key_missing(column: &str, table: &str, version: i32) -> ! {
+    raise(
+        ErrorReport::new(
+            PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
+            format!("the blind index of column {column} of {table} uses key version {version} of class blind_index, which this database's keyring does not hold"),
+            "akko_crypt",
+        )
+        .set_hint("Restore the table into the database it was dumped from, or one restored from a full dump of it."),
+    )
+}
+
+pub fn restored_type_unusable(type_name: &str) -> ! {
+    raise(ErrorReport::new(
+        PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE,
+        format!("a restored protected column held values of type {type_name}, which this role may not use or which is a pseudo-type"),
+        "akko_crypt",
+    ))
 }

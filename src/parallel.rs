@@ -43,6 +43,7 @@ unsafe extern "C-unwind" fn before_parallel_plan(query_desc: *mut pg_sys::QueryD
     if calls_functions(plan, SEAL_FUNCTIONS) && seals_a_class_without_key(query_desc) {
         // The executor reads this when the plan runs (ExecutePlan): its Gather nodes then
         // run their plans in this process, which may write the class's first key version.
+        // A cached plan keeps it, so a prepared statement stays serial in this session.
         (*plan).parallelModeNeeded = false;
     } else {
         custody::prepare_parallel_handoff();
@@ -60,7 +61,9 @@ struct SealedClasses {
 }
 
 /// Whether the started plan may write to the keyring as it seals: into a class that has no
-/// key version yet, for a subject, or in a call this walk does not find.
+/// key version yet, for a subject, or in a call this walk does not find. A call inside a
+/// function of another language (a PL/pgSQL wrapper) is not in the plan: its first seal of
+/// a class in a worker fails with akko_crypt's 25000 and a hint.
 unsafe fn seals_a_class_without_key(query_desc: *mut pg_sys::QueryDesc) -> bool {
     let mut sealed = SealedClasses {
         seal_pii: function_oids(SEAL_FUNCTIONS)
@@ -73,7 +76,18 @@ unsafe fn seals_a_class_without_key(query_desc: *mut pg_sys::QueryDesc) -> bool 
     };
     let context = (&raw mut sealed).cast();
     visit_plan((*query_desc).planstate, context);
-    sealed.may_write || sealed.calls == 0 || keyring::some_class_without_key(&sealed.classes)
+    // The walk reads each node's target list and filter; a call elsewhere (a join's
+    // condition, a function scan) it does not see counts as one that may write. The plan's
+    // text names every call.
+    let plan_text = pg_sys::nodeToString((*query_desc).plannedstmt.cast());
+    let calls_in_plan = std::ffi::CStr::from_ptr(plan_text)
+        .to_string_lossy()
+        .matches(&format!(":funcid {} ", sealed.seal_pii.to_u32()))
+        .count();
+    pg_sys::pfree(plan_text.cast());
+    sealed.may_write
+        || sealed.calls != calls_in_plan
+        || keyring::some_class_without_key(&sealed.classes)
 }
 
 /// The value of a constant expression (None inside for NULL), or None for any other.

@@ -5,6 +5,7 @@
 //! statements on the table then run as its owner (see `ddl::Table::run`), and the registry
 //! is written as the extension owner (see `registry`).
 
+use akko_crypt_core::envelope::MAGIC;
 use pgrx::pg_sys;
 use pgrx::prelude::*;
 
@@ -172,6 +173,21 @@ fn blocker(table: &Table, attnum: i16) -> Option<String> {
     .flatten()
 }
 
+/// A generated column computed from the column: the migration would recompute it from the
+/// envelopes (or fail).
+fn generated_from(table: &Table, attnum: i16) -> Option<String> {
+    read_row(
+        "look up the generated columns",
+        "SELECT quote_ident(a.attname) FROM pg_depend d \
+         JOIN pg_attribute a ON a.attrelid = d.objid AND a.attnum = d.objsubid \
+         WHERE d.classid = 'pg_class'::regclass AND d.objid = $1 AND d.refclassid = 'pg_class'::regclass \
+           AND d.refobjid = $1 AND d.refobjsubid = $2 AND a.attgenerated <> '' LIMIT 1",
+        &[table.oid.into(), (attnum as i32).into()],
+        |row| row.get_one::<String>(),
+    )
+    .flatten()
+}
+
 fn has_primary_key(table: &Table) -> bool {
     read_row(
         "look up the primary key",
@@ -293,6 +309,15 @@ fn checked(table: &Table, request: &Request) -> (Attribute, Option<String>, Opti
             "",
         );
     }
+    if let Some(generated) = generated_from(table, att.attnum) {
+        errors::protect_refused(
+            format!(
+                "generated column {generated} of {} is computed from column {col}",
+                table.sql
+            ),
+            "A generated column cannot be computed from ciphertext: drop it, or protect it instead.",
+        );
+    }
     if let Some(blocker) = blocker(table, att.attnum) {
         errors::protect_refused(
             format!("column {col} of {} is used by {blocker}", table.sql),
@@ -394,6 +419,17 @@ fn protect(args: &Args) -> String {
             // An empty table changes type at once and keeps the column's place.
             table.run(&format!(
                 "ALTER TABLE {} ALTER COLUMN {col} TYPE pg_catalog.bytea USING NULL",
+                table.sql
+            ));
+            None
+        }
+        (Mode::Bytea, true) if request.migrate => {
+            // Migrated at once, under this lock: the column changes type in place, keeping
+            // its place in the table (and the view), its values becoming their UTF-8 text,
+            // which the migration below has the trigger seal before anyone else can read it.
+            table.run(&format!(
+                "ALTER TABLE {} ALTER COLUMN {col} TYPE pg_catalog.bytea \
+                 USING akko_crypt.utf8_bytes({col}::pg_catalog.text)",
                 table.sql
             ));
             None
@@ -525,7 +561,13 @@ fn unsealed_condition(p: &ProtectedColumn) -> String {
              AND jsonb_typeof({0} -> '$akko') = 'string') ELSE {0} IS NOT NULL END",
             ident(&p.col)
         ),
-        (None, Mode::Bytea) => "false".into(),
+        // Changed in place: the values that are not envelopes yet.
+        (None, Mode::Bytea) => format!(
+            "substr({0}, 1, {1}) <> pg_catalog.decode('{2}', 'hex')",
+            ident(&p.col),
+            MAGIC.len(),
+            hex(&MAGIC)
+        ),
     }
 }
 
@@ -682,6 +724,15 @@ fn unprotect(args: &Args) {
     let table = protectable(tbl);
     let p = registry::column(tbl, &col)
         .unwrap_or_else(|| errors::not_protected(&ident(&col), &table.sql));
+    if !column_exists(&table, &p.col) {
+        // Dropped since (DROP COLUMN ... CASCADE): there is nothing to open, only the
+        // protection to forget, so that writes to the table work again.
+        views::set_aside(&table);
+        registry::delete(tbl, &col);
+        install_trigger(&table);
+        views::rebuild(&table);
+        return;
+    }
     // Opening the values back needs the right to open them, and hands them in clear to the
     // table's owner, who must be allowed to read them: else an owner could fill the column
     // with envelopes copied from elsewhere (its trigger disabled) and have them opened.
@@ -735,6 +786,21 @@ fn unprotect(args: &Args) {
     views::rebuild(&table);
 }
 
+/// The type a restored column held: one the caller may use, and no pseudo-type.
+fn require_original_type(type_oid: pg_sys::Oid) {
+    let usable = read_row(
+        "look up the type",
+        "SELECT t.typtype <> 'p' AND has_type_privilege(t.oid, 'USAGE') FROM pg_type t WHERE t.oid = $1",
+        &[type_oid.into()],
+        |row| row.get_one::<bool>(),
+    )
+    .flatten()
+    .unwrap_or(false);
+    if !usable {
+        errors::restored_type_unusable(&crate::ddl::type_display(type_oid, -1));
+    }
+}
+
 /// A column of `table` that `p`'s protection needs, of type `wanted`.
 fn require_column(table: &Table, col: &str, wanted: pg_sys::Oid) {
     let att = attribute(table, col);
@@ -757,35 +823,71 @@ fn restore_protection(args: &Args) -> i32 {
         "LOCK TABLE ONLY {} IN SHARE ROW EXCLUSIVE MODE",
         table.sql
     ));
-    let carried = unsafe {
-        let relation = pg_sys::relation_open(table.oid, pg_sys::AccessShareLock as i32);
-        let carried = crate::protect_trigger::carried_by_trigger(relation);
-        pg_sys::relation_close(relation, pg_sys::AccessShareLock as i32);
-        carried
-    }
-    .filter(|carried| !carried.is_empty())
-    .unwrap_or_else(|| errors::nothing_to_restore(&table.sql));
+    let carried = crate::protect_trigger::carried_now(table.oid)
+        .filter(|carried| !carried.is_empty())
+        .unwrap_or_else(|| errors::nothing_to_restore(&table.sql));
     if !registry::columns_of(table.oid).is_empty() {
         if registry::disagreements(table.oid, &carried).is_empty() {
             return 0;
         }
         errors::registry_differs_from_trigger(&table.sql);
     }
-    let columns = registry::carried_columns(table.oid, &carried);
-    for p in &columns {
+    if in_inheritance(&table) {
+        errors::protect_refused(
+            format!("{} inherits from, or is inherited by, another table", table.sql),
+            "akko_crypt protects tables without inheritance: the trigger would not reach the other tables' rows.",
+        );
+    }
+    let mut columns = registry::carried_columns(table.oid, &carried);
+    for p in &mut columns {
         let class = classes::parse(&p.class);
+        if class.as_str() == blind_index::CLASS {
+            errors::unknown_class(class.as_str());
+        }
         classes::require_registered(class);
         privileges::require(Privilege::Seal, Some(class));
-        require_column(
-            &table,
-            &p.col,
-            match p.mode {
-                Mode::Bytea => pg_sys::BYTEAOID,
-                Mode::Jsonb => pg_sys::JSONBOID,
-            },
-        );
+        require_owner_seals(&table, class);
+        require_original_type(p.original_type);
+        let att = attribute(&table, &p.col);
+        let stored_as = match p.mode {
+            Mode::Bytea => pg_sys::BYTEAOID,
+            Mode::Jsonb => pg_sys::JSONBOID,
+        };
+        if att.type_oid != stored_as {
+            errors::restored_column_retyped(
+                &ident(&p.col),
+                &table.sql,
+                &crate::ddl::type_display(stored_as, -1),
+            );
+        }
+        // What protect refuses (a generated value would replace the sealed one).
+        if att.identity_or_generated || generated_from(&table, att.attnum).is_some() {
+            errors::protect_refused(
+                format!(
+                    "column {} of {} is, or computes, a generated column",
+                    ident(&p.col),
+                    table.sql
+                ),
+                "",
+            );
+        }
         if let Some(bidx) = &p.bidx_col {
             require_column(&table, bidx, pg_sys::BYTEAOID);
+            // Its blind-index key lets whoever holds the column test guesses against the
+            // table's stored blind indexes, which needs the right to open.
+            privileges::require(Privilege::Open, Some(class));
+            let normalization = p.bidx_normalize.as_deref().unwrap_or("none");
+            if akko_crypt_core::column::Normalization::parse(normalization).is_none() {
+                errors::bad_normalization(normalization);
+            }
+            let version = p.bidx_key_version.unwrap_or(1);
+            if !registry::blind_index_version_exists(version) {
+                if has_rows(&table) {
+                    errors::blind_index_key_missing(&ident(&p.col), &table.sql, version);
+                }
+                // An empty table restored into a database without that key: the current one.
+                p.bidx_key_version = Some(keyring::active_version(blind_index::class()) as i32);
+            }
         }
         if let Some(plain) = &p.plain_col {
             attribute(&table, plain);
@@ -793,7 +895,7 @@ fn restore_protection(args: &Args) -> i32 {
         if p.bind_row && !has_primary_key(&table) {
             errors::row_binding_needs_primary_key(&table.name);
         }
-        if let Some(other) = registry::binding_user(&p.binding_id) {
+        if let Some(other) = registry::binding_user(&p.binding_id, table.oid) {
             errors::binding_in_use(
                 &ident(&p.col),
                 &table.sql,
@@ -806,7 +908,7 @@ fn restore_protection(args: &Args) -> i32 {
     // The table's decrypting views, if the restore brought them, are akko_crypt's again:
     // rebuilt now, and by refresh_views after the next ALTER TABLE.
     let caller = unsafe { pg_sys::GetUserId() };
-    for (schema, name, view) in registry::restored_views(table.oid, caller) {
+    for (schema, name, view) in registry::restored_views(table.oid, [table.owner, caller]) {
         registry::register_view(&schema, &name, table.oid);
         registry::remember_view(&schema, &name, view);
     }

@@ -246,7 +246,8 @@ unsafe fn relation_name(relation: pg_sys::Relation) -> String {
 pub const TRIGGER_NAME: &CStr = c"zz_akko_crypt_protect";
 
 /// The arguments of the table's sealing trigger, which carry what it protects (see
-/// `registry::carried_arguments`); None when the table has no such trigger.
+/// `registry::carried_arguments`); None when the table has no such trigger (by that name,
+/// running akko_crypt.protect_row()).
 pub unsafe fn carried_by_trigger(relation: pg_sys::Relation) -> Option<Vec<String>> {
     let triggers = (*relation).trigdesc;
     if triggers.is_null() {
@@ -254,9 +255,10 @@ pub unsafe fn carried_by_trigger(relation: pg_sys::Relation) -> Option<Vec<Strin
     }
     let triggers =
         std::slice::from_raw_parts((*triggers).triggers, (*triggers).numtriggers as usize);
+    let protect_row = registry::protect_row_function();
     let trigger = triggers
         .iter()
-        .find(|t| CStr::from_ptr(t.tgname) == TRIGGER_NAME)?;
+        .find(|t| CStr::from_ptr(t.tgname) == TRIGGER_NAME && t.tgfoid == protect_row)?;
     Some(
         (0..trigger.tgnargs as usize)
             .map(|i| {
@@ -268,19 +270,29 @@ pub unsafe fn carried_by_trigger(relation: pg_sys::Relation) -> Option<Vec<Strin
     )
 }
 
-/// The columns on which the registry and the sealing trigger of table `relid` disagree;
-/// None when they agree on at least one protected column. Empty when neither has any.
-pub fn disagreements(relid: pg_sys::Oid) -> Option<Vec<String>> {
+/// What the sealing trigger of table `relid` carries now, within this statement too: None
+/// when the table or the trigger does not exist.
+pub fn carried_now(relid: pg_sys::Oid) -> Option<Vec<String>> {
     unsafe {
+        // A trigger this statement made or dropped (two protect calls in one SELECT) reaches
+        // the relation cache at the next command.
+        pg_sys::CommandCounterIncrement();
         let relation = pg_sys::try_relation_open(relid, pg_sys::AccessShareLock as i32);
         if relation.is_null() {
             return None;
         }
-        let carried = carried_by_trigger(relation).unwrap_or_default();
+        let carried = carried_by_trigger(relation);
         pg_sys::relation_close(relation, pg_sys::AccessShareLock as i32);
-        let differ = registry::disagreements(relid, &carried);
-        (carried.is_empty() || !differ.is_empty()).then_some(differ)
+        carried
     }
+}
+
+/// The columns on which the registry and the sealing trigger of table `relid` disagree;
+/// None when they agree on at least one protected column. Empty when neither has any.
+pub fn disagreements(relid: pg_sys::Oid) -> Option<Vec<String>> {
+    let carried = carried_now(relid).unwrap_or_default();
+    let differ = registry::disagreements(relid, &carried);
+    (carried.is_empty() || !differ.is_empty()).then_some(differ)
 }
 
 unsafe fn load_spec(relation: pg_sys::Relation) -> TableSpec {

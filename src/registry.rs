@@ -213,25 +213,55 @@ pub fn carried_arguments(tbl: pg_sys::Oid) -> Vec<String> {
     .unwrap_or_default()
 }
 
+/// The OID of akko_crypt.protect_row(), the function of every sealing trigger.
+pub fn protect_row_function() -> pg_sys::Oid {
+    crate::keyring::read_one::<pg_sys::Oid>(
+        "look up akko_crypt.protect_row()",
+        "SELECT pg_catalog.to_regprocedure('akko_crypt.protect_row()')::pg_catalog.oid",
+        &[],
+    )
+    .unwrap_or(pg_sys::InvalidOid)
+}
+
+/// What stands for trigger arguments that are not what akko_crypt writes (a trigger made by
+/// hand): they agree with nothing.
+const UNREADABLE: &str = "(arguments not written by akko_crypt)";
+
 /// The columns on which the registry and the arguments `carried` by the trigger of `tbl`
 /// disagree (one of them lacks the column, or holds other settings for it), in name order.
 pub fn disagreements(tbl: pg_sys::Oid, carried: &[String]) -> Vec<String> {
-    as_owner(|| {
-        crate::keyring::read_one::<Vec<String>>(
-            "compare akko_crypt.protected_columns with the table's trigger",
-            &format!(
-                "WITH registered AS (SELECT col::text, {CARRIED} - 'type' AS settings \
-                                       FROM akko_crypt.protected_columns WHERE tbl = $1), \
-                      carried AS (SELECT a::jsonb ->> 'column' AS col, a::jsonb - 'type' AS settings \
-                                    FROM pg_catalog.unnest($2::text[]) a) \
-                 SELECT coalesce(array_agg(coalesce(r.col, c.col) ORDER BY coalesce(r.col, c.col)), '{{}}') \
-                 FROM registered r FULL JOIN carried c ON c.col = r.col \
-                 WHERE r.settings IS DISTINCT FROM c.settings"
-            ),
-            &[tbl.into(), carried.to_vec().into()],
-        )
+    let query = format!(
+        "WITH registered AS (SELECT col::text, {CARRIED} - 'type' AS settings \
+                               FROM akko_crypt.protected_columns WHERE tbl = $1), \
+              carried AS (SELECT coalesce(a::jsonb ->> 'column', '{UNREADABLE}') AS col, \
+                                 CASE WHEN pg_catalog.jsonb_typeof(a::jsonb) = 'object' THEN a::jsonb - 'type' END AS settings \
+                            FROM pg_catalog.unnest($2::text[]) a) \
+         SELECT coalesce(array_agg(coalesce(r.col, c.col) ORDER BY coalesce(r.col, c.col)), '{{}}') \
+         FROM registered r FULL JOIN carried c ON c.col = r.col \
+         WHERE r.settings IS DISTINCT FROM c.settings OR c.settings IS NULL"
+    );
+    // Arguments that are no JSON at all raise an error: they agree with nothing either. Run
+    // as a query that may write, so that it sees what this statement wrote before: a
+    // subtransaction has no transaction id yet, and a read-only query would read with the
+    // statement's snapshot.
+    crate::ddl::in_subtransaction(|| {
+        as_owner(|| {
+            Spi::connect_mut(|client| {
+                client
+                    .update(&query, Some(1), &[tbl.into(), carried.to_vec().into()])?
+                    .first()
+                    .get_one::<Vec<String>>()
+            })
+        })
+        .unwrap_or_else(|e| {
+            errors::catalog_query_failed(
+                "compare akko_crypt.protected_columns with the table's trigger",
+                e,
+            )
+        })
+        .unwrap_or_default()
     })
-    .unwrap_or_default()
+    .unwrap_or_else(|_| vec![UNREADABLE.to_owned()])
 }
 
 /// The protected columns that the trigger arguments `carried` describe, for `tbl`, with
@@ -311,15 +341,36 @@ struct CarriedRow {
     restore_not_null: bool,
 }
 
-/// The table whose protected column already uses `binding_id`, if one does.
-pub fn binding_user(binding_id: &BindingId) -> Option<pg_sys::Oid> {
+/// A table other than `tbl` whose protected column uses `binding_id`, in the registry or in
+/// what its sealing trigger carries (trigger arguments anyone can read: a table restored
+/// without its registry rows keeps its bindings all the same), if one does.
+pub fn binding_user(binding_id: &BindingId, tbl: pg_sys::Oid) -> Option<pg_sys::Oid> {
+    let hex: String = binding_id.iter().map(|b| format!("{b:02x}")).collect();
     as_owner(|| {
         crate::keyring::read_one::<pg_sys::Oid>(
             "read akko_crypt.protected_columns",
-            "SELECT tbl::oid FROM akko_crypt.protected_columns WHERE binding_id = $1",
-            &[binding_id.to_vec().into()],
+            "SELECT tbl::oid FROM akko_crypt.protected_columns WHERE binding_id = $1 AND tbl <> $2 \
+             UNION ALL \
+             SELECT g.tgrelid FROM pg_catalog.pg_trigger g \
+              WHERE g.tgfoid = pg_catalog.to_regprocedure('akko_crypt.protect_row()') AND g.tgrelid <> $2 \
+                AND position(pg_catalog.convert_to($3, 'UTF8') IN g.tgargs) > 0 \
+             LIMIT 1",
+            &[binding_id.to_vec().into(), tbl.into(), hex.into()],
         )
     })
+}
+
+/// Whether `version` of the `blind_index` class is in the keyring and not destroyed.
+pub fn blind_index_version_exists(version: i32) -> bool {
+    as_owner(|| {
+        crate::keyring::read_one::<bool>(
+            "read the keyring",
+            "SELECT EXISTS (SELECT FROM akko_crypt.keyring WHERE class = 'blind_index' \
+                             AND version = $1 AND state <> 'destroyed')",
+            &[version.into()],
+        )
+    })
+    .unwrap_or(false)
 }
 
 fn write(what: &str, query: &str, args: &[DatumWithOid<'_>]) {
@@ -520,16 +571,19 @@ pub fn view_table(schema: &str, name: &str) -> Option<pg_sys::Oid> {
 }
 
 /// Views over `tbl` that a restore brought back without their registry rows: akko_crypt's
-/// comment on them, owned by `role` or a role it is a member of, not registered. As
-/// (schema, name, OID).
-pub fn restored_views(tbl: pg_sys::Oid, role: pg_sys::Oid) -> Vec<(String, String, pg_sys::Oid)> {
+/// comment on them, owned by one of `owners` itself (not through membership: a superuser
+/// is a member of every role), not registered. As (schema, name, OID).
+pub fn restored_views(
+    tbl: pg_sys::Oid,
+    owners: [pg_sys::Oid; 2],
+) -> Vec<(String, String, pg_sys::Oid)> {
     as_owner(|| {
         Spi::connect(|client| {
             client
                 .select(
                     "SELECT n.nspname::text, c.relname::text, c.oid \
                      FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
-                     WHERE c.relkind = 'v' AND pg_has_role($2, c.relowner, 'USAGE') \
+                     WHERE c.relkind = 'v' AND c.relowner IN ($2, $3) \
                        AND obj_description(c.oid, 'pg_class') LIKE 'Decrypting view of % made by akko_crypt.create_view%' \
                        AND EXISTS (SELECT FROM pg_depend d JOIN pg_rewrite r ON r.oid = d.objid \
                                    WHERE d.classid = 'pg_rewrite'::regclass AND r.ev_class = c.oid \
@@ -538,7 +592,7 @@ pub fn restored_views(tbl: pg_sys::Oid, role: pg_sys::Oid) -> Vec<(String, Strin
                                        WHERE v.view_schema = n.nspname AND v.view_name = c.relname) \
                      ORDER BY 1, 2",
                     None,
-                    &[tbl.into(), role.into()],
+                    &[tbl.into(), owners[0].into(), owners[1].into()],
                 )?
                 .map(|row| {
                     Ok((

@@ -120,6 +120,8 @@ struct ViewColumn {
     generated: bool,
     always_identity: bool,
     default: Option<String>,
+    /// Whether the type the view shows has an equality operator.
+    has_equality: bool,
 }
 
 fn view_columns(table: &Table) -> Vec<ViewColumn> {
@@ -133,14 +135,22 @@ fn view_columns(table: &Table) -> Vec<ViewColumn> {
         .into_iter()
         .map(|(attnum, _)| attnum)
         .collect();
-    // attnum, name, generated, identity kind, identity sequence, default expression
-    type ColumnRow = (i16, String, bool, String, Option<String>, Option<String>);
+    // attnum, name, generated, identity kind, identity sequence, default expression, type
+    type ColumnRow = (
+        i16,
+        String,
+        bool,
+        String,
+        Option<String>,
+        Option<String>,
+        pg_sys::Oid,
+    );
     let rows: Vec<ColumnRow> = Spi::connect(|client| {
         client
             .select(
                 "SELECT a.attnum, a.attname::text, a.attgenerated <> '', a.attidentity::text, \
                         CASE WHEN a.attidentity <> '' THEN pg_get_serial_sequence($2, a.attname) END, \
-                        CASE WHEN a.attgenerated = '' THEN pg_get_expr(ad.adbin, ad.adrelid) END \
+                        CASE WHEN a.attgenerated = '' THEN pg_get_expr(ad.adbin, ad.adrelid) END, a.atttypid \
                  FROM pg_attribute a LEFT JOIN pg_attrdef ad ON ad.adrelid = a.attrelid AND ad.adnum = a.attnum \
                  WHERE a.attrelid = $1 AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum",
                 None,
@@ -154,37 +164,58 @@ fn view_columns(table: &Table) -> Vec<ViewColumn> {
                     row.get(4)?.unwrap_or_default(),
                     row.get(5)?,
                     row.get(6)?,
+                    row.get(7)?.unwrap_or(pg_sys::InvalidOid),
                 ))
             })
             .collect::<Result<Vec<_>, pgrx::spi::Error>>()
     })
     .unwrap_or_else(|e| errors::catalog_query_failed("read the table's columns", e));
+    // A protected column renamed since would otherwise show its envelopes as plain bytea.
+    if let Some(missing) = protected
+        .iter()
+        .find(|p| !rows.iter().any(|(_, name, ..)| *name == p.col))
+    {
+        errors::protected_column_missing(&table.name, &missing.col);
+    }
     rows.into_iter()
         .filter(|(_, name, ..)| !hidden.contains(&name.as_str()))
-        .map(|(attnum, name, generated, identity, sequence, default)| {
-            let column = ident(&name);
-            let p: Option<&ProtectedColumn> = protected.iter().find(|p| p.col == name);
-            ViewColumn {
-                read: p.map_or(format!("t.{column}"), |p| read_expression(table, p, "t.")),
-                write: match p {
-                    Some(p) if p.mode == Mode::Bytea => {
-                        format!("akko_crypt.utf8_bytes(NEW.{column}::pg_catalog.text)")
-                    }
-                    _ => format!("NEW.{column}"),
-                },
-                is_key: key.contains(&attnum),
-                generated,
-                always_identity: identity == "a",
-                default: match sequence {
-                    Some(sequence) => Some(format!(
-                        "pg_catalog.nextval({}::pg_catalog.regclass)",
-                        literal(&sequence)
-                    )),
-                    None => default,
-                },
-                name: column,
-            }
-        })
+        .map(
+            |(attnum, name, generated, identity, sequence, default, stored_as)| {
+                let column = ident(&name);
+                let p: Option<&ProtectedColumn> = protected.iter().find(|p| p.col == name);
+                let shown_as = match p {
+                    Some(p) if p.mode == Mode::Bytea => unsafe {
+                        pg_sys::getBaseType(p.original_type)
+                    },
+                    _ => stored_as,
+                };
+                ViewColumn {
+                    has_equality: unsafe {
+                        (*pg_sys::lookup_type_cache(shown_as, pg_sys::TYPECACHE_EQ_OPR as i32))
+                            .eq_opr
+                            != pg_sys::InvalidOid
+                    },
+                    read: p.map_or(format!("t.{column}"), |p| read_expression(table, p, "t.")),
+                    write: match p {
+                        Some(p) if p.mode == Mode::Bytea => {
+                            format!("akko_crypt.utf8_bytes(NEW.{column}::pg_catalog.text)")
+                        }
+                        _ => format!("NEW.{column}"),
+                    },
+                    is_key: key.contains(&attnum),
+                    generated,
+                    always_identity: identity == "a",
+                    default: match sequence {
+                        Some(sequence) => Some(format!(
+                            "pg_catalog.nextval({}::pg_catalog.regclass)",
+                            literal(&sequence)
+                        )),
+                        None => default,
+                    },
+                    name: column,
+                }
+            },
+        )
         .collect()
 }
 
@@ -249,13 +280,20 @@ fn build(table: &Table, view: &DecryptedView) -> bool {
         // read it, t the row as it is when the update takes it (READ COMMITTED re-reads a
         // row another transaction changed meanwhile), so a column this statement leaves alone
         // keeps what the other committed, and an untouched protected column its envelope.
-        // Compared as text: every type has a text form, not every type an equality.
+        // Unchanged means equal and equal as text: text alone misses what a setting rounds
+        // (extra_float_digits), equality alone what it does not tell (numeric's scale); a
+        // type without equality is compared as text.
         let update_list = writable
             .iter()
             .filter(|c| !c.always_identity)
             .map(|c| {
+                let equal = if c.has_equality {
+                    format!("NEW.{0} IS NOT DISTINCT FROM OLD.{0} AND ", c.name)
+                } else {
+                    String::new()
+                };
                 format!(
-                    "{0} = CASE WHEN NEW.{0}::pg_catalog.text IS NOT DISTINCT FROM OLD.{0}::pg_catalog.text \
+                    "{0} = CASE WHEN {equal}NEW.{0}::pg_catalog.text IS NOT DISTINCT FROM OLD.{0}::pg_catalog.text \
                      THEN t.{0} ELSE {1} END",
                     c.name, c.write
                 )

@@ -127,6 +127,17 @@ stopped_at=$(version_in akko_planted)
 check "a registry row planted under 0.2.0 stops the update with 22023, and runs nothing" \
     bash -c 'grep -q "which is not one type name" <<<"$1" && [ "$2" = f ] && [ "$3" = 0.2.0 ]' _ "$planted" "$escalated" "$stopped_at"
 
+# 0.2.0 kept the registry rows of a table dropped under it; the update gives every table that
+# still exists a trigger that carries what it protects, and passes the dropped one by.
+psql_ -c "CREATE DATABASE akko_dropped" postgres >/dev/null
+sed "s/^CREATE EXTENSION IF NOT EXISTS akko_crypt WITH SCHEMA akko_crypt;/CREATE EXTENSION IF NOT EXISTS akko_crypt WITH SCHEMA akko_crypt VERSION '0.2.0';/" \
+    "$here/fixtures/akko_crypt-0.2.0.sql" | psql -X -q -v ON_ERROR_STOP=1 -h "$dir" -p "$port" -U postgres akko_dropped >/dev/null 2>&1
+psql_ -c "DROP TABLE public.events CASCADE" akko_dropped >/dev/null 2>&1
+psql_ -c "ALTER EXTENSION akko_crypt UPDATE" akko_dropped >/dev/null 2>&1
+check "a protected table dropped under 0.2.0 does not stop the update, and the others' triggers carry their columns" \
+    bash -c '[ "$1" = "$2" ] && [ "$3" -gt 0 ]' _ "$(version_in akko_dropped)" "$current" \
+    "$(psql_ -c "SELECT tgnargs FROM pg_trigger WHERE tgrelid = 'public.customers'::regclass AND tgname = 'zz_akko_crypt_protect'" akko_dropped)"
+
 psql_ -c "CREATE EXTENSION akko_crypt VERSION '0.1.0'" akko_from_010 >/dev/null
 psql_ -c "ALTER EXTENSION akko_crypt UPDATE" akko_from_010 >/dev/null
 check "a database at 0.1.0 updates through 0.2.0 to $current" [ "$(version_in akko_from_010)" = "$current" ]

@@ -43,7 +43,11 @@ check "protect, create_view and unprotect refuse the table meanwhile (55000 each
 out=$(run_as clerk $db -c "SELECT akko_crypt.restore_protection('customers')")
 check "a role without protect cannot restore the registry rows (42501)" refused 42501 "$out"
 out=$(keyed_as postgres $db -c "SET ROLE dba2" -c "SELECT akko_crypt.restore_protection('customers')")
-check "the table's owner, who may protect, restores them: three columns" [ "$out" = 3 ]
+check "nor can the owner with protect and seal only: tax_id's blind-index key tests guesses, which needs open (42501)" \
+    bash -c 'grep -q "ERROR:  42501:" <<<"$1" && grep -q "open" <<<"$1"' _ "$out"
+psql_ -c "SELECT akko_crypt.grant_privilege('open', 'dba2', 'identity')" $db >/dev/null
+out=$(keyed_as postgres $db -c "SET ROLE dba2" -c "SELECT akko_crypt.restore_protection('customers')")
+check "the table's owner, who may protect, seal and open, restores them: three columns" [ "$out" = 3 ]
 check "... status() has nothing incomplete any more" \
     [ "$(keyed_as postgres $db -c "SELECT akko_crypt.status() -> 'incomplete_protection'")" = '[]' ]
 check "... a second restore_protection registers nothing" \
@@ -86,3 +90,55 @@ out=$(keyed_as postgres $db -c "CREATE TABLE plain (id int, v bytea)" \
     -c "INSERT INTO plain VALUES (1, 'clear')")
 check "protect_row() on a table akko_crypt does not protect refuses (55000)" \
     bash -c 'grep -q "ERROR:  55000:" <<<"$1" && [ "$2" = 0 ]' _ "$out" "$(psql_ -c "SELECT count(*) FROM plain" $db)"
+
+# Review's variants. A trigger of that name that runs another function, made by any role that
+# may create a table, is not akko_crypt's: status() neither fails nor lists it; one that runs
+# protect_row() with arguments akko_crypt never writes refuses writes with 55000 (never XX000).
+psql_ -c "CREATE ROLE squatter LOGIN" -c "GRANT CREATE ON SCHEMA public TO squatter" $db >/dev/null
+run_as squatter $db -c "CREATE TABLE sq (id int)" -c "CREATE FUNCTION sq_noop() RETURNS trigger LANGUAGE plpgsql AS \$\$ BEGIN RETURN NEW; END \$\$" \
+    -c "CREATE TRIGGER zz_akko_crypt_protect BEFORE INSERT ON sq FOR EACH ROW EXECUTE FUNCTION sq_noop('{}')" >/dev/null
+check "a look-alike trigger of another function leaves status() working, and unlisted" \
+    [ "$(keyed_as postgres $db -c "SELECT akko_crypt.status() -> 'incomplete_protection'")" = '[]' ]
+for args in "'{}'" "'[]'" "'not json'" "'\"a string\"'"; do
+    out=$(keyed_as postgres $db -c "SET ROLE dba2" -c "CREATE TABLE odd_args (id int, v bytea)" \
+        -c "CREATE TRIGGER zz_akko_crypt_protect BEFORE INSERT ON odd_args FOR EACH ROW EXECUTE FUNCTION akko_crypt.protect_row($args)" \
+        -c "INSERT INTO odd_args VALUES (1, 'clear')" -c "RESET ROLE" -c "SELECT akko_crypt.status() ->> 'cipher'" -c "DROP TABLE odd_args")
+    check "protect_row($args): the write is refused (55000, never XX000) and status() still answers" \
+        bash -c 'grep -q "ERROR:  55000:" <<<"$1" && ! grep -q XX000 <<<"$1" && grep -q "AES-256-GCM" <<<"$1"' _ "$out"
+done
+# A role that may protect and seal (not open) copies the restored table's trigger arguments
+# onto a table of its own to take its row bindings: refused while the table carries them.
+psql_ -c "CREATE ROLE thief LOGIN" -c "GRANT CREATE ON SCHEMA public TO thief" -c "GRANT SELECT ON customers TO thief" \
+    -c "SELECT akko_crypt.grant_privilege('protect', 'thief'), akko_crypt.grant_privilege('seal', 'thief')" $db >/dev/null
+out=$(run_as thief $db -c "CREATE TABLE loot (id int PRIMARY KEY, born bytea)" \
+    -c "DO \$\$ DECLARE a text; BEGIN
+          SELECT x INTO a FROM pg_trigger g, unnest(string_to_array(rtrim(encode(g.tgargs, 'escape'), '\\000'), '\\000')) x
+           WHERE g.tgrelid = 'customers'::regclass AND x LIKE '%\"born\"%';
+          EXECUTE format('CREATE TRIGGER zz_akko_crypt_protect BEFORE INSERT OR UPDATE ON loot FOR EACH ROW EXECUTE FUNCTION akko_crypt.protect_row(%L)', a);
+        END \$\$" -c "SELECT akko_crypt.restore_protection('loot')")
+check "a copied binding id is refused: another table's trigger carries it (55000)" \
+    bash -c 'grep -q "ERROR:  55000:.*same row binding" <<<"$1"' _ "$out"
+# A superuser's restore_protection takes back only views of the table's owner or its own.
+psql_ -c "DROP TABLE customers CASCADE" $db >/dev/null
+psql -X -q -h "$dir" -p "$port" -U postgres -f "$dir/restore_table.sql" $db >/dev/null 2>&1
+run_as thief $db -c "CREATE VIEW public.customers_lookalike AS SELECT id, tax_id FROM customers" \
+    -c "COMMENT ON VIEW public.customers_lookalike IS 'Decrypting view of public.customers made by akko_crypt.create_view; x'" >/dev/null
+keyed_as postgres $db -c "SELECT akko_crypt.restore_protection('customers')" >/dev/null
+check "a superuser's restore adopts the owner's restored view, not a look-alike of another role" \
+    [ "$(psql_ -c "SELECT string_agg(view_name, ' ' ORDER BY view_name) FROM akko_crypt.decrypted_views" $db)" = customers_decrypted ]
+# What protect refuses, restore_protection refuses too: a generated column that would
+# replace the sealed value, inheritance, the blind_index class.
+carried_for() { # carried_for COLUMN CLASS: trigger arguments for a bytea column of type text
+    printf "'{\"mode\": \"bytea\", \"type\": \"text\", \"class\": \"%s\", \"column\": \"%s\", \"bind_row\": false, \"binding_id\": \"%s\", \"blind_index\": null, \"normalization\": null, \"plaintext_column\": null, \"restore_not_null\": false, \"blind_index_key_version\": null}'" "$2" "$1" "$3"
+}
+out=$(keyed_as postgres $db -c "CREATE TABLE gen (id int PRIMARY KEY, src text, secret bytea GENERATED ALWAYS AS (decode(src, 'escape')) STORED)" \
+    -c "CREATE TRIGGER zz_akko_crypt_protect BEFORE INSERT OR UPDATE ON gen FOR EACH ROW EXECUTE FUNCTION akko_crypt.protect_row($(carried_for secret identity 000000000000000000000000000000a1))" \
+    -c "SELECT akko_crypt.restore_protection('gen')" \
+    -c "CREATE TABLE par_t (id int PRIMARY KEY, v bytea)" -c "CREATE TABLE child_t () INHERITS (par_t)" \
+    -c "CREATE TRIGGER zz_akko_crypt_protect BEFORE INSERT OR UPDATE ON par_t FOR EACH ROW EXECUTE FUNCTION akko_crypt.protect_row($(carried_for v identity 000000000000000000000000000000a2))" \
+    -c "SELECT akko_crypt.restore_protection('par_t')" \
+    -c "CREATE TABLE bi_t (id int PRIMARY KEY, v bytea)" \
+    -c "CREATE TRIGGER zz_akko_crypt_protect BEFORE INSERT OR UPDATE ON bi_t FOR EACH ROW EXECUTE FUNCTION akko_crypt.protect_row($(carried_for v blind_index 000000000000000000000000000000a3))" \
+    -c "SELECT akko_crypt.restore_protection('bi_t')")
+check "restore_protection refuses a generated column and inheritance (0A000 both) and the blind_index class (22023)" \
+    bash -c '[ "$(grep -c "ERROR:  0A000:" <<<"$1")" = 2 ] && grep -q "ERROR:  22023:" <<<"$1"' _ "$out"

@@ -79,6 +79,17 @@ SELECT akko_crypt.open_pii(akko_crypt.seal_pii(pii, 'parallel_class', subject =>
 -- A class known only as the plan runs may be one without a key: no workers either.
 EXPLAIN (ANALYZE, COSTS OFF, TIMING OFF, SUMMARY OFF)
     SELECT akko_crypt.seal_pii(pii, CASE WHEN g = 7 THEN 'parallel_class' END) FROM akko_test.par WHERE g = 7;
+-- A call the walk of target lists and filters does not reach (a join's condition), beside
+-- one it does on a class with a key: the plan's text counts every call, so no workers.
+SELECT akko_crypt.add_class('parallel_join');
+SET enable_hashjoin = off;
+SET enable_mergejoin = off;
+EXPLAIN (ANALYZE, COSTS OFF, TIMING OFF, SUMMARY OFF)
+    SELECT count(akko_crypt.seal_pii(a.pii, 'identity')) FROM akko_test.par a JOIN akko_test.par b
+        ON a.g = b.g AND akko_crypt.seal_pii(a.pii || b.pii, 'parallel_join') IS NOT NULL
+     WHERE a.g < 3 AND b.g < 3;
+RESET enable_hashjoin;
+RESET enable_mergejoin;
 -- What issue 16 found: a CREATE TABLE ... AS that is a class's first seal.
 RESET force_parallel_mode;
 SELECT akko_crypt.add_class('parallel_ctas');

@@ -1,0 +1,58 @@
+# Issue 16, finding 3, the DDL a DBA runs on a protected table: a renamed protected column
+# stops writes and view rebuilds (42703) instead of serving envelopes as plain bytea under its
+# new name; a dropped one is forgotten by unprotect, and writes work again; a generated column
+# computed from a column keeps protect away from it (0A000) instead of being recomputed from
+# envelopes; a table with a generated column gets its view.
+db=atk_ddl
+new_db $db >/dev/null
+keyed_as postgres $db -c "SELECT akko_crypt.rotate_key('identity')" \
+    -c "CREATE TABLE people (id int PRIMARY KEY, name text, ssn text, city text)" \
+    -c "INSERT INTO people VALUES (1, 'Ada', '078-05-1120', 'London')" \
+    -c "SELECT akko_crypt.protect('people', 'ssn')" -c "SELECT akko_crypt.protect('people', 'city')" \
+    -c "SELECT akko_crypt.create_view('people')" >/dev/null
+check "control: the view opens the protected columns" \
+    [ "$(keyed_as postgres $db -c "SELECT ssn || ' ' || city FROM people_decrypted")" = "078-05-1120 London" ]
+
+psql_ -c "ALTER TABLE people RENAME COLUMN ssn TO tax_id" $db >/dev/null
+out=$(keyed_as postgres $db -c "SELECT akko_crypt.refresh_views()")
+check "after a protected column is renamed, refresh_views does not rebuild the view over it (a warning naming the column)" \
+    bash -c 'grep -q "tax_id\|ssn" <<<"$1" && grep -q "WARNING" <<<"$1"' _ "$out"
+check "... and nothing serves the envelope as plain bytea under the new name: the view still opens it" \
+    [ "$(keyed_as postgres $db -c "SELECT ssn FROM people_decrypted")" = "078-05-1120" ]
+out=$(keyed_as postgres $db -c "INSERT INTO people VALUES (2, 'Ben', '219-09-9999', 'Rome')")
+check "... writes to the table are refused (42703), nothing stored" \
+    bash -c 'grep -q "ERROR:  42703:" <<<"$1" && [ "$2" = 1 ]' _ "$out" "$(psql_ -c "SELECT count(*) FROM people" $db)"
+psql_ -c "ALTER TABLE people RENAME COLUMN tax_id TO ssn" $db >/dev/null
+check "renamed back, writes seal again" \
+    [ "$(keyed_as postgres $db -c "INSERT INTO people_decrypted VALUES (2, 'Ben', '219-09-9999', 'Rome')" -c "SELECT count(*) FROM people WHERE substr(ssn, 1, 2) = '\\xac4b'")" = "2" ]
+
+psql_ -c "ALTER TABLE people DROP COLUMN city CASCADE" $db >/dev/null 2>&1
+out=$(keyed_as postgres $db -c "INSERT INTO people (id, name, ssn) VALUES (3, 'Cy', '555-55-5555')")
+check "a dropped protected column stops writes (42703, the hint names unprotect)" \
+    bash -c 'grep -q "ERROR:  42703:" <<<"$1" && grep -q "unprotect" <<<"$1"' _ "$out"
+out=$(keyed_as postgres $db -c "SELECT akko_crypt.unprotect('people', 'city')" -c "INSERT INTO people (id, name, ssn) VALUES (3, 'Cy', '555-55-5555')" \
+    -c "SELECT akko_crypt.create_view('people')" -c "SELECT string_agg(ssn, ' ' ORDER BY id) FROM people_decrypted")
+check "unprotect forgets it; writes seal again and the view is back" \
+    bash -c '! grep -q ERROR <<<"$1" && grep -q "078-05-1120 219-09-9999 555-55-5555" <<<"$1"' _ "$out"
+check "... and ssn stays sealed in every row" \
+    [ "$(psql_ -c "SELECT count(*) FROM people WHERE substr(ssn, 1, 2) = '\\xac4b'" $db)" = 3 ]
+
+keyed_as postgres $db -c "CREATE TABLE orders (id int PRIMARY KEY, price numeric, qty int, total numeric GENERATED ALWAYS AS (price * qty) STORED, note text)" \
+    -c "INSERT INTO orders (id, price, qty, note) VALUES (1, 2.5, 4, 'fragile')" >/dev/null
+out=$(keyed_as postgres $db -c "SELECT akko_crypt.protect('orders', 'price')")
+check "protect refuses a column a generated column is computed from (0A000, naming it)" \
+    bash -c 'grep -q "ERROR:  0A000:" <<<"$1" && grep -q "total" <<<"$1"' _ "$out"
+check "... and the generated value is still there" [ "$(psql_ -c "SELECT total FROM orders" $db)" = "10.0" ]
+out=$(keyed_as postgres $db -c "SELECT akko_crypt.protect('orders', 'note')" -c "SELECT akko_crypt.create_view('orders')" \
+    -c "INSERT INTO orders_decrypted (id, price, qty, note) VALUES (2, 1.5, 2, 'glass')" \
+    -c "SELECT string_agg(total || ' ' || note, ', ' ORDER BY id) FROM orders_decrypted")
+check "a table with a generated column gets its view; writes through it compute the column and seal the note" \
+    bash -c '! grep -q ERROR <<<"$1" && grep -q "10.0 fragile, 3.0 glass" <<<"$1"' _ "$out"
+# An UPDATE through the view writes a column it changes even when the value's text, under
+# the session's settings, looks the same (extra_float_digits = 0 prints 0.3 for both).
+out=$(keyed_as postgres $db -c "CREATE TABLE floats (id int PRIMARY KEY, f float8, note text)" -c "INSERT INTO floats VALUES (1, 0.3, 'n')" \
+    -c "SELECT akko_crypt.protect('floats', 'note')" -c "SELECT akko_crypt.create_view('floats')" \
+    -c "SET extra_float_digits = 0" -c "UPDATE floats_decrypted SET f = 0.1::float8 + 0.2::float8 WHERE id = 1" \
+    -c "RESET extra_float_digits" -c "SELECT f FROM floats")
+check "an UPDATE through the view keeps a float that prints as the old one: 0.30000000000000004" \
+    grep -q "^0.30000000000000004$" <<<"$out"
