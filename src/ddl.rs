@@ -143,9 +143,16 @@ pub fn relation_name(oid: pg_sys::Oid) -> String {
     }
 }
 
+/// An error that a subtransaction was rolled back for.
+pub struct Failure {
+    pub code: PgSqlErrorCode,
+    pub message: String,
+    pub detail: Option<String>,
+}
+
 /// Runs `f` in a subtransaction, as a PL/pgSQL block with an EXCEPTION clause does: when it
-/// raises an error, what it did is rolled back and the error's message comes back instead.
-pub fn in_subtransaction<R>(f: impl FnOnce() -> R) -> Result<R, String> {
+/// raises an error, what it did is rolled back and the error comes back instead.
+pub fn in_subtransaction<R>(f: impl FnOnce() -> R) -> Result<R, Failure> {
     unsafe fn back_to(context: pg_sys::MemoryContext, owner: pg_sys::ResourceOwner) {
         pg_sys::MemoryContextSwitchTo(context);
         pg_sys::CurrentResourceOwner = owner;
@@ -166,9 +173,11 @@ pub fn in_subtransaction<R>(f: impl FnOnce() -> R) -> Result<R, String> {
             back_to(context, owner);
             match error {
                 pg_sys::panic::CaughtError::PostgresError(report)
-                | pg_sys::panic::CaughtError::ErrorReport(report) => {
-                    Err(report.message().to_owned())
-                }
+                | pg_sys::panic::CaughtError::ErrorReport(report) => Err(Failure {
+                    code: report.sql_error_code(),
+                    message: report.message().to_owned(),
+                    detail: report.detail().map(str::to_owned),
+                }),
                 other => other.rethrow(),
             }
         })

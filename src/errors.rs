@@ -1067,3 +1067,14 @@ pub fn restored_type_unusable(type_name: &str) -> ! {
         "akko_crypt",
     ))
 }
+
+pub fn migration_duplicate(column: &str, table: &str, row: &str, holder: &str) -> ! {
+    raise(
+        ErrorReport::new(
+            PgSqlErrorCode::ERRCODE_UNIQUE_VIOLATION,
+            format!("migrating column {column} of {table}: the row {row} holds the same value (after normalisation) as the row {holder}, which the unique blind index refuses"),
+            "akko_crypt",
+        )
+        .set_hint("Change one of the two rows, then run protect (or, for an online migration, migrate) again; an online migration goes on where it stopped."),
+    )
+}

@@ -597,12 +597,131 @@ fn migrate_batch(table: &Table, range: Option<(i64, i64)>) -> i64 {
     let blocks = range.map_or(String::new(), |(first, end)| {
         format!(" AND ctid >= '({first},0)'::pg_catalog.tid AND ctid < '({end},0)'::pg_catalog.tid")
     });
-    let touched = table.run(&format!(
+    let statement = format!(
         "UPDATE ONLY {} SET {assignments} WHERE ({unsealed}){blocks}",
         table.sql
-    ));
+    );
+    // The batch rewrites plaintext, so an error's DETAIL could show it ("Failing row
+    // contains ..."): it is raised without. A unique blind index's refusal names the two
+    // rows by their keys.
+    let touched =
+        crate::ddl::in_subtransaction(|| table.run(&statement)).unwrap_or_else(|failure| {
+            if failure.code == PgSqlErrorCode::ERRCODE_UNIQUE_VIOLATION {
+                name_duplicate(
+                    table,
+                    &migrating,
+                    &assignments,
+                    &format!("({unsealed}){blocks}"),
+                );
+            }
+            errors::failed_over_plaintext(failure.code, &failure.message)
+        });
     registry::record_batch(table.oid, touched, range.map(|(_, end)| end));
     touched
+}
+
+/// After a batch met a unique blind index's refusal: migrates the batch's rows (`rows`, a
+/// condition) one at a time until one is refused, and raises naming that row and the one
+/// that holds its value by their keys, never the value. Returns if no row is refused.
+fn name_duplicate(table: &Table, migrating: &[ProtectedColumn], assignments: &str, rows: &str) {
+    let key = key_text(table);
+    let ctids: Vec<String> = table
+        .as_owner(|| {
+            Spi::connect(|client| {
+                client
+                    .select(
+                        &format!(
+                            "SELECT ctid::pg_catalog.text FROM ONLY {} WHERE {rows}",
+                            table.sql
+                        ),
+                        None,
+                        &[],
+                    )?
+                    .map(|row| row.get::<String>(1).map(Option::unwrap_or_default))
+                    .collect::<Result<Vec<_>, pgrx::spi::Error>>()
+            })
+        })
+        .unwrap_or_else(|e| errors::catalog_query_failed("read the table", e));
+    for ctid in ctids {
+        let one_row = format!(
+            "UPDATE ONLY {} SET {assignments} WHERE ctid = {}::pg_catalog.tid",
+            table.sql,
+            crate::ddl::literal(&ctid)
+        );
+        let Err(failure) = crate::ddl::in_subtransaction(|| table.run(&one_row)) else {
+            continue;
+        };
+        if failure.code != PgSqlErrorCode::ERRCODE_UNIQUE_VIOLATION {
+            errors::failed_over_plaintext(failure.code, &failure.message);
+        }
+        let row = row_key(
+            table,
+            &key,
+            &format!("ctid = {}::pg_catalog.tid", crate::ddl::literal(&ctid)),
+        );
+        // The refusal's DETAIL: Key (<col>_bidx)=(\x<hex>) already exists.
+        let detail = failure.detail.unwrap_or_default();
+        let hex: String = detail
+            .find(")=(\\x")
+            .map(|at| {
+                detail[at + 5..]
+                    .chars()
+                    .take_while(char::is_ascii_hexdigit)
+                    .collect()
+            })
+            .unwrap_or_default();
+        for p in migrating {
+            let Some(bidx) = p.bidx_col.as_deref() else {
+                continue;
+            };
+            let holder = row_key(
+                table,
+                &key,
+                &format!(
+                    "{} = pg_catalog.decode({}, 'hex')",
+                    ident(bidx),
+                    crate::ddl::literal(&hex)
+                ),
+            );
+            if let (Some(row), Some(holder)) = (&row, holder) {
+                errors::migration_duplicate(&ident(&p.col), &table.sql, row, &holder);
+            }
+        }
+        errors::failed_over_plaintext(failure.code, &failure.message);
+    }
+}
+
+/// The expression that names a row of `table` by its primary key (`(id)=(7)`), or by its
+/// place when it has none.
+fn key_text(table: &Table) -> String {
+    let key: Vec<String> = crate::ddl::primary_key(table.oid)
+        .into_iter()
+        .map(|(_, name)| ident(&name))
+        .collect();
+    if key.is_empty() {
+        return "'ctid ' || ctid::pg_catalog.text".to_owned();
+    }
+    format!(
+        "'(' || {} || ')=(' || pg_catalog.concat_ws(', ', {}) || ')'",
+        crate::ddl::literal(&key.join(", ")),
+        key.iter()
+            .map(|k| format!("{k}::pg_catalog.text"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    )
+}
+
+/// The key (`key_text`) of the first row of `table` that meets `condition`.
+fn row_key(table: &Table, key: &str, condition: &str) -> Option<String> {
+    table
+        .as_owner(|| {
+            Spi::get_one::<String>(&format!(
+                "SELECT {key} FROM ONLY {} WHERE {condition} LIMIT 1",
+                table.sql
+            ))
+        })
+        .ok()
+        .flatten()
 }
 
 /// Drops the renamed plaintext column of `p`, if any, and gives it back its NOT NULL.

@@ -437,10 +437,11 @@ fn refresh_views() -> i32 {
         // dropped since) leave the others to be rebuilt.
         .map(|tbl| {
             crate::ddl::in_subtransaction(|| rebuild(&Table::owned(tbl))).unwrap_or_else(
-                |message| {
+                |failure| {
                     let table = crate::ddl::relation_name(tbl);
                     pgrx::warning!(
-                        "akko_crypt: the views of table {table} were not rebuilt: {message}"
+                        "akko_crypt: the views of table {table} were not rebuilt: {}",
+                        failure.message
                     );
                     0
                 },

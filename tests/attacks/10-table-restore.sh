@@ -54,7 +54,7 @@ check "... a second restore_protection registers nothing" \
     [ "$(keyed_as postgres $db -c "SET ROLE dba2" -c "SELECT akko_crypt.restore_protection('customers')")" = 0 ]
 keyed_as postgres $db -c "INSERT INTO customers (id, name, tax_id, born, notes) VALUES (2, 'Ben', '219-09-9999', '1990-01-02', '{\"vip\": false}')" >/dev/null
 check "writes seal again: no plaintext in the table" \
-    [ "$(psql_ -c "SELECT count(*) FROM customers WHERE tax_id::text LIKE '%219%' OR notes::text LIKE '%vip%' OR position('\\x3139'::bytea IN born) > 0" $db)" = 0 ]
+    [ "$(psql_ -c "SELECT count(*) FROM customers WHERE position('219-09'::bytea IN tax_id) > 0 OR notes::text LIKE '%\"vip\"%' OR position('1990-01'::bytea IN born) > 0" $db)" = 0 ]
 check "... the restored view is akko_crypt's again: refresh_views rebuilds it" \
     [ "$(keyed_as postgres $db -c "SET ROLE dba2" -c "SELECT akko_crypt.refresh_views()")" = 1 ]
 check "the restored rows and the new ones open through the restored view, row binding and all" \

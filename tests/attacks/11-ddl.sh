@@ -56,3 +56,21 @@ out=$(keyed_as postgres $db -c "CREATE TABLE floats (id int PRIMARY KEY, f float
     -c "RESET extra_float_digits" -c "SELECT f FROM floats")
 check "an UPDATE through the view keeps a float that prints as the old one: 0.30000000000000004" \
     grep -q "^0.30000000000000004$" <<<"$out"
+
+# Issue 16, finding 5: a unique blind index meets a duplicate while the migration seals: the
+# refusal names the row that holds the value by its key, never the value, and the migration
+# goes on once one of the two is changed.
+keyed_as postgres $db -c "CREATE TABLE members (id int PRIMARY KEY, email text)" \
+    -c "INSERT INTO members VALUES (1, 'dup@example.com'), (2, 'other@example.com'), (3, 'DUP@example.com')" >/dev/null
+out=$(keyed_as postgres $db -c "SELECT akko_crypt.protect('members', 'email', blind_index => true, normalization => 'lower', unique_index => true)")
+check "the default migration refuses the duplicate (23505), naming the row (id)=(1) and neither value" \
+    bash -c 'grep -q "ERROR:  23505:.*row (id)=(3) holds the same value (after normalisation) as the row (id)=(1)" <<<"$1" && ! grep -qi "dup@" <<<"$1" && ! grep -q "DETAIL" <<<"$1"' _ "$out"
+keyed_as postgres $db -c "SELECT akko_crypt.protect('members', 'email', blind_index => true, normalization => 'lower', unique_index => true, migrate => false)" >/dev/null
+out=$(keyed_as postgres $db -c "CALL akko_crypt.migrate('members')")
+check "... so does an online migration" \
+    bash -c 'grep -q "ERROR:  23505:.*row (id)=(3) holds the same value (after normalisation) as the row (id)=(1)" <<<"$1" && ! grep -qi "dup@" <<<"$1" && ! grep -q "DETAIL" <<<"$1"' _ "$out"
+out=$(keyed_as postgres $db -c "UPDATE members SET email_akko_plain = 'dup3@example.com' WHERE id = 3" -c "CALL akko_crypt.migrate('members')" \
+    -c "SELECT string_agg(email, ' ' ORDER BY id) FROM members_decrypted" 2>&1; keyed_as postgres $db -c "SELECT akko_crypt.create_view('members')" -c "SELECT string_agg(email, ' ' ORDER BY id) FROM members_decrypted")
+check "once one is changed the migration finishes, every value sealed" \
+    bash -c 'grep -q "dup@example.com other@example.com dup3@example.com" <<<"$1" && [ "$2" = 0 ]' _ "$out" \
+    "$(psql_ -c "SELECT count(*) FROM members WHERE substr(email, 1, 2) <> '\\xac4b'" $db)"
