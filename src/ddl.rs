@@ -171,15 +171,23 @@ pub fn in_subtransaction<R>(f: impl FnOnce() -> R) -> Result<R, Failure> {
         .catch_others(|error| {
             pg_sys::RollbackAndReleaseCurrentSubTransaction();
             back_to(context, owner);
-            match error {
+            let failure = match &error {
                 pg_sys::panic::CaughtError::PostgresError(report)
-                | pg_sys::panic::CaughtError::ErrorReport(report) => Err(Failure {
+                | pg_sys::panic::CaughtError::ErrorReport(report) => Failure {
                     code: report.sql_error_code(),
                     message: report.message().to_owned(),
                     detail: report.detail().map(str::to_owned),
-                }),
-                other => other.rethrow(),
+                },
+                _ => error.rethrow(),
+            };
+            // A cancel or a shutdown ends the statement, as PL/pgSQL's WHEN OTHERS lets it.
+            if matches!(
+                failure.code,
+                PgSqlErrorCode::ERRCODE_QUERY_CANCELED | PgSqlErrorCode::ERRCODE_ADMIN_SHUTDOWN
+            ) {
+                error.rethrow()
             }
+            Err(failure)
         })
         .execute()
     }

@@ -6,18 +6,38 @@
 //! (the first seal of a class creates its key, the first for a subject the subject's) runs
 //! without workers.
 
+use std::cell::RefCell;
+use std::collections::HashMap;
+
 use crate::keyring::{self, read_one};
 use crate::{custody, vault_unlock};
+
 use pgrx::pg_sys;
 use pgrx::prelude::*;
 
 static mut PREVIOUS_EXECUTOR_START: pg_sys::ExecutorStart_hook_type = None;
 
+thread_local! {
+    /// The OIDs of akko_crypt's functions by C symbols (`SEAL_FUNCTIONS`, `KEY_FUNCTIONS`),
+    /// so that a parallel plan's start costs no catalog query; forgotten when pg_proc changes.
+    static FUNCTION_OIDS: RefCell<HashMap<&'static str, Vec<pg_sys::Oid>>> = RefCell::new(HashMap::new());
+}
+
 pub fn init() {
     unsafe {
         PREVIOUS_EXECUTOR_START = pg_sys::ExecutorStart_hook;
         pg_sys::ExecutorStart_hook = Some(before_parallel_plan);
+        pg_sys::CacheRegisterSyscacheCallback(
+            pg_sys::SysCacheIdentifier::PROCOID as i32,
+            Some(forget_function_oids),
+            pg_sys::Datum::from(0),
+        );
     }
+}
+
+#[pg_guard]
+unsafe extern "C-unwind" fn forget_function_oids(_arg: pg_sys::Datum, _cache: i32, _hash: u32) {
+    FUNCTION_OIDS.with(|f| f.borrow_mut().clear());
 }
 
 #[pg_guard]
@@ -76,6 +96,9 @@ unsafe fn seals_a_class_without_key(query_desc: *mut pg_sys::QueryDesc) -> bool 
     };
     let context = (&raw mut sealed).cast();
     visit_plan((*query_desc).planstate, context);
+    if sealed.may_write {
+        return true;
+    }
     // The walk reads each node's target list and filter; a call elsewhere (a join's
     // condition, a function scan) it does not see counts as one that may write. The plan's
     // text names every call.
@@ -85,9 +108,7 @@ unsafe fn seals_a_class_without_key(query_desc: *mut pg_sys::QueryDesc) -> bool 
         .matches(&format!(":funcid {} ", sealed.seal_pii.to_u32()))
         .count();
     pg_sys::pfree(plan_text.cast());
-    sealed.may_write
-        || sealed.calls != calls_in_plan
-        || keyring::some_class_without_key(&sealed.classes)
+    sealed.calls != calls_in_plan || keyring::some_class_without_key(&sealed.classes)
 }
 
 /// The value of a constant expression (None inside for NULL), or None for any other.
@@ -126,6 +147,10 @@ unsafe extern "C-unwind" fn visit_expression(
         if (*call).funcid == sealed.seal_pii {
             sealed.calls += 1;
             // seal_pii(value, class, context, subject): the planner fills in defaults.
+            if pg_sys::list_length((*call).args) < 4 {
+                sealed.may_write = true;
+                return false;
+            }
             let argument = |n| constant(pg_sys::list_nth((*call).args, n).cast());
             match argument(1) {
                 Some(Some(class)) => {
@@ -154,7 +179,7 @@ const KEY_FUNCTIONS: &str =
 /// Whether the plan calls one of akko_crypt's `functions` (their C symbols, as an array
 /// literal). The planner lists the user-defined functions a plan calls among its
 /// invalidation items, by syscache hash.
-unsafe fn calls_functions(plan: *mut pg_sys::PlannedStmt, functions: &str) -> bool {
+unsafe fn calls_functions(plan: *mut pg_sys::PlannedStmt, functions: &'static str) -> bool {
     let items = (*plan).invalItems;
     if items.is_null() {
         return false;
@@ -169,8 +194,11 @@ unsafe fn calls_functions(plan: *mut pg_sys::PlannedStmt, functions: &str) -> bo
         })
 }
 
-fn function_oids(functions: &str) -> Vec<pg_sys::Oid> {
-    read_one::<Vec<pg_sys::Oid>>(
+fn function_oids(functions: &'static str) -> Vec<pg_sys::Oid> {
+    if let Some(oids) = FUNCTION_OIDS.with(|f| f.borrow().get(functions).cloned()) {
+        return oids;
+    }
+    let oids = read_one::<Vec<pg_sys::Oid>>(
         "find the functions that seal and open",
         "SELECT pg_catalog.array_agg(p.oid) FROM pg_catalog.pg_proc p \
          JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) p.pronamespace \
@@ -178,10 +206,12 @@ fn function_oids(functions: &str) -> Vec<pg_sys::Oid> {
            AND p.prosrc OPERATOR(pg_catalog.=) ANY ($1::pg_catalog.text[])",
         &[functions.into()],
     )
-    .unwrap_or_default()
+    .unwrap_or_default();
+    FUNCTION_OIDS.with(|f| f.borrow_mut().insert(functions, oids.clone()));
+    oids
 }
 
-fn function_hashes(functions: &str) -> Vec<u32> {
+fn function_hashes(functions: &'static str) -> Vec<u32> {
     function_oids(functions)
         .into_iter()
         .map(|oid| unsafe {

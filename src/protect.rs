@@ -942,7 +942,7 @@ fn restore_protection(args: &Args) -> i32 {
         "LOCK TABLE ONLY {} IN SHARE ROW EXCLUSIVE MODE",
         table.sql
     ));
-    let carried = crate::protect_trigger::carried_now(table.oid)
+    let carried = registry::trigger_arguments(table.oid)
         .filter(|carried| !carried.is_empty())
         .unwrap_or_else(|| errors::nothing_to_restore(&table.sql));
     if !registry::columns_of(table.oid).is_empty() {

@@ -270,28 +270,17 @@ pub unsafe fn carried_by_trigger(relation: pg_sys::Relation) -> Option<Vec<Strin
     )
 }
 
-/// What the sealing trigger of table `relid` carries now, within this statement too: None
-/// when the table or the trigger does not exist.
-pub fn carried_now(relid: pg_sys::Oid) -> Option<Vec<String>> {
-    unsafe {
-        // A trigger this statement made or dropped (two protect calls in one SELECT) reaches
-        // the relation cache at the next command.
-        pg_sys::CommandCounterIncrement();
-        let relation = pg_sys::try_relation_open(relid, pg_sys::AccessShareLock as i32);
-        if relation.is_null() {
-            return None;
-        }
-        let carried = carried_by_trigger(relation);
-        pg_sys::relation_close(relation, pg_sys::AccessShareLock as i32);
-        carried
-    }
-}
-
 /// The columns on which the registry and the sealing trigger of table `relid` disagree;
 /// None when they agree on at least one protected column. Empty when neither has any.
 pub fn disagreements(relid: pg_sys::Oid) -> Option<Vec<String>> {
-    let carried = carried_now(relid).unwrap_or_default();
-    let differ = registry::disagreements(relid, &carried);
+    disagreements_with(
+        relid,
+        &registry::trigger_arguments(relid).unwrap_or_default(),
+    )
+}
+
+fn disagreements_with(relid: pg_sys::Oid, carried: &[String]) -> Option<Vec<String>> {
+    let differ = registry::disagreements(relid, carried);
     (carried.is_empty() || !differ.is_empty()).then_some(differ)
 }
 
@@ -303,9 +292,9 @@ unsafe fn load_spec(relation: pg_sys::Relation) -> TableSpec {
     let table = relation_name(relation);
     // The registry and the trigger's arguments must agree: after a table-level or
     // schema-only restore the registry has nothing, and the table nothing is written to.
-    let carried = carried_by_trigger(relation).unwrap_or_default();
-    let differ = registry::disagreements(relid, &carried);
-    if carried.is_empty() || !differ.is_empty() {
+    if let Some(differ) =
+        disagreements_with(relid, &carried_by_trigger(relation).unwrap_or_default())
+    {
         errors::protection_incomplete(&table, &differ);
     }
     let column_index = |name: &str, wanted: Option<pg_sys::Oid>| -> usize {

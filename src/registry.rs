@@ -185,8 +185,8 @@ pub fn column(tbl: pg_sys::Oid, col: &str) -> Option<ProtectedColumn> {
         .next()
 }
 
-/// What a protected column's trigger carries of it, as one JSON object: every setting but
-/// the migration's progress. The trigger's arguments travel with the table in every dump,
+/// What a protected column's trigger carries of it, as one JSON object: every setting, and
+/// whether it still migrates, but not how far. The trigger's arguments travel with the table in every dump,
 /// the registry only in a full one, so the trigger refuses to write unless the two agree,
 /// and `restore_protection` rebuilds the registry from them. The type is kept by name, to
 /// be parsed back on restore; it is not compared, so renaming a type changes nothing.
@@ -195,7 +195,7 @@ const CARRIED: &str = "pg_catalog.jsonb_build_object('column', col, 'class', cla
     'binding_id', pg_catalog.encode(binding_id, 'hex'), 'bind_row', bind_row, \
     'blind_index', bidx_col, 'blind_index_key_version', bidx_key_version, \
     'normalization', bidx_normalize, 'plaintext_column', plain_col, \
-    'restore_not_null', restore_not_null)";
+    'restore_not_null', restore_not_null, 'migrating', state = 'migrating')";
 
 /// The trigger arguments that carry the protected columns of `tbl`, in column name order,
 /// each quoted as an SQL literal.
@@ -221,6 +221,25 @@ pub fn protect_row_function() -> pg_sys::Oid {
         &[],
     )
     .unwrap_or(pg_sys::InvalidOid)
+}
+
+/// The arguments of the sealing trigger of `tbl` as pg_trigger holds them now (no lock on
+/// the table: status() must not wait for a migration), None when it has none.
+pub fn trigger_arguments(tbl: pg_sys::Oid) -> Option<Vec<String>> {
+    let args = crate::keyring::read_one::<Vec<u8>>(
+        "read the table's trigger",
+        "SELECT g.tgargs FROM pg_catalog.pg_trigger g WHERE g.tgrelid = $1 \
+            AND g.tgname = 'zz_akko_crypt_protect' \
+            AND g.tgfoid = pg_catalog.to_regprocedure('akko_crypt.protect_row()')",
+        &[tbl.into()],
+    )?;
+    // Each argument ends in a NUL.
+    Some(
+        args.split(|&b| b == 0)
+            .take(args.iter().filter(|&&b| b == 0).count())
+            .map(|arg| String::from_utf8_lossy(arg).into_owned())
+            .collect(),
+    )
 }
 
 /// What stands for trigger arguments that are not what akko_crypt writes (a trigger made by
@@ -275,7 +294,8 @@ pub fn carried_columns(tbl: pg_sys::Oid, carried: &[String]) -> Vec<ProtectedCol
                             pg_catalog.decode(c ->> 'binding_id', 'hex'), (c ->> 'bind_row')::boolean, \
                             c ->> 'blind_index', (c ->> 'blind_index_key_version')::integer, \
                             c ->> 'normalization', c ->> 'plaintext_column', \
-                            coalesce((c ->> 'restore_not_null')::boolean, false) \
+                            coalesce((c ->> 'restore_not_null')::boolean, false), \
+                            coalesce((c ->> 'migrating')::boolean, true) \
                      FROM (SELECT a::jsonb AS c FROM pg_catalog.unnest($1::text[]) a) s",
                     None,
                     &[carried.to_vec().into()],
@@ -293,6 +313,7 @@ pub fn carried_columns(tbl: pg_sys::Oid, carried: &[String]) -> Vec<ProtectedCol
                         bidx_normalize: row.get(9)?,
                         plain_col: row.get(10)?,
                         restore_not_null: row.get(11)?.unwrap_or(false),
+                        migrating: row.get(12)?.unwrap_or(true),
                     })
                 })
                 .collect::<Result<Vec<_>, pgrx::spi::Error>>()
@@ -318,7 +339,7 @@ pub fn carried_columns(tbl: pg_sys::Oid, carried: &[String]) -> Vec<ProtectedCol
                 bidx_col: r.bidx_col,
                 bidx_key_version: r.bidx_key_version,
                 bidx_normalize: r.bidx_normalize,
-                migrating: r.plain_col.is_some(),
+                migrating: r.migrating,
                 plain_col: r.plain_col,
                 restore_not_null: r.restore_not_null,
                 migrated: 0,
@@ -339,13 +360,13 @@ struct CarriedRow {
     bidx_normalize: Option<String>,
     plain_col: Option<String>,
     restore_not_null: bool,
+    migrating: bool,
 }
 
 /// A table other than `tbl` whose protected column uses `binding_id`, in the registry or in
 /// what its sealing trigger carries (trigger arguments anyone can read: a table restored
 /// without its registry rows keeps its bindings all the same), if one does.
 pub fn binding_user(binding_id: &BindingId, tbl: pg_sys::Oid) -> Option<pg_sys::Oid> {
-    let hex: String = binding_id.iter().map(|b| format!("{b:02x}")).collect();
     as_owner(|| {
         crate::keyring::read_one::<pg_sys::Oid>(
             "read akko_crypt.protected_columns",
@@ -353,9 +374,9 @@ pub fn binding_user(binding_id: &BindingId, tbl: pg_sys::Oid) -> Option<pg_sys::
              UNION ALL \
              SELECT g.tgrelid FROM pg_catalog.pg_trigger g \
               WHERE g.tgfoid = pg_catalog.to_regprocedure('akko_crypt.protect_row()') AND g.tgrelid <> $2 \
-                AND position(pg_catalog.convert_to($3, 'UTF8') IN g.tgargs) > 0 \
+                AND position(pg_catalog.convert_to(pg_catalog.encode($1, 'hex'), 'UTF8') IN g.tgargs) > 0 \
              LIMIT 1",
-            &[binding_id.to_vec().into(), tbl.into(), hex.into()],
+            &[binding_id.to_vec().into(), tbl.into()],
         )
     })
 }

@@ -142,3 +142,15 @@ out=$(keyed_as postgres $db -c "CREATE TABLE gen (id int PRIMARY KEY, src text, 
     -c "SELECT akko_crypt.restore_protection('bi_t')")
 check "restore_protection refuses a generated column and inheritance (0A000 both) and the blind_index class (22023)" \
     bash -c '[ "$(grep -c "ERROR:  0A000:" <<<"$1")" = 2 ] && grep -q "ERROR:  22023:" <<<"$1"' _ "$out"
+# A jsonb column whose online migration had not run when the table was dumped: restored, it
+# is still migrating, and the migration seals what it holds.
+keyed_as postgres $db -c "CREATE TABLE docs (id int PRIMARY KEY, body jsonb)" -c "INSERT INTO docs VALUES (1, '{\"secret\": \"DOCSECRET\"}')" \
+    -c "SELECT akko_crypt.protect('docs', 'body', migrate => false)" >/dev/null
+pg_dump -h "$dir" -p "$port" -U postgres -t docs $db >"$dir/restore_docs.sql"
+psql_ -c "DROP TABLE docs" $db >/dev/null
+psql -X -q -h "$dir" -p "$port" -U postgres -f "$dir/restore_docs.sql" $db >/dev/null 2>&1
+out=$(keyed_as postgres $db -c "SELECT akko_crypt.restore_protection('docs')" \
+    -c "SELECT state FROM akko_crypt.protected_columns WHERE tbl = 'docs'::regclass" -c "CALL akko_crypt.migrate('docs')")
+check "a restored jsonb column mid-migration is registered as migrating, and the migration seals it" \
+    bash -c 'grep -q "^migrating$" <<<"$1" && [ "$2" = 0 ]' _ "$out" \
+    "$(psql_ -c "SELECT count(*) FROM docs WHERE body::text LIKE '%DOCSECRET%'" $db)"
