@@ -255,6 +255,12 @@ impl Table {
         self.as_owner(|| run(statement))
     }
 
+    /// Runs one statement on the table as `run` does, in a subtransaction: if it fails, what
+    /// it did is rolled back and its error comes back, for the caller to raise as it must.
+    pub fn try_run(&self, statement: &str) -> Result<i64, Failure> {
+        in_subtransaction(|| self.run(statement))
+    }
+
     /// Runs a statement that writes the table's values back in clear, as `run` does; if it
     /// fails, its error is raised again without its DETAIL, which can hold the row's values
     /// (a CHECK constraint's "Failing row contains ...").

@@ -604,18 +604,17 @@ fn migrate_batch(table: &Table, range: Option<(i64, i64)>) -> i64 {
     // The batch rewrites plaintext, so an error's DETAIL could show it ("Failing row
     // contains ..."): it is raised without. A unique blind index's refusal names the two
     // rows by their keys.
-    let touched =
-        crate::ddl::in_subtransaction(|| table.run(&statement)).unwrap_or_else(|failure| {
-            if failure.code == PgSqlErrorCode::ERRCODE_UNIQUE_VIOLATION {
-                name_duplicate(
-                    table,
-                    &migrating,
-                    &assignments,
-                    &format!("({unsealed}){blocks}"),
-                );
-            }
-            errors::failed_over_plaintext(failure.code, &failure.message)
-        });
+    let touched = table.try_run(&statement).unwrap_or_else(|failure| {
+        if failure.code == PgSqlErrorCode::ERRCODE_UNIQUE_VIOLATION {
+            name_duplicate(
+                table,
+                &migrating,
+                &assignments,
+                &format!("({unsealed}){blocks}"),
+            );
+        }
+        errors::failed_over_plaintext(failure.code, &failure.message)
+    });
     registry::record_batch(table.oid, touched, range.map(|(_, end)| end));
     touched
 }
@@ -648,7 +647,7 @@ fn name_duplicate(table: &Table, migrating: &[ProtectedColumn], assignments: &st
             table.sql,
             crate::ddl::literal(&ctid)
         );
-        let Err(failure) = crate::ddl::in_subtransaction(|| table.run(&one_row)) else {
+        let Err(failure) = table.try_run(&one_row) else {
             continue;
         };
         if failure.code != PgSqlErrorCode::ERRCODE_UNIQUE_VIOLATION {
