@@ -58,6 +58,10 @@ ALTER TABLE protected_columns ALTER COLUMN original_type TYPE regtype
 DROP FUNCTION upgrade_type_oid(text);
 DROP FUNCTION upgrade_type_modifier(text);
 COMMENT ON COLUMN protected_columns.original_type IS 'The column''s type before protect (with original_typmod); the decrypting view casts back to it';
+-- Text mode: the column keeps (or takes) type text, holding $akko: envelopes.
+ALTER TABLE protected_columns DROP CONSTRAINT protected_columns_mode_check;
+ALTER TABLE protected_columns ADD CONSTRAINT protected_columns_mode_check
+    CHECK (mode IN ('bytea', 'text', 'jsonb'));
 
 -- A view's grants are kept as role names (restorable elsewhere), from the view itself; the
 -- view akko_crypt built is known by its OID from its next rebuild on.
@@ -109,6 +113,16 @@ CREATE FUNCTION open_value(sealed bytea, context bytea, type_of anyelement)
 COMMENT ON FUNCTION open_value(bytea, bytea, anyelement) IS
     'Opens a value of a protected bytea column as a value of the type of its third argument (NULL::date, say); a value that is not one raises an error that does not show it';
 REVOKE ALL ON FUNCTION open_value(bytea, bytea, anyelement) FROM PUBLIC;
+CREATE FUNCTION envelope_from_text(sealed text)
+    RETURNS bytea LANGUAGE c IMMUTABLE STRICT PARALLEL SAFE
+    AS 'MODULE_PATHNAME', 'akko_envelope_from_text';
+COMMENT ON FUNCTION envelope_from_text(text) IS
+    'The envelope a text-mode column''s value ($akko:<base64>) holds, as bytea; what a decrypting view opens';
+CREATE FUNCTION envelope_as_text(envelope bytea)
+    RETURNS text LANGUAGE c IMMUTABLE STRICT PARALLEL SAFE
+    AS 'MODULE_PATHNAME', 'akko_envelope_as_text';
+COMMENT ON FUNCTION envelope_as_text(bytea) IS
+    'An envelope as a text-mode column holds it: $akko:<base64>';
 COMMENT ON FUNCTION open_pii(bytea, bytea) IS
     'Opens a value sealed by seal_pii; fails unless this session holds the key, its role may open the class, and the same context is given';
 

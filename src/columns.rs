@@ -1,18 +1,23 @@
 //! The SQL functions that protected columns and their decrypting views use: `open_value`
 //! (a bytea-mode value as its original type), `open_text` (as its text), `open_pii(jsonb)`
-//! (a jsonb-mode value, or any other jsonb unchanged) and `row_context` (what a row-bound
+//! (a jsonb-mode value, or any other jsonb unchanged), `envelope_from_text` and
+//! `envelope_as_text` (a text-mode value's envelope) and `row_context` (what a row-bound
 //! value is bound to).
 
 use std::borrow::Cow;
 use std::ffi::{c_char, CStr};
 
-use akko_crypt_core::column::{jsonb_envelope, payload_text, row_context, BindingId};
+use akko_crypt_core::column::{
+    envelope_in_text, jsonb_envelope, payload_text, row_context, text_envelope, BindingId,
+};
 use pgrx::fcinfo::{pg_arg_is_null, pg_getarg_datum_raw, pg_return_null};
 use pgrx::pg_sys;
 use pgrx::prelude::*;
 use zeroize::Zeroizing;
 
-use crate::datum::{arg_bytes, arg_jsonb, bytea_datum, c_bytes_mut, datum_bytes, Wiped};
+use crate::datum::{
+    arg_bytes, arg_jsonb, bytea_datum, c_bytes_mut, datum_bytes, text_datum, Wiped,
+};
 use crate::errors;
 use crate::local_settings::with_settings;
 use crate::sealing::{database_is_utf8, open_to_buffer, plaintext_input, plaintext_to_jsonb};
@@ -49,6 +54,18 @@ CREATE FUNCTION utf8_bytes(value text)
 COMMENT ON FUNCTION utf8_bytes(text) IS
     'The UTF-8 bytes of a text: how a decrypting view hands plaintext to the protect trigger';
 
+CREATE FUNCTION envelope_from_text(sealed text)
+    RETURNS bytea LANGUAGE c IMMUTABLE STRICT PARALLEL SAFE
+    AS 'MODULE_PATHNAME', 'akko_envelope_from_text';
+COMMENT ON FUNCTION envelope_from_text(text) IS
+    'The envelope a text-mode column''s value ($akko:<base64>) holds, as bytea; what a decrypting view opens';
+
+CREATE FUNCTION envelope_as_text(envelope bytea)
+    RETURNS text LANGUAGE c IMMUTABLE STRICT PARALLEL SAFE
+    AS 'MODULE_PATHNAME', 'akko_envelope_as_text';
+COMMENT ON FUNCTION envelope_as_text(bytea) IS
+    'An envelope as a text-mode column holds it: $akko:<base64>';
+
 REVOKE ALL ON FUNCTION open_value(bytea, bytea, anyelement), open_text(bytea, bytea),
     open_pii(jsonb, bytea) FROM PUBLIC;
 "#,
@@ -58,6 +75,8 @@ REVOKE ALL ON FUNCTION open_value(bytea, bytea, anyelement), open_text(bytea, by
 
 v1_function_info!(
     pg_finfo_akko_utf8_bytes,
+    pg_finfo_akko_envelope_from_text,
+    pg_finfo_akko_envelope_as_text,
     pg_finfo_akko_open_value,
     pg_finfo_akko_open_text,
     pg_finfo_akko_open_pii_jsonb,
@@ -189,6 +208,30 @@ pub unsafe extern "C-unwind" fn akko_utf8_bytes(fcinfo: pg_sys::FunctionCallInfo
     }
     let converted = Wiped(c_bytes_mut(utf8));
     bytea_datum(&converted)
+}
+
+/// `envelope_from_text(text)`: the envelope in a text-mode value. A value without the
+/// `$akko:` prefix is refused, never taken for an envelope: what a view opens is sealed.
+#[pg_guard]
+#[no_mangle]
+pub unsafe extern "C-unwind" fn akko_envelope_from_text(
+    fcinfo: pg_sys::FunctionCallInfo,
+) -> pg_sys::Datum {
+    match envelope_in_text(datum_bytes(pg_getarg_datum_raw(fcinfo, 0))) {
+        Some(Ok(envelope)) => bytea_datum(&envelope),
+        Some(Err(_)) => errors::bad_text_envelope_value(),
+        None => errors::not_a_text_envelope(),
+    }
+}
+
+/// `envelope_as_text(bytea)`: `$akko:` and the envelope in base64. Ciphertext only, so
+/// nothing to wipe; an envelope it does not hold is refused when it is written or opened.
+#[pg_guard]
+#[no_mangle]
+pub unsafe extern "C-unwind" fn akko_envelope_as_text(
+    fcinfo: pg_sys::FunctionCallInfo,
+) -> pg_sys::Datum {
+    text_datum(&text_envelope(datum_bytes(pg_getarg_datum_raw(fcinfo, 0))))
 }
 
 /// The text an opened bytea-mode plaintext holds (a JSON string unescaped; any other JSON,

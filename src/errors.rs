@@ -461,6 +461,39 @@ pub fn row_context_needs_separate_keys() -> ! {
     ))
 }
 
+/// A text-mode column written a value with the envelope prefix that is not one.
+pub fn bad_text_envelope(column: &str) -> ! {
+    raise(
+        ErrorReport::new(
+            PgSqlErrorCode::ERRCODE_INVALID_BINARY_REPRESENTATION,
+            format!(
+                "the value written to protected column \"{column}\" starts with \"$akko:\" but is not an envelope"
+            ),
+            "akko_crypt",
+        )
+        .set_hint("Text that starts with \"$akko:\" is taken for an envelope in a text-mode column; such a value cannot be stored in it."),
+    )
+}
+
+pub fn bad_text_envelope_value() -> ! {
+    raise(ErrorReport::new(
+        PgSqlErrorCode::ERRCODE_INVALID_BINARY_REPRESENTATION,
+        "the text after \"$akko:\" is not valid base64",
+        "akko_crypt",
+    ))
+}
+
+pub fn not_a_text_envelope() -> ! {
+    raise(
+        ErrorReport::new(
+            PgSqlErrorCode::ERRCODE_INVALID_BINARY_REPRESENTATION,
+            "the value is not a text-mode envelope",
+            "akko_crypt",
+        )
+        .set_hint("A text-mode column holds \"$akko:\" followed by base64; plaintext in it means its trigger did not run."),
+    )
+}
+
 pub fn bad_jsonb_envelope() -> ! {
     raise(ErrorReport::new(
         PgSqlErrorCode::ERRCODE_INVALID_BINARY_REPRESENTATION,

@@ -5,12 +5,13 @@
 //! statements on the table then run as its owner (see `ddl::Table::run`), and the registry
 //! is written as the extension owner (see `registry`).
 
+use akko_crypt_core::column::TEXT_ENVELOPE_PREFIX;
 use akko_crypt_core::envelope::MAGIC;
 use pgrx::pg_sys;
 use pgrx::prelude::*;
 
 use crate::datum::{text_datum, Args};
-use crate::ddl::{ident, pinned, run, type_sql, Table};
+use crate::ddl::{ident, literal, pinned, run, type_sql, Table};
 use crate::keyring::{self, read_row};
 use crate::privileges::{self, Privilege};
 use crate::registry::{self, Mode, ProtectedColumn};
@@ -267,7 +268,7 @@ fn checked(table: &Table, request: &Request) -> (Attribute, Option<String>, Opti
     }
     classes::require_registered(class);
     match request.mode {
-        Mode::Bytea => {
+        Mode::Bytea | Mode::Text => {
             if att.type_oid == pg_sys::BYTEAOID {
                 errors::protect_refused(
                     format!("column {col} of {} is already bytea", table.sql),
@@ -335,8 +336,10 @@ fn checked(table: &Table, request: &Request) -> (Attribute, Option<String>, Opti
     {
         errors::bad_normalization(&request.normalization);
     }
-    let plain =
-        (request.mode == Mode::Bytea).then(|| derived_name(&request.col, 52, "_akko_plain"));
+    let plain = request
+        .mode
+        .is_scalar()
+        .then(|| derived_name(&request.col, 52, "_akko_plain"));
     let bidx = request
         .blind_index
         .then(|| derived_name(&request.col, 58, "_bidx"));
@@ -394,7 +397,7 @@ fn protect(args: &Args) -> String {
         "LOCK TABLE ONLY {} IN {} MODE",
         table.sql,
         match request.mode {
-            Mode::Bytea => "ACCESS EXCLUSIVE",
+            Mode::Bytea | Mode::Text => "ACCESS EXCLUSIVE",
             Mode::Jsonb => "SHARE ROW EXCLUSIVE",
         }
     ));
@@ -414,27 +417,42 @@ fn protect(args: &Args) -> String {
 
     views::set_aside(&table);
     let col = ident(&request.col);
+    let stored_type = match request.mode {
+        Mode::Text => "pg_catalog.text",
+        _ => "pg_catalog.bytea",
+    };
+    // A text column in text mode keeps its type: nothing to change.
+    let retype = request.mode.is_scalar() && att.type_oid != request.mode.stored_type();
     let plain = match (request.mode, populated) {
-        (Mode::Bytea, false) => {
+        (Mode::Bytea | Mode::Text, false) => {
             // An empty table changes type at once and keeps the column's place.
-            table.run(&format!(
-                "ALTER TABLE {} ALTER COLUMN {col} TYPE pg_catalog.bytea USING NULL",
-                table.sql
-            ));
+            if retype {
+                table.run(&format!(
+                    "ALTER TABLE {} ALTER COLUMN {col} TYPE {stored_type} USING NULL",
+                    table.sql
+                ));
+            }
             None
         }
-        (Mode::Bytea, true) if request.migrate => {
+        (Mode::Bytea | Mode::Text, true) if request.migrate => {
             // Migrated at once, under this lock: the column changes type in place, keeping
-            // its place in the table (and the view), its values becoming their UTF-8 text,
-            // which the migration below has the trigger seal before anyone else can read it.
-            table.run(&format!(
-                "ALTER TABLE {} ALTER COLUMN {col} TYPE pg_catalog.bytea \
-                 USING akko_crypt.utf8_bytes({col}::pg_catalog.text)",
-                table.sql
-            ));
+            // its place in the table (and the view), its values becoming their text (UTF-8
+            // bytes in bytea mode), which the migration below has the trigger seal before
+            // anyone else can read it.
+            if retype {
+                let as_text = format!("{col}::pg_catalog.text");
+                table.run(&format!(
+                    "ALTER TABLE {} ALTER COLUMN {col} TYPE {stored_type} USING {}",
+                    table.sql,
+                    match request.mode {
+                        Mode::Text => as_text,
+                        _ => format!("akko_crypt.utf8_bytes({as_text})"),
+                    }
+                ));
+            }
             None
         }
-        (Mode::Bytea, true) => {
+        (Mode::Bytea | Mode::Text, true) => {
             // Only catalog changes: the plaintext stays in the renamed column until migrated.
             // The sealed column is added last, so it moves to the end of the table.
             let plain = plain.expect("bytea mode names a plaintext column");
@@ -451,7 +469,7 @@ fn protect(args: &Args) -> String {
                 ));
             }
             table.run(&format!(
-                "ALTER TABLE {} ADD COLUMN {col} pg_catalog.bytea",
+                "ALTER TABLE {} ADD COLUMN {col} {stored_type}",
                 table.sql
             ));
             Some(plain)
@@ -562,6 +580,11 @@ fn unsealed_condition(p: &ProtectedColumn) -> String {
             ident(&p.col)
         ),
         // Changed in place: the values that are not envelopes yet.
+        (None, Mode::Text) => format!(
+            "NOT pg_catalog.starts_with({}, {})",
+            ident(&p.col),
+            literal(TEXT_ENVELOPE_PREFIX)
+        ),
         (None, Mode::Bytea) => format!(
             "substr({0}, 1, {1}) <> pg_catalog.decode('{2}', 'hex')",
             ident(&p.col),
@@ -779,7 +802,11 @@ pub fn read_expression(table: &Table, p: &ProtectedColumn, prefix: &str) -> Stri
     let col = format!("{prefix}{}", ident(&p.col));
     let opened = match p.mode {
         Mode::Jsonb => format!("akko_crypt.open_pii({col}, {context})"),
-        Mode::Bytea => {
+        Mode::Bytea | Mode::Text => {
+            let col = match p.mode {
+                Mode::Text => format!("akko_crypt.envelope_from_text({col})"),
+                _ => col,
+            };
             // A domain reads back as its base type: its CHECK, its owner's code, ran when the
             // value was written, and does not run again for whoever reads (a superuser too).
             let mut typmod = p.original_typmod;
@@ -875,7 +902,7 @@ fn unprotect(args: &Args) {
     registry::delete(tbl, &col);
     install_trigger(&table);
     match p.mode {
-        Mode::Bytea => {
+        Mode::Bytea | Mode::Text => {
             table.run_over_plaintext(&format!(
                 "ALTER TABLE {} ALTER COLUMN {} TYPE {} USING {}",
                 table.sql,
@@ -967,10 +994,7 @@ fn restore_protection(args: &Args) -> i32 {
         require_owner_seals(&table, class);
         require_original_type(p.original_type);
         let att = attribute(&table, &p.col);
-        let stored_as = match p.mode {
-            Mode::Bytea => pg_sys::BYTEAOID,
-            Mode::Jsonb => pg_sys::JSONBOID,
-        };
+        let stored_as = p.mode.stored_type();
         if att.type_oid != stored_as {
             errors::restored_column_retyped(
                 &ident(&p.col),

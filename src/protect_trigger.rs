@@ -18,8 +18,8 @@ use std::ffi::{c_char, CStr, CString};
 use std::rc::Rc;
 
 use akko_crypt_core::column::{
-    jsonb_envelope_text, payload_text, row_context, text_payload, BindingId, Normalization,
-    BLIND_INDEX_LEN,
+    envelope_in_text, jsonb_envelope_text, payload_text, row_context, text_envelope, text_payload,
+    BindingId, Normalization, BLIND_INDEX_LEN,
 };
 use akko_crypt_core::envelope::MAGIC;
 use akko_crypt_core::{ClassName, Envelope};
@@ -28,7 +28,7 @@ use pgrx::prelude::*;
 use zeroize::Zeroizing;
 
 use crate::columns::{jsonb_envelope_of, KeyOutput};
-use crate::datum::{bytea_datum, c_bytes_mut, datum_bytes, Wiped};
+use crate::datum::{bytea_datum, c_bytes_mut, datum_bytes, text_datum, Wiped};
 use crate::local_settings::with_settings;
 use crate::privileges::{self, Privilege};
 use crate::registry::{self, Mode};
@@ -56,7 +56,10 @@ thread_local! {
 }
 
 pub fn init() {
-    unsafe { pg_sys::CacheRegisterRelcacheCallback(Some(forget_table), pg_sys::Datum::from(0)) };
+    unsafe {
+        pg_sys::CacheRegisterRelcacheCallback(Some(forget_table), pg_sys::Datum::from(0));
+        pg_sys::RegisterXactCallback(Some(forget_just_sealed), std::ptr::null_mut());
+    }
 }
 
 #[pg_guard]
@@ -205,8 +208,16 @@ unsafe fn from_server_cstring(text: *mut c_char) -> Zeroizing<String> {
 }
 
 enum ColumnMode {
-    Bytea(OriginalType),
+    /// bytea or text mode: the value is its original type's text, sealed as a JSON string.
+    Scalar(OriginalType, Carrier),
     Jsonb,
+}
+
+/// How a scalar column holds an envelope: as bytea, or as `$akko:` text.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Carrier {
+    Bytea,
+    Text,
 }
 
 pub struct BlindIndex {
@@ -312,13 +323,13 @@ unsafe fn load_spec(relation: pg_sys::Relation) -> TableSpec {
     let columns = registry::columns_of(relid)
         .into_iter()
         .map(|p| {
-            let (mode, stored_as) = match p.mode {
-                Mode::Jsonb => (ColumnMode::Jsonb, pg_sys::JSONBOID),
-                Mode::Bytea => (
-                    ColumnMode::Bytea(OriginalType::of(p.original_type, p.original_typmod)),
-                    pg_sys::BYTEAOID,
-                ),
+            let original = || OriginalType::of(p.original_type, p.original_typmod);
+            let mode = match p.mode {
+                Mode::Jsonb => ColumnMode::Jsonb,
+                Mode::Bytea => ColumnMode::Scalar(original(), Carrier::Bytea),
+                Mode::Text => ColumnMode::Scalar(original(), Carrier::Text),
             };
+            let stored_as = p.mode.stored_type();
             let plain = p.plain_col.as_deref().map(|plain| {
                 let i = column_index(plain, None);
                 let mut output = pg_sys::InvalidOid;
@@ -426,6 +437,96 @@ impl Drop for Resealed {
     }
 }
 
+/// One value the trigger sealed for an INSERT: where, the envelope, what it holds, and the
+/// context it is bound to.
+struct SealedValue {
+    column: usize,
+    envelope: Vec<u8>,
+    payload: Zeroizing<Vec<u8>>,
+    context: Option<Vec<u8>>,
+}
+
+/// What the trigger sealed in the row it last inserted, in this command. INSERT ... ON
+/// CONFLICT DO UPDATE runs the INSERT's trigger on the proposed row, then the UPDATE's on
+/// the row that conflicted, whose `SET col = EXCLUDED.col` writes the envelopes just
+/// sealed: the writer gave their plaintext, so the UPDATE takes them without opening them
+/// (a role that may only seal can upsert). Kept until the next INSERT's trigger or the
+/// transaction's end, which wipe it.
+struct JustSealed {
+    table: pg_sys::Oid,
+    command: pg_sys::CommandId,
+    values: Vec<SealedValue>,
+}
+
+thread_local! {
+    static JUST_SEALED: RefCell<Option<JustSealed>> = const { RefCell::new(None) };
+}
+
+impl JustSealed {
+    fn start(table: pg_sys::Oid) {
+        let command = unsafe { pg_sys::GetCurrentCommandId(false) };
+        JUST_SEALED.with(|j| {
+            j.replace(Some(JustSealed {
+                table,
+                command,
+                values: Vec::new(),
+            }))
+        });
+    }
+
+    fn record(sealing: &Sealing<'_>, envelope: &[u8], payload: &[u8]) {
+        JUST_SEALED.with(|j| {
+            if let Some(just) = j.borrow_mut().as_mut().filter(|j| j.table == sealing.table) {
+                just.values.push(SealedValue {
+                    column: sealing.column,
+                    envelope: envelope.to_vec(),
+                    payload: Zeroizing::new(payload.to_vec()),
+                    context: sealing.context.clone(),
+                });
+            }
+        });
+    }
+
+    /// For an UPDATE of `sealing`'s row: the payload of `envelope` if the last INSERT of
+    /// this command sealed it for the same column, in a palloc'd copy, and whether its
+    /// context differs from this row's.
+    unsafe fn find<'b>(sealing: &Sealing<'_>, envelope: &[u8]) -> Option<(Wiped<'b>, bool)> {
+        let command = pg_sys::GetCurrentCommandId(false);
+        JUST_SEALED.with(|j| {
+            let just = j.borrow();
+            let just = just
+                .as_ref()
+                .filter(|j| j.table == sealing.table && j.command == command)?;
+            let value = just
+                .values
+                .iter()
+                .find(|v| v.column == sealing.column && v.envelope == envelope)?;
+            let len = value.payload.len();
+            let buffer = pg_sys::palloc(len + 1).cast::<u8>();
+            std::ptr::copy_nonoverlapping(value.payload.as_ptr(), buffer, len);
+            *buffer.add(len) = 0;
+            Some((
+                Wiped(std::slice::from_raw_parts_mut(buffer, len)),
+                value.context != sealing.context,
+            ))
+        })
+    }
+}
+
+#[pg_guard]
+unsafe extern "C-unwind" fn forget_just_sealed(
+    event: pg_sys::XactEvent::Type,
+    _arg: *mut std::ffi::c_void,
+) {
+    use pg_sys::XactEvent::*;
+    if matches!(
+        event,
+        XACT_EVENT_COMMIT | XACT_EVENT_ABORT | XACT_EVENT_PREPARE
+    ) {
+        JUST_SEALED.with(|j| j.replace(None));
+    }
+}
+
 /// One row's values, deformed.
 struct Row {
     values: Vec<pg_sys::Datum>,
@@ -481,6 +582,8 @@ impl Changes {
 /// What this row's values are sealed with, and how an envelope written into it must open.
 struct Sealing<'a> {
     table: pg_sys::Oid,
+    /// The column's index in the row.
+    column: usize,
     /// For an UPDATE, where the row was.
     row: Option<RowId>,
     class: ClassName<'a>,
@@ -494,7 +597,30 @@ impl Sealing<'_> {
     /// `payload` sealed under the class's active key version, as a bytea datum.
     unsafe fn seal(&self, payload: &[u8]) -> *mut pg_sys::varlena {
         privileges::require(Privilege::Seal, Some(self.class));
-        seal_to_varlena(self.class, None, self.context.as_deref(), payload)
+        let sealed = seal_to_varlena(self.class, None, self.context.as_deref(), payload);
+        if self.row.is_none() {
+            JustSealed::record(self, datum_bytes(pg_sys::Datum::from(sealed)), payload);
+        }
+        sealed
+    }
+
+    /// The plaintext of an envelope an UPDATE writes into the column, and whether it must
+    /// be sealed again for this row: an envelope this INSERT's trigger just sealed (the
+    /// EXCLUDED value of INSERT ... ON CONFLICT DO UPDATE) is the writer's own plaintext,
+    /// resealed if it was bound to the proposed row rather than this one; any other is
+    /// authenticated.
+    unsafe fn written<'b>(
+        &self,
+        column: &ColumnSpec,
+        sealed: &[u8],
+        kept: bool,
+    ) -> (Wiped<'b>, bool) {
+        if !kept {
+            if let Some(found) = JustSealed::find(self, sealed) {
+                return found;
+            }
+        }
+        (self.authenticate(column, sealed, kept), false)
     }
 
     /// Opens an envelope written into the column, as it must open there: under the column's
@@ -539,6 +665,9 @@ pub unsafe extern "C-unwind" fn akko_protect_row(
     let spec = table_spec(relation);
     let new = Row::deform(tuple, tupdesc);
     let old = is_update.then(|| Row::deform((*trigger).tg_trigtuple, tupdesc));
+    if !is_update {
+        JustSealed::start((*relation).rd_id);
+    }
 
     let binds = spec.columns.iter().any(|c| c.bound_to_row);
     let new_key = if binds {
@@ -561,6 +690,7 @@ pub unsafe extern "C-unwind" fn akko_protect_row(
         };
         let sealing = Sealing {
             table: (*relation).rd_id,
+            column: column.column,
             row: is_update
                 .then(|| pgrx::itemptr::item_pointer_get_both((*(*trigger).tg_trigtuple).t_self)),
             class: value_class(&column.class),
@@ -573,9 +703,15 @@ pub unsafe extern "C-unwind" fn akko_protect_row(
             .as_ref()
             .is_some_and(|old| same_value(old, &new, column.column));
         match &column.mode {
-            ColumnMode::Bytea(original) => {
-                protect_bytea(column, original, &sealing, &new, unchanged, &mut changes)
-            }
+            ColumnMode::Scalar(original, carrier) => protect_scalar(
+                column,
+                original,
+                *carrier,
+                &sealing,
+                &new,
+                unchanged,
+                &mut changes,
+            ),
             ColumnMode::Jsonb => protect_jsonb(column, &sealing, &new, unchanged, &mut changes),
         }
     }
@@ -601,13 +737,15 @@ unsafe fn same_value(old: &Row, new: &Row, i: usize) -> bool {
     }
 }
 
-/// A bytea-mode column: anything that is not an envelope is plaintext (UTF-8 text of the
-/// original type) and is sealed; an envelope is authenticated, and resealed if the row's
-/// key moved under it or its plaintext is not in its type's canonical form; a row that
-/// still has its value in the migrating plaintext column has it sealed from there.
-unsafe fn protect_bytea(
+/// A bytea- or text-mode column: anything that is not an envelope is plaintext (text of the
+/// original type: UTF-8 bytes in bytea mode, the column's text in text mode) and is sealed;
+/// an envelope is authenticated, and resealed if the row's key moved under it or its
+/// plaintext is not in its type's canonical form; a row that still has its value in the
+/// migrating plaintext column has it sealed from there.
+unsafe fn protect_scalar(
     column: &ColumnSpec,
     original: &OriginalType,
+    carrier: Carrier,
     sealing: &Sealing<'_>,
     new: &Row,
     unchanged: bool,
@@ -623,7 +761,7 @@ unsafe fn protect_bytea(
         match plain_value {
             Some((value, output)) => {
                 let utf8 = from_server_cstring(pg_sys::OidOutputFunctionCall(output, value));
-                seal_text(column, original, sealing, &utf8, changes);
+                seal_text(column, original, carrier, sealing, &utf8, changes);
             }
             None => {
                 if let Some(bidx) = &column.blind_index {
@@ -636,20 +774,37 @@ unsafe fn protect_bytea(
         return;
     };
     let bytes = datum_bytes(value);
-    if !bytes.starts_with(&MAGIC) {
-        // No UTF-8 text starts with 0xAC, so this is plaintext, or refused as neither.
-        let utf8 = std::str::from_utf8(bytes)
-            .unwrap_or_else(|_| errors::protected_plaintext_not_utf8(&column.name));
-        seal_text(column, original, sealing, utf8, changes);
-        return;
-    }
+    let decoded;
+    let envelope = match carrier {
+        // No UTF-8 text starts with 0xAC, so anything else is plaintext, or refused as neither.
+        Carrier::Bytea if !bytes.starts_with(&MAGIC) => {
+            let utf8 = std::str::from_utf8(bytes)
+                .unwrap_or_else(|_| errors::protected_plaintext_not_utf8(&column.name));
+            seal_text(column, original, carrier, sealing, utf8, changes);
+            return;
+        }
+        Carrier::Bytea => bytes,
+        Carrier::Text => match envelope_in_text(bytes) {
+            None => {
+                let utf8 = text_as_utf8(bytes);
+                seal_text(column, original, carrier, sealing, &utf8, changes);
+                return;
+            }
+            Some(Ok(envelope)) => {
+                decoded = envelope;
+                &decoded[..]
+            }
+            Some(Err(_)) => errors::bad_text_envelope(&column.name),
+        },
+    };
     // An envelope kept by an UPDATE was authenticated when it was written: it stays as it
     // is unless the row's key moved under it.
     let rebind = unchanged && sealing.old_context.is_some();
-    if (unchanged && !rebind) || Resealed::holds(sealing.table, &column.name, sealing.row, bytes) {
+    if (unchanged && !rebind) || Resealed::holds(sealing.table, &column.name, sealing.row, envelope)
+    {
         return;
     }
-    let plaintext = sealing.authenticate(column, bytes, rebind);
+    let (plaintext, reseal) = sealing.written(column, envelope, rebind);
     let utf8 = std::str::from_utf8(&plaintext).unwrap_or_else(|_| errors::plaintext_not_utf8());
     let written = if original.is_json() {
         Some(std::borrow::Cow::Borrowed(utf8))
@@ -662,28 +817,59 @@ unsafe fn protect_bytea(
     if let std::borrow::Cow::Owned(unescaped) = written {
         drop(Zeroizing::new(unescaped));
     }
-    if rebind || !is_canonical {
-        seal_canonical(column, original, sealing, &canonical, changes);
+    if rebind || reseal || !is_canonical {
+        seal_canonical(column, original, carrier, sealing, &canonical, changes);
     } else {
         set_blind_index(column, &canonical, new, changes);
     }
 }
 
+/// A text datum's bytes (in the server encoding) as UTF-8: in place in a UTF-8 database,
+/// else converted into a copy that is wiped.
+enum Utf8Text<'a> {
+    InPlace(&'a str),
+    Converted(Zeroizing<String>),
+}
+
+impl std::ops::Deref for Utf8Text<'_> {
+    type Target = str;
+    fn deref(&self) -> &str {
+        match self {
+            Utf8Text::InPlace(text) => text,
+            Utf8Text::Converted(text) => text,
+        }
+    }
+}
+
+unsafe fn text_as_utf8(bytes: &[u8]) -> Utf8Text<'_> {
+    if database_is_utf8() {
+        return Utf8Text::InPlace(
+            std::str::from_utf8(bytes).unwrap_or_else(|_| errors::plaintext_not_utf8()),
+        );
+    }
+    let copy = pg_sys::palloc(bytes.len() + 1).cast::<u8>();
+    std::ptr::copy_nonoverlapping(bytes.as_ptr(), copy, bytes.len());
+    *copy.add(bytes.len()) = 0;
+    Utf8Text::Converted(from_server_cstring(copy.cast()))
+}
+
 unsafe fn seal_text(
     column: &ColumnSpec,
     original: &OriginalType,
+    carrier: Carrier,
     sealing: &Sealing<'_>,
     utf8: &str,
     changes: &mut Changes,
 ) {
     let text = original.canonical_text(&column.name, utf8);
-    seal_canonical(column, original, sealing, &text, changes);
+    seal_canonical(column, original, carrier, sealing, &text, changes);
 }
 
 /// Seals a value's canonical text into the column and sets its blind index.
 unsafe fn seal_canonical(
     column: &ColumnSpec,
     original: &OriginalType,
+    carrier: Carrier,
     sealing: &Sealing<'_>,
     text: &str,
     changes: &mut Changes,
@@ -693,7 +879,15 @@ unsafe fn seal_canonical(
     } else {
         sealing.seal(&text_payload(text))
     };
-    changes.set(column.column, Some(pg_sys::Datum::from(sealed)));
+    let stored = match carrier {
+        Carrier::Bytea => pg_sys::Datum::from(sealed),
+        Carrier::Text => {
+            let armored = text_datum(&text_envelope(datum_bytes(pg_sys::Datum::from(sealed))));
+            pg_sys::pfree(sealed.cast());
+            armored
+        }
+    };
+    changes.set(column.column, Some(stored));
     if let Some(bidx) = &column.blind_index {
         changes.set(bidx.column, Some(blind_index_datum(column, bidx, text)));
     }
@@ -734,9 +928,9 @@ unsafe fn protect_jsonb(
         if unchanged && !rebind {
             return;
         }
-        let plaintext = sealing.authenticate(column, &envelope, rebind);
+        let (plaintext, reseal) = sealing.written(column, &envelope, rebind);
         let document = plaintext_as_jsonb_text(&column.name, &plaintext);
-        if rebind {
+        if rebind || reseal {
             set_jsonb_envelope(column, sealing, document, changes);
         }
         return;
@@ -802,7 +996,7 @@ pub fn blind_index_of(table: pg_sys::Oid, column: &str, utf8: &str) -> [u8; BLIN
         let text = match &spec.mode {
             // The canonical text of the base type is the domain's, without running the
             // domain's CHECK (its owner's code) for whoever looks a value up.
-            ColumnMode::Bytea(original) => original.base().canonical_text(&spec.name, utf8),
+            ColumnMode::Scalar(original, _) => original.base().canonical_text(&spec.name, utf8),
             ColumnMode::Jsonb => errors::no_blind_index(&table_name, column),
         };
         blind_index::compute(&spec.binding, bidx, &text)

@@ -19,6 +19,7 @@ use pgrx::pg_sys;
 use pgrx::prelude::*;
 
 use crate::keyring::{as_owner, audit, first_row};
+use crate::registry::Mode;
 use crate::{errors, protect_trigger, sealing};
 
 extension_sql!(
@@ -100,6 +101,8 @@ struct Target {
     column: String,
     /// The column name as the catalog has it.
     column_name: String,
+    /// A text-mode protected column: its envelopes are `$akko:` text.
+    holds_text: bool,
     blocks: i64,
     /// Blocks per batch that hold about `batch_size` rows, by the planner's statistics.
     blocks_per_batch: i32,
@@ -164,7 +167,9 @@ impl Target {
             errors::reencrypt_needs_table(&table, &relkind);
         }
         let column = column.unwrap_or_else(|| errors::no_such_column(&table, col));
-        if column_type.as_deref() != Some("bytea") {
+        let holds_text = column_type.as_deref() == Some("text")
+            && crate::registry::column(tbl, col).is_some_and(|p| p.mode == Mode::Text);
+        if column_type.as_deref() != Some("bytea") && !holds_text {
             errors::reencrypt_needs_bytea(&table, &column, column_type.as_deref().unwrap_or(""));
         }
         if !may_update {
@@ -184,6 +189,7 @@ impl Target {
             table,
             column,
             column_name: col.to_owned(),
+            holds_text,
             blocks,
             blocks_per_batch,
         }
@@ -199,25 +205,41 @@ impl Target {
     fn batch_query(&self, context: Option<&str>, first_block: i64, end_block: i64) -> String {
         let context = context.map_or("NULL".to_owned(), |expression| format!("({expression})"));
         format!(
-            "SELECT ctid, {column}, {context}::pg_catalog.bytea FROM ONLY {table} \
+            "SELECT ctid, {envelope}, {context}::pg_catalog.bytea FROM ONLY {table} \
              WHERE ctid OPERATOR(pg_catalog.>=) '({first_block},0)'::pg_catalog.tid \
                AND ctid OPERATOR(pg_catalog.<) '({end_block},0)'::pg_catalog.tid \
                AND {column} IS NOT NULL",
+            envelope = self.envelope(&self.column),
             column = self.column,
             table = self.table,
         )
+    }
+
+    /// The envelope a value of the column holds, as bytea.
+    fn envelope(&self, value: &str) -> String {
+        if self.holds_text {
+            format!("akko_crypt.envelope_from_text({value})")
+        } else {
+            value.to_owned()
+        }
     }
 
     /// Replaces values by row, but only where the row still holds the value that was read:
     /// a row updated in the meantime has moved on and is left to the next pass.
     fn update_statement(&self) -> String {
         format!(
-            "UPDATE ONLY {table} AS target SET {column} = resealed.value \
+            "UPDATE ONLY {table} AS target SET {column} = {value} \
              FROM ROWS FROM (pg_catalog.unnest($1::pg_catalog.tid[]), \
                              pg_catalog.unnest($2::pg_catalog.bytea[]), \
                              pg_catalog.unnest($3::pg_catalog.bytea[])) AS resealed(row_id, was, value) \
              WHERE target.ctid OPERATOR(pg_catalog.=) resealed.row_id \
-               AND target.{column} OPERATOR(pg_catalog.=) resealed.was",
+               AND {current} OPERATOR(pg_catalog.=) resealed.was",
+            value = if self.holds_text {
+                "akko_crypt.envelope_as_text(resealed.value)"
+            } else {
+                "resealed.value"
+            },
+            current = self.envelope(&format!("target.{}", self.column)),
             column = self.column,
             table = self.table,
         )

@@ -21,7 +21,7 @@ CREATE TABLE protected_columns (
     tbl              regclass NOT NULL,
     col              name NOT NULL,
     class            text NOT NULL REFERENCES data_class (name),
-    mode             text NOT NULL CHECK (mode IN ('bytea', 'jsonb')),
+    mode             text NOT NULL CHECK (mode IN ('bytea', 'text', 'jsonb')),
     original_type    regtype NOT NULL,
     original_typmod  integer NOT NULL DEFAULT -1,
     binding_id       bytea NOT NULL UNIQUE CHECK (length(binding_id) = 16),
@@ -69,7 +69,12 @@ REVOKE ALL ON protected_columns, decrypted_views FROM PUBLIC;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mode {
+    /// The column becomes bytea holding envelopes; plaintext is its original type's text.
     Bytea,
+    /// The column becomes (or stays) text holding `$akko:` envelopes; plaintext is written
+    /// as its original type's text, so applications keep writing the table as before.
+    Text,
+    /// A jsonb column stays jsonb holding `{"$akko": ...}` envelopes.
     Jsonb,
 }
 
@@ -77,6 +82,7 @@ impl Mode {
     pub fn parse(name: &str) -> Option<Mode> {
         match name {
             "bytea" => Some(Mode::Bytea),
+            "text" => Some(Mode::Text),
             "jsonb" => Some(Mode::Jsonb),
             _ => None,
         }
@@ -85,8 +91,24 @@ impl Mode {
     pub fn name(self) -> &'static str {
         match self {
             Mode::Bytea => "bytea",
+            Mode::Text => "text",
             Mode::Jsonb => "jsonb",
         }
+    }
+
+    /// The type the column holds its envelopes in.
+    pub fn stored_type(self) -> pg_sys::Oid {
+        match self {
+            Mode::Bytea => pg_sys::BYTEAOID,
+            Mode::Text => pg_sys::TEXTOID,
+            Mode::Jsonb => pg_sys::JSONBOID,
+        }
+    }
+
+    /// Whether values are sealed as their original type's text, read back in that type,
+    /// and may have a blind index (every mode but jsonb's).
+    pub fn is_scalar(self) -> bool {
+        self != Mode::Jsonb
     }
 }
 

@@ -184,7 +184,7 @@ fn view_columns(table: &Table) -> Vec<ViewColumn> {
                 let column = ident(&name);
                 let p: Option<&ProtectedColumn> = protected.iter().find(|p| p.col == name);
                 let shown_as = match p {
-                    Some(p) if p.mode == Mode::Bytea => unsafe {
+                    Some(p) if p.mode.is_scalar() => unsafe {
                         pg_sys::getBaseType(p.original_type)
                     },
                     _ => stored_as,
@@ -196,10 +196,11 @@ fn view_columns(table: &Table) -> Vec<ViewColumn> {
                             != pg_sys::InvalidOid
                     },
                     read: p.map_or(format!("t.{column}"), |p| read_expression(table, p, "t.")),
-                    write: match p {
-                        Some(p) if p.mode == Mode::Bytea => {
+                    write: match p.map(|p| p.mode) {
+                        Some(Mode::Bytea) => {
                             format!("akko_crypt.utf8_bytes(NEW.{column}::pg_catalog.text)")
                         }
+                        Some(Mode::Text) => format!("NEW.{column}::pg_catalog.text"),
                         _ => format!("NEW.{column}"),
                     },
                     is_key: key.contains(&attnum),

@@ -1,5 +1,5 @@
 //! Protected table columns: what a value is bound to, how a scalar value is carried as the
-//! envelope's JSON plaintext, the jsonb form of an envelope, and blind indexes.
+//! envelope's JSON plaintext, the jsonb and text forms of an envelope, and blind indexes.
 
 use std::borrow::Cow;
 
@@ -93,6 +93,26 @@ pub fn jsonb_envelope(json_text: &str) -> Option<Result<Vec<u8>, base64::DecodeE
     if encoded.contains('"') {
         return None;
     }
+    Some(STANDARD.decode(encoded))
+}
+
+/// How a text-mode column carries an envelope: this prefix, then the envelope in standard
+/// base64, padded. Any other text in the column is plaintext.
+pub const TEXT_ENVELOPE_PREFIX: &str = "$akko:";
+
+/// `$akko:<base64 envelope>`, the text a text-mode column holds.
+pub fn text_envelope(envelope: &[u8]) -> String {
+    let mut text =
+        String::with_capacity(TEXT_ENVELOPE_PREFIX.len() + envelope.len().div_ceil(3) * 4);
+    text.push_str(TEXT_ENVELOPE_PREFIX);
+    STANDARD.encode_string(envelope, &mut text);
+    text
+}
+
+/// The envelope a text-mode column's value holds; None if the value is plaintext. A value
+/// with the prefix that is not base64 is an error: it is neither.
+pub fn envelope_in_text(text: &[u8]) -> Option<Result<Vec<u8>, base64::DecodeError>> {
+    let encoded = text.strip_prefix(TEXT_ENVELOPE_PREFIX.as_bytes())?;
     Some(STANDARD.decode(encoded))
 }
 
@@ -213,6 +233,19 @@ mod tests {
         assert!(jsonb_envelope("{\"name\": \"Ada\"}").is_none());
         assert!(jsonb_envelope("{\"$akko\": \"a\", \"x\": \"b\"}").is_none());
         assert!(jsonb_envelope("{\"$akko\": 1}").is_none());
+    }
+
+    #[test]
+    fn text_envelopes_are_recognised_and_nothing_else() {
+        let text = text_envelope(&[0xAC, 1, 2, 3]);
+        assert_eq!(text, "$akko:rAECAw==");
+        assert_eq!(
+            envelope_in_text(text.as_bytes()).unwrap().unwrap(),
+            vec![0xAC, 1, 2, 3]
+        );
+        assert!(envelope_in_text(b"$akko:not base64").unwrap().is_err());
+        assert!(envelope_in_text(b"123-45-6789").is_none());
+        assert!(envelope_in_text(b" $akko:rAECAw==").is_none());
     }
 
     #[test]
