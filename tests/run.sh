@@ -4,8 +4,8 @@
 # PostgreSQL 15 cluster, the isolation specs (tests/isolation), then the out-of-process
 # checks of tests/integration.sh, upgrade.sh, vault.sh, replica.sh, pgbouncer.sh, load.sh
 # and, last because a SIGKILL restarts every backend, crash.sh, all against the same
-# cluster; leaks.sh runs the demo, attacks/run.sh its attacks and readme.sh the README's
-# examples, on a cluster of their own each.
+# cluster; leaks.sh runs the demo, attacks/run.sh its attacks, readme.sh the README's
+# examples and clients.sh real client libraries, on a cluster of their own each.
 set -uo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 dir=${AKKO_TEST_DIR:-/tmp/akko_crypt_test}
@@ -59,6 +59,9 @@ tally "attacks on the findings of issues 15 and 16 (tests/attacks)" $?
 
 "$here/readme.sh" "$dir-readme" $((port + 9))
 tally "the README's quick start and table section, pasted in order (tests/readme.sh)" $?
+
+"$here/clients.sh" "$dir-clients" $((port + 11))
+tally "psycopg 3, psycopg_pool and SQLAlchemy writing a text-mode table (tests/clients.sh)" $?
 
 "$here/replica.sh" "$dir" "$port"
 tally "streaming replica (tests/replica.sh)" $?

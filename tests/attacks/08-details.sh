@@ -41,9 +41,9 @@ check "refresh_views with roles named \"BI Team\" and \"Owner \"\"O\"\"\": no er
     bash -c '! grep -q ERROR <<<"$1" && [ "$2" = "true Owner \"O\"" ]' _ "$out" \
     "$(psql_ -c "SELECT has_table_privilege('BI Team', 'ledger_decrypted', 'SELECT') || ' ' || pg_get_userbyid(relowner) FROM pg_class WHERE relname = 'ledger_decrypted'" $db)"
 # What PUBLIC may do: execute lock() and two functions of their arguments, read the class names.
-check "PUBLIC may execute only lock, row_context and utf8_bytes" \
+check "PUBLIC may execute only lock, row_context, utf8_bytes and the text-mode envelope encoders" \
     [ "$(psql_ -c "SELECT string_agg(proname, ' ' ORDER BY proname) FROM pg_proc p, aclexplode(coalesce(p.proacl, acldefault('f', p.proowner))) a
-                  WHERE p.pronamespace = 'akko_crypt'::regnamespace AND a.grantee = 0" $db)" = "lock row_context utf8_bytes" ]
+                  WHERE p.pronamespace = 'akko_crypt'::regnamespace AND a.grantee = 0" $db)" = "envelope_as_text envelope_from_text lock row_context utf8_bytes" ]
 check "PUBLIC holds nothing on the extension's tables but SELECT on data_class" \
     [ "$(psql_ -c "SELECT string_agg(c.relname || ' ' || a.privilege_type, ', ') FROM pg_class c, aclexplode(coalesce(c.relacl, acldefault('r', c.relowner))) a
                   WHERE c.relkind IN ('r', 'v', 'S') AND c.relnamespace = 'akko_crypt'::regnamespace AND a.grantee = 0" $db)" = "data_class SELECT" ]
