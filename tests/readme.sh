@@ -42,5 +42,7 @@ check "events.pii is protected in jsonb mode, the default for jsonb" \
     [ "$(psql_ -c "SELECT mode FROM akko_crypt.protected_columns WHERE tbl = 'events'::regclass" mydb)" = jsonb ]
 check "suppliers migrated: 100,000 rows sealed, none left in clear" \
     [ "$(psql_ -c "SELECT state || ' ' || migrated FROM akko_crypt.protected_columns WHERE tbl = 'suppliers'::regclass" mydb)" = "protected 100000" ]
+check "accounts (text mode): one row, its upserts sealed, the second updated Ada's iban" \
+    [ "$(keyed_with -c "SELECT count(*) || ' ' || string_agg(iban, '') FROM accounts_decrypted")|$(psql_ -c "SELECT count(*) FROM accounts WHERE email LIKE '\$akko:%' AND iban LIKE '\$akko:%'" mydb)" = "1 GB29 NWBK 6016 1331 9268 19|1" ]
 echo "readme: $passed passed, $failed failed"
 [ "$failed" -eq 0 ]
