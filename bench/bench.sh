@@ -57,6 +57,11 @@ q -c "TRUNCATE plain_customers, sealed_customers" -c "INSERT INTO plain_customer
   -c "CREATE TABLE ins_sealed (id serial PRIMARY KEY, name text, tax_id text, dob date, email text)" \
   -c "SELECT akko_crypt.protect('ins_sealed', c) FROM unnest(ARRAY['tax_id', 'dob', 'email']) AS c" \
   -c "SELECT akko_crypt.create_view('ins_sealed')" \
+  -c "CREATE TABLE ins_text (id serial PRIMARY KEY, name text, tax_id text, dob date, email text)" \
+  -c "SELECT akko_crypt.protect('ins_text', c, mode => 'text') FROM unnest(ARRAY['tax_id', 'dob', 'email']) AS c" \
+  -c "CREATE TABLE ups_plain (id int PRIMARY KEY, name text, tax_id text, dob date, email text)" \
+  -c "CREATE TABLE ups_text (LIKE ups_plain INCLUDING ALL)" \
+  -c "SELECT akko_crypt.protect('ups_text', c, mode => 'text') FROM unnest(ARRAY['tax_id', 'dob', 'email']) AS c" \
   -c "CREATE TABLE ins_routed (id serial PRIMARY KEY, name text, tax_id text, dob date, email text)" \
   -c "CREATE VIEW ins_routed_view AS SELECT * FROM ins_routed" \
   -c "ALTER VIEW ins_routed_view ALTER COLUMN id SET DEFAULT nextval('ins_routed_id_seq')" \
@@ -65,15 +70,24 @@ printf '\\set n random(1, 100000)\nINSERT INTO %s (name, tax_id, dob, email) VAL
     ins_plain "'Customer'" "'0'" "'1950-01-01'" "'user'" "'@example.com'" >"$dir/ins_plain.sql"
 sed 's/ins_plain/ins_sealed_decrypted/' "$dir/ins_plain.sql" >"$dir/ins_sealed.sql"
 sed 's/ins_plain/ins_routed_view/' "$dir/ins_plain.sql" >"$dir/ins_routed.sql"
+sed 's/ins_plain/ins_text/' "$dir/ins_plain.sql" >"$dir/ins_text.sql"
+# An upsert by key on 100,000 ids: an insert at first, more and more updates as the run goes.
+printf '\\set n random(1, 100000)\nINSERT INTO %s VALUES (:n, %s, lpad(:n::text, 9, %s), date %s + :n %% 20000, %s || :n || %s) ON CONFLICT (id) DO UPDATE SET tax_id = EXCLUDED.tax_id, email = EXCLUDED.email;\n' \
+    ups_plain "'Customer'" "'0'" "'1950-01-01'" "'user'" "'@example.com'" >"$dir/ups_plain.sql"
+sed 's/ups_plain/ups_text/' "$dir/ups_plain.sql" >"$dir/ups_text.sql"
 printf '\\set n random(1, 100000)\nSELECT id FROM plain_customers WHERE email = %s || :n || %s;\n' "'user'" "'@example.com'" >"$dir/lookup_plain.sql"
 printf '\\set n random(1, 100000)\nSELECT id FROM sealed_customers WHERE email_bidx = akko_crypt.blind_index(%s || :n || %s, %s, %s);\n' \
     "'user'" "'@example.com'" "'sealed_customers'" "'email'" >"$dir/lookup_bidx.sql"
 pgbench_seconds=${AKKO_BENCH_PGBENCH_SECONDS:-8}
-tps() { pgbench -n -c 8 -j 2 -T "$pgbench_seconds" -f "$dir/$1.sql" -h "$dir" -p "$port" -U postgres postgres 2>&1 |
+tps() { # tps SCRIPT [QUERY MODE]
+    pgbench -n -c 8 -j 2 -T "$pgbench_seconds" -M "${2:-simple}" -f "$dir/$1.sql" -h "$dir" -p "$port" -U postgres postgres 2>&1 |
     awk '/^tps/ { printf "%d", $3 }'; }
 declare -A tps_runs
 for _ in 1 2 3; do
-    for script in ins_plain ins_routed ins_sealed lookup_plain lookup_bidx; do tps_runs[$script]+="$(tps "$script") "; done
+    for script in ins_plain ins_routed ins_sealed ins_text ups_plain ups_text lookup_plain lookup_bidx; do
+        tps_runs[$script]+="$(tps "$script") "
+    done
+    for script in ins_plain ins_text ups_plain ups_text; do tps_runs[${script}_prepared]+="$(tps "$script" prepared) "; done
 done
 tps_median() { printf '%s\n' ${tps_runs[$1]} | median; }
 tps_loss() { awk -v a="$(tps_median "$1")" -v b="$(tps_median "$2")" 'BEGIN { printf "%.1f", (1 - a / b) * 100 }'; }
@@ -233,6 +247,7 @@ medians of $rounds rounds:
 | \`INSERT INTO sealed_customers_decrypted SELECT * FROM src\` (view rule, Rust trigger seals 3 columns) | $(table_ms insert_protected) |
 | the same rows through a row-level INSTEAD OF trigger (PL/pgSQL) instead of the view's rule | $(table_ms insert_instead_of_trigger) |
 | the protected table's rows, already sealed, into a copy of it with no trigger (storage alone) | $(table_ms insert_ciphertext_only) |
+| \`INSERT INTO text_customers SELECT * FROM src\` (the same columns in text mode, straight into the table) | $(table_ms insert_text_mode) |
 | the same insert into a table with the PL/pgSQL + pgcrypto trigger | $(table_ms insert_pgcrypto_trigger) |
 | \`COPY (SELECT * FROM plain_customers) TO '/dev/null'\` | $(table_ms read_plain) |
 | \`COPY (SELECT * FROM sealed_customers_decrypted) TO '/dev/null'\` (opens 3 columns a row) | $(table_ms read_view) |
@@ -240,6 +255,8 @@ medians of $rounds rounds:
 | view | $(table_ms read_view_serial) |
 | \`SELECT * FROM plain_customers\`, every row received by a libpq client (pgbench, average of 10) | $select_plain_ms |
 | \`SELECT * FROM sealed_customers_decrypted\`, the same | $select_view_ms |
+| \`INSERT INTO plain_customers SELECT * FROM src ON CONFLICT (id) DO UPDATE SET tax_id = EXCLUDED.tax_id, email = EXCLUDED.email\` (every row updated) | $(table_ms upsert_plain) |
+| the same upsert into \`text_customers\` (text mode: 2 columns sealed twice, the INSERT's envelopes taken by the UPDATE) | $(table_ms upsert_text_mode) |
 
 pgbench, 8 clients, $pgbench_seconds s a run, medians of 3 runs (transactions per second):
 
@@ -247,12 +264,18 @@ pgbench, 8 clients, $pgbench_seconds s a run, medians of 3 runs (transactions pe
 |---|---:|---:|---:|
 | single-row INSERT (through the view for the protected table) | $(tps_median ins_plain) | $(tps_median ins_sealed) | $(tps_loss ins_sealed ins_plain)% fewer |
 | single-row INSERT through a pass-through view with a DO INSTEAD rule, no protection | $(tps_median ins_plain) | $(tps_median ins_routed) | $(tps_loss ins_routed ins_plain)% fewer |
+| single-row INSERT straight into a text-mode table | $(tps_median ins_plain) | $(tps_median ins_text) | $(tps_loss ins_text ins_plain)% fewer |
+| the same two, \`-M prepared\` | $(tps_median ins_plain_prepared) | $(tps_median ins_text_prepared) | $(tps_loss ins_text_prepared ins_plain_prepared)% fewer |
+| single-row upsert by key (\`ON CONFLICT (id) DO UPDATE\`), text mode | $(tps_median ups_plain) | $(tps_median ups_text) | $(tps_loss ups_text ups_plain)% fewer |
+| the same, \`-M prepared\` | $(tps_median ups_plain_prepared) | $(tps_median ups_text_prepared) | $(tps_loss ups_text_prepared ups_plain_prepared)% fewer |
 | point lookup by email: btree on plaintext / blind index | $(tps_median lookup_plain) | $(tps_median lookup_bidx) | $(tps_loss lookup_bidx lookup_plain)% fewer |
 
 | ratio | measured | target |
 |---|---:|---|
 | bulk insert, protected / plain | $(table_ratio insert_protected insert_plain) | at most 1.3 |
 | bulk insert, storage alone / plain (the floor the envelope sets) | $(table_ratio insert_ciphertext_only insert_plain) | |
+| bulk insert, text mode straight into the table / plain | $(table_ratio insert_text_mode insert_plain) | |
+| bulk upsert, text mode / plain | $(table_ratio upsert_text_mode upsert_plain) | |
 | bulk insert, INSTEAD OF trigger / view rule | $(table_ratio insert_instead_of_trigger insert_protected) | |
 | bulk insert, pgcrypto trigger / protected | $(table_ratio insert_pgcrypto_trigger insert_protected) | |
 | read through the view / plain table (COPY, server only) | $(table_ratio read_view read_plain) | at most 1.5 |

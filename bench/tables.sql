@@ -15,6 +15,11 @@ CREATE TABLE sealed_customers (id int PRIMARY KEY, name text, tax_id text, dob d
 SELECT akko_crypt.protect('sealed_customers', 'tax_id'), akko_crypt.protect('sealed_customers', 'dob'),
        akko_crypt.protect('sealed_customers', 'email', blind_index => true, normalization => 'lower');
 SELECT akko_crypt.create_view('sealed_customers');
+-- The same columns in text mode, written straight into the table as applications and ORMs do.
+CREATE TABLE text_customers (id int PRIMARY KEY, name text, tax_id text, dob date, email text);
+SELECT akko_crypt.protect('text_customers', 'tax_id', mode => 'text'),
+       akko_crypt.protect('text_customers', 'dob', mode => 'text'),
+       akko_crypt.protect('text_customers', 'email', mode => 'text', blind_index => true, normalization => 'lower');
 -- The alternative to the view's rules: a row-level INSTEAD OF trigger, one INSERT per row.
 CREATE VIEW sealed_customers_via_trigger AS SELECT * FROM sealed_customers_decrypted;
 CREATE FUNCTION insert_via_trigger() RETURNS trigger LANGUAGE plpgsql AS $$

@@ -79,7 +79,8 @@ pub unsafe extern "C-unwind" fn akko_blind_index(
         .unwrap_or_else(|| errors::null_argument("tbl"));
     let column = pg_getarg_datum_raw(fcinfo, 2).cast_mut_ptr::<pg_sys::NameData>();
     let column = std::ffi::CStr::from_ptr((*column).data.as_ptr()).to_string_lossy();
-    let utf8 = std::str::from_utf8(value).unwrap_or_else(|_| errors::plaintext_not_utf8());
-    let digest = protect_trigger::blind_index_of(table, &column, utf8);
+    // The value arrives in the server encoding; blind indexes are computed over UTF-8.
+    let utf8 = crate::sealing::text_as_utf8(value, None);
+    let digest = protect_trigger::blind_index_of(table, &column, &utf8);
     bytea_datum(&digest)
 }

@@ -578,6 +578,22 @@ pub fn protected_plaintext_not_utf8(column: &str) -> ! {
     )
 }
 
+pub fn protected_text_not_utf8(column: &str) -> ! {
+    raise(ErrorReport::new(
+        PgSqlErrorCode::ERRCODE_CHARACTER_NOT_IN_REPERTOIRE,
+        format!("the value written to protected column \"{column}\" is not valid text or has no UTF-8 form"),
+        "akko_crypt",
+    ))
+}
+
+pub fn value_not_utf8() -> ! {
+    raise(ErrorReport::new(
+        PgSqlErrorCode::ERRCODE_CHARACTER_NOT_IN_REPERTOIRE,
+        "the value is not valid text or has no UTF-8 form",
+        "akko_crypt",
+    ))
+}
+
 pub fn no_blind_index(table: &str, column: &str) -> ! {
     raise(
         ErrorReport::new(

@@ -225,15 +225,24 @@ fn in_inheritance(table: &Table) -> bool {
     .unwrap_or(false)
 }
 
-/// How many values of a jsonb column are already shaped like akko_crypt's envelopes, read
-/// as the table's owner.
-fn envelopes_already_there(table: &Table, col: &str) -> i64 {
+/// How many values of a column about to be protected in jsonb or text mode are already
+/// shaped like that mode's envelopes, read as the table's owner.
+fn envelopes_already_there(table: &Table, col: &str, mode: Mode) -> i64 {
     let col = ident(col);
+    let shaped = match mode {
+        Mode::Jsonb => format!(
+            "jsonb_typeof({col}) = 'object' AND {col} - '$akko' = '{{}}'::jsonb \
+             AND jsonb_typeof({col} -> '$akko') = 'string'"
+        ),
+        _ => format!(
+            "pg_catalog.starts_with({col}::pg_catalog.text, {})",
+            literal(TEXT_ENVELOPE_PREFIX)
+        ),
+    };
     table
         .as_owner(|| {
             Spi::get_one::<i64>(&format!(
-                "SELECT count(*) FROM ONLY {} WHERE jsonb_typeof({col}) = 'object' \
-                 AND {col} - '$akko' = '{{}}'::jsonb AND jsonb_typeof({col} -> '$akko') = 'string'",
+                "SELECT count(*) FROM ONLY {} WHERE {shaped}",
                 table.sql
             ))
         })
@@ -401,10 +410,10 @@ fn protect(args: &Args) -> String {
             Mode::Jsonb => "SHARE ROW EXCLUSIVE",
         }
     ));
-    if request.mode == Mode::Jsonb {
+    if matches!(request.mode, Mode::Jsonb | Mode::Text) {
         // Nothing protect did not seal may pass for sealed: the trigger authenticates every
         // envelope written from now on, and the ones already there nobody authenticated.
-        let found = envelopes_already_there(&table, &request.col);
+        let found = envelopes_already_there(&table, &request.col, request.mode);
         if found > 0 {
             errors::envelopes_before_protect(&ident(&request.col), &table.sql, found);
         }

@@ -34,7 +34,7 @@ use crate::privileges::{self, Privilege};
 use crate::registry::{self, Mode};
 use crate::sealing::{
     database_is_utf8, open_to_buffer, plaintext_input, seal_to_varlena, server_jsonb_in,
-    value_class, JsonText, ServerText,
+    text_as_utf8, value_class, JsonText, ServerText,
 };
 use crate::{blind_index, ddl, errors};
 
@@ -84,8 +84,10 @@ pub struct OriginalType {
     input: pg_sys::Oid,
     io_param: pg_sys::Oid,
     output: pg_sys::Oid,
-    /// Dates, times and intervals print by DateStyle and IntervalStyle: they are sealed
-    /// in ISO form, which every session reads back whatever its own style.
+    /// Dates, times and intervals print by DateStyle and IntervalStyle, floats by
+    /// extra_float_digits, and arrays, ranges and composites by their elements: they are
+    /// sealed under fixed settings (ISO dates, every float digit), which every session
+    /// reads back whatever its own.
     styled: bool,
 }
 
@@ -110,8 +112,16 @@ impl OriginalType {
             input,
             io_param,
             output,
-            styled: category as u8 == pg_sys::TYPCATEGORY_DATETIME
-                || category as u8 == pg_sys::TYPCATEGORY_TIMESPAN,
+            styled: [
+                pg_sys::TYPCATEGORY_DATETIME,
+                pg_sys::TYPCATEGORY_TIMESPAN,
+                pg_sys::TYPCATEGORY_ARRAY,
+                pg_sys::TYPCATEGORY_RANGE,
+                pg_sys::TYPCATEGORY_COMPOSITE,
+            ]
+            .contains(&(category as u8))
+                || [pg_sys::FLOAT4OID, pg_sys::FLOAT8OID]
+                    .contains(&unsafe { pg_sys::getBaseType(oid) }),
         }
     }
 
@@ -155,9 +165,13 @@ impl OriginalType {
                 |code| errors::invalid_protected_value(column, &self.name, code),
             );
             drop(server);
-            let output = if self.styled && !iso_styles_in_effect() {
+            let output = if self.styled && !fixed_settings_in_effect() {
                 with_settings(
-                    &[(c"datestyle", c"ISO, YMD"), (c"intervalstyle", c"postgres")],
+                    &[
+                        (c"datestyle", c"ISO, YMD"),
+                        (c"intervalstyle", c"postgres"),
+                        (c"extra_float_digits", c"1"),
+                    ],
                     || pg_sys::OidOutputFunctionCall(self.output, value),
                 )
             } else {
@@ -168,12 +182,13 @@ impl OriginalType {
     }
 }
 
-/// Whether DateStyle and IntervalStyle already print ISO (the defaults do): then a date
-/// needs no switch, which costs two setting changes per value.
-fn iso_styles_in_effect() -> bool {
+/// Whether DateStyle and IntervalStyle already print ISO and floats print every digit
+/// (the defaults do): then a value needs no switch, which costs setting changes per value.
+fn fixed_settings_in_effect() -> bool {
     unsafe {
         pg_sys::DateStyle == pg_sys::USE_ISO_DATES as i32
             && pg_sys::IntervalStyle == pg_sys::INTSTYLE_POSTGRES as i32
+            && pg_sys::extra_float_digits > 0
     }
 }
 
@@ -709,7 +724,7 @@ pub unsafe extern "C-unwind" fn akko_protect_row(
                 *carrier,
                 &sealing,
                 &new,
-                unchanged,
+                old.as_ref().filter(|_| unchanged),
                 &mut changes,
             ),
             ColumnMode::Jsonb => protect_jsonb(column, &sealing, &new, unchanged, &mut changes),
@@ -748,9 +763,10 @@ unsafe fn protect_scalar(
     carrier: Carrier,
     sealing: &Sealing<'_>,
     new: &Row,
-    unchanged: bool,
+    kept_from: Option<&Row>,
     changes: &mut Changes,
 ) {
+    let unchanged = kept_from.is_some();
     let plain_value = column.plain.and_then(|(i, output)| {
         new.get(i).map(|value| {
             changes.set(i, None);
@@ -786,7 +802,7 @@ unsafe fn protect_scalar(
         Carrier::Bytea => bytes,
         Carrier::Text => match envelope_in_text(bytes) {
             None => {
-                let utf8 = text_as_utf8(bytes);
+                let utf8 = text_as_utf8(bytes, Some(&column.name));
                 seal_text(column, original, carrier, sealing, &utf8, changes);
                 return;
             }
@@ -800,8 +816,14 @@ unsafe fn protect_scalar(
     // An envelope kept by an UPDATE was authenticated when it was written: it stays as it
     // is unless the row's key moved under it.
     let rebind = unchanged && sealing.old_context.is_some();
-    if (unchanged && !rebind) || Resealed::holds(sealing.table, &column.name, sealing.row, envelope)
-    {
+    if unchanged && !rebind {
+        // The value is the one the trigger indexed when it was written: so is its index.
+        if let Some(old) = kept_from {
+            keep_blind_index(column, old, new, changes);
+        }
+        return;
+    }
+    if Resealed::holds(sealing.table, &column.name, sealing.row, envelope) {
         return;
     }
     let (plaintext, reseal) = sealing.written(column, envelope, rebind);
@@ -822,35 +844,6 @@ unsafe fn protect_scalar(
     } else {
         set_blind_index(column, &canonical, new, changes);
     }
-}
-
-/// A text datum's bytes (in the server encoding) as UTF-8: in place in a UTF-8 database,
-/// else converted into a copy that is wiped.
-enum Utf8Text<'a> {
-    InPlace(&'a str),
-    Converted(Zeroizing<String>),
-}
-
-impl std::ops::Deref for Utf8Text<'_> {
-    type Target = str;
-    fn deref(&self) -> &str {
-        match self {
-            Utf8Text::InPlace(text) => text,
-            Utf8Text::Converted(text) => text,
-        }
-    }
-}
-
-unsafe fn text_as_utf8(bytes: &[u8]) -> Utf8Text<'_> {
-    if database_is_utf8() {
-        return Utf8Text::InPlace(
-            std::str::from_utf8(bytes).unwrap_or_else(|_| errors::plaintext_not_utf8()),
-        );
-    }
-    let copy = pg_sys::palloc(bytes.len() + 1).cast::<u8>();
-    std::ptr::copy_nonoverlapping(bytes.as_ptr(), copy, bytes.len());
-    *copy.add(bytes.len()) = 0;
-    Utf8Text::Converted(from_server_cstring(copy.cast()))
 }
 
 unsafe fn seal_text(
@@ -890,6 +883,22 @@ unsafe fn seal_canonical(
     changes.set(column.column, Some(stored));
     if let Some(bidx) = &column.blind_index {
         changes.set(bidx.column, Some(blind_index_datum(column, bidx, text)));
+    }
+}
+
+/// An UPDATE that keeps a value keeps its blind index: one written into `<col>_bidx` alone
+/// (by a role that may only seal, to make lookups find another row) is put back.
+unsafe fn keep_blind_index(column: &ColumnSpec, old: &Row, new: &Row, changes: &mut Changes) {
+    if let Some(bidx) = &column.blind_index {
+        let (was, now) = (old.get(bidx.column), new.get(bidx.column));
+        let same = match (was, now) {
+            (Some(was), Some(now)) => datum_bytes(was) == datum_bytes(now),
+            (None, None) => true,
+            _ => false,
+        };
+        if !same {
+            changes.set(bidx.column, was);
+        }
     }
 }
 

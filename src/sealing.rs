@@ -213,6 +213,65 @@ impl<'a> JsonText<'a> {
     }
 }
 
+/// A text datum's bytes as UTF-8: in place in a UTF-8 (or SQL_ASCII) database, else
+/// converted into a copy that is wiped.
+pub enum Utf8Text<'a> {
+    InPlace(&'a str),
+    Converted(Zeroizing<String>),
+}
+
+impl std::ops::Deref for Utf8Text<'_> {
+    type Target = str;
+    fn deref(&self) -> &str {
+        match self {
+            Utf8Text::InPlace(text) => text,
+            Utf8Text::Converted(text) => text,
+        }
+    }
+}
+
+/// The UTF-8 form of a text datum's bytes, in the server encoding, written to protected
+/// column `column` or given to a function. Text that is not UTF-8 in a SQL_ASCII database,
+/// or has no UTF-8 form, is refused without showing it: PostgreSQL's own conversion error
+/// quotes the bytes.
+pub unsafe fn text_as_utf8<'a>(bytes: &'a [u8], column: Option<&str>) -> Utf8Text<'a> {
+    fn refused(column: Option<&str>) -> ! {
+        match column {
+            Some(column) => errors::protected_text_not_utf8(column),
+            None => errors::value_not_utf8(),
+        }
+    }
+    let sql_ascii = pg_sys::GetDatabaseEncoding() == pg_sys::pg_enc::PG_SQL_ASCII as i32;
+    if database_is_utf8() || sql_ascii {
+        return match std::str::from_utf8(bytes) {
+            Ok(text) => Utf8Text::InPlace(text),
+            Err(_) => refused(column),
+        };
+    }
+    let copy = pg_sys::palloc(bytes.len() + 1).cast::<u8>();
+    std::ptr::copy_nonoverlapping(bytes.as_ptr(), copy, bytes.len());
+    *copy.add(bytes.len()) = 0;
+    let server = Wiped(std::slice::from_raw_parts_mut(copy, bytes.len()));
+    let utf8 = plaintext_input(
+        || {
+            pg_sys::Datum::from(pg_sys::pg_server_to_any(
+                copy.cast(),
+                bytes.len() as i32,
+                pg_sys::pg_enc::PG_UTF8 as i32,
+            ))
+        },
+        |_| refused(column),
+    )
+    .cast_mut_ptr::<c_char>();
+    let converted = if utf8 == copy.cast() {
+        None
+    } else {
+        Some(Wiped(c_bytes_mut(utf8)))
+    };
+    let text = converted.as_deref().unwrap_or(&server);
+    Utf8Text::Converted(Zeroizing::new(String::from_utf8_lossy(text).into_owned()))
+}
+
 /// A NUL-terminated text in the server encoding that PostgreSQL returned (an output
 /// function's result), and its UTF-8 form; both are wiped when it goes.
 pub struct ServerText<'a> {

@@ -123,6 +123,12 @@ SELECT column_name, data_type FROM information_schema.columns
 WHERE table_name = 'accounts' ORDER BY ordinal_position;
 SELECT id, tax_id, born FROM accounts WHERE id IN (1, 70) ORDER BY id;
 
+-- A column that already holds text shaped like an envelope is refused: nobody authenticated it.
+CREATE TABLE planted (id int PRIMARY KEY, secret text);
+INSERT INTO planted VALUES (1, 'plain'), (2, (SELECT email FROM accounts WHERE id = 70));
+SELECT akko_test.error_of($$SELECT akko_crypt.protect('planted', 'secret', mode => 'text')$$);
+DROP TABLE planted;
+
 -- An online migration of a text column: the sealed column is added, the plaintext goes.
 CREATE TABLE suppliers_t (id int PRIMARY KEY, vat text NOT NULL);
 INSERT INTO suppliers_t SELECT g, 'VAT-' || g FROM generate_series(1, 500) g;
