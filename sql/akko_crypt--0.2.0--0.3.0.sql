@@ -113,6 +113,12 @@ CREATE FUNCTION open_value(sealed bytea, context bytea, type_of anyelement)
 COMMENT ON FUNCTION open_value(bytea, bytea, anyelement) IS
     'Opens a value of a protected bytea column as a value of the type of its third argument (NULL::date, say); a value that is not one raises an error that does not show it';
 REVOKE ALL ON FUNCTION open_value(bytea, bytea, anyelement) FROM PUBLIC;
+CREATE FUNCTION migrating_blind_index(tbl regclass, col name, plaintext anyelement)
+    RETURNS bytea LANGUAGE c IMMUTABLE STRICT PARALLEL UNSAFE
+    AS 'MODULE_PATHNAME', 'akko_migrating_blind_index';
+COMMENT ON FUNCTION migrating_blind_index(regclass, name, anyelement) IS
+    'The blind index of a value still in the plaintext column of a column that migrates online: what its unique index compares with the sealed rows'' <col>_bidx';
+REVOKE ALL ON FUNCTION migrating_blind_index(regclass, name, anyelement) FROM PUBLIC;
 CREATE FUNCTION envelope_from_text(sealed text)
     RETURNS bytea LANGUAGE c IMMUTABLE STRICT PARALLEL SAFE
     AS 'MODULE_PATHNAME', 'akko_envelope_from_text';

@@ -11,7 +11,7 @@ use pgrx::pg_sys;
 use pgrx::prelude::*;
 
 use crate::datum::{arg_bytes, bytea_datum};
-use crate::protect_trigger::{self, BlindIndex};
+use crate::protect_trigger::{self, BlindIndex, BlindIndexUse};
 use crate::{custody, errors, keyring};
 
 extension_sql!(
@@ -22,6 +22,13 @@ CREATE FUNCTION blind_index(value text, tbl regclass, col name)
 COMMENT ON FUNCTION blind_index(text, regclass, name) IS
     'The blind index of a value for a protected column: WHERE <col>_bidx = akko_crypt.blind_index(value, table, column) finds equal values by index';
 REVOKE ALL ON FUNCTION blind_index(text, regclass, name) FROM PUBLIC;
+
+CREATE FUNCTION migrating_blind_index(tbl regclass, col name, plaintext anyelement)
+    RETURNS bytea LANGUAGE c IMMUTABLE STRICT PARALLEL UNSAFE
+    AS 'MODULE_PATHNAME', 'akko_migrating_blind_index';
+COMMENT ON FUNCTION migrating_blind_index(regclass, name, anyelement) IS
+    'The blind index of a value still in the plaintext column of a column that migrates online: what its unique index compares with the sealed rows'' <col>_bidx';
+REVOKE ALL ON FUNCTION migrating_blind_index(regclass, name, anyelement) FROM PUBLIC;
 "#,
     name = "blind_index",
     requires = ["sealing", "protect_trigger"]
@@ -29,6 +36,7 @@ REVOKE ALL ON FUNCTION blind_index(text, regclass, name) FROM PUBLIC;
 
 v1_function_info!(
     pg_finfo_akko_blind_index,
+    pg_finfo_akko_migrating_blind_index,
     pg_finfo_blind_index_key_version_wrapper
 );
 
@@ -81,6 +89,26 @@ pub unsafe extern "C-unwind" fn akko_blind_index(
     let column = std::ffi::CStr::from_ptr((*column).data.as_ptr()).to_string_lossy();
     // The value arrives in the server encoding; blind indexes are computed over UTF-8.
     let utf8 = crate::sealing::text_as_utf8(value, None);
-    let digest = protect_trigger::blind_index_of(table, &column, &utf8);
+    let digest = protect_trigger::blind_index_of(table, &column, &utf8, BlindIndexUse::Lookup);
+    bytea_datum(&digest)
+}
+
+/// `migrating_blind_index(tbl, col, plaintext)`: while `col` migrates online, its unique
+/// blind index covers the rows not sealed yet through
+/// `COALESCE(<col>_bidx, migrating_blind_index(tbl, col, <col>_akko_plain))`, so a duplicate
+/// of a value not migrated yet is refused as one of a sealed value is.
+#[pg_guard]
+#[no_mangle]
+pub unsafe extern "C-unwind" fn akko_migrating_blind_index(
+    fcinfo: pg_sys::FunctionCallInfo,
+) -> pg_sys::Datum {
+    let table = pg_sys::Oid::from_datum(pg_getarg_datum_raw(fcinfo, 0), false)
+        .unwrap_or_else(|| errors::null_argument("tbl"));
+    let column = pg_getarg_datum_raw(fcinfo, 1).cast_mut_ptr::<pg_sys::NameData>();
+    let column = std::ffi::CStr::from_ptr((*column).data.as_ptr()).to_string_lossy();
+    let value_type = pg_sys::get_fn_expr_argtype((*fcinfo).flinfo, 2);
+    let text = protect_trigger::value_text(pg_getarg_datum_raw(fcinfo, 2), value_type);
+    let digest =
+        protect_trigger::blind_index_of(table, &column, &text, BlindIndexUse::MigratingUnique);
     bytea_datum(&digest)
 }

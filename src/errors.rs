@@ -594,6 +594,35 @@ pub fn value_not_utf8() -> ! {
     ))
 }
 
+/// A decrypting view that other objects depend on, whose columns changed in name, type or
+/// order: it cannot be replaced in place, nor dropped without them.
+pub fn view_kept_by_dependents(view: &str, dependents: &str, reason: &str) -> ! {
+    raise(
+        ErrorReport::new(
+            PgSqlErrorCode::ERRCODE_DEPENDENT_OBJECTS_STILL_EXIST,
+            format!("the decrypting view {view} cannot be rebuilt: {dependents} depends on it, and its columns changed ({reason})"),
+            "akko_crypt",
+        )
+        .set_hint("Drop what depends on the view, run this again, then create it again; a view over the decrypting view is kept as long as the table's columns keep their names, types and order."),
+    )
+}
+
+pub fn column_not_migrating(table: &str, column: &str) -> ! {
+    raise(ErrorReport::new(
+        PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
+        format!("column \"{column}\" of table \"{table}\" does not migrate online"),
+        "akko_crypt",
+    ).set_hint("akko_crypt.migrating_blind_index serves the unique index of a column while it migrates; look values up with akko_crypt.blind_index."))
+}
+
+pub fn may_not_write_table(table: &str) -> ! {
+    raise(ErrorReport::new(
+        PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE,
+        format!("permission denied: the blind index of a migrating column of table \"{table}\" is computed for its writers only"),
+        "akko_crypt",
+    ))
+}
+
 pub fn no_blind_index(table: &str, column: &str) -> ! {
     raise(
         ErrorReport::new(

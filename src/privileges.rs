@@ -114,6 +114,7 @@ impl Privilege {
                 "PROCEDURE akko_crypt.reencrypt(regclass, name, integer, text, bigint)",
                 "FUNCTION akko_crypt.reencrypt_start(oid, text, integer, text)",
                 "FUNCTION akko_crypt.reencrypt_step(bigint)",
+                "FUNCTION akko_crypt.migrating_blind_index(regclass, name, anyelement)",
                 "TABLE akko_crypt.reencrypt_runs",
             ],
             Privilege::Open => &[

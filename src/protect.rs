@@ -514,15 +514,18 @@ fn protect(args: &Args) -> String {
                 .is_some()
                 .then(|| keyring::active_version(blind_index::class()) as i32),
             bidx_normalize: bidx.is_some().then(|| request.normalization.clone()),
-            bidx_col: bidx,
+            bidx_col: bidx.clone(),
             restore_not_null: att.not_null && plain.is_some(),
-            plain_col: plain,
+            plain_col: plain.clone(),
             migrating: true,
             migrated: 0,
         },
         table.blocks(),
     );
     install_trigger(&table);
+    if let (Some(bidx), Some(plain), true) = (&bidx, &plain, request.unique_index) {
+        unique_while_migrating(&table, &request.col, bidx, plain);
+    }
     if request.migrate {
         migrate_finish(&table);
     }
@@ -719,6 +722,55 @@ fn name_duplicate(table: &Table, migrating: &[ProtectedColumn], assignments: &st
             }
         }
         errors::failed_over_plaintext(failure.code, &failure.message);
+    }
+}
+
+/// While `col` migrates online, its values are in two columns: sealed rows have their blind
+/// index in `bidx`, the others their plaintext in `plain`. A second unique index over both
+/// refuses a duplicate of a value not migrated yet; it goes when the plaintext column does.
+/// Values already duplicated are refused at once, naming both rows by their keys.
+fn unique_while_migrating(table: &Table, col: &str, bidx: &str, plain: &str) {
+    let both = format!(
+        "COALESCE({}, akko_crypt.migrating_blind_index({}::pg_catalog.oid::pg_catalog.regclass, {}::pg_catalog.name, {}))",
+        ident(bidx),
+        table.oid.to_u32(),
+        literal(col),
+        ident(plain)
+    );
+    let Err(failure) = table.try_run(&format!("CREATE UNIQUE INDEX ON {} (({both}))", table.sql))
+    else {
+        return;
+    };
+    if failure.code != PgSqlErrorCode::ERRCODE_UNIQUE_VIOLATION {
+        errors::failed_over_plaintext(failure.code, &failure.message);
+    }
+    let key = key_text(table);
+    let pair = table
+        .as_owner(|| {
+            Spi::connect(|client| {
+                let rows = client.select(
+                    &format!(
+                        "SELECT pg_catalog.min(k), pg_catalog.max(k) FROM \
+                         (SELECT {key} AS k, {both} AS h FROM ONLY {} WHERE {} IS NOT NULL) AS v \
+                         GROUP BY h HAVING pg_catalog.count(*) > 1 LIMIT 1",
+                        table.sql,
+                        ident(plain)
+                    ),
+                    None,
+                    &[],
+                )?;
+                Ok::<_, pgrx::spi::Error>(rows.into_iter().next().map(|row| {
+                    (
+                        row.get::<String>(1).ok().flatten().unwrap_or_default(),
+                        row.get::<String>(2).ok().flatten().unwrap_or_default(),
+                    )
+                }))
+            })
+        })
+        .unwrap_or_else(|e| errors::catalog_query_failed("read the table", e));
+    match pair {
+        Some((holder, row)) => errors::migration_duplicate(&ident(col), &table.sql, &row, &holder),
+        None => errors::failed_over_plaintext(failure.code, &failure.message),
     }
 }
 

@@ -985,10 +985,26 @@ unsafe fn set_jsonb_envelope(
     changes.set(column.column, Some(jsonb));
 }
 
+/// Who asks for a blind index: a lookup, which tests a guess against stored values and so
+/// needs `open`; or the unique index of a column that migrates online, which computes the
+/// index of a value still in its plaintext column for a writer of the table.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum BlindIndexUse {
+    Lookup,
+    MigratingUnique,
+}
+
 /// The blind index of a value written as `utf8` to `table`.`column`, as the trigger
-/// computes it. Testing a value against stored blind indexes is a partial opening, so it
-/// needs the right to open the column's class.
-pub fn blind_index_of(table: pg_sys::Oid, column: &str, utf8: &str) -> [u8; BLIND_INDEX_LEN] {
+/// computes it. Testing a value against stored blind indexes is a partial opening, so a
+/// lookup needs the right to open the column's class; the migrating unique index needs the
+/// right to seal it and to write the table (a writer tests a guess by writing it anyway),
+/// and only while the column migrates.
+pub fn blind_index_of(
+    table: pg_sys::Oid,
+    column: &str,
+    utf8: &str,
+    purpose: BlindIndexUse,
+) -> [u8; BLIND_INDEX_LEN] {
     unsafe {
         let relation = pg_sys::try_relation_open(table, pg_sys::AccessShareLock as i32);
         if relation.is_null() {
@@ -1001,7 +1017,25 @@ pub fn blind_index_of(table: pg_sys::Oid, column: &str, utf8: &str) -> [u8; BLIN
         let Some((spec, bidx)) = found.and_then(|c| c.blind_index.as_ref().map(|b| (c, b))) else {
             errors::no_blind_index(&table_name, column)
         };
-        privileges::require(Privilege::Open, Some(value_class(&spec.class)));
+        let class = value_class(&spec.class);
+        match purpose {
+            BlindIndexUse::Lookup => privileges::require(Privilege::Open, Some(class)),
+            BlindIndexUse::MigratingUnique => {
+                if spec.plain.is_none() {
+                    errors::column_not_migrating(&table_name, column);
+                }
+                privileges::require(Privilege::Seal, Some(class));
+                let writes = pg_sys::pg_class_aclmask(
+                    table,
+                    pg_sys::GetUserId(),
+                    (pg_sys::ACL_INSERT | pg_sys::ACL_UPDATE) as pg_sys::AclMode,
+                    pg_sys::AclMaskHow::ACLMASK_ANY,
+                );
+                if writes == 0 {
+                    errors::may_not_write_table(&table_name);
+                }
+            }
+        }
         let text = match &spec.mode {
             // The canonical text of the base type is the domain's, without running the
             // domain's CHECK (its owner's code) for whoever looks a value up.
@@ -1010,4 +1044,11 @@ pub fn blind_index_of(table: pg_sys::Oid, column: &str, utf8: &str) -> [u8; BLIN
         };
         blind_index::compute(&spec.binding, bidx, &text)
     }
+}
+
+/// A value's text as its type's output function writes it, as UTF-8; wiped when it goes.
+pub unsafe fn value_text(value: pg_sys::Datum, type_oid: pg_sys::Oid) -> Zeroizing<String> {
+    let (mut output, mut is_varlena) = (pg_sys::InvalidOid, false);
+    pg_sys::getTypeOutputInfo(type_oid, &mut output, &mut is_varlena);
+    from_server_cstring(pg_sys::OidOutputFunctionCall(output, value))
 }

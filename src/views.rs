@@ -85,13 +85,32 @@ fn relation_at(view: &DecryptedView, table: &Table) -> Option<(pg_sys::Oid, bool
 }
 
 /// Drops the table's registered views, remembering their owner and grants for the rebuild.
+/// A view that other objects depend on (a user's view over it) is kept, emptied of every
+/// reference to the table's columns, and replaced in place by the rebuild.
 pub fn set_aside(table: &Table) {
     for view in registry::views_of(table.oid) {
         match relation_at(&view, table) {
             None => {}
             Some((oid, true)) => {
                 registry::remember_view(&view.schema, &view.name, oid);
-                run(&format!("DROP VIEW {}", view_sql(&view)));
+                match placeholder_columns(oid) {
+                    Some(columns) => {
+                        let target = view_sql(&view);
+                        for rule in rules_of(oid) {
+                            run(&format!("DROP RULE {} ON {target}", ident(&rule)));
+                        }
+                        // It still reads the table (so it stays known as the table's view),
+                        // but no column: the column's type can change under it.
+                        run(&format!(
+                            "CREATE OR REPLACE VIEW {target} WITH (security_invoker = true) AS \
+                             SELECT {columns} FROM {} AS t WHERE false",
+                            table.sql
+                        ));
+                    }
+                    None => {
+                        run(&format!("DROP VIEW {}", view_sql(&view)));
+                    }
+                }
             }
             Some((_, false)) => pgrx::warning!(
                 "akko_crypt: {} is not the decrypting view of {} that akko_crypt made; it is left as it is",
@@ -100,6 +119,51 @@ pub fn set_aside(table: &Table) {
             ),
         }
     }
+}
+
+/// For a view that other objects depend on: its columns as typed NULLs (names, types,
+/// modifiers and collations from the catalog); None when nothing depends on it.
+fn placeholder_columns(view: pg_sys::Oid) -> Option<String> {
+    read_one::<String>(
+        "look up what depends on the view",
+        "SELECT string_agg(pg_catalog.format('NULL::%s%s AS %I', \
+                    pg_catalog.format_type(a.atttypid, a.atttypmod), \
+                    CASE WHEN a.attcollation <> 0 THEN pg_catalog.format(' COLLATE %I.%I', cn.nspname, co.collname) ELSE '' END, \
+                    a.attname), ', ' ORDER BY a.attnum) \
+         FROM pg_attribute a \
+         LEFT JOIN pg_collation co ON co.oid = a.attcollation \
+         LEFT JOIN pg_namespace cn ON cn.oid = co.collnamespace \
+         WHERE a.attrelid = $1 AND a.attnum > 0 AND NOT a.attisdropped \
+           AND EXISTS (SELECT FROM pg_depend d \
+                       WHERE d.refclassid = 'pg_class'::regclass AND d.refobjid = $1 AND d.deptype = 'n' \
+                         AND NOT (d.classid = 'pg_rewrite'::regclass \
+                                  AND d.objid IN (SELECT r.oid FROM pg_rewrite r WHERE r.ev_class = $1)))",
+        &[view.into()],
+    )
+}
+
+/// The rules akko_crypt gave a view that are there.
+fn rules_of(view: pg_sys::Oid) -> Vec<String> {
+    read_one::<Vec<String>>(
+        "look up the view's rules",
+        "SELECT array_agg(r.rulename::text) FROM pg_rewrite r WHERE r.ev_class = $1 \
+           AND r.rulename IN ('akko_crypt_insert', 'akko_crypt_update', 'akko_crypt_delete')",
+        &[view.into()],
+    )
+    .unwrap_or_default()
+}
+
+/// What depends on a view, as PostgreSQL describes it.
+fn dependents_of(view: pg_sys::Oid) -> String {
+    read_one::<String>(
+        "look up what depends on the view",
+        "SELECT string_agg(DISTINCT pg_catalog.pg_describe_object(d.classid, d.objid, d.objsubid), ', ') \
+         FROM pg_depend d WHERE d.refclassid = 'pg_class'::regclass AND d.refobjid = $1 AND d.deptype = 'n' \
+           AND NOT (d.classid = 'pg_rewrite'::regclass \
+                    AND d.objid IN (SELECT r.oid FROM pg_rewrite r WHERE r.ev_class = $1))",
+        &[view.into()],
+    )
+    .unwrap_or_default()
 }
 
 /// Rebuilds the table's registered views from its current columns; returns how many.
@@ -224,20 +288,44 @@ fn view_columns(table: &Table) -> Vec<ViewColumn> {
 /// relation.
 fn build(table: &Table, view: &DecryptedView) -> bool {
     let target = view_sql(view);
-    if relation_at(view, table).is_some() {
-        pgrx::warning!("akko_crypt: {target} already exists and is not rebuilt");
-        return false;
-    }
+    // Still there only when set_aside kept it for what depends on it: replaced in place.
+    let kept = match relation_at(view, table) {
+        None => None,
+        Some((oid, true)) => Some(oid),
+        Some((_, false)) => {
+            pgrx::warning!("akko_crypt: {target} already exists and is not rebuilt");
+            return false;
+        }
+    };
     let columns = view_columns(table);
     let select_list = columns
         .iter()
         .map(|c| format!("{} AS {}", c.read, c.name))
         .collect::<Vec<_>>()
         .join(", ");
-    run(&format!(
-        "CREATE VIEW {target} WITH (security_invoker = true) AS SELECT {select_list} FROM {} AS t",
+    let definition = format!(
+        "VIEW {target} WITH (security_invoker = true) AS SELECT {select_list} FROM {} AS t",
         table.sql
-    ));
+    );
+    match kept {
+        None => {
+            run(&format!("CREATE {definition}"));
+        }
+        Some(oid) => {
+            // CREATE OR REPLACE keeps the columns' names, types and order, or refuses.
+            if let Err(failure) =
+                crate::ddl::in_subtransaction(|| run(&format!("CREATE OR REPLACE {definition}")))
+            {
+                errors::view_kept_by_dependents(&target, &dependents_of(oid), &failure.message);
+            }
+            for column in columns.iter().filter(|c| c.default.is_none()) {
+                run(&format!(
+                    "ALTER VIEW {target} ALTER COLUMN {} DROP DEFAULT",
+                    column.name
+                ));
+            }
+        }
+    }
     run(&format!(
         "COMMENT ON VIEW {target} IS {}",
         literal(&format!(

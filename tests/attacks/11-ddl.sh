@@ -65,12 +65,51 @@ keyed_as postgres $db -c "CREATE TABLE members (id int PRIMARY KEY, email text)"
 out=$(keyed_as postgres $db -c "SELECT akko_crypt.protect('members', 'email', blind_index => true, normalization => 'lower', unique_index => true)")
 check "the default migration refuses the duplicate (23505), naming the row (id)=(1) and neither value" \
     bash -c 'grep -q "ERROR:  23505:.*row (id)=(3) holds the same value (after normalisation) as the row (id)=(1)" <<<"$1" && ! grep -qi "dup@" <<<"$1" && ! grep -q "DETAIL" <<<"$1"' _ "$out"
-keyed_as postgres $db -c "SELECT akko_crypt.protect('members', 'email', blind_index => true, normalization => 'lower', unique_index => true, migrate => false)" >/dev/null
-out=$(keyed_as postgres $db -c "CALL akko_crypt.migrate('members')")
-check "... so does an online migration" \
-    bash -c 'grep -q "ERROR:  23505:.*row (id)=(3) holds the same value (after normalisation) as the row (id)=(1)" <<<"$1" && ! grep -qi "dup@" <<<"$1" && ! grep -q "DETAIL" <<<"$1"' _ "$out"
-out=$(keyed_as postgres $db -c "UPDATE members SET email_akko_plain = 'dup3@example.com' WHERE id = 3" -c "CALL akko_crypt.migrate('members')" \
-    -c "SELECT string_agg(email, ' ' ORDER BY id) FROM members_decrypted" 2>&1; keyed_as postgres $db -c "SELECT akko_crypt.create_view('members')" -c "SELECT string_agg(email, ' ' ORDER BY id) FROM members_decrypted")
+out=$(keyed_as postgres $db -c "SELECT akko_crypt.protect('members', 'email', blind_index => true, normalization => 'lower', unique_index => true, migrate => false)")
+check "... so does protect for an online migration, before it starts: the same refusal, nothing protected" \
+    bash -c 'grep -q "ERROR:  23505:.*row (id)=(3) holds the same value (after normalisation) as the row (id)=(1)" <<<"$1" && ! grep -qi "dup@" <<<"$1" && ! grep -q "DETAIL" <<<"$1" && [ "$2" = 0 ]' _ "$out" \
+    "$(psql_ -c "SELECT count(*) FROM akko_crypt.protected_columns WHERE tbl = 'members'::regclass" $db)"
+keyed_as postgres $db -c "UPDATE members SET email = 'dup3@example.com' WHERE id = 3" \
+    -c "SELECT akko_crypt.protect('members', 'email', blind_index => true, normalization => 'lower', unique_index => true, migrate => false)" \
+    -c "CREATE ROLE ddl_writer LOGIN" -c "GRANT INSERT ON members TO ddl_writer" \
+    -c "SELECT akko_crypt.grant_privilege('seal', 'ddl_writer', 'identity')" >/dev/null
+out=$(keyed_as ddl_writer $db -c "INSERT INTO members VALUES (4, 'OTHER@example.com')")
+check "while it migrates, a duplicate of a value not migrated yet is refused (23505), for a role that may only seal" \
+    bash -c 'grep -q "ERROR:  23505:" <<<"$1" && ! grep -qi "other@" <<<"$1"' _ "$out"
+out=$(keyed_as ddl_writer $db -c "INSERT INTO members VALUES (4, 'new@example.com')")
+check "... and a new value is written, sealed" \
+    bash -c '! grep -q ERROR <<<"$1" && [ "$2" = 1 ]' _ "$out" "$(psql_ -c "SELECT count(*) FROM members WHERE id = 4 AND substr(email, 1, 2) = '\\xac4b'" $db)"
+out=$(keyed_as postgres $db -c "CALL akko_crypt.migrate('members')" -c "SELECT string_agg(email, ' ' ORDER BY id) FROM members_decrypted" 2>&1; keyed_as postgres $db -c "SELECT akko_crypt.create_view('members')" -c "SELECT string_agg(email, ' ' ORDER BY id) FROM members_decrypted")
 check "once one is changed the migration finishes, every value sealed" \
-    bash -c 'grep -q "dup@example.com other@example.com dup3@example.com" <<<"$1" && [ "$2" = 0 ]' _ "$out" \
+    bash -c 'grep -q "dup@example.com other@example.com dup3@example.com new@example.com" <<<"$1" && [ "$2" = 0 ]' _ "$out" \
     "$(psql_ -c "SELECT count(*) FROM members WHERE substr(email, 1, 2) <> '\\xac4b'" $db)"
+check "... the migration's second unique index went with the plaintext column; the blind index's stays" \
+    [ "$(psql_ -c "SELECT string_agg((indexdef LIKE '%migrating_blind_index%') || ' ' || (indexdef LIKE 'CREATE UNIQUE%'), ',') FROM pg_indexes WHERE tablename = 'members' AND indexname <> 'members_pkey'" $db)" = "false true" ]
+out=$(keyed_as ddl_writer $db -c "INSERT INTO members VALUES (5, 'Dup@example.com')")
+check "... and it refuses duplicates as before (23505)" refused 23505 "$out"
+
+# A user's view over a decrypting view: the rebuild replaces the decrypting view in place and
+# the user's view keeps working; when the view's columns must change (the online migration
+# moves its column to the end) the refusal names what depends on it (2BP01) and changes nothing.
+keyed_as postgres $db -c "CREATE TABLE clients (id int PRIMARY KEY, name text, ssn text, city text)" \
+    -c "INSERT INTO clients VALUES (1, 'Ada', '078-05-1120', 'London')" \
+    -c "SELECT akko_crypt.protect('clients', 'ssn')" -c "SELECT akko_crypt.create_view('clients')" \
+    -c "CREATE VIEW client_report AS SELECT name, ssn, city FROM clients_decrypted" >/dev/null
+out=$(keyed_as postgres $db -c "SELECT akko_crypt.refresh_views()" -c "SELECT akko_crypt.protect('clients', 'city')" \
+    -c "SELECT name || ' ' || ssn || ' ' || city FROM client_report")
+check "refresh_views and protect rebuild a decrypting view that a user's view reads; the user's view reads on" \
+    bash -c '! grep -q "ERROR\|WARNING" <<<"$1" && grep -q "^Ada 078-05-1120 London$" <<<"$1"' _ "$out"
+check "... the rebuilt view opens city, and the table holds it sealed" \
+    [ "$(keyed_as postgres $db -c "INSERT INTO clients_decrypted VALUES (2, 'Ben', '219-09-9999', 'Rome')" -c "SELECT string_agg(city, ' ' ORDER BY city) FROM client_report")/$(psql_ -c "SELECT count(*) FROM clients WHERE substr(city, 1, 2) = '\\xac4b'" $db)" = "London Rome/2" ]
+out=$(keyed_as postgres $db -c "SELECT akko_crypt.protect('clients', 'name', migrate => false)")
+check "a change that moves the view's columns is refused (2BP01), naming the user's view" \
+    bash -c 'grep -q "ERROR:  2BP01:" <<<"$1" && grep -q "client_report" <<<"$1"' _ "$out"
+check "... and changed nothing: name is not protected, the user's view reads on" \
+    [ "$(psql_ -c "SELECT count(*) FROM akko_crypt.protected_columns WHERE tbl = 'clients'::regclass AND col = 'name'" $db)/$(keyed_as postgres $db -c "SELECT string_agg(name, ' ' ORDER BY name) FROM client_report")" = "0/Ada Ben" ]
+
+# Renaming a protected table: the trigger, the registry and the view follow its OID.
+out=$(keyed_as postgres $db -c "ALTER TABLE clients RENAME TO patrons" -c "INSERT INTO patrons VALUES (3, 'Cy', '555-55-5555', 'Oslo')" \
+    -c "SELECT akko_crypt.refresh_views()" -c "SELECT string_agg(ssn || ' ' || city, ', ' ORDER BY id) FROM clients_decrypted")
+check "a renamed table keeps sealing writes and its view opens them" \
+    bash -c '! grep -q ERROR <<<"$1" && grep -q "078-05-1120 London, 219-09-9999 Rome, 555-55-5555 Oslo" <<<"$1" && [ "$2" = 3 ]' _ "$out" \
+    "$(psql_ -c "SELECT count(*) FROM patrons WHERE substr(ssn, 1, 2) = '\\xac4b' AND substr(city, 1, 2) = '\\xac4b'" $db)"
