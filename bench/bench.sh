@@ -297,7 +297,11 @@ them. The pass-through rule view is a plain table behind a view with a \`DO INST
 protection: the part of the single-row loss that PostgreSQL's rewrite of a view alone costs. The
 planner gives the view's scan parallel workers, since opening is costed, and never the plain
 table's; the one-core rows compare the per-row cost alone, and the client rows add what a BI
-tool adds: receiving every row over a connection.
+tool adds: receiving every row over a connection. The text-mode rows write the same three
+columns straight into the table, as an application or ORM does (no view, no rule): the
+single-row and upsert workloads there are what an application sees; an upsert seals each
+value in its INSERT and takes the envelope in its UPDATE (\`SET col = EXCLUDED.col\`) without
+opening it, then checks it and sets its blind index.
 
 | per value, outside PostgreSQL | ns |
 |---|---:|
