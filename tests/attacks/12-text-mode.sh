@@ -68,3 +68,23 @@ for encoding in SQL_ASCII LATIN1; do
     check "$encoding: a non-ASCII value is sealed, and blind_index() finds it" \
         [ "$(keyed_as postgres $edb -c "SELECT id FROM s WHERE t LIKE '\$akko:%' AND t_bidx = akko_crypt.blind_index(convert_from('${cafe[$encoding]}'::bytea, '$encoding'), 's', 't')")" = 2 ]
 done
+
+# A text-mode table dropped and restored from a table-level dump: writes are refused until
+# restore_protection, then its rows open, row binding and blind index included.
+db=atk_text
+keyed_as postgres $db -c "CREATE TABLE tm (id int PRIMARY KEY, email text, born date)" \
+    -c "INSERT INTO tm VALUES (1, 'ada@x', '1815-12-10')" \
+    -c "SELECT akko_crypt.protect('tm', 'email', mode => 'text', bind_row => true, blind_index => true, unique_index => true)" \
+    -c "SELECT akko_crypt.protect('tm', 'born', mode => 'text')" -c "SELECT akko_crypt.create_view('tm')" >/dev/null
+pg_dump -h "$dir" -p "$port" -U postgres -t tm -t tm_decrypted $db >"$dir/text_table.sql"
+psql_ -c "DROP TABLE tm CASCADE" $db >/dev/null
+psql -X -q -h "$dir" -p "$port" -U postgres -v ON_ERROR_STOP=1 -f "$dir/text_table.sql" $db >/dev/null 2>"$dir/text_table.err"
+out=$(keyed_as postgres $db -c "INSERT INTO tm VALUES (2, 'ben@x', '1900-01-01')")
+check "a text-mode table restored from a table-level dump refuses writes (55000), nothing stored in clear" \
+    bash -c '[ ! -s "$1" ] && grep -q "ERROR:  55000:" <<<"$2" && [ "$3" = 1 ]' _ "$dir/text_table.err" "$out" "$(psql_ -c "SELECT count(*) FROM tm" $db)"
+out=$(keyed_as postgres $db -c "SELECT akko_crypt.restore_protection('tm')" -c "INSERT INTO tm VALUES (2, 'ben@x', '1900-01-01')" \
+    -c "SELECT string_agg(id || ' ' || email || ' ' || born, ', ' ORDER BY id) FROM tm_decrypted" \
+    -c "SELECT id FROM tm WHERE email_bidx = akko_crypt.blind_index('ada@x', 'tm', 'email')")
+check "... after restore_protection it writes sealed and the restored row opens, blind index included" \
+    bash -c '! grep -q ERROR <<<"$1" && grep -q "^1 ada@x 1815-12-10, 2 ben@x 1900-01-01$" <<<"$1" && [ "$(tail -1 <<<"$1")" = 1 ] && [ "$2" = 2 ]' _ "$out" \
+    "$(psql_ -c "SELECT count(*) FROM tm WHERE email LIKE '\$akko:%' AND born LIKE '\$akko:%'" $db)"
