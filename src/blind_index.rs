@@ -11,7 +11,7 @@ use pgrx::pg_sys;
 use pgrx::prelude::*;
 
 use crate::datum::{arg_bytes, bytea_datum};
-use crate::protect_trigger::{self, BlindIndex, BlindIndexUse};
+use crate::protect_trigger::{self, BlindIndex};
 use crate::{custody, errors, keyring};
 
 extension_sql!(
@@ -89,7 +89,7 @@ pub unsafe extern "C-unwind" fn akko_blind_index(
     let column = std::ffi::CStr::from_ptr((*column).data.as_ptr()).to_string_lossy();
     // The value arrives in the server encoding; blind indexes are computed over UTF-8.
     let utf8 = crate::sealing::text_as_utf8(value, None);
-    let digest = protect_trigger::blind_index_of(table, &column, &utf8, BlindIndexUse::Lookup);
+    let digest = protect_trigger::blind_index_of(table, &column, &utf8);
     bytea_datum(&digest)
 }
 
@@ -107,8 +107,11 @@ pub unsafe extern "C-unwind" fn akko_migrating_blind_index(
     let column = pg_getarg_datum_raw(fcinfo, 1).cast_mut_ptr::<pg_sys::NameData>();
     let column = std::ffi::CStr::from_ptr((*column).data.as_ptr()).to_string_lossy();
     let value_type = pg_sys::get_fn_expr_argtype((*fcinfo).flinfo, 2);
-    let text = protect_trigger::value_text(pg_getarg_datum_raw(fcinfo, 2), value_type);
-    let digest =
-        protect_trigger::blind_index_of(table, &column, &text, BlindIndexUse::MigratingUnique);
+    let digest = protect_trigger::migrating_blind_index_of(
+        table,
+        &column,
+        pg_getarg_datum_raw(fcinfo, 2),
+        value_type,
+    );
     bytea_datum(&digest)
 }

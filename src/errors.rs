@@ -615,6 +615,14 @@ pub fn column_not_migrating(table: &str, column: &str) -> ! {
     ).set_hint("akko_crypt.migrating_blind_index serves the unique index of a column while it migrates; look values up with akko_crypt.blind_index."))
 }
 
+pub fn migrating_value_of_other_type(table: &str, column: &str) -> ! {
+    raise(ErrorReport::new(
+        PgSqlErrorCode::ERRCODE_DATATYPE_MISMATCH,
+        format!("akko_crypt.migrating_blind_index takes a value of the type column \"{column}\" of table \"{table}\" had"),
+        "akko_crypt",
+    ))
+}
+
 pub fn may_not_write_table(table: &str) -> ! {
     raise(ErrorReport::new(
         PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE,

@@ -731,9 +731,10 @@ fn name_duplicate(table: &Table, migrating: &[ProtectedColumn], assignments: &st
 /// Values already duplicated are refused at once, naming both rows by their keys.
 fn unique_while_migrating(table: &Table, col: &str, bidx: &str, plain: &str) {
     let both = format!(
-        "COALESCE({}, akko_crypt.migrating_blind_index({}::pg_catalog.oid::pg_catalog.regclass, {}::pg_catalog.name, {}))",
+        // The table by name, as a regclass constant: a dump writes it by name, not by OID.
+        "COALESCE({}, akko_crypt.migrating_blind_index({}::pg_catalog.regclass, {}::pg_catalog.name, {}))",
         ident(bidx),
-        table.oid.to_u32(),
+        literal(&table.sql),
         literal(col),
         ident(plain)
     );
@@ -772,6 +773,25 @@ fn unique_while_migrating(table: &Table, col: &str, bidx: &str, plain: &str) {
         Some((holder, row)) => errors::migration_duplicate(&ident(col), &table.sql, &row, &holder),
         None => errors::failed_over_plaintext(failure.code, &failure.message),
     }
+}
+
+/// The indexes of `table` that use its column `col`, qualified and quoted.
+fn indexes_on(table: &Table, col: &str) -> Vec<String> {
+    read_row(
+        "look up the column's indexes",
+        "SELECT pg_catalog.array_agg(pg_catalog.format('%I.%I', n.nspname, c.relname)) \
+         FROM pg_catalog.pg_index i \
+         JOIN pg_catalog.pg_class c ON c.oid = i.indexrelid \
+         JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
+         JOIN pg_catalog.pg_attribute a ON a.attrelid = i.indrelid AND a.attname = $2::pg_catalog.name \
+         WHERE i.indrelid = $1 AND EXISTS (SELECT FROM pg_catalog.pg_depend d \
+             WHERE d.classid = 'pg_catalog.pg_class'::pg_catalog.regclass AND d.objid = i.indexrelid \
+               AND d.refobjid = i.indrelid AND d.refobjsubid = a.attnum)",
+        &[table.oid.into(), col.into()],
+        |row| row.get::<Vec<String>>(1),
+    )
+    .flatten()
+    .unwrap_or_default()
 }
 
 /// The expression that names a row of `table` by its primary key (`(id)=(7)`), or by its
@@ -960,6 +980,13 @@ fn unprotect(args: &Args) {
         errors::owner_may_not_open(&ident(&p.col), &table.sql, class.as_str());
     }
     views::set_aside(&table);
+    if let Some(plain) = &p.plain_col {
+        // The migration's second unique index (over the plaintext column, which goes) would
+        // be rebuilt by the rewrite below, after its column has left the registry.
+        for index in indexes_on(&table, plain) {
+            table.run(&format!("DROP INDEX {index}"));
+        }
+    }
     registry::delete(tbl, &col);
     install_trigger(&table);
     match p.mode {

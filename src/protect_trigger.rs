@@ -64,6 +64,12 @@ pub fn init() {
 
 #[pg_guard]
 unsafe extern "C-unwind" fn forget_table(_arg: pg_sys::Datum, relid: pg_sys::Oid) {
+    MIGRATING.with(|m| {
+        let mut m = m.borrow_mut();
+        if relid == pg_sys::InvalidOid || m.as_ref().is_some_and(|p| p.tbl == relid) {
+            *m = None;
+        }
+    });
     TABLES.with(|t| {
         let mut tables = t.borrow_mut();
         if relid == pg_sys::InvalidOid {
@@ -84,10 +90,10 @@ pub struct OriginalType {
     input: pg_sys::Oid,
     io_param: pg_sys::Oid,
     output: pg_sys::Oid,
-    /// Dates, times and intervals print by DateStyle and IntervalStyle, floats by
+    /// Dates, times and intervals print by DateStyle, IntervalStyle and TimeZone, floats by
     /// extra_float_digits, and arrays, ranges and composites by their elements: they are
-    /// sealed under fixed settings (ISO dates, every float digit), which every session
-    /// reads back whatever its own.
+    /// sealed under fixed settings (ISO dates in UTC, every float digit), which every
+    /// session reads back whatever its own.
     styled: bool,
 }
 
@@ -165,12 +171,21 @@ impl OriginalType {
                 |code| errors::invalid_protected_value(column, &self.name, code),
             );
             drop(server);
+            self.text_of(value)
+        }
+    }
+
+    /// A value of this type as its output function writes it under fixed settings (see
+    /// `styled`), as UTF-8: its canonical text.
+    pub fn text_of(&self, value: pg_sys::Datum) -> Zeroizing<String> {
+        unsafe {
             let output = if self.styled && !fixed_settings_in_effect() {
                 with_settings(
                     &[
                         (c"datestyle", c"ISO, YMD"),
                         (c"intervalstyle", c"postgres"),
                         (c"extra_float_digits", c"1"),
+                        (c"timezone", c"UTC"),
                     ],
                     || pg_sys::OidOutputFunctionCall(self.output, value),
                 )
@@ -182,13 +197,15 @@ impl OriginalType {
     }
 }
 
-/// Whether DateStyle and IntervalStyle already print ISO and floats print every digit
-/// (the defaults do): then a value needs no switch, which costs setting changes per value.
+/// Whether DateStyle and IntervalStyle already print ISO, floats print every digit and the
+/// time zone is UTC: then a value needs no switch, which costs setting changes per value.
 fn fixed_settings_in_effect() -> bool {
     unsafe {
         pg_sys::DateStyle == pg_sys::USE_ISO_DATES as i32
             && pg_sys::IntervalStyle == pg_sys::INTSTYLE_POSTGRES as i32
             && pg_sys::extra_float_digits > 0
+            && !pg_sys::session_timezone.is_null()
+            && CStr::from_ptr(pg_sys::pg_get_timezone_name(pg_sys::session_timezone)) == c"UTC"
     }
 }
 
@@ -251,9 +268,8 @@ struct ColumnSpec {
     binding: BindingId,
     bound_to_row: bool,
     blind_index: Option<BlindIndex>,
-    /// While a bytea-mode column migrates: the renamed plaintext column and its output
-    /// function.
-    plain: Option<(usize, pg_sys::Oid)>,
+    /// While a column migrates online: the renamed plaintext column, of the original type.
+    plain: Option<usize>,
 }
 
 struct TableSpec {
@@ -345,13 +361,10 @@ unsafe fn load_spec(relation: pg_sys::Relation) -> TableSpec {
                 Mode::Text => ColumnMode::Scalar(original(), Carrier::Text),
             };
             let stored_as = p.mode.stored_type();
-            let plain = p.plain_col.as_deref().map(|plain| {
-                let i = column_index(plain, None);
-                let mut output = pg_sys::InvalidOid;
-                let mut is_varlena = false;
-                pg_sys::getTypeOutputInfo(attrs[i].atttypid, &mut output, &mut is_varlena);
-                (i, output)
-            });
+            let plain = p
+                .plain_col
+                .as_deref()
+                .map(|plain| column_index(plain, Some(p.original_type)));
             ColumnSpec {
                 column: column_index(&p.col, Some(stored_as)),
                 class: p.class,
@@ -767,17 +780,17 @@ unsafe fn protect_scalar(
     changes: &mut Changes,
 ) {
     let unchanged = kept_from.is_some();
-    let plain_value = column.plain.and_then(|(i, output)| {
-        new.get(i).map(|value| {
-            changes.set(i, None);
-            (value, output)
-        })
-    });
+    // A value still in the migrating plaintext column leaves it in every case.
+    let plain_value = column
+        .plain
+        .and_then(|i| new.get(i).inspect(|_| changes.set(i, None)));
     let Some(value) = new.get(column.column) else {
         match plain_value {
-            Some((value, output)) => {
-                let utf8 = from_server_cstring(pg_sys::OidOutputFunctionCall(output, value));
-                seal_text(column, original, carrier, sealing, &utf8, changes);
+            Some(value) => {
+                // The plaintext column has the original type: its text under fixed settings
+                // is the canonical text, whatever the session's.
+                let text = original.text_of(value);
+                seal_canonical(column, original, carrier, sealing, &text, changes);
             }
             None => {
                 if let Some(bidx) = &column.blind_index {
@@ -985,26 +998,10 @@ unsafe fn set_jsonb_envelope(
     changes.set(column.column, Some(jsonb));
 }
 
-/// Who asks for a blind index: a lookup, which tests a guess against stored values and so
-/// needs `open`; or the unique index of a column that migrates online, which computes the
-/// index of a value still in its plaintext column for a writer of the table.
-#[derive(Clone, Copy, PartialEq, Eq)]
-pub enum BlindIndexUse {
-    Lookup,
-    MigratingUnique,
-}
-
 /// The blind index of a value written as `utf8` to `table`.`column`, as the trigger
-/// computes it. Testing a value against stored blind indexes is a partial opening, so a
-/// lookup needs the right to open the column's class; the migrating unique index needs the
-/// right to seal it and to write the table (a writer tests a guess by writing it anyway),
-/// and only while the column migrates.
-pub fn blind_index_of(
-    table: pg_sys::Oid,
-    column: &str,
-    utf8: &str,
-    purpose: BlindIndexUse,
-) -> [u8; BLIND_INDEX_LEN] {
+/// computes it. Testing a value against stored blind indexes is a partial opening, so it
+/// needs the right to open the column's class.
+pub fn blind_index_of(table: pg_sys::Oid, column: &str, utf8: &str) -> [u8; BLIND_INDEX_LEN] {
     unsafe {
         let relation = pg_sys::try_relation_open(table, pg_sys::AccessShareLock as i32);
         if relation.is_null() {
@@ -1017,25 +1014,7 @@ pub fn blind_index_of(
         let Some((spec, bidx)) = found.and_then(|c| c.blind_index.as_ref().map(|b| (c, b))) else {
             errors::no_blind_index(&table_name, column)
         };
-        let class = value_class(&spec.class);
-        match purpose {
-            BlindIndexUse::Lookup => privileges::require(Privilege::Open, Some(class)),
-            BlindIndexUse::MigratingUnique => {
-                if spec.plain.is_none() {
-                    errors::column_not_migrating(&table_name, column);
-                }
-                privileges::require(Privilege::Seal, Some(class));
-                let writes = pg_sys::pg_class_aclmask(
-                    table,
-                    pg_sys::GetUserId(),
-                    (pg_sys::ACL_INSERT | pg_sys::ACL_UPDATE) as pg_sys::AclMode,
-                    pg_sys::AclMaskHow::ACLMASK_ANY,
-                );
-                if writes == 0 {
-                    errors::may_not_write_table(&table_name);
-                }
-            }
-        }
+        privileges::require(Privilege::Open, Some(value_class(&spec.class)));
         let text = match &spec.mode {
             // The canonical text of the base type is the domain's, without running the
             // domain's CHECK (its owner's code) for whoever looks a value up.
@@ -1046,9 +1025,63 @@ pub fn blind_index_of(
     }
 }
 
-/// A value's text as its type's output function writes it, as UTF-8; wiped when it goes.
-pub unsafe fn value_text(value: pg_sys::Datum, type_oid: pg_sys::Oid) -> Zeroizing<String> {
-    let (mut output, mut is_varlena) = (pg_sys::InvalidOid, false);
-    pg_sys::getTypeOutputInfo(type_oid, &mut output, &mut is_varlena);
-    from_server_cstring(pg_sys::OidOutputFunctionCall(output, value))
+thread_local! {
+    /// The registry row `migrating_blind_index` last used, until the table's next relcache
+    /// invalidation: an index build calls it for every row not migrated yet.
+    static MIGRATING: RefCell<Option<Rc<registry::ProtectedColumn>>> = const { RefCell::new(None) };
+}
+
+/// The blind index of `value`, still in the plaintext column of `table`.`column` while it
+/// migrates online: what its second unique index compares with the sealed rows' blind
+/// index. Read from the registry, not the trigger (a restore builds indexes before it makes
+/// triggers); for a role that may seal the class and write the table, which tests a guess
+/// by writing it anyway.
+pub fn migrating_blind_index_of(
+    table: pg_sys::Oid,
+    column: &str,
+    value: pg_sys::Datum,
+    value_type: pg_sys::Oid,
+) -> [u8; BLIND_INDEX_LEN] {
+    let cached = MIGRATING.with(|m| {
+        m.borrow()
+            .clone()
+            .filter(|p| p.tbl == table && p.col == column)
+    });
+    let p = cached.unwrap_or_else(|| {
+        let p =
+            Rc::new(registry::column(table, column).unwrap_or_else(|| {
+                errors::column_not_migrating(&ddl::relation_name(table), column)
+            }));
+        MIGRATING.with(|m| m.replace(Some(p.clone())));
+        p
+    });
+    let (Some(_), Some(key_version)) = (&p.plain_col, p.bidx_key_version) else {
+        errors::column_not_migrating(&ddl::relation_name(table), column)
+    };
+    if value_type != p.original_type {
+        errors::migrating_value_of_other_type(&ddl::relation_name(table), column);
+    }
+    privileges::require(Privilege::Seal, Some(value_class(&p.class)));
+    let writes = unsafe {
+        pg_sys::pg_class_aclmask(
+            table,
+            pg_sys::GetUserId(),
+            (pg_sys::ACL_INSERT | pg_sys::ACL_UPDATE) as pg_sys::AclMode,
+            pg_sys::AclMaskHow::ACLMASK_ANY,
+        )
+    };
+    if writes == 0 {
+        errors::may_not_write_table(&ddl::relation_name(table));
+    }
+    let bidx = BlindIndex {
+        column: 0,
+        key_version: key_version as u32,
+        normalization: p
+            .bidx_normalize
+            .as_deref()
+            .and_then(Normalization::parse)
+            .unwrap_or(Normalization::None),
+    };
+    let text = OriginalType::of(p.original_type, p.original_typmod).text_of(value);
+    blind_index::compute(&p.binding_id, &bidx, &text)
 }

@@ -312,17 +312,12 @@ fn build(table: &Table, view: &DecryptedView) -> bool {
             run(&format!("CREATE {definition}"));
         }
         Some(oid) => {
-            // CREATE OR REPLACE keeps the columns' names, types and order, or refuses.
+            // CREATE OR REPLACE keeps the columns' names, types and order, or refuses; the
+            // view keeps its grants and the defaults set on it.
             if let Err(failure) =
                 crate::ddl::in_subtransaction(|| run(&format!("CREATE OR REPLACE {definition}")))
             {
                 errors::view_kept_by_dependents(&target, &dependents_of(oid), &failure.message);
-            }
-            for column in columns.iter().filter(|c| c.default.is_none()) {
-                run(&format!(
-                    "ALTER VIEW {target} ALTER COLUMN {} DROP DEFAULT",
-                    column.name
-                ));
             }
         }
     }
