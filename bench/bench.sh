@@ -256,7 +256,7 @@ medians of $rounds rounds:
 | \`SELECT * FROM plain_customers\`, every row received by a libpq client (pgbench, average of 10) | $select_plain_ms |
 | \`SELECT * FROM sealed_customers_decrypted\`, the same | $select_view_ms |
 | \`INSERT INTO plain_customers SELECT * FROM src ON CONFLICT (id) DO UPDATE SET tax_id = EXCLUDED.tax_id, email = EXCLUDED.email\` (every row updated) | $(table_ms upsert_plain) |
-| the same upsert into \`text_customers\` (text mode: 2 columns sealed twice, the INSERT's envelopes taken by the UPDATE) | $(table_ms upsert_text_mode) |
+| the same upsert into \`text_customers\` (text mode: the INSERT seals 3 columns, the UPDATE takes 2 of its envelopes) | $(table_ms upsert_text_mode) |
 
 pgbench, 8 clients, $pgbench_seconds s a run, medians of 3 runs (transactions per second):
 
