@@ -124,8 +124,11 @@ pub fn set_aside(table: &Table) {
 /// For a view that other objects depend on: its columns as typed NULLs (names, types,
 /// modifiers and collations from the catalog); None when nothing depends on it.
 fn placeholder_columns(view: pg_sys::Oid) -> Option<String> {
+    if dependents_of(view).is_empty() {
+        return None;
+    }
     read_one::<String>(
-        "look up what depends on the view",
+        "read the view's columns",
         "SELECT string_agg(pg_catalog.format('NULL::%s%s AS %I', \
                     pg_catalog.format_type(a.atttypid, a.atttypmod), \
                     CASE WHEN a.attcollation <> 0 THEN pg_catalog.format(' COLLATE %I.%I', cn.nspname, co.collname) ELSE '' END, \
@@ -133,11 +136,7 @@ fn placeholder_columns(view: pg_sys::Oid) -> Option<String> {
          FROM pg_attribute a \
          LEFT JOIN pg_collation co ON co.oid = a.attcollation \
          LEFT JOIN pg_namespace cn ON cn.oid = co.collnamespace \
-         WHERE a.attrelid = $1 AND a.attnum > 0 AND NOT a.attisdropped \
-           AND EXISTS (SELECT FROM pg_depend d \
-                       WHERE d.refclassid = 'pg_class'::regclass AND d.refobjid = $1 AND d.deptype = 'n' \
-                         AND NOT (d.classid = 'pg_rewrite'::regclass \
-                                  AND d.objid IN (SELECT r.oid FROM pg_rewrite r WHERE r.ev_class = $1)))",
+         WHERE a.attrelid = $1 AND a.attnum > 0 AND NOT a.attisdropped",
         &[view.into()],
     )
 }
@@ -153,7 +152,7 @@ fn rules_of(view: pg_sys::Oid) -> Vec<String> {
     .unwrap_or_default()
 }
 
-/// What depends on a view, as PostgreSQL describes it.
+/// What depends on a view (but its own rules), as PostgreSQL describes it; empty if nothing.
 fn dependents_of(view: pg_sys::Oid) -> String {
     read_one::<String>(
         "look up what depends on the view",
