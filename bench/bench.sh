@@ -301,7 +301,7 @@ tool adds: receiving every row over a connection. The text-mode rows write the s
 columns straight into the table, as an application or ORM does (no view, no rule): the
 single-row and upsert workloads there are what an application sees; an upsert seals each
 value in its INSERT and takes the envelope in its UPDATE (\`SET col = EXCLUDED.col\`) without
-opening it, then checks it and sets its blind index.
+asking the right to open, then opens it again to check it and set its blind index.
 
 | per value, outside PostgreSQL | ns |
 |---|---:|

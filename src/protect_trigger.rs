@@ -33,8 +33,8 @@ use crate::local_settings::with_settings;
 use crate::privileges::{self, Privilege};
 use crate::registry::{self, Mode};
 use crate::sealing::{
-    database_is_utf8, open_to_buffer, plaintext_input, seal_to_varlena, server_jsonb_in,
-    text_as_utf8, value_class, JsonText, ServerText,
+    database_is_utf8, open_just_sealed, open_to_buffer, plaintext_input, seal_to_varlena,
+    server_jsonb_in, text_as_utf8, value_class, JsonText, ServerText,
 };
 use crate::{blind_index, ddl, errors};
 
@@ -465,12 +465,12 @@ impl Drop for Resealed {
     }
 }
 
-/// One value the trigger sealed for an INSERT: where, the envelope, what it holds, and the
-/// context it is bound to.
+/// One value the trigger sealed for an INSERT: where, the envelope, and the context it is
+/// bound to. Not its plaintext: an UPDATE that writes it back opens it again, which only
+/// an upsert pays for.
 struct SealedValue {
     column: usize,
     envelope: Vec<u8>,
-    payload: Zeroizing<Vec<u8>>,
     context: Option<Vec<u8>>,
 }
 
@@ -479,7 +479,7 @@ struct SealedValue {
 /// the row that conflicted, whose `SET col = EXCLUDED.col` writes the envelopes just
 /// sealed: the writer gave their plaintext, so the UPDATE takes them without opening them
 /// (a role that may only seal can upsert). Kept until the next INSERT's trigger or the
-/// transaction's end, which wipe it.
+/// transaction's end.
 struct JustSealed {
     table: pg_sys::Oid,
     command: pg_sys::CommandId,
@@ -494,50 +494,54 @@ impl JustSealed {
     fn start(table: pg_sys::Oid) {
         let command = unsafe { pg_sys::GetCurrentCommandId(false) };
         JUST_SEALED.with(|j| {
-            j.replace(Some(JustSealed {
-                table,
-                command,
-                values: Vec::new(),
-            }))
+            let mut j = j.borrow_mut();
+            match j.as_mut() {
+                // The last row's list is reused: an INSERT of many rows allocates it once.
+                Some(just) => {
+                    just.table = table;
+                    just.command = command;
+                    just.values.clear();
+                }
+                None => {
+                    *j = Some(JustSealed {
+                        table,
+                        command,
+                        values: Vec::new(),
+                    })
+                }
+            }
         });
     }
 
-    fn record(sealing: &Sealing<'_>, envelope: &[u8], payload: &[u8]) {
+    fn record(sealing: &Sealing<'_>, envelope: &[u8]) {
         JUST_SEALED.with(|j| {
             if let Some(just) = j.borrow_mut().as_mut().filter(|j| j.table == sealing.table) {
                 just.values.push(SealedValue {
                     column: sealing.column,
                     envelope: envelope.to_vec(),
-                    payload: Zeroizing::new(payload.to_vec()),
                     context: sealing.context.clone(),
                 });
             }
         });
     }
 
-    /// For an UPDATE of `sealing`'s row: the payload of `envelope` if the last INSERT of
-    /// this command sealed it for the same column, in a palloc'd copy, and whether its
-    /// context differs from this row's.
+    /// For an UPDATE of `sealing`'s row: the plaintext of `envelope` if the last INSERT of
+    /// this command sealed it for the same column, and whether the context it is bound to
+    /// differs from this row's.
     unsafe fn find<'b>(sealing: &Sealing<'_>, envelope: &[u8]) -> Option<(Wiped<'b>, bool)> {
         let command = pg_sys::GetCurrentCommandId(false);
-        JUST_SEALED.with(|j| {
+        let context = JUST_SEALED.with(|j| {
             let just = j.borrow();
             let just = just
                 .as_ref()
                 .filter(|j| j.table == sealing.table && j.command == command)?;
-            let value = just
-                .values
+            just.values
                 .iter()
-                .find(|v| v.column == sealing.column && v.envelope == envelope)?;
-            let len = value.payload.len();
-            let buffer = pg_sys::palloc(len + 1).cast::<u8>();
-            std::ptr::copy_nonoverlapping(value.payload.as_ptr(), buffer, len);
-            *buffer.add(len) = 0;
-            Some((
-                Wiped(std::slice::from_raw_parts_mut(buffer, len)),
-                value.context != sealing.context,
-            ))
-        })
+                .find(|v| v.column == sealing.column && v.envelope == envelope)
+                .map(|v| v.context.clone())
+        })?;
+        let plaintext = open_just_sealed(envelope, context.as_deref());
+        Some((plaintext, context != sealing.context))
     }
 }
 
@@ -627,7 +631,7 @@ impl Sealing<'_> {
         privileges::require(Privilege::Seal, Some(self.class));
         let sealed = seal_to_varlena(self.class, None, self.context.as_deref(), payload);
         if self.row.is_none() {
-            JustSealed::record(self, datum_bytes(pg_sys::Datum::from(sealed)), payload);
+            JustSealed::record(self, datum_bytes(pg_sys::Datum::from(sealed)));
         }
         sealed
     }

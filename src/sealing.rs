@@ -354,12 +354,26 @@ fn envelope_to_open<'a>(sealed: &'a [u8], context: Option<&[u8]>) -> Envelope<'a
 /// is wiped when the guard goes. Raises the envelope's error if it does not open, and 42501
 /// if the calling role may not open its class.
 pub unsafe fn open_to_buffer<'a>(sealed: &[u8], context: Option<&[u8]>) -> Wiped<'a> {
-    let envelope = envelope_to_open(sealed, context);
+    open_parsed(&envelope_to_open(sealed, context), context)
+}
+
+/// Opens an envelope that this backend's trigger sealed in the current command from the
+/// plaintext the writer gave (see `protect_trigger::JustSealed`): the writer had the
+/// plaintext already, so no right to open is asked. Into a buffer as `open_to_buffer`'s.
+pub unsafe fn open_just_sealed<'a>(sealed: &[u8], context: Option<&[u8]>) -> Wiped<'a> {
+    let envelope = Envelope::parse(sealed).unwrap_or_else(|e| errors::bad_envelope(e));
+    envelope
+        .check_context(context)
+        .unwrap_or_else(|e| errors::open_failed(e));
+    open_parsed(&envelope, context)
+}
+
+unsafe fn open_parsed<'a>(envelope: &Envelope<'_>, context: Option<&[u8]>) -> Wiped<'a> {
     let len = envelope.plaintext_len();
     let buffer = pg_sys::palloc(len + 1).cast::<u8>();
     *buffer.add(len) = 0;
     let plaintext = Wiped(std::slice::from_raw_parts_mut(buffer, len));
-    open_into(&envelope, context, plaintext.0).unwrap_or_else(|e| errors::open_failed(e));
+    open_into(envelope, context, plaintext.0).unwrap_or_else(|e| errors::open_failed(e));
     plaintext
 }
 

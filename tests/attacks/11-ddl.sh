@@ -94,11 +94,14 @@ check "... and it refuses duplicates as before (23505)" refused 23505 "$out"
 keyed_as postgres $db -c "CREATE TABLE clients (id int PRIMARY KEY, name text, ssn text, city text)" \
     -c "INSERT INTO clients VALUES (1, 'Ada', '078-05-1120', 'London')" \
     -c "SELECT akko_crypt.protect('clients', 'ssn')" -c "SELECT akko_crypt.create_view('clients')" \
-    -c "CREATE VIEW client_report AS SELECT name, ssn, city FROM clients_decrypted" >/dev/null
+    -c "CREATE VIEW client_report AS SELECT name, ssn, city FROM clients_decrypted" \
+    -c "CREATE ROLE ddl_reader" -c "GRANT SELECT ON clients_decrypted TO ddl_reader" >/dev/null
 out=$(keyed_as postgres $db -c "SELECT akko_crypt.refresh_views()" -c "SELECT akko_crypt.protect('clients', 'city')" \
     -c "SELECT name || ' ' || ssn || ' ' || city FROM client_report")
 check "refresh_views and protect rebuild a decrypting view that a user's view reads; the user's view reads on" \
     bash -c '! grep -q "ERROR\|WARNING" <<<"$1" && grep -q "^Ada 078-05-1120 London$" <<<"$1"' _ "$out"
+check "... the view kept in place keeps its grants and security_invoker" \
+    [ "$(psql_ -c "SELECT has_table_privilege('ddl_reader', 'clients_decrypted', 'SELECT') AND 'security_invoker=true' = ANY (reloptions) FROM pg_class WHERE oid = 'clients_decrypted'::regclass" $db)" = t ]
 check "... the rebuilt view opens city, and the table holds it sealed" \
     [ "$(keyed_as postgres $db -c "INSERT INTO clients_decrypted VALUES (2, 'Ben', '219-09-9999', 'Rome')" -c "SELECT string_agg(city, ' ' ORDER BY city) FROM client_report")/$(psql_ -c "SELECT count(*) FROM clients WHERE substr(city, 1, 2) = '\\xac4b'" $db)" = "London Rome/2" ]
 out=$(keyed_as postgres $db -c "SELECT akko_crypt.protect('clients', 'name', migrate => false)")
