@@ -95,6 +95,10 @@ pub struct OriginalType {
     /// sealed under fixed settings (ISO dates in UTC, every float digit), which every
     /// session reads back whatever its own.
     styled: bool,
+    /// Of those, the ones whose text also depends on TimeZone: timestamptz and timetz, and
+    /// arrays, ranges and composites, which may hold them. A date needs no switch in a
+    /// session whose time zone is not UTC.
+    zoned: bool,
 }
 
 impl OriginalType {
@@ -106,11 +110,18 @@ impl OriginalType {
             false,
         );
         let (mut category, mut preferred) = (0 as c_char, false);
-        unsafe {
+        let base = unsafe {
             pg_sys::getTypeInputInfo(oid, &mut input, &mut io_param);
             pg_sys::getTypeOutputInfo(oid, &mut output, &mut is_varlena);
             pg_sys::get_type_category_preferred(oid, &mut category, &mut preferred);
-        }
+            pg_sys::getBaseType(oid)
+        };
+        let containers = [
+            pg_sys::TYPCATEGORY_ARRAY,
+            pg_sys::TYPCATEGORY_RANGE,
+            pg_sys::TYPCATEGORY_COMPOSITE,
+        ];
+        let category = category as u8;
         OriginalType {
             name: ddl::type_display(oid, typmod),
             oid,
@@ -118,16 +129,12 @@ impl OriginalType {
             input,
             io_param,
             output,
-            styled: [
-                pg_sys::TYPCATEGORY_DATETIME,
-                pg_sys::TYPCATEGORY_TIMESPAN,
-                pg_sys::TYPCATEGORY_ARRAY,
-                pg_sys::TYPCATEGORY_RANGE,
-                pg_sys::TYPCATEGORY_COMPOSITE,
-            ]
-            .contains(&(category as u8))
-                || [pg_sys::FLOAT4OID, pg_sys::FLOAT8OID]
-                    .contains(&unsafe { pg_sys::getBaseType(oid) }),
+            styled: category == pg_sys::TYPCATEGORY_DATETIME
+                || category == pg_sys::TYPCATEGORY_TIMESPAN
+                || containers.contains(&category)
+                || [pg_sys::FLOAT4OID, pg_sys::FLOAT8OID].contains(&base),
+            zoned: containers.contains(&category)
+                || [pg_sys::TIMESTAMPTZOID, pg_sys::TIMETZOID].contains(&base),
         }
     }
 
@@ -179,7 +186,7 @@ impl OriginalType {
     /// `styled`), as UTF-8: its canonical text.
     pub fn text_of(&self, value: pg_sys::Datum) -> Zeroizing<String> {
         unsafe {
-            let output = if self.styled && !fixed_settings_in_effect() {
+            let output = if self.styled && !fixed_settings_in_effect(self.zoned) {
                 with_settings(
                     &[
                         (c"datestyle", c"ISO, YMD"),
@@ -197,15 +204,18 @@ impl OriginalType {
     }
 }
 
-/// Whether DateStyle and IntervalStyle already print ISO, floats print every digit and the
-/// time zone is UTC: then a value needs no switch, which costs setting changes per value.
-fn fixed_settings_in_effect() -> bool {
+/// Whether DateStyle and IntervalStyle already print ISO, floats print every digit and, for
+/// a type whose text depends on it (`zoned`), the time zone is UTC: then a value needs no
+/// switch, which costs setting changes per value.
+fn fixed_settings_in_effect(zoned: bool) -> bool {
     unsafe {
         pg_sys::DateStyle == pg_sys::USE_ISO_DATES as i32
             && pg_sys::IntervalStyle == pg_sys::INTSTYLE_POSTGRES as i32
             && pg_sys::extra_float_digits > 0
-            && !pg_sys::session_timezone.is_null()
-            && CStr::from_ptr(pg_sys::pg_get_timezone_name(pg_sys::session_timezone)) == c"UTC"
+            && (!zoned
+                || !pg_sys::session_timezone.is_null()
+                    && CStr::from_ptr(pg_sys::pg_get_timezone_name(pg_sys::session_timezone))
+                        == c"UTC")
     }
 }
 
