@@ -8,16 +8,15 @@ use std::borrow::Cow;
 use std::ffi::{c_char, CStr};
 
 use akko_crypt_core::column::{
-    envelope_in_text, jsonb_envelope, payload_text, row_context, text_envelope, BindingId,
+    envelope_in_text, jsonb_envelope, payload_text, row_context, text_envelope_into,
+    text_envelope_len, BindingId,
 };
 use pgrx::fcinfo::{pg_arg_is_null, pg_getarg_datum_raw, pg_return_null};
 use pgrx::pg_sys;
 use pgrx::prelude::*;
 use zeroize::Zeroizing;
 
-use crate::datum::{
-    arg_bytes, arg_jsonb, bytea_datum, c_bytes_mut, datum_bytes, text_datum, Wiped,
-};
+use crate::datum::{arg_bytes, arg_jsonb, bytea_datum, c_bytes_mut, datum_bytes, new_bytea, Wiped};
 use crate::errors;
 use crate::local_settings::with_settings;
 use crate::sealing::{database_is_utf8, open_to_buffer, plaintext_input, plaintext_to_jsonb};
@@ -231,7 +230,14 @@ pub unsafe extern "C-unwind" fn akko_envelope_from_text(
 pub unsafe extern "C-unwind" fn akko_envelope_as_text(
     fcinfo: pg_sys::FunctionCallInfo,
 ) -> pg_sys::Datum {
-    text_datum(&text_envelope(datum_bytes(pg_getarg_datum_raw(fcinfo, 0))))
+    text_envelope_datum(datum_bytes(pg_getarg_datum_raw(fcinfo, 0)))
+}
+
+/// A text datum holding `envelope` as a text-mode column does, encoded straight into it.
+pub unsafe fn text_envelope_datum(envelope: &[u8]) -> pg_sys::Datum {
+    let (datum, text) = new_bytea(text_envelope_len(envelope.len()));
+    text_envelope_into(envelope, text);
+    pg_sys::Datum::from(datum)
 }
 
 /// The text an opened bytea-mode plaintext holds (a JSON string unescaped; any other JSON,

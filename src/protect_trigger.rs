@@ -12,14 +12,14 @@
 //! invalidation of the table (protect and unprotect recreate the trigger, which sends one),
 //! so a row costs no catalog query.
 
-use std::cell::RefCell;
+use std::cell::{RefCell, UnsafeCell};
 use std::collections::HashMap;
 use std::ffi::{c_char, CStr, CString};
 use std::rc::Rc;
 
 use akko_crypt_core::column::{
-    envelope_in_text, jsonb_envelope_text, payload_text, row_context, text_envelope, text_payload,
-    BindingId, Normalization, BLIND_INDEX_LEN,
+    envelope_in_text, jsonb_envelope_text, payload_text, row_context, text_payload, BindingId,
+    Normalization, BLIND_INDEX_LEN,
 };
 use akko_crypt_core::envelope::MAGIC;
 use akko_crypt_core::{ClassName, Envelope};
@@ -27,13 +27,13 @@ use pgrx::pg_sys;
 use pgrx::prelude::*;
 use zeroize::Zeroizing;
 
-use crate::columns::{jsonb_envelope_of, KeyOutput};
-use crate::datum::{bytea_datum, c_bytes_mut, datum_bytes, text_datum, Wiped};
+use crate::columns::{jsonb_envelope_of, text_envelope_datum, KeyOutput};
+use crate::datum::{bytea_datum, c_bytes_mut, datum_bytes, Wiped};
 use crate::local_settings::with_settings;
 use crate::privileges::{self, Privilege};
 use crate::registry::{self, Mode};
 use crate::sealing::{
-    database_is_utf8, open_just_sealed, open_to_buffer, plaintext_input, seal_to_varlena,
+    database_is_utf8, open_just_sealed, open_to_buffer, plaintext_input, seal_written_to_varlena,
     server_jsonb_in, text_as_utf8, value_class, JsonText, ServerText,
 };
 use crate::{blind_index, ddl, errors};
@@ -80,16 +80,61 @@ unsafe extern "C-unwind" fn forget_table(_arg: pg_sys::Datum, relid: pg_sys::Oid
     });
 }
 
-/// The type a bytea-mode column had before it was protected: plaintext written to it is
-/// checked and normalised by that type's input and output functions.
-#[derive(Clone)]
+/// A function looked up once (`fmgr_info_cxt`) and called for every value: what it caches
+/// in `fn_extra` (an array's element I/O, a domain's constraints) lives in the memory
+/// context it was looked up in, as long as the table spec that owns it.
+struct CachedFunction(UnsafeCell<pg_sys::FmgrInfo>);
+
+impl CachedFunction {
+    unsafe fn lookup(oid: pg_sys::Oid, memory: pg_sys::MemoryContext) -> CachedFunction {
+        let mut info = std::mem::zeroed::<pg_sys::FmgrInfo>();
+        pg_sys::fmgr_info_cxt(oid, &mut info, memory);
+        CachedFunction(UnsafeCell::new(info))
+    }
+
+    /// The FmgrInfo a call takes: the function may write its cache into it, and nothing
+    /// else holds a reference into it while it runs (a backend is one thread).
+    fn info(&self) -> *mut pg_sys::FmgrInfo {
+        self.0.get()
+    }
+}
+
+/// A memory context of its own for what a table spec's cached functions keep; deleted with
+/// the spec.
+struct SpecMemory(pg_sys::MemoryContext);
+
+impl SpecMemory {
+    unsafe fn new() -> SpecMemory {
+        SpecMemory(pg_sys::AllocSetContextCreateInternal(
+            pg_sys::TopMemoryContext,
+            c"akko_crypt table spec".as_ptr(),
+            pg_sys::ALLOCSET_SMALL_MINSIZE as usize,
+            pg_sys::ALLOCSET_SMALL_INITSIZE as usize,
+            pg_sys::ALLOCSET_SMALL_MAXSIZE as usize,
+        ))
+    }
+}
+
+impl Drop for SpecMemory {
+    fn drop(&mut self) {
+        unsafe { pg_sys::MemoryContextDelete(self.0) }
+    }
+}
+
+/// The type a bytea- or text-mode column had before it was protected: plaintext written to
+/// it is checked and normalised by that type's input and output functions, looked up once.
 pub struct OriginalType {
     pub name: String,
     oid: pg_sys::Oid,
     typmod: i32,
-    input: pg_sys::Oid,
+    input: CachedFunction,
     io_param: pg_sys::Oid,
-    output: pg_sys::Oid,
+    output: CachedFunction,
+    /// json and jsonb values (or a domain over them) are sealed as the document itself,
+    /// others as a JSON string.
+    json: bool,
+    /// text and unconstrained varchar: the text as written is the canonical text.
+    verbatim: bool,
     /// Dates, times and intervals print by DateStyle, IntervalStyle and TimeZone, floats by
     /// extra_float_digits, and arrays, ranges and composites by their elements: they are
     /// sealed under fixed settings (ISO dates in UTC, every float digit), which every
@@ -102,7 +147,8 @@ pub struct OriginalType {
 }
 
 impl OriginalType {
-    pub fn of(oid: pg_sys::Oid, typmod: i32) -> OriginalType {
+    /// The type's I/O functions are looked up in `memory`, which must outlive it.
+    pub unsafe fn of(oid: pg_sys::Oid, typmod: i32, memory: pg_sys::MemoryContext) -> OriginalType {
         let (mut input, mut io_param, mut output, mut is_varlena) = (
             pg_sys::InvalidOid,
             pg_sys::InvalidOid,
@@ -110,12 +156,10 @@ impl OriginalType {
             false,
         );
         let (mut category, mut preferred) = (0 as c_char, false);
-        let base = unsafe {
-            pg_sys::getTypeInputInfo(oid, &mut input, &mut io_param);
-            pg_sys::getTypeOutputInfo(oid, &mut output, &mut is_varlena);
-            pg_sys::get_type_category_preferred(oid, &mut category, &mut preferred);
-            pg_sys::getBaseType(oid)
-        };
+        pg_sys::getTypeInputInfo(oid, &mut input, &mut io_param);
+        pg_sys::getTypeOutputInfo(oid, &mut output, &mut is_varlena);
+        pg_sys::get_type_category_preferred(oid, &mut category, &mut preferred);
+        let base = pg_sys::getBaseType(oid);
         let containers = [
             pg_sys::TYPCATEGORY_ARRAY,
             pg_sys::TYPCATEGORY_RANGE,
@@ -126,9 +170,11 @@ impl OriginalType {
             name: ddl::type_display(oid, typmod),
             oid,
             typmod,
-            input,
+            input: CachedFunction::lookup(input, memory),
             io_param,
-            output,
+            output: CachedFunction::lookup(output, memory),
+            json: base == pg_sys::JSONBOID || base == pg_sys::JSONOID,
+            verbatim: oid == pg_sys::TEXTOID || (oid == pg_sys::VARCHAROID && typmod < 0),
             styled: category == pg_sys::TYPCATEGORY_DATETIME
                 || category == pg_sys::TYPCATEGORY_TIMESPAN
                 || containers.contains(&category)
@@ -138,38 +184,29 @@ impl OriginalType {
         }
     }
 
-    /// The type itself, or for a domain the type it is over, with the modifier that applies.
-    fn base(&self) -> OriginalType {
+    /// The type itself, or for a domain the type it is over, with the modifier that applies;
+    /// its functions are looked up in the current memory context.
+    unsafe fn base(&self) -> Option<OriginalType> {
         let mut typmod = self.typmod;
-        let base = unsafe { pg_sys::getBaseTypeAndTypmod(self.oid, &mut typmod) };
-        if base == self.oid {
-            self.clone()
-        } else {
-            OriginalType::of(base, typmod)
-        }
-    }
-
-    /// json and jsonb values are sealed as the document itself, others as a JSON string.
-    fn is_json(&self) -> bool {
-        let base = unsafe { pg_sys::getBaseType(self.oid) };
-        base == pg_sys::JSONBOID || base == pg_sys::JSONOID
+        let base = pg_sys::getBaseTypeAndTypmod(self.oid, &mut typmod);
+        (base != self.oid).then(|| OriginalType::of(base, typmod, pg_sys::CurrentMemoryContext))
     }
 
     /// The value's text as its type writes it, from text as a user wrote it. Errors name
     /// the column and type, never the value.
-    pub fn canonical_text(&self, column: &str, utf8: &str) -> Zeroizing<String> {
+    pub fn canonical_text<'t>(&self, column: &str, utf8: &'t str) -> ValueText<'t> {
         if utf8.contains('\0') {
             errors::plaintext_not_utf8();
         }
-        if self.oid == pg_sys::TEXTOID || (self.oid == pg_sys::VARCHAROID && self.typmod < 0) {
-            return Zeroizing::new(utf8.to_owned());
+        if self.verbatim {
+            return ValueText::Borrowed(utf8);
         }
         unsafe {
             let server = to_server_cstring(utf8);
             let value = plaintext_input(
                 || {
                     pg_sys::InputFunctionCall(
-                        &mut function_info(self.input),
+                        self.input.info(),
                         server.as_ptr().cast_mut().cast(),
                         self.io_param,
                         self.typmod,
@@ -178,7 +215,7 @@ impl OriginalType {
                 |code| errors::invalid_protected_value(column, &self.name, code),
             );
             drop(server);
-            self.text_of(value)
+            ValueText::Owned(self.text_of(value))
         }
     }
 
@@ -194,12 +231,29 @@ impl OriginalType {
                         (c"extra_float_digits", c"1"),
                         (c"timezone", c"UTC"),
                     ],
-                    || pg_sys::OidOutputFunctionCall(self.output, value),
+                    || pg_sys::OutputFunctionCall(self.output.info(), value),
                 )
             } else {
-                pg_sys::OidOutputFunctionCall(self.output, value)
+                pg_sys::OutputFunctionCall(self.output.info(), value)
             };
             from_server_cstring(output)
+        }
+    }
+}
+
+/// A value's text: borrowed (a canonical text that is the text as written), or a copy of
+/// its own (as its type printed it, or unescaped from JSON), wiped when it goes.
+pub enum ValueText<'t> {
+    Borrowed(&'t str),
+    Owned(Zeroizing<String>),
+}
+
+impl std::ops::Deref for ValueText<'_> {
+    type Target = str;
+    fn deref(&self) -> &str {
+        match self {
+            ValueText::Borrowed(text) => text,
+            ValueText::Owned(text) => text,
         }
     }
 }
@@ -217,12 +271,6 @@ fn fixed_settings_in_effect(zoned: bool) -> bool {
                     && CStr::from_ptr(pg_sys::pg_get_timezone_name(pg_sys::session_timezone))
                         == c"UTC")
     }
-}
-
-unsafe fn function_info(oid: pg_sys::Oid) -> pg_sys::FmgrInfo {
-    let mut info = std::mem::zeroed::<pg_sys::FmgrInfo>();
-    pg_sys::fmgr_info(oid, &mut info);
-    info
 }
 
 /// A palloc'd, NUL-terminated copy of UTF-8 text in the server encoding, wiped when the
@@ -286,6 +334,8 @@ struct TableSpec {
     columns: Vec<ColumnSpec>,
     /// The primary key columns (index in the row, how they are written), for row-bound values.
     key: Vec<(usize, KeyOutput)>,
+    /// Where the columns' type I/O functions keep their caches.
+    _memory: SpecMemory,
 }
 
 unsafe fn relation_name(relation: pg_sys::Relation) -> String {
@@ -361,10 +411,11 @@ unsafe fn load_spec(relation: pg_sys::Relation) -> TableSpec {
         }
         i
     };
+    let memory = SpecMemory::new();
     let columns = registry::columns_of(relid)
         .into_iter()
         .map(|p| {
-            let original = || OriginalType::of(p.original_type, p.original_typmod);
+            let original = || OriginalType::of(p.original_type, p.original_typmod, memory.0);
             let mode = match p.mode {
                 Mode::Jsonb => ColumnMode::Jsonb,
                 Mode::Bytea => ColumnMode::Scalar(original(), Carrier::Bytea),
@@ -405,7 +456,11 @@ unsafe fn load_spec(relation: pg_sys::Relation) -> TableSpec {
     if key.is_empty() && columns.iter().any(|c| c.bound_to_row) {
         errors::row_binding_needs_primary_key(&table);
     }
-    TableSpec { columns, key }
+    TableSpec {
+        columns,
+        key,
+        _memory: memory,
+    }
 }
 
 unsafe fn table_spec(relation: pg_sys::Relation) -> Rc<TableSpec> {
@@ -493,7 +548,10 @@ struct SealedValue {
 struct JustSealed {
     table: pg_sys::Oid,
     command: pg_sys::CommandId,
+    /// The first `count` are this row's; the rest are earlier rows' buffers, reused so that
+    /// an INSERT of many rows allocates them once.
     values: Vec<SealedValue>,
+    count: usize,
 }
 
 thread_local! {
@@ -505,32 +563,34 @@ impl JustSealed {
         let command = unsafe { pg_sys::GetCurrentCommandId(false) };
         JUST_SEALED.with(|j| {
             let mut j = j.borrow_mut();
-            match j.as_mut() {
-                // The last row's list is reused: an INSERT of many rows allocates it once.
-                Some(just) => {
-                    just.table = table;
-                    just.command = command;
-                    just.values.clear();
-                }
-                None => {
-                    *j = Some(JustSealed {
-                        table,
-                        command,
-                        values: Vec::new(),
-                    })
-                }
-            }
+            let just = j.get_or_insert_with(|| JustSealed {
+                table,
+                command,
+                values: Vec::new(),
+                count: 0,
+            });
+            just.table = table;
+            just.command = command;
+            just.count = 0;
         });
     }
 
     fn record(sealing: &Sealing<'_>, envelope: &[u8]) {
         JUST_SEALED.with(|j| {
             if let Some(just) = j.borrow_mut().as_mut().filter(|j| j.table == sealing.table) {
-                just.values.push(SealedValue {
-                    column: sealing.column,
-                    envelope: envelope.to_vec(),
-                    context: sealing.context.clone(),
-                });
+                if just.count == just.values.len() {
+                    just.values.push(SealedValue {
+                        column: 0,
+                        envelope: Vec::new(),
+                        context: None,
+                    });
+                }
+                let value = &mut just.values[just.count];
+                value.column = sealing.column;
+                value.envelope.clear();
+                value.envelope.extend_from_slice(envelope);
+                value.context.clone_from(&sealing.context);
+                just.count += 1;
             }
         });
     }
@@ -545,7 +605,7 @@ impl JustSealed {
             let just = just
                 .as_ref()
                 .filter(|j| j.table == sealing.table && j.command == command)?;
-            just.values
+            just.values[..just.count]
                 .iter()
                 .find(|v| v.column == sealing.column && v.envelope == envelope)
                 .map(|v| v.context.clone())
@@ -591,6 +651,27 @@ impl Row {
         row
     }
 
+    /// The row as a new tuple with `changes` made, as heap_modify_tuple_by_cols makes it
+    /// (which would deform the row a second time): formed from this row's values, with
+    /// the identity of `tuple`, the row it was deformed from.
+    unsafe fn changed(
+        mut self,
+        tuple: pg_sys::HeapTuple,
+        tupdesc: pg_sys::TupleDesc,
+        changes: &Changes,
+    ) -> pg_sys::HeapTuple {
+        for (i, &column) in changes.columns.iter().enumerate() {
+            self.values[column] = changes.values[i];
+            self.nulls[column] = changes.nulls[i];
+        }
+        let formed =
+            pg_sys::heap_form_tuple(tupdesc, self.values.as_mut_ptr(), self.nulls.as_mut_ptr());
+        (*(*formed).t_data).t_ctid = (*(*tuple).t_data).t_ctid;
+        (*formed).t_self = (*tuple).t_self;
+        (*formed).t_tableOid = (*tuple).t_tableOid;
+        formed
+    }
+
     fn get(&self, i: usize) -> Option<pg_sys::Datum> {
         (!self.nulls[i]).then(|| self.values[i])
     }
@@ -606,16 +687,27 @@ impl Row {
 }
 
 /// The replacements for one row's columns.
-#[derive(Default)]
 struct Changes {
-    columns: Vec<i32>,
+    /// Indexes in the row.
+    columns: Vec<usize>,
     values: Vec<pg_sys::Datum>,
     nulls: Vec<bool>,
 }
 
 impl Changes {
+    /// Room for the changes a row of `spec` can have (each column, its blind index and its
+    /// migrating plaintext column), so that a row allocates each list once.
+    fn for_row_of(spec: &TableSpec) -> Changes {
+        let most = spec.columns.len() * 3;
+        Changes {
+            columns: Vec::with_capacity(most),
+            values: Vec::with_capacity(most),
+            nulls: Vec::with_capacity(most),
+        }
+    }
+
     fn set(&mut self, column: usize, value: Option<pg_sys::Datum>) {
-        self.columns.push(column as i32 + 1);
+        self.columns.push(column);
         self.values.push(value.unwrap_or(pg_sys::Datum::from(0)));
         self.nulls.push(value.is_none());
     }
@@ -636,10 +728,12 @@ struct Sealing<'a> {
 }
 
 impl Sealing<'_> {
-    /// `payload` sealed under the class's active key version, as a bytea datum.
-    unsafe fn seal(&self, payload: &[u8]) -> *mut pg_sys::varlena {
+    /// The payload of `len` bytes that `write` puts in place sealed under the class's
+    /// active key version, as a bytea datum.
+    unsafe fn seal(&self, len: usize, write: impl FnOnce(&mut [u8])) -> *mut pg_sys::varlena {
         privileges::require(Privilege::Seal, Some(self.class));
-        let sealed = seal_to_varlena(self.class, None, self.context.as_deref(), payload);
+        let context = self.context.as_deref();
+        let sealed = seal_written_to_varlena(self.class, None, context, len, write);
         if self.row.is_none() {
             JustSealed::record(self, datum_bytes(pg_sys::Datum::from(sealed)));
         }
@@ -723,7 +817,7 @@ pub unsafe extern "C-unwind" fn akko_protect_row(
     };
     let key_changed = old_key.as_ref().is_some_and(|k| *k != new_key);
 
-    let mut changes = Changes::default();
+    let mut changes = Changes::for_row_of(&spec);
     for column in &spec.columns {
         let bound = |key: &[Vec<u8>]| {
             column
@@ -760,15 +854,7 @@ pub unsafe extern "C-unwind" fn akko_protect_row(
     if changes.columns.is_empty() {
         return pg_sys::Datum::from(tuple);
     }
-    let modified = pg_sys::heap_modify_tuple_by_cols(
-        tuple,
-        tupdesc,
-        changes.columns.len() as i32,
-        changes.columns.as_mut_ptr(),
-        changes.values.as_mut_ptr(),
-        changes.nulls.as_mut_ptr(),
-    );
-    pg_sys::Datum::from(modified)
+    pg_sys::Datum::from(new.changed(tuple, tupdesc, &changes))
 }
 
 unsafe fn same_value(old: &Row, new: &Row, i: usize) -> bool {
@@ -855,17 +941,16 @@ unsafe fn protect_scalar(
     }
     let (plaintext, reseal) = sealing.written(column, envelope, rebind);
     let utf8 = std::str::from_utf8(&plaintext).unwrap_or_else(|_| errors::plaintext_not_utf8());
-    let written = if original.is_json() {
-        Some(std::borrow::Cow::Borrowed(utf8))
-    } else {
-        payload_text(utf8)
+    let written = match original.json {
+        true => ValueText::Borrowed(utf8),
+        false => match payload_text(utf8) {
+            Some(std::borrow::Cow::Borrowed(text)) => ValueText::Borrowed(text),
+            Some(std::borrow::Cow::Owned(text)) => ValueText::Owned(Zeroizing::new(text)),
+            None => errors::plaintext_not_utf8(),
+        },
     };
-    let written = written.unwrap_or_else(|| errors::plaintext_not_utf8());
     let canonical = original.canonical_text(&column.name, &written);
-    let is_canonical = *written == **canonical;
-    if let std::borrow::Cow::Owned(unescaped) = written {
-        drop(Zeroizing::new(unescaped));
-    }
+    let is_canonical = *written == *canonical;
     if rebind || reseal || !is_canonical {
         seal_canonical(column, original, carrier, sealing, &canonical, changes);
     } else {
@@ -894,17 +979,17 @@ unsafe fn seal_canonical(
     text: &str,
     changes: &mut Changes,
 ) {
-    let sealed = if original.is_json() {
-        sealing.seal(text.as_bytes())
+    let sealed = if original.json {
+        sealing.seal(text.len(), |out| out.copy_from_slice(text.as_bytes()))
     } else {
-        sealing.seal(&text_payload(text))
+        let payload = text_payload(text);
+        sealing.seal(payload.len(), |out| payload.write_to(out))
     };
     let stored = match carrier {
         Carrier::Bytea => pg_sys::Datum::from(sealed),
         Carrier::Text => {
-            let armored = text_datum(&text_envelope(datum_bytes(pg_sys::Datum::from(sealed))));
-            pg_sys::pfree(sealed.cast());
-            armored
+            // The bytea goes with the row's memory: an envelope is no secret to wipe.
+            text_envelope_datum(datum_bytes(pg_sys::Datum::from(sealed)))
         }
     };
     changes.set(column.column, Some(stored));
@@ -1002,7 +1087,8 @@ unsafe fn set_jsonb_envelope(
     payload: &[u8],
     changes: &mut Changes,
 ) {
-    let sealed = datum_bytes(pg_sys::Datum::from(sealing.seal(payload)));
+    let sealed = sealing.seal(payload.len(), |out| out.copy_from_slice(payload));
+    let sealed = datum_bytes(pg_sys::Datum::from(sealed));
     let text = CString::new(jsonb_envelope_text(sealed)).expect("base64 has no NUL");
     let jsonb = pg_sys::DirectFunctionCall1Coll(
         Some(server_jsonb_in),
@@ -1029,12 +1115,16 @@ pub fn blind_index_of(table: pg_sys::Oid, column: &str, utf8: &str) -> [u8; BLIN
             errors::no_blind_index(&table_name, column)
         };
         privileges::require(Privilege::Open, Some(value_class(&spec.class)));
-        let text = match &spec.mode {
-            // The canonical text of the base type is the domain's, without running the
-            // domain's CHECK (its owner's code) for whoever looks a value up.
-            ColumnMode::Scalar(original, _) => original.base().canonical_text(&spec.name, utf8),
-            ColumnMode::Jsonb => errors::no_blind_index(&table_name, column),
+        let ColumnMode::Scalar(original, _) = &spec.mode else {
+            errors::no_blind_index(&table_name, column)
         };
+        // The canonical text of the base type is the domain's, without running the
+        // domain's CHECK (its owner's code) for whoever looks a value up.
+        let base = original.base();
+        let text = base
+            .as_ref()
+            .unwrap_or(original)
+            .canonical_text(&spec.name, utf8);
         blind_index::compute(&spec.binding, bidx, &text)
     }
 }
@@ -1096,6 +1186,13 @@ pub fn migrating_blind_index_of(
             .and_then(Normalization::parse)
             .unwrap_or(Normalization::None),
     };
-    let text = OriginalType::of(p.original_type, p.original_typmod).text_of(value);
+    let original = unsafe {
+        OriginalType::of(
+            p.original_type,
+            p.original_typmod,
+            pg_sys::CurrentMemoryContext,
+        )
+    };
+    let text = original.text_of(value);
     blind_index::compute(&p.binding_id, &bidx, &text)
 }

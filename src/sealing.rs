@@ -11,7 +11,7 @@ use std::ffi::{c_char, CStr};
 use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicU8, Ordering};
 
-use akko_crypt_core::envelope::{seal, seal_into, SealRequest, SubjectId, NONCE_LEN};
+use akko_crypt_core::envelope::{seal, seal_written_into, SealRequest, SubjectId, NONCE_LEN};
 use akko_crypt_core::{ClassName, ClassNameError, Envelope, NoncePool, OpenError};
 use pgrx::fcinfo::{pg_arg_is_null, pg_return_null};
 use pgrx::pg_sys;
@@ -315,6 +315,19 @@ pub unsafe fn seal_to_varlena(
     context: Option<&[u8]>,
     plaintext: &[u8],
 ) -> *mut pg_sys::varlena {
+    let write = |out: &mut [u8]| out.copy_from_slice(plaintext);
+    seal_written_to_varlena(class, subject, context, plaintext.len(), write)
+}
+
+/// As `seal_to_varlena`, for a plaintext of `len` bytes that `write` puts straight where
+/// it is encrypted in place, in the new datum.
+pub unsafe fn seal_written_to_varlena(
+    class: ClassName<'_>,
+    subject: Option<&SubjectId>,
+    context: Option<&[u8]>,
+    len: usize,
+    write: impl FnOnce(&mut [u8]),
+) -> *mut pg_sys::varlena {
     let key_version = keyring::active_version(class);
     keyring::with_entry(class, key_version, subject, |entry| {
         let (subkey, key) = entry.sealing_key();
@@ -326,12 +339,12 @@ pub unsafe fn seal_to_varlena(
             context,
             nonce: fresh_nonce(),
         };
-        let body_len = request.sealed_len(plaintext.len());
+        let body_len = request.sealed_len(len);
         if body_len + pg_sys::VARHDRSZ > MAX_ALLOC_SIZE {
             errors::value_too_large(body_len + pg_sys::VARHDRSZ);
         }
         let (varlena, body) = new_bytea(body_len);
-        seal_into(key, &request, plaintext, body);
+        seal_written_into(key, &request, len, write, body);
         varlena
     })
 }

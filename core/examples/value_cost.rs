@@ -9,7 +9,7 @@ use std::hint::black_box;
 use std::time::Instant;
 
 use akko_crypt_core::column::{text_payload, Normalization};
-use akko_crypt_core::envelope::seal_into;
+use akko_crypt_core::envelope::seal_written_into;
 use akko_crypt_core::{ClassName, DataKeyMaterial, Envelope, NoncePool, SealRequest};
 
 const VALUES: u32 = 1_000_000;
@@ -48,7 +48,8 @@ fn main() {
 
     per_value("seal", |_| {
         let nonce = nonces.take().expect("the OS CSPRNG");
-        seal_into(&key, &request(nonce), &payload, &mut sealed);
+        let write = |out: &mut [u8]| payload.write_to(out);
+        seal_written_into(&key, &request(nonce), payload.len(), write, &mut sealed);
         black_box(&sealed);
     });
     let mut opened = vec![0u8; payload.len()];

@@ -38,15 +38,48 @@ pub fn row_context<'a>(binding: &BindingId, key: impl IntoIterator<Item = &'a [u
 
 /// The plaintext of a scalar value: its text form as a JSON string, so that every envelope
 /// holds JSON and `open_pii` opens any of them.
-pub fn text_payload(text: &str) -> Zeroizing<Vec<u8>> {
+pub enum TextPayload<'a> {
+    /// The text between quotes, as it is: nothing in it needs escaping (most values).
+    Quoted(&'a str),
+    /// The JSON string serde_json writes, wiped when it goes.
+    Escaped(Zeroizing<Vec<u8>>),
+}
+
+pub fn text_payload(text: &str) -> TextPayload<'_> {
     if needs_no_escape(text) {
-        let mut payload = Zeroizing::new(Vec::with_capacity(text.len() + 2));
-        payload.push(b'"');
-        payload.extend_from_slice(text.as_bytes());
-        payload.push(b'"');
-        return payload;
+        TextPayload::Quoted(text)
+    } else {
+        TextPayload::Escaped(Zeroizing::new(
+            serde_json::to_vec(text).expect("a string always serialises"),
+        ))
     }
-    Zeroizing::new(serde_json::to_vec(text).expect("a string always serialises"))
+}
+
+impl TextPayload<'_> {
+    pub fn len(&self) -> usize {
+        match self {
+            TextPayload::Quoted(text) => text.len() + 2,
+            TextPayload::Escaped(json) => json.len(),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Writes the payload into `out`, which must be `len()` bytes long.
+    pub fn write_to(&self, out: &mut [u8]) {
+        match self {
+            TextPayload::Quoted(text) => {
+                let (open, rest) = out.split_at_mut(1);
+                let (inner, close) = rest.split_at_mut(text.len());
+                open[0] = b'"';
+                inner.copy_from_slice(text.as_bytes());
+                close[0] = b'"';
+            }
+            TextPayload::Escaped(json) => out.copy_from_slice(json),
+        }
+    }
 }
 
 /// The text form of a plaintext: a JSON string unescaped, any other JSON as it is.
@@ -100,13 +133,24 @@ pub fn jsonb_envelope(json_text: &str) -> Option<Result<Vec<u8>, base64::DecodeE
 /// base64, padded. Any other text in the column is plaintext.
 pub const TEXT_ENVELOPE_PREFIX: &str = "$akko:";
 
-/// `$akko:<base64 envelope>`, the text a text-mode column holds.
-pub fn text_envelope(envelope: &[u8]) -> String {
-    let mut text =
-        String::with_capacity(TEXT_ENVELOPE_PREFIX.len() + envelope.len().div_ceil(3) * 4);
-    text.push_str(TEXT_ENVELOPE_PREFIX);
-    STANDARD.encode_string(envelope, &mut text);
-    text
+/// The length of the text envelope of an envelope of `len` bytes.
+pub fn text_envelope_len(len: usize) -> usize {
+    TEXT_ENVELOPE_PREFIX.len() + len.div_ceil(3) * 4
+}
+
+/// Writes `$akko:<base64 envelope>`, the text a text-mode column holds, into `out`, which must be exactly
+/// `text_envelope_len(envelope.len())` bytes long: the caller's buffer can be the datum.
+pub fn text_envelope_into(envelope: &[u8], out: &mut [u8]) {
+    let (prefix, encoded) = out.split_at_mut(TEXT_ENVELOPE_PREFIX.len());
+    prefix.copy_from_slice(TEXT_ENVELOPE_PREFIX.as_bytes());
+    let written = STANDARD
+        .encode_slice(envelope, encoded)
+        .expect("a buffer of text_envelope_len() bytes");
+    assert_eq!(
+        written,
+        encoded.len(),
+        "a buffer of text_envelope_len() bytes"
+    );
 }
 
 /// The envelope a text-mode column's value holds; None if the value is plaintext. A value
@@ -211,9 +255,11 @@ mod tests {
             "\"",
         ] {
             let payload = text_payload(text);
+            let mut written = vec![0; payload.len()];
+            payload.write_to(&mut written);
             // The escape-free fast paths write and read exactly what serde_json does.
-            assert_eq!(*payload, serde_json::to_vec(text).unwrap());
-            let json = std::str::from_utf8(&payload).unwrap();
+            assert_eq!(written, serde_json::to_vec(text).unwrap());
+            let json = std::str::from_utf8(&written).unwrap();
             assert_eq!(payload_text(json).unwrap(), text);
         }
         assert_eq!(payload_text("\"a\\u0041\"").unwrap(), "aA");
@@ -237,10 +283,11 @@ mod tests {
 
     #[test]
     fn text_envelopes_are_recognised_and_nothing_else() {
-        let text = text_envelope(&[0xAC, 1, 2, 3]);
-        assert_eq!(text, "$akko:rAECAw==");
+        let mut text = vec![0; text_envelope_len(4)];
+        text_envelope_into(&[0xAC, 1, 2, 3], &mut text);
+        assert_eq!(text, b"$akko:rAECAw==");
         assert_eq!(
-            envelope_in_text(text.as_bytes()).unwrap().unwrap(),
+            envelope_in_text(&text).unwrap().unwrap(),
             vec![0xAC, 1, 2, 3]
         );
         assert!(envelope_in_text(b"$akko:not base64").unwrap().is_err());

@@ -185,11 +185,31 @@ impl fmt::Display for OpenError {
 /// `request.sealed_len(..)` bytes long, so the caller can hand in a buffer that is already
 /// the final datum. `key` is the value key of `request.subkey`.
 pub fn seal_into(key: &DataKey, request: &SealRequest<'_>, plaintext: &[u8], out: &mut [u8]) {
+    seal_written_into(
+        key,
+        request,
+        plaintext.len(),
+        |at| at.copy_from_slice(plaintext),
+        out,
+    );
+}
+
+/// Seals the `plaintext_len` bytes that `write` puts where their ciphertext goes in `out`
+/// (exactly `request.sealed_len(plaintext_len)` bytes), encrypting them in place: a
+/// plaintext assembled from parts (a JSON string around a value) needs no copy of its own
+/// to wipe. `write` must fill the slice it is given.
+pub fn seal_written_into(
+    key: &DataKey,
+    request: &SealRequest<'_>,
+    plaintext_len: usize,
+    write: impl FnOnce(&mut [u8]),
+    out: &mut [u8],
+) {
     let class = request.class.as_str().as_bytes();
     let header_len = request.header_len();
     assert_eq!(
         out.len(),
-        request.sealed_len(plaintext.len()),
+        request.sealed_len(plaintext_len),
         "seal_into needs a buffer of sealed_len() bytes"
     );
     let mut flags = 0;
@@ -214,11 +234,11 @@ pub fn seal_into(key: &DataKey, request: &SealRequest<'_>, plaintext: &[u8], out
     out[header_len - NONCE_LEN..header_len].copy_from_slice(&request.nonce);
 
     let (header, body) = out.split_at_mut(header_len);
-    let (ciphertext, tag_out) = body.split_at_mut(plaintext.len());
+    let (text, tag_out) = body.split_at_mut(plaintext_len);
+    write(text);
     let tag = with_associated_data(header, request.context, |aad| {
-        let data = InOutBuf::new(plaintext, ciphertext).expect("split to the plaintext's length");
         key.cipher
-            .encrypt_inout_detached((&request.nonce).into(), aad, data)
+            .encrypt_inout_detached((&request.nonce).into(), aad, InOutBuf::from(text))
     })
     .expect("AES-GCM seals up to 64 GiB; PostgreSQL values stop at 1 GiB");
     tag_out.copy_from_slice(&tag);
