@@ -74,8 +74,13 @@ pub struct KeyEntry {
     material: DataKeyMaterial,
     /// The key a format 1 envelope was sealed under: the material itself.
     direct: Option<DataKey>,
-    /// Value keys of format 2 envelopes, by subkey id.
-    value_keys: HashMap<SubkeyId, DataKey>,
+    /// Value keys of format 2 envelopes, with their subkey ids.
+    value_keys: Vec<(SubkeyId, DataKey)>,
+    /// Where each subkey id's value key is in `value_keys`.
+    value_key_at: HashMap<SubkeyId, usize>,
+    /// The value key opened with last: the values of a column sealed in one session share
+    /// a subkey, and a scan meets them one after another, so most opens hash nothing.
+    last_opened: usize,
     /// The value key this process seals under, and its remaining budget.
     sealing: Option<SealingKey>,
 }
@@ -93,7 +98,9 @@ impl KeyEntry {
             subject,
             material,
             direct: None,
-            value_keys: HashMap::new(),
+            value_keys: Vec::new(),
+            value_key_at: HashMap::new(),
+            last_opened: 0,
             sealing: None,
         }
     }
@@ -112,13 +119,22 @@ impl KeyEntry {
         match envelope.subkey {
             None => self.direct.get_or_insert_with(|| material.cipher()),
             Some(subkey) => {
-                if self.value_keys.len() >= MAX_VALUE_KEYS && !self.value_keys.contains_key(subkey)
-                {
-                    self.value_keys.clear();
+                let last = self.value_keys.get(self.last_opened);
+                if last.is_none_or(|(id, _)| id != subkey) {
+                    self.last_opened = match self.value_key_at.get(subkey) {
+                        Some(&at) => at,
+                        None => {
+                            if self.value_keys.len() >= MAX_VALUE_KEYS {
+                                self.value_keys.clear();
+                                self.value_key_at.clear();
+                            }
+                            self.value_keys.push((*subkey, material.value_key(subkey)));
+                            self.value_key_at.insert(*subkey, self.value_keys.len() - 1);
+                            self.value_keys.len() - 1
+                        }
+                    };
                 }
-                self.value_keys
-                    .entry(*subkey)
-                    .or_insert_with(|| material.value_key(subkey))
+                &self.value_keys[self.last_opened].1
             }
         }
     }

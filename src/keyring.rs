@@ -177,7 +177,7 @@ fn extension_owner() -> pg_sys::Oid {
 pub fn caller() -> pg_sys::Oid {
     CALLER
         .with(Cell::get)
-        .unwrap_or_else(|| unsafe { pg_sys::GetUserId() })
+        .unwrap_or_else(crate::unguarded::user_id)
 }
 
 /// Puts back the recorded caller when the privileged section returns, on an error too

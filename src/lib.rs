@@ -35,6 +35,7 @@ mod protect_trigger;
 mod reencrypt;
 mod registry;
 mod sealing;
+mod unguarded;
 mod vault_unlock;
 mod views;
 

@@ -373,7 +373,7 @@ thread_local! {
 /// Whether `role` holds `privilege` (for `class`, when it is per class).
 pub fn held_by(role: pg_sys::Oid, privilege: Privilege, class: Option<ClassName<'_>>) -> bool {
     let generation = GENERATION.with(Cell::get);
-    let session = unsafe { pg_sys::GetSessionUserId() };
+    let session = crate::unguarded::session_user_id();
     let class = class.map(|c| c.as_str());
     let remembered = LAST_ANSWER.with(|last| {
         last.borrow().as_ref().and_then(|a| {

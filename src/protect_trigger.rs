@@ -12,7 +12,7 @@
 //! invalidation of the table (protect and unprotect recreate the trigger, which sends one),
 //! so a row costs no catalog query.
 
-use std::cell::{RefCell, UnsafeCell};
+use std::cell::{Cell, RefCell, UnsafeCell};
 use std::collections::HashMap;
 use std::ffi::{c_char, CStr, CString};
 use std::rc::Rc;
@@ -58,7 +58,7 @@ thread_local! {
 pub fn init() {
     unsafe {
         pg_sys::CacheRegisterRelcacheCallback(Some(forget_table), pg_sys::Datum::from(0));
-        pg_sys::RegisterXactCallback(Some(forget_just_sealed), std::ptr::null_mut());
+        pg_sys::RegisterXactCallback(Some(at_transaction_end), std::ptr::null_mut());
     }
 }
 
@@ -80,45 +80,81 @@ unsafe extern "C-unwind" fn forget_table(_arg: pg_sys::Datum, relid: pg_sys::Oid
     });
 }
 
-/// A function looked up once (`fmgr_info_cxt`) and called for every value: what it caches
-/// in `fn_extra` (an array's element I/O, a domain's constraints) lives in the memory
-/// context it was looked up in, as long as the table spec that owns it.
-struct CachedFunction(UnsafeCell<pg_sys::FmgrInfo>);
-
-impl CachedFunction {
-    unsafe fn lookup(oid: pg_sys::Oid, memory: pg_sys::MemoryContext) -> CachedFunction {
-        let mut info = std::mem::zeroed::<pg_sys::FmgrInfo>();
-        pg_sys::fmgr_info_cxt(oid, &mut info, memory);
-        CachedFunction(UnsafeCell::new(info))
-    }
-
-    /// The FmgrInfo a call takes: the function may write its cache into it, and nothing
-    /// else holds a reference into it while it runs (a backend is one thread).
-    fn info(&self) -> *mut pg_sys::FmgrInfo {
-        self.0.get()
-    }
+/// How a type's I/O function is looked up.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Lookup {
+    /// Once per transaction, in TopTransactionContext: what the function keeps in
+    /// `fn_extra` (an array's element I/O, a domain's constraints) serves the transaction's
+    /// later values and goes with the transaction. For the table specs, which every row
+    /// of every statement uses.
+    PerTransaction,
+    /// For every call, in the current memory context: for a type used once.
+    PerCall,
 }
 
-/// A memory context of its own for what a table spec's cached functions keep; deleted with
-/// the spec.
-struct SpecMemory(pg_sys::MemoryContext);
-
-impl SpecMemory {
-    unsafe fn new() -> SpecMemory {
-        SpecMemory(pg_sys::AllocSetContextCreateInternal(
-            pg_sys::TopMemoryContext,
-            c"akko_crypt table spec".as_ptr(),
-            pg_sys::ALLOCSET_SMALL_MINSIZE as usize,
-            pg_sys::ALLOCSET_SMALL_INITSIZE as usize,
-            pg_sys::ALLOCSET_SMALL_MAXSIZE as usize,
-        ))
-    }
+/// A type's input or output function, and the FmgrInfo its calls take.
+struct TypeFunction {
+    oid: pg_sys::Oid,
+    lookup: Lookup,
+    /// The FmgrInfo looked up in the transaction of that number (`transaction_number`).
+    cached: UnsafeCell<Option<(u64, pg_sys::FmgrInfo)>>,
+    /// Whether a call through `cached` is running. What `fn_extra` holds belongs to one call
+    /// at a time: a nested one (a domain CHECK that writes to the same table) gets an
+    /// FmgrInfo of its own, as PL/pgSQL's cast cache does.
+    in_use: Cell<bool>,
 }
 
-impl Drop for SpecMemory {
+/// Marks a TypeFunction's cached FmgrInfo free again when its call returns or unwinds.
+struct InUse<'a>(&'a Cell<bool>);
+
+impl Drop for InUse<'_> {
     fn drop(&mut self) {
-        unsafe { pg_sys::MemoryContextDelete(self.0) }
+        self.0.set(false);
     }
+}
+
+impl TypeFunction {
+    fn new(oid: pg_sys::Oid, lookup: Lookup) -> TypeFunction {
+        TypeFunction {
+            oid,
+            lookup,
+            cached: UnsafeCell::new(None),
+            in_use: Cell::new(false),
+        }
+    }
+
+    /// Runs `call` with the function's FmgrInfo.
+    unsafe fn call<R>(&self, call: impl FnOnce(*mut pg_sys::FmgrInfo) -> R) -> R {
+        if self.lookup == Lookup::PerCall || self.in_use.get() {
+            let mut info = std::mem::zeroed::<pg_sys::FmgrInfo>();
+            pg_sys::fmgr_info(self.oid, &mut info);
+            return call(&mut info);
+        }
+        let transaction = transaction_number();
+        let cached = self.cached.get();
+        if (*cached).as_ref().is_none_or(|(t, _)| *t != transaction) {
+            let mut info = std::mem::zeroed::<pg_sys::FmgrInfo>();
+            pg_sys::fmgr_info_cxt(self.oid, &mut info, pg_sys::TopTransactionContext);
+            *cached = Some((transaction, info));
+        }
+        let info: *mut pg_sys::FmgrInfo = match &mut *cached {
+            Some((_, info)) => info,
+            None => unreachable!("looked up above"),
+        };
+        self.in_use.set(true);
+        let _in_use = InUse(&self.in_use);
+        call(info)
+    }
+}
+
+thread_local! {
+    /// Counts the backend's transactions, so that an FmgrInfo cached in one transaction's
+    /// memory is never used in the next.
+    static TRANSACTIONS: Cell<u64> = const { Cell::new(0) };
+}
+
+fn transaction_number() -> u64 {
+    TRANSACTIONS.with(Cell::get)
 }
 
 /// The type a bytea- or text-mode column had before it was protected: plaintext written to
@@ -127,9 +163,9 @@ pub struct OriginalType {
     pub name: String,
     oid: pg_sys::Oid,
     typmod: i32,
-    input: CachedFunction,
+    input: TypeFunction,
     io_param: pg_sys::Oid,
-    output: CachedFunction,
+    output: TypeFunction,
     /// json and jsonb values (or a domain over them) are sealed as the document itself,
     /// others as a JSON string.
     json: bool,
@@ -147,8 +183,7 @@ pub struct OriginalType {
 }
 
 impl OriginalType {
-    /// The type's I/O functions are looked up in `memory`, which must outlive it.
-    pub unsafe fn of(oid: pg_sys::Oid, typmod: i32, memory: pg_sys::MemoryContext) -> OriginalType {
+    pub unsafe fn of(oid: pg_sys::Oid, typmod: i32, lookup: Lookup) -> OriginalType {
         let (mut input, mut io_param, mut output, mut is_varlena) = (
             pg_sys::InvalidOid,
             pg_sys::InvalidOid,
@@ -170,9 +205,9 @@ impl OriginalType {
             name: ddl::type_display(oid, typmod),
             oid,
             typmod,
-            input: CachedFunction::lookup(input, memory),
+            input: TypeFunction::new(input, lookup),
             io_param,
-            output: CachedFunction::lookup(output, memory),
+            output: TypeFunction::new(output, lookup),
             json: base == pg_sys::JSONBOID || base == pg_sys::JSONOID,
             verbatim: oid == pg_sys::TEXTOID || (oid == pg_sys::VARCHAROID && typmod < 0),
             styled: category == pg_sys::TYPCATEGORY_DATETIME
@@ -184,12 +219,12 @@ impl OriginalType {
         }
     }
 
-    /// The type itself, or for a domain the type it is over, with the modifier that applies;
-    /// its functions are looked up in the current memory context.
+    /// For a domain, the type it is over, with the modifier that applies; None for any
+    /// other type. For one call.
     unsafe fn base(&self) -> Option<OriginalType> {
         let mut typmod = self.typmod;
         let base = pg_sys::getBaseTypeAndTypmod(self.oid, &mut typmod);
-        (base != self.oid).then(|| OriginalType::of(base, typmod, pg_sys::CurrentMemoryContext))
+        (base != self.oid).then(|| OriginalType::of(base, typmod, Lookup::PerCall))
     }
 
     /// The value's text as its type writes it, from text as a user wrote it. Errors name
@@ -205,12 +240,10 @@ impl OriginalType {
             let server = to_server_cstring(utf8);
             let value = plaintext_input(
                 || {
-                    pg_sys::InputFunctionCall(
-                        self.input.info(),
-                        server.as_ptr().cast_mut().cast(),
-                        self.io_param,
-                        self.typmod,
-                    )
+                    self.input.call(|info| {
+                        let text = server.as_ptr().cast_mut().cast();
+                        pg_sys::InputFunctionCall(info, text, self.io_param, self.typmod)
+                    })
                 },
                 |code| errors::invalid_protected_value(column, &self.name, code),
             );
@@ -231,10 +264,14 @@ impl OriginalType {
                         (c"extra_float_digits", c"1"),
                         (c"timezone", c"UTC"),
                     ],
-                    || pg_sys::OutputFunctionCall(self.output.info(), value),
+                    || {
+                        self.output
+                            .call(|info| pg_sys::OutputFunctionCall(info, value))
+                    },
                 )
             } else {
-                pg_sys::OutputFunctionCall(self.output.info(), value)
+                self.output
+                    .call(|info| pg_sys::OutputFunctionCall(info, value))
             };
             from_server_cstring(output)
         }
@@ -334,8 +371,6 @@ struct TableSpec {
     columns: Vec<ColumnSpec>,
     /// The primary key columns (index in the row, how they are written), for row-bound values.
     key: Vec<(usize, KeyOutput)>,
-    /// Where the columns' type I/O functions keep their caches.
-    _memory: SpecMemory,
 }
 
 unsafe fn relation_name(relation: pg_sys::Relation) -> String {
@@ -411,11 +446,11 @@ unsafe fn load_spec(relation: pg_sys::Relation) -> TableSpec {
         }
         i
     };
-    let memory = SpecMemory::new();
     let columns = registry::columns_of(relid)
         .into_iter()
         .map(|p| {
-            let original = || OriginalType::of(p.original_type, p.original_typmod, memory.0);
+            let original =
+                || OriginalType::of(p.original_type, p.original_typmod, Lookup::PerTransaction);
             let mode = match p.mode {
                 Mode::Jsonb => ColumnMode::Jsonb,
                 Mode::Bytea => ColumnMode::Scalar(original(), Carrier::Bytea),
@@ -456,11 +491,7 @@ unsafe fn load_spec(relation: pg_sys::Relation) -> TableSpec {
     if key.is_empty() && columns.iter().any(|c| c.bound_to_row) {
         errors::row_binding_needs_primary_key(&table);
     }
-    TableSpec {
-        columns,
-        key,
-        _memory: memory,
-    }
+    TableSpec { columns, key }
 }
 
 unsafe fn table_spec(relation: pg_sys::Relation) -> Rc<TableSpec> {
@@ -560,7 +591,7 @@ thread_local! {
 
 impl JustSealed {
     fn start(table: pg_sys::Oid) {
-        let command = unsafe { pg_sys::GetCurrentCommandId(false) };
+        let command = crate::unguarded::current_command_id();
         JUST_SEALED.with(|j| {
             let mut j = j.borrow_mut();
             let just = j.get_or_insert_with(|| JustSealed {
@@ -599,7 +630,7 @@ impl JustSealed {
     /// this command sealed it for the same column, and whether the context it is bound to
     /// differs from this row's.
     unsafe fn find<'b>(sealing: &Sealing<'_>, envelope: &[u8]) -> Option<(Wiped<'b>, bool)> {
-        let command = pg_sys::GetCurrentCommandId(false);
+        let command = crate::unguarded::current_command_id();
         let context = JUST_SEALED.with(|j| {
             let just = j.borrow();
             let just = just
@@ -616,7 +647,7 @@ impl JustSealed {
 }
 
 #[pg_guard]
-unsafe extern "C-unwind" fn forget_just_sealed(
+unsafe extern "C-unwind" fn at_transaction_end(
     event: pg_sys::XactEvent::Type,
     _arg: *mut std::ffi::c_void,
 ) {
@@ -626,6 +657,8 @@ unsafe extern "C-unwind" fn forget_just_sealed(
         XACT_EVENT_COMMIT | XACT_EVENT_ABORT | XACT_EVENT_PREPARE
     ) {
         JUST_SEALED.with(|j| j.replace(None));
+        // The FmgrInfos cached in the transaction's memory go with it.
+        TRANSACTIONS.with(|t| t.set(t.get() + 1));
     }
 }
 
@@ -1186,13 +1219,7 @@ pub fn migrating_blind_index_of(
             .and_then(Normalization::parse)
             .unwrap_or(Normalization::None),
     };
-    let original = unsafe {
-        OriginalType::of(
-            p.original_type,
-            p.original_typmod,
-            pg_sys::CurrentMemoryContext,
-        )
-    };
+    let original = unsafe { OriginalType::of(p.original_type, p.original_typmod, Lookup::PerCall) };
     let text = original.text_of(value);
     blind_index::compute(&p.binding_id, &bidx, &text)
 }
