@@ -248,13 +248,13 @@ impl OriginalType {
                 |code| errors::invalid_protected_value(column, &self.name, code),
             );
             drop(server);
-            ValueText::Owned(self.text_of(value))
+            self.text_of(value)
         }
     }
 
     /// A value of this type as its output function writes it under fixed settings (see
     /// `styled`), as UTF-8: its canonical text.
-    pub fn text_of(&self, value: pg_sys::Datum) -> Zeroizing<String> {
+    pub fn text_of<'t>(&self, value: pg_sys::Datum) -> ValueText<'t> {
         unsafe {
             let output = if self.styled && !fixed_settings_in_effect(self.zoned) {
                 with_settings(
@@ -278,11 +278,14 @@ impl OriginalType {
     }
 }
 
-/// A value's text: borrowed (a canonical text that is the text as written), or a copy of
-/// its own (as its type printed it, or unescaped from JSON), wiped when it goes.
+/// A value's text: borrowed (a canonical text that is the text as written), a copy of its
+/// own (unescaped from JSON), or as its type's output function printed it; the last two are
+/// wiped when they go.
 pub enum ValueText<'t> {
     Borrowed(&'t str),
     Owned(Zeroizing<String>),
+    /// Checked to be UTF-8 when it was made (`from_server_cstring`).
+    Printed(ServerText<'t>),
 }
 
 impl std::ops::Deref for ValueText<'_> {
@@ -291,6 +294,9 @@ impl std::ops::Deref for ValueText<'_> {
         match self {
             ValueText::Borrowed(text) => text,
             ValueText::Owned(text) => text,
+            // SAFETY: from_server_cstring checked these bytes, which do not change until
+            // the text is wiped when it goes.
+            ValueText::Printed(text) => unsafe { std::str::from_utf8_unchecked(text.utf8()) },
         }
     }
 }
@@ -328,10 +334,13 @@ unsafe fn to_server_cstring<'a>(utf8: &str) -> Wiped<'a> {
     Wiped(std::slice::from_raw_parts_mut(server.cast(), len + 1))
 }
 
-/// An output function's text as UTF-8; the palloc'd text is wiped.
-unsafe fn from_server_cstring(text: *mut c_char) -> Zeroizing<String> {
+/// An output function's text as UTF-8, read in place; the palloc'd text is wiped.
+unsafe fn from_server_cstring<'t>(text: *mut c_char) -> ValueText<'t> {
     let text = ServerText::wrap(text);
-    Zeroizing::new(String::from_utf8_lossy(text.utf8()).into_owned())
+    if std::str::from_utf8(text.utf8()).is_err() {
+        errors::plaintext_not_utf8();
+    }
+    ValueText::Printed(text)
 }
 
 enum ColumnMode {
@@ -693,9 +702,9 @@ impl Row {
         tupdesc: pg_sys::TupleDesc,
         changes: &Changes,
     ) -> pg_sys::HeapTuple {
-        for (i, &column) in changes.columns.iter().enumerate() {
-            self.values[column] = changes.values[i];
-            self.nulls[column] = changes.nulls[i];
+        for &(column, value) in &changes.0 {
+            self.values[column] = value.unwrap_or(pg_sys::Datum::from(0));
+            self.nulls[column] = value.is_none();
         }
         let formed =
             pg_sys::heap_form_tuple(tupdesc, self.values.as_mut_ptr(), self.nulls.as_mut_ptr());
@@ -719,30 +728,19 @@ impl Row {
     }
 }
 
-/// The replacements for one row's columns.
-struct Changes {
-    /// Indexes in the row.
-    columns: Vec<usize>,
-    values: Vec<pg_sys::Datum>,
-    nulls: Vec<bool>,
-}
+/// The replacements for one row's columns: the column's index in the row and its new
+/// value, None for NULL.
+struct Changes(Vec<(usize, Option<pg_sys::Datum>)>);
 
 impl Changes {
     /// Room for the changes a row of `spec` can have (each column, its blind index and its
-    /// migrating plaintext column), so that a row allocates each list once.
+    /// migrating plaintext column), so that a row allocates the list once.
     fn for_row_of(spec: &TableSpec) -> Changes {
-        let most = spec.columns.len() * 3;
-        Changes {
-            columns: Vec::with_capacity(most),
-            values: Vec::with_capacity(most),
-            nulls: Vec::with_capacity(most),
-        }
+        Changes(Vec::with_capacity(spec.columns.len() * 3))
     }
 
     fn set(&mut self, column: usize, value: Option<pg_sys::Datum>) {
-        self.columns.push(column);
-        self.values.push(value.unwrap_or(pg_sys::Datum::from(0)));
-        self.nulls.push(value.is_none());
+        self.0.push((column, value));
     }
 }
 
@@ -884,7 +882,7 @@ pub unsafe extern "C-unwind" fn akko_protect_row(
             ColumnMode::Jsonb => protect_jsonb(column, &sealing, &new, unchanged, &mut changes),
         }
     }
-    if changes.columns.is_empty() {
+    if changes.0.is_empty() {
         return pg_sys::Datum::from(tuple);
     }
     pg_sys::Datum::from(new.changed(tuple, tupdesc, &changes))

@@ -183,14 +183,6 @@ impl Normalization {
             _ => None,
         }
     }
-
-    fn apply<'a>(self, text: &'a str) -> Cow<'a, str> {
-        match self {
-            Normalization::None => Cow::Borrowed(text),
-            Normalization::Lower => Cow::Owned(text.to_lowercase()),
-            Normalization::TrimLower => Cow::Owned(text.trim().to_lowercase()),
-        }
-    }
 }
 
 /// The HMAC-SHA256 key of one column's blind index; zeroized on drop.
@@ -206,11 +198,27 @@ impl BlindIndexKey {
 
     /// HMAC-SHA256(key, normalised text), truncated to [`BLIND_INDEX_LEN`] bytes.
     pub fn compute(&self, normalization: Normalization, text: &str) -> [u8; BLIND_INDEX_LEN] {
-        let normalized = normalization.apply(text);
-        let digest = self.mac(normalized.as_bytes());
-        if let Cow::Owned(copy) = normalized {
-            drop(Zeroizing::new(copy));
+        let mut mac = self.hmac();
+        let text = match normalization {
+            Normalization::TrimLower => text.trim(),
+            Normalization::None | Normalization::Lower => text,
+        };
+        if normalization == Normalization::None {
+            mac.update(text.as_bytes());
+        } else if text.is_ascii() {
+            // Unicode lower case of ASCII text is its ASCII lower case: fed a chunk at a
+            // time from a buffer that is wiped, with no copy of the whole value.
+            let mut chunk = Zeroizing::new([0u8; 64]);
+            for part in text.as_bytes().chunks(chunk.len()) {
+                for (to, from) in chunk.iter_mut().zip(part) {
+                    *to = from.to_ascii_lowercase();
+                }
+                mac.update(&chunk[..part.len()]);
+            }
+        } else {
+            mac.update(Zeroizing::new(text.to_lowercase()).as_bytes());
         }
+        let digest: [u8; 32] = mac.finalize().into_bytes().into();
         digest[..BLIND_INDEX_LEN]
             .try_into()
             .expect("HMAC-SHA256 is 32 bytes")
@@ -218,10 +226,13 @@ impl BlindIndexKey {
 
     /// HMAC-SHA256(key, message), all 32 bytes.
     pub(crate) fn mac(&self, message: &[u8]) -> [u8; 32] {
-        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(&self.bytes)
-            .expect("HMAC takes a key of any length");
+        let mut mac = self.hmac();
         mac.update(message);
         mac.finalize().into_bytes().into()
+    }
+
+    fn hmac(&self) -> Hmac<Sha256> {
+        <Hmac<Sha256> as Mac>::new_from_slice(&self.bytes).expect("HMAC takes a key of any length")
     }
 }
 
@@ -229,6 +240,34 @@ impl BlindIndexKey {
 mod tests {
     use super::*;
     use crate::DataKeyMaterial;
+
+    #[test]
+    fn blind_indexes_lower_case_as_unicode_does() {
+        let key = DataKeyMaterial::from_bytes([3; 32]).blind_index_key(&[4; 16]);
+        let digest = |text: &str| -> [u8; BLIND_INDEX_LEN] {
+            key.mac(text.as_bytes())[..16].try_into().unwrap()
+        };
+        let long = format!("{}@Example.COM", "MiXeD.".repeat(30));
+        for text in [
+            "Ada@Example.com",
+            "",
+            "A",
+            long.as_str(),
+            "Zoë@Ünïcode.de",
+            "ΣΑΣ",
+            " \t Ada@X.org \n",
+        ] {
+            assert_eq!(
+                key.compute(Normalization::Lower, text),
+                digest(&text.to_lowercase())
+            );
+            assert_eq!(
+                key.compute(Normalization::TrimLower, text),
+                digest(&text.trim().to_lowercase())
+            );
+            assert_eq!(key.compute(Normalization::None, text), digest(text));
+        }
+    }
 
     #[test]
     fn row_contexts_differ_by_binding_and_key() {
