@@ -6,7 +6,7 @@ APT_PACKAGES := postgresql-15 postgresql-server-dev-15 postgresql-contrib libcla
 # the demo and the benchmark run, and what the leak scan derives keys with.
 VENV := .venv/.installed
 
-.PHONY: all deps fuzz-tools install test stress fuzz demo bench unit clean
+.PHONY: all deps fuzz-tools bench-tools install test stress fuzz demo bench unit clean
 
 all: install
 
@@ -55,7 +55,12 @@ unit:
 demo: install $(VENV)
 	demo/demo.sh
 
-bench: install $(VENV)
+# valgrind's callgrind counts the benchmark's instructions per row (bench/instructions.sh).
+bench-tools:
+	@command -v callgrind_annotate >/dev/null || \
+		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq valgrind >/dev/null)
+
+bench: install bench-tools $(VENV)
 	bench/bench.sh
 
 clean:

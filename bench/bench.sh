@@ -175,6 +175,14 @@ kv_checkout=$(checkout kv unlock.sql akko_kv)
 transit_checkout=$(checkout transit unlock.sql akko_transit)
 field() { cut -d'|' -f"$2" <<<"$1"; }
 
+# Instructions per row (bench/instructions.sh), on the cluster stopped: single-user backends.
+"$here/../tests/cluster.sh" stop "$dir"
+instructions=$("$here/instructions.sh" "$dir/data" "${PGOPTIONS#-c akko_crypt.key=}")
+other() { awk -F'|' -v n="$1" '$1 == n { print $2 }' <<<"$instructions"; }
+in_crypto() { awk -F'|' -v n="$1" '$1 == n { print $3 }' <<<"$instructions"; }
+added() { echo $(( $(other "$1") - $(other "$2") )); }
+times() { awk -v a="$(other "$1")" -v b="$(other "$2")" 'BEGIN { printf "%.2f", a / b }'; }
+
 ms() { echo "$results" | awk -F'|' -v n="$1" '$1 == n { print $2 }'; }
 workers() { echo "$results" | awk -F'|' -v n="$1" '$1 == n { print ($3 == 0 ? "serial" : $3 " workers + leader") }'; }
 ratio() { echo "$results" | awk -F'|' -v n="$1" '$1 == "ratio" && $2 == n { print $3 }'; }
@@ -319,6 +327,28 @@ Migrating a populated column: \`CALL akko_crypt.migrate('migrating', 10000)\` on
 (\`ssn\` text, protected with \`migrate => false\`): $migration_ms ms, $(awk -v ms="$migration_ms" -v n="$migration_rows" 'BEGIN { printf "%d", n / (ms / 1000) }') rows per second,
 $migrated_check values sealed; a commit per batch of about 10,000 rows, each batch holding its rows' locks only,
 then a brief ACCESS EXCLUSIVE lock to drop the emptied plaintext column and a scan for SET NOT NULL.
+
+## Instructions per row
+
+Wall-clock times on this machine move by a third from run to run; instruction counts do not.
+\`bench/instructions.sh\` runs each statement below in a single-user backend on the stopped
+benchmark cluster under callgrind, for 1 row and for 10,001, and divides the difference by
+10,000. Under valgrind the crypto crates take their portable code paths (no AES-NI, no SHA
+extensions), so what they execute is counted apart; the other column is what PostgreSQL, the
+trigger and the view do around the cryptography, the part this project's code decides.
+
+| statement | outside the cryptography | in the cryptography (portable code) |
+|---|---:|---:|
+| \`INSERT INTO plain_customers SELECT * FROM src\` | $(other insert_plain) | $(in_crypto insert_plain) |
+| the protected table's rows, already sealed, into a copy with no trigger (storage alone) | $(other insert_ciphertext_only) | $(in_crypto insert_ciphertext_only) |
+| \`INSERT INTO sealed_customers_decrypted SELECT * FROM src\` (view rule, trigger) | $(other insert_protected) | $(in_crypto insert_protected) |
+| \`INSERT INTO text_customers SELECT * FROM src\` (text mode) | $(other insert_text_mode) | $(in_crypto insert_text_mode) |
+| \`COPY (SELECT * FROM plain_customers) TO '/dev/null'\`, one core | $(other read_plain) | $(in_crypto read_plain) |
+| the same through the decrypting view | $(other read_view) | $(in_crypto read_view) |
+
+Around the cryptography, the view's rule and the trigger add $(added insert_protected insert_ciphertext_only) instructions a row to
+the storage-alone insert ($(times insert_protected insert_ciphertext_only)x), text mode $(added insert_text_mode insert_ciphertext_only) ($(times insert_text_mode insert_ciphertext_only)x); opening three columns
+through the view adds $(added read_view read_plain) to the plain read ($(times read_view read_plain)x).
 
 ## Unlock from Vault at connection checkout
 
