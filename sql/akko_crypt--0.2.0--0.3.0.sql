@@ -106,7 +106,11 @@ SELECT current_user, session_user, 'update_extension',
 FROM scrubbed;
 ALTER TABLE audit_log ENABLE TRIGGER append_only;
 
--- 4. New functions.
+-- 4. blind_index() reads the table's protection, which checks the registry in a
+-- subtransaction: no query in parallel mode may run it.
+ALTER FUNCTION blind_index(text, regclass, name) PARALLEL UNSAFE;
+
+-- 5. New functions.
 CREATE FUNCTION open_value(sealed bytea, context bytea, type_of anyelement)
     RETURNS anyelement LANGUAGE c STABLE PARALLEL SAFE COST 100
     AS 'MODULE_PATHNAME', 'akko_open_value';
@@ -185,7 +189,7 @@ REVOKE ALL ON FUNCTION protect(regclass, name, text, text, boolean, boolean, tex
     restore_protection(regclass), protection_disagreements(regclass) FROM PUBLIC;
 REVOKE ALL ON PROCEDURE migrate(regclass, integer, bigint) FROM PUBLIC;
 
--- 5. Privileges.
+-- 6. Privileges.
 CREATE TABLE privileges (
     grantee    regrole NOT NULL,
     privilege  text NOT NULL CHECK (privilege IN ('seal', 'open', 'protect', 'unlock', 'admin')),
@@ -228,7 +232,7 @@ WHERE p.pronamespace = 'akko_crypt'::regnamespace AND p.proname = m.proname
   AND a.privilege_type = 'EXECUTE' AND a.grantee <> 0 AND a.grantee <> p.proowner
 ON CONFLICT DO NOTHING;
 
--- 6. Each protected table's trigger carries what it protects (so that a dump of the table
+-- 7. Each protected table's trigger carries what it protects (so that a dump of the table
 -- alone carries it, and the trigger refuses to write when the registry does not agree):
 -- 0.2.0's triggers, which carry nothing, are made again.
 CREATE FUNCTION upgrade_install_trigger(regclass) RETURNS void LANGUAGE c STRICT

@@ -16,8 +16,11 @@ use crate::{custody, errors, keyring};
 
 extension_sql!(
     r#"
+-- PARALLEL UNSAFE: it reads the table's protection, which checks the registry in a
+-- subtransaction (to see what the statement wrote), and no query in parallel mode, leader
+-- or worker, may start one. A lookup computes it once, for its constant.
 CREATE FUNCTION blind_index(value text, tbl regclass, col name)
-    RETURNS bytea LANGUAGE c STABLE STRICT PARALLEL SAFE
+    RETURNS bytea LANGUAGE c STABLE STRICT PARALLEL UNSAFE
     AS 'MODULE_PATHNAME', 'akko_blind_index';
 COMMENT ON FUNCTION blind_index(text, regclass, name) IS
     'The blind index of a value for a protected column: WHERE <col>_bidx = akko_crypt.blind_index(value, table, column) finds equal values by index';

@@ -81,15 +81,54 @@ unsafe extern "C-unwind" fn forget_table(_arg: pg_sys::Datum, relid: pg_sys::Oid
 }
 
 /// How a type's I/O function is looked up.
-#[derive(Clone, Copy, PartialEq, Eq)]
 pub enum Lookup {
-    /// Once per transaction, in TopTransactionContext: what the function keeps in
-    /// `fn_extra` (an array's element I/O, a domain's constraints) serves the transaction's
-    /// later values and goes with the transaction. For the table specs, which every row
-    /// of every statement uses.
-    PerTransaction,
+    /// Once per transaction, in the table spec's memory of that transaction: what the
+    /// function keeps in `fn_extra` (an array's element I/O, a domain's constraints) serves
+    /// the transaction's later values. For the table specs, which every row of every
+    /// statement uses.
+    PerTransaction(Rc<SpecMemory>),
     /// For every call, in the current memory context: for a type used once.
     PerCall,
+}
+
+/// The memory a table spec's cached functions keep their state in: a child of
+/// TopTransactionContext made by the first call of a transaction, which goes with the
+/// transaction, or earlier with the spec (a spec made again at every invalidation of its
+/// table within one long transaction would otherwise pile up its domains' state there).
+#[derive(Default)]
+pub struct SpecMemory(Cell<Option<(u64, pg_sys::MemoryContext)>>);
+
+impl SpecMemory {
+    /// This transaction's context.
+    unsafe fn current(&self) -> pg_sys::MemoryContext {
+        let transaction = transaction_number();
+        match self.0.get() {
+            Some((made_in, memory)) if made_in == transaction => memory,
+            _ => {
+                let memory = pg_sys::AllocSetContextCreateInternal(
+                    pg_sys::TopTransactionContext,
+                    c"akko_crypt table spec".as_ptr(),
+                    pg_sys::ALLOCSET_SMALL_MINSIZE as usize,
+                    pg_sys::ALLOCSET_SMALL_INITSIZE as usize,
+                    pg_sys::ALLOCSET_SMALL_MAXSIZE as usize,
+                );
+                self.0.set(Some((transaction, memory)));
+                memory
+            }
+        }
+    }
+}
+
+impl Drop for SpecMemory {
+    fn drop(&mut self) {
+        // A context of an earlier transaction went with it: the transaction number moves on
+        // (at_transaction_end) before PostgreSQL frees the transaction's memory.
+        if let Some((made_in, memory)) = self.0.get() {
+            if made_in == transaction_number() {
+                unsafe { pg_sys::MemoryContextDelete(memory) }
+            }
+        }
+    }
 }
 
 /// A type's input or output function, and the FmgrInfo its calls take.
@@ -125,21 +164,24 @@ impl TypeFunction {
 
     /// Runs `call` with the function's FmgrInfo.
     unsafe fn call<R>(&self, call: impl FnOnce(*mut pg_sys::FmgrInfo) -> R) -> R {
-        if self.lookup == Lookup::PerCall || self.in_use.get() {
-            let mut info = std::mem::zeroed::<pg_sys::FmgrInfo>();
-            pg_sys::fmgr_info(self.oid, &mut info);
-            return call(&mut info);
-        }
+        let memory = match &self.lookup {
+            Lookup::PerTransaction(memory) if !self.in_use.get() => memory,
+            _ => {
+                let mut info = std::mem::zeroed::<pg_sys::FmgrInfo>();
+                pg_sys::fmgr_info(self.oid, &mut info);
+                return call(&mut info);
+            }
+        };
         let transaction = transaction_number();
-        let cached = self.cached.get();
-        if (*cached).as_ref().is_none_or(|(t, _)| *t != transaction) {
-            let mut info = std::mem::zeroed::<pg_sys::FmgrInfo>();
-            pg_sys::fmgr_info_cxt(self.oid, &mut info, pg_sys::TopTransactionContext);
-            *cached = Some((transaction, info));
-        }
-        let info: *mut pg_sys::FmgrInfo = match &mut *cached {
-            Some((_, info)) => info,
-            None => unreachable!("looked up above"),
+        // No reference into `cached` is held while `call` runs: a nested call sees `in_use`.
+        let cached = &mut *self.cached.get();
+        let info: *mut pg_sys::FmgrInfo = match cached {
+            Some((looked_up_in, info)) if *looked_up_in == transaction => info,
+            _ => {
+                let mut info = std::mem::zeroed::<pg_sys::FmgrInfo>();
+                pg_sys::fmgr_info_cxt(self.oid, &mut info, memory.current());
+                &mut cached.insert((transaction, info)).1
+            }
         };
         self.in_use.set(true);
         let _in_use = InUse(&self.in_use);
@@ -183,7 +225,8 @@ pub struct OriginalType {
 }
 
 impl OriginalType {
-    pub unsafe fn of(oid: pg_sys::Oid, typmod: i32, lookup: Lookup) -> OriginalType {
+    /// `lookup` makes how each of its two functions is looked up.
+    pub unsafe fn of(oid: pg_sys::Oid, typmod: i32, lookup: impl Fn() -> Lookup) -> OriginalType {
         let (mut input, mut io_param, mut output, mut is_varlena) = (
             pg_sys::InvalidOid,
             pg_sys::InvalidOid,
@@ -205,9 +248,9 @@ impl OriginalType {
             name: ddl::type_display(oid, typmod),
             oid,
             typmod,
-            input: TypeFunction::new(input, lookup),
+            input: TypeFunction::new(input, lookup()),
             io_param,
-            output: TypeFunction::new(output, lookup),
+            output: TypeFunction::new(output, lookup()),
             json: base == pg_sys::JSONBOID || base == pg_sys::JSONOID,
             verbatim: oid == pg_sys::TEXTOID || (oid == pg_sys::VARCHAROID && typmod < 0),
             styled: category == pg_sys::TYPCATEGORY_DATETIME
@@ -224,7 +267,7 @@ impl OriginalType {
     unsafe fn base(&self) -> Option<OriginalType> {
         let mut typmod = self.typmod;
         let base = pg_sys::getBaseTypeAndTypmod(self.oid, &mut typmod);
-        (base != self.oid).then(|| OriginalType::of(base, typmod, Lookup::PerCall))
+        (base != self.oid).then(|| OriginalType::of(base, typmod, || Lookup::PerCall))
     }
 
     /// The value's text as its type writes it, from text as a user wrote it. Errors name
@@ -338,7 +381,7 @@ unsafe fn to_server_cstring<'a>(utf8: &str) -> Wiped<'a> {
 unsafe fn from_server_cstring<'t>(text: *mut c_char) -> ValueText<'t> {
     let text = ServerText::wrap(text);
     if std::str::from_utf8(text.utf8()).is_err() {
-        errors::plaintext_not_utf8();
+        errors::value_not_utf8();
     }
     ValueText::Printed(text)
 }
@@ -455,11 +498,14 @@ unsafe fn load_spec(relation: pg_sys::Relation) -> TableSpec {
         }
         i
     };
+    let memory = Rc::new(SpecMemory::default());
     let columns = registry::columns_of(relid)
         .into_iter()
         .map(|p| {
-            let original =
-                || OriginalType::of(p.original_type, p.original_typmod, Lookup::PerTransaction);
+            let original = || {
+                let lookup = || Lookup::PerTransaction(memory.clone());
+                OriginalType::of(p.original_type, p.original_typmod, lookup)
+            };
             let mode = match p.mode {
                 Mode::Jsonb => ColumnMode::Jsonb,
                 Mode::Bytea => ColumnMode::Scalar(original(), Carrier::Bytea),
@@ -666,7 +712,16 @@ unsafe extern "C-unwind" fn at_transaction_end(
         XACT_EVENT_COMMIT | XACT_EVENT_ABORT | XACT_EVENT_PREPARE
     ) {
         JUST_SEALED.with(|j| j.replace(None));
-        // The FmgrInfos cached in the transaction's memory go with it.
+    }
+    if matches!(
+        event,
+        XACT_EVENT_COMMIT
+            | XACT_EVENT_ABORT
+            | XACT_EVENT_PREPARE
+            | XACT_EVENT_PARALLEL_COMMIT
+            | XACT_EVENT_PARALLEL_ABORT
+    ) {
+        // What was cached in the transaction's memory goes with it, after this callback.
         TRANSACTIONS.with(|t| t.set(t.get() + 1));
     }
 }
@@ -1217,7 +1272,8 @@ pub fn migrating_blind_index_of(
             .and_then(Normalization::parse)
             .unwrap_or(Normalization::None),
     };
-    let original = unsafe { OriginalType::of(p.original_type, p.original_typmod, Lookup::PerCall) };
+    let original =
+        unsafe { OriginalType::of(p.original_type, p.original_typmod, || Lookup::PerCall) };
     let text = original.text_of(value);
     blind_index::compute(&p.binding_id, &bidx, &text)
 }

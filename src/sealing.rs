@@ -7,7 +7,7 @@
 //! round trip, and the sealed bytes are written straight into the result varlena.
 
 use std::cell::RefCell;
-use std::ffi::{c_char, CStr};
+use std::ffi::c_char;
 use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicU8, Ordering};
 
@@ -103,6 +103,11 @@ pub fn database_is_utf8() -> bool {
         }
         known => known == 1,
     }
+}
+
+/// Whether the database's encoding is SQL_ASCII, whose text is whatever bytes were stored.
+fn database_is_sql_ascii() -> bool {
+    unsafe { pg_sys::GetDatabaseEncoding() == pg_sys::pg_enc::PG_SQL_ASCII as i32 }
 }
 
 /// A class that values may be sealed and opened under: valid, and not `blind_index`, whose
@@ -241,8 +246,7 @@ pub unsafe fn text_as_utf8<'a>(bytes: &'a [u8], column: Option<&str>) -> Utf8Tex
             None => errors::value_not_utf8(),
         }
     }
-    let sql_ascii = pg_sys::GetDatabaseEncoding() == pg_sys::pg_enc::PG_SQL_ASCII as i32;
-    if database_is_utf8() || sql_ascii {
+    if database_is_utf8() || database_is_sql_ascii() {
         return match std::str::from_utf8(bytes) {
             Ok(text) => Utf8Text::InPlace(text),
             Err(_) => refused(column),
@@ -280,17 +284,37 @@ pub struct ServerText<'a> {
 }
 
 impl<'a> ServerText<'a> {
+    /// Text with no UTF-8 form (bytes that are not UTF-8 in a SQL_ASCII database) is
+    /// refused without showing it: PostgreSQL's own conversion error quotes the bytes.
     pub unsafe fn wrap(text: *mut c_char) -> ServerText<'a> {
-        if database_is_utf8() {
+        let server = Wiped(c_bytes_mut(text));
+        let utf8 = database_is_utf8();
+        if utf8 || database_is_sql_ascii() {
+            if !utf8 && std::str::from_utf8(&server).is_err() {
+                errors::value_not_utf8();
+            }
             return ServerText {
-                utf8: Wiped(c_bytes_mut(text)),
+                utf8: server,
                 server: None,
             };
         }
-        let len = CStr::from_ptr(text).to_bytes().len() as i32;
-        let utf8 = pg_sys::pg_server_to_any(text, len, pg_sys::pg_enc::PG_UTF8 as i32);
+        let len = server.len() as i32;
+        let utf8 = plaintext_input(
+            || {
+                let utf8 = pg_sys::pg_server_to_any(text, len, pg_sys::pg_enc::PG_UTF8 as i32);
+                pg_sys::Datum::from(utf8)
+            },
+            |_| errors::value_not_utf8(),
+        )
+        .cast_mut_ptr::<c_char>();
+        if utf8 == text {
+            return ServerText {
+                utf8: server,
+                server: None,
+            };
+        }
         ServerText {
-            server: (utf8 != text).then(|| Wiped(c_bytes_mut(text))),
+            server: Some(server),
             utf8: Wiped(c_bytes_mut(utf8)),
         }
     }
