@@ -196,7 +196,7 @@ impl Drop for RestoreCaller {
 pub fn as_owner<R>(f: impl FnOnce() -> R) -> R {
     watch_tables();
     let owner = extension_owner();
-    let user = unsafe { pg_sys::GetUserId() };
+    let user = crate::unguarded::user_id();
     let _restore = RestoreCaller(CALLER.with(|c| c.replace(Some(c.get().unwrap_or(user)))));
     as_role_restricted(owner, &[(c"search_path", c"pg_catalog, pg_temp")], true, f)
 }
@@ -664,7 +664,7 @@ pub fn audit(
     outcome: &str,
 ) {
     let role = role_name(caller());
-    let session_role = role_name(unsafe { pg_sys::GetSessionUserId() });
+    let session_role = role_name(crate::unguarded::session_user_id());
     pgrx::log!(
         "{}{operation} class={} version={} by {role} (session {session_role}): {outcome}{}",
         crate::log_redaction::AUDIT_PREFIX,

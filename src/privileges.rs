@@ -350,7 +350,7 @@ fn with_resolved<R>(role: pg_sys::Oid, f: impl FnOnce(&Resolved) -> R) -> R {
 /// the role's own, or its session user's (a key administrator that SET ROLEs to a role that
 /// may open is still a key administrator).
 fn duty_conflict(role: pg_sys::Oid, privilege: Privilege) -> Option<(pg_sys::Oid, &'static str)> {
-    let session = unsafe { pg_sys::GetSessionUserId() };
+    let session = crate::unguarded::session_user_id();
     [role, session].into_iter().find_map(|r| {
         with_resolved(r, |resolved| resolved.conflicting_duty(privilege)).map(|d| (r, d))
     })

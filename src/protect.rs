@@ -1137,7 +1137,7 @@ fn restore_protection(args: &Args) -> i32 {
     install_trigger(&table);
     // The table's decrypting views, if the restore brought them, are akko_crypt's again:
     // rebuilt now, and by refresh_views after the next ALTER TABLE.
-    let caller = unsafe { pg_sys::GetUserId() };
+    let caller = crate::unguarded::user_id();
     for (schema, name, view) in registry::restored_views(table.oid, [table.owner, caller]) {
         registry::register_view(&schema, &name, table.oid);
         registry::remember_view(&schema, &name, view);

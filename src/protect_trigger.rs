@@ -1255,7 +1255,7 @@ pub fn migrating_blind_index_of(
     let writes = unsafe {
         pg_sys::pg_class_aclmask(
             table,
-            pg_sys::GetUserId(),
+            crate::unguarded::user_id(),
             (pg_sys::ACL_INSERT | pg_sys::ACL_UPDATE) as pg_sys::AclMode,
             pg_sys::AclMaskHow::ACLMASK_ANY,
         )

@@ -408,9 +408,12 @@ fn build(table: &Table, view: &DecryptedView) -> bool {
 fn restore_owner_and_grants(target: &str, view: &DecryptedView) {
     if let Some(owner) = &view.owner {
         let current = unsafe {
-            std::ffi::CStr::from_ptr(pg_sys::GetUserNameFromId(pg_sys::GetUserId(), false))
-                .to_string_lossy()
-                .into_owned()
+            std::ffi::CStr::from_ptr(pg_sys::GetUserNameFromId(
+                crate::unguarded::user_id(),
+                false,
+            ))
+            .to_string_lossy()
+            .into_owned()
         };
         if *owner != current {
             if role_exists(owner) {
