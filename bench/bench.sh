@@ -175,9 +175,11 @@ kv_checkout=$(checkout kv unlock.sql akko_kv)
 transit_checkout=$(checkout transit unlock.sql akko_transit)
 field() { cut -d'|' -f"$2" <<<"$1"; }
 
-# Instructions per row (bench/instructions.sh), on the cluster stopped: single-user backends.
+# Instructions per row (bench/instructions.sh): single-user backends on the cluster stopped
+# for them, started again for the queries below.
 "$here/../tests/cluster.sh" stop "$dir"
 instructions=$("$here/instructions.sh" "$dir/data" "${PGOPTIONS#-c akko_crypt.key=}")
+sudo -u postgres env -u RUST_BACKTRACE /usr/lib/postgresql/15/bin/pg_ctl -D "$dir/data" -l "$dir/server.log" -w start >/dev/null
 other() { awk -F'|' -v n="$1" '$1 == n { print $2 }' <<<"$instructions"; }
 in_crypto() { awk -F'|' -v n="$1" '$1 == n { print $3 }' <<<"$instructions"; }
 added() { echo $(( $(other "$1") - $(other "$2") )); }
