@@ -53,6 +53,61 @@ pub fn type_display(type_oid: pg_sys::Oid, typmod: i32) -> String {
         .into_owned()
 }
 
+/// The type a value of type `oid` (with modifier `typmod`) is opened as for whoever reads
+/// it: the type without its domains, so that no domain's CHECK, code of whoever made the
+/// domain, runs for the reader (a superuser too); it ran when the value was written, and the
+/// text is the same. A domain reads as its base type with the modifier that applies, an
+/// array of a domain as the array of its base. None where a domain sits deeper, in a range,
+/// a multirange or a composite type, which have no twin without it.
+pub fn reader_type(oid: pg_sys::Oid, typmod: i32) -> Option<(pg_sys::Oid, i32)> {
+    unsafe {
+        let mut typmod = typmod;
+        let base = pg_sys::getBaseTypeAndTypmod(oid, &mut typmod);
+        if !has_domain(base) {
+            return Some((base, typmod));
+        }
+        let element = pg_sys::get_element_type(base);
+        if element == pg_sys::InvalidOid {
+            return None;
+        }
+        // An array's modifier is its elements'; a domain element carries its own.
+        let mut element_typmod = typmod;
+        let element_base = pg_sys::getBaseTypeAndTypmod(element, &mut element_typmod);
+        let array = pg_sys::get_array_type(element_base);
+        (!has_domain(element_base) && array != pg_sys::InvalidOid)
+            .then_some((array, element_typmod))
+    }
+}
+
+/// Whether reading a value of type `oid` runs a domain's input: it is a domain, or holds
+/// one as an element, a range's subtype or a composite's attribute, however deep.
+pub fn has_domain(oid: pg_sys::Oid) -> bool {
+    unsafe {
+        // Composite types nest without a bound PostgreSQL keeps for us.
+        pg_sys::check_stack_depth();
+        match pg_sys::get_typtype(oid) as u8 {
+            pg_sys::TYPTYPE_DOMAIN => true,
+            pg_sys::TYPTYPE_RANGE => has_domain(pg_sys::get_range_subtype(oid)),
+            pg_sys::TYPTYPE_MULTIRANGE => has_domain(pg_sys::get_multirange_range(oid)),
+            pg_sys::TYPTYPE_COMPOSITE => {
+                let tupdesc = pg_sys::lookup_rowtype_tupdesc_copy(oid, -1);
+                let natts = (*tupdesc).natts as usize;
+                let found = (*tupdesc)
+                    .attrs
+                    .as_slice(natts)
+                    .iter()
+                    .any(|a| !a.attisdropped && has_domain(a.atttypid));
+                pg_sys::FreeTupleDesc(tupdesc);
+                found
+            }
+            _ => {
+                let element = pg_sys::get_element_type(oid);
+                element != pg_sys::InvalidOid && has_domain(element)
+            }
+        }
+    }
+}
+
 /// Runs `f` with search_path pinned, as the old PL/pgSQL functions' SET clause did.
 pub fn pinned<R>(f: impl FnOnce() -> R) -> R {
     with_settings(&[(c"search_path", c"pg_catalog, pg_temp")], f)

@@ -779,6 +779,24 @@ pub fn protected_value_unreadable(type_oid: pgrx::pg_sys::Oid, code: PgSqlErrorC
     )
 }
 
+pub fn open_value_as_domain(type_name: &str) -> ! {
+    raise(
+        ErrorReport::new(
+            PgSqlErrorCode::ERRCODE_FEATURE_NOT_SUPPORTED,
+            format!("akko_crypt.open_value does not open values as type {type_name}: it is or holds a domain, whose CHECK would run for whoever reads"),
+            "akko_crypt",
+        )
+        .set_hint("Open as the type without the domain and cast, as the decrypting views do (akko_crypt.refresh_views() rebuilds a view made before); a range or composite type over a domain cannot be opened."),
+    )
+}
+
+pub fn unreadable_type(column: &str, table: &str, type_name: &str) -> ! {
+    protect_refused(
+        format!("column {column} of {table} is of type {type_name}, which holds a domain inside a range or composite type: it could not be read without running the domain's CHECK for whoever reads"),
+        "Protect a column of a type without such a domain; a domain, or an array of one, reads as its base type.",
+    )
+}
+
 pub fn open_value_needs_type() -> ! {
     raise(
         ErrorReport::new(

@@ -290,6 +290,13 @@ fn checked(table: &Table, request: &Request) -> (Attribute, Option<String>, Opti
                     "Drop the default first; a default can be set on the decrypting view instead.",
                 );
             }
+            if crate::ddl::reader_type(att.type_oid, att.typmod).is_none() {
+                errors::unreadable_type(
+                    &col,
+                    &table.sql,
+                    &crate::ddl::type_display(att.type_oid, att.typmod),
+                );
+            }
         }
         Mode::Jsonb => {
             if att.type_oid != pg_sys::JSONBOID {
@@ -888,17 +895,14 @@ pub fn read_expression(table: &Table, p: &ProtectedColumn, prefix: &str) -> Stri
                 Mode::Text => format!("akko_crypt.envelope_from_text({col})"),
                 _ => col,
             };
-            // A domain reads back as its base type: its CHECK, its owner's code, ran when the
-            // value was written, and does not run again for whoever reads (a superuser too).
-            let mut typmod = p.original_typmod;
-            let base = unsafe { pg_sys::getBaseTypeAndTypmod(p.original_type, &mut typmod) };
+            let (read_as, typmod) = opened_type(table, p);
             let opened = format!(
                 "akko_crypt.open_value({col}, {context}, NULL::{})",
-                type_sql(base, -1)
+                type_sql(read_as, -1)
             );
             // A modifier is applied by a cast, which names no value if it fails.
             if typmod >= 0 {
-                format!("{opened}::{}", type_sql(base, typmod))
+                format!("{opened}::{}", type_sql(read_as, typmod))
             } else {
                 opened
             }
@@ -908,6 +912,19 @@ pub fn read_expression(table: &Table, p: &ProtectedColumn, prefix: &str) -> Stri
         Some(plain) => format!("COALESCE({opened}, {prefix}{})", ident(plain)),
         None => opened,
     }
+}
+
+/// The type, and modifier, a scalar-mode column `p` reads back as: its original type
+/// without domains (see `ddl::reader_type`). A composite type given a domain attribute
+/// after protect has none.
+pub fn opened_type(table: &Table, p: &ProtectedColumn) -> (pg_sys::Oid, i32) {
+    crate::ddl::reader_type(p.original_type, p.original_typmod).unwrap_or_else(|| {
+        errors::unreadable_type(
+            &ident(&p.col),
+            &table.sql,
+            &crate::ddl::type_display(p.original_type, p.original_typmod),
+        )
+    })
 }
 
 /// The expression that binds a value of column `p` to its row: NULL, or row_context over

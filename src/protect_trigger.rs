@@ -262,12 +262,12 @@ impl OriginalType {
         }
     }
 
-    /// For a domain, the type it is over, with the modifier that applies; None for any
-    /// other type. For one call.
-    unsafe fn base(&self) -> Option<OriginalType> {
-        let mut typmod = self.typmod;
-        let base = pg_sys::getBaseTypeAndTypmod(self.oid, &mut typmod);
-        (base != self.oid).then(|| OriginalType::of(base, typmod, || Lookup::PerCall))
+    /// The type a reader parses this one's text as, without running a domain's CHECK (see
+    /// `ddl::reader_type`), where that is another type; for one call.
+    unsafe fn without_domains(&self, column: &str, table: &str) -> Option<OriginalType> {
+        let (oid, typmod) = ddl::reader_type(self.oid, self.typmod)
+            .unwrap_or_else(|| errors::unreadable_type(column, table, &self.name));
+        (oid != self.oid).then(|| OriginalType::of(oid, typmod, || Lookup::PerCall))
     }
 
     /// The value's text as its type writes it, from text as a user wrote it. Errors name
@@ -1204,10 +1204,10 @@ pub fn blind_index_of(table: pg_sys::Oid, column: &str, utf8: &str) -> [u8; BLIN
         let ColumnMode::Scalar(original, _) = &spec.mode else {
             errors::no_blind_index(&table_name, column)
         };
-        // The canonical text of the base type is the domain's, without running the
-        // domain's CHECK (its owner's code) for whoever looks a value up.
-        let base = original.base();
-        let text = base
+        // The canonical text of the type without domains is the same, and no domain's
+        // CHECK (its owner's code) runs for whoever looks a value up.
+        let reader = original.without_domains(&ddl::ident(column), &table_name);
+        let text = reader
             .as_ref()
             .unwrap_or(original)
             .canonical_text(&spec.name, utf8);

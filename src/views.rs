@@ -13,7 +13,7 @@ use crate::ddl::{ident, literal, pinned, primary_key, run, Table};
 use crate::errors;
 use crate::keyring::{as_owner, read_one, read_row};
 use crate::privileges::{self, Privilege};
-use crate::protect::{protectable, read_expression};
+use crate::protect::{opened_type, protectable, read_expression};
 use crate::registry::{self, DecryptedView, Mode, ProtectedColumn};
 
 extension_sql!(
@@ -247,9 +247,7 @@ fn view_columns(table: &Table) -> Vec<ViewColumn> {
                 let column = ident(&name);
                 let p: Option<&ProtectedColumn> = protected.iter().find(|p| p.col == name);
                 let shown_as = match p {
-                    Some(p) if p.mode.is_scalar() => unsafe {
-                        pg_sys::getBaseType(p.original_type)
-                    },
+                    Some(p) if p.mode.is_scalar() => opened_type(table, p).0,
                     _ => stored_as,
                 };
                 ViewColumn {

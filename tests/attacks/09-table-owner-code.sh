@@ -184,6 +184,47 @@ out=$(keyed_as postgres $db -c "SELECT count(note) FROM m.cust_decrypted" \
 check "a superuser reads mallory's view of a domain column: the domain's CHECK does not run, the column reads as text" \
     bash -c '[ "$1" = "2
 text" ] && [ "$2" = 0 ]' _ "$out" "$(psql_ -c "SELECT count(*) FROM public.calls" $db)"
+# ... nor inside an array: the view reads an array of a domain as an array of its base type,
+# a blind index is looked up the same way, and open_value opens as no type holding a domain.
+run_as mallory $db -c "CREATE TABLE m.tagged (id int PRIMARY KEY, tags m.checked_text[])" \
+    -c "INSERT INTO m.tagged VALUES (1, '{a,b}'), (2, '{c}')" >/dev/null
+keyed_as mallory $db -c "SELECT akko_crypt.protect('m.tagged', 'tags', blind_index => true)" \
+    -c "SELECT akko_crypt.create_view('m.tagged')" >/dev/null
+psql_ -c "DELETE FROM public.calls" $db >/dev/null
+run_as mallory $db -c "SELECT '{x}'::m.checked_text[]" >/dev/null
+check "control: an array of mallory's domain runs its CHECK for each element" \
+    [ "$(psql_ -c "SELECT count(*) FROM public.calls" $db)" = 1 ]
+psql_ -c "DELETE FROM public.calls" $db >/dev/null
+out=$(keyed_as postgres $db -c "SELECT string_agg(array_to_string(tags, ','), ';' ORDER BY id) FROM m.tagged_decrypted" \
+    -c "SELECT format_type(atttypid, atttypmod) FROM pg_attribute WHERE attrelid = 'm.tagged_decrypted'::regclass AND attname = 'tags'" \
+    -c "SELECT count(*) FROM m.tagged WHERE tags_bidx = akko_crypt.blind_index('{a,b}', 'm.tagged', 'tags')")
+check "a superuser reads and looks up an array of mallory's domain: the values open, as text[], and no CHECK runs" \
+    bash -c '[ "$1" = "a,b;c
+text[]
+1" ] && [ "$2" = 0 ]' _ "$out" "$(psql_ -c "SELECT count(*) FROM public.calls" $db)"
+out=$(keyed_as postgres $db -c "SELECT akko_crypt.open_value(tags, NULL, NULL::m.checked_text[]) FROM m.tagged" \
+    -c "SELECT akko_crypt.open_value(akko_crypt.seal_pii(to_jsonb('n'::text)), NULL, NULL::m.checked_text)")
+check "open_value as a domain, or an array of one: refused (0A000) before any CHECK runs" \
+    bash -c '[ "$(grep -c "ERROR:  0A000: akko_crypt.open_value does not open values as type" <<<"$1")" = 2 ] && [ "$2" = 0 ]' _ \
+    "$out" "$(psql_ -c "SELECT count(*) FROM public.calls" $db)"
+# A domain in a range or a composite type has no type to read it as without the domain: such
+# a column is not protected, and a composite that gains one later fails closed for readers.
+run_as mallory $db -c "CREATE DOMAIN m.checked_int AS int CHECK (public.record('range domain check'))" \
+    -c "CREATE TYPE m.checked_range AS RANGE (subtype = m.checked_int)" \
+    -c "CREATE TYPE m.address AS (street text, city text)" \
+    -c "CREATE TABLE m.holder (id int PRIMARY KEY, span m.checked_range, home m.address)" \
+    -c "INSERT INTO m.holder VALUES (1, '[1,5)', '(Main St,Rome)')" >/dev/null
+out=$(keyed_as mallory $db -c "SELECT akko_crypt.protect('m.holder', 'span')")
+check "protect of a range over a domain: refused (0A000), the column keeps its values" \
+    bash -c 'grep -q "ERROR:  0A000: column span of m.holder is of type m.checked_range, which holds a domain" <<<"$1" && [ "$2" = "[1,5)" ]' _ \
+    "$out" "$(psql_ -c "SELECT span FROM m.holder" $db)"
+keyed_as mallory $db -c "SELECT akko_crypt.protect('m.holder', 'home')" -c "SELECT akko_crypt.create_view('m.holder')" \
+    -c "ALTER TYPE m.address ADD ATTRIBUTE note m.checked_text" >/dev/null
+psql_ -c "DELETE FROM public.calls" $db >/dev/null
+out=$(keyed_as postgres $db -c "SELECT home FROM m.holder_decrypted" -c "SELECT akko_crypt.refresh_views()")
+check "a composite type given a domain attribute after protect: the view read is refused (0A000) and runs no CHECK" \
+    bash -c 'grep -q "ERROR:  0A000: akko_crypt.open_value does not open values as type m.address" <<<"$1" && [ "$2" = 0 ]' _ \
+    "$out" "$(psql_ -c "SELECT count(*) FROM public.calls" $db)"
 # A row inserted while protect waits for the table is migrated, not lost.
 run_as mallory $db -c "CREATE TABLE m.late (id int PRIMARY KEY, ssn text)" >/dev/null
 (printf "BEGIN;\nINSERT INTO m.late VALUES (1, '078-05-1120');\n\\! sleep 2\nCOMMIT;\n" |
