@@ -1069,7 +1069,7 @@ unsafe fn seal_canonical(
         sealing.seal(text.len(), |out| out.copy_from_slice(text.as_bytes()))
     } else {
         let payload = text_payload(text);
-        sealing.seal(payload.len(), |out| payload.write_to(out))
+        sealing.seal(payload.json_len(), |out| payload.write_to(out))
     };
     let stored = match carrier {
         Carrier::Bytea => pg_sys::Datum::from(sealed),

@@ -44,15 +44,15 @@ fn main() {
         context: None,
         nonce,
     };
-    let mut sealed = vec![0u8; request([0; 12]).sealed_len(payload.len())];
+    let mut sealed = vec![0u8; request([0; 12]).sealed_len(payload.json_len())];
 
     per_value("seal", |_| {
         let nonce = nonces.take().expect("the OS CSPRNG");
         let write = |out: &mut [u8]| payload.write_to(out);
-        seal_written_into(&key, &request(nonce), payload.len(), write, &mut sealed);
+        seal_written_into(&key, &request(nonce), payload.json_len(), write, &mut sealed);
         black_box(&sealed);
     });
-    let mut opened = vec![0u8; payload.len()];
+    let mut opened = vec![0u8; payload.json_len()];
     per_value("open", |_| {
         let envelope = Envelope::parse(black_box(&sealed)).expect("just sealed");
         envelope

@@ -56,18 +56,15 @@ pub fn text_payload(text: &str) -> TextPayload<'_> {
 }
 
 impl TextPayload<'_> {
-    pub fn len(&self) -> usize {
+    /// The length of the JSON string: never 0, it has its quotes.
+    pub fn json_len(&self) -> usize {
         match self {
             TextPayload::Quoted(text) => text.len() + 2,
             TextPayload::Escaped(json) => json.len(),
         }
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
-    /// Writes the payload into `out`, which must be `len()` bytes long.
+    /// Writes the payload into `out`, which must be `json_len()` bytes long.
     pub fn write_to(&self, out: &mut [u8]) {
         match self {
             TextPayload::Quoted(text) => {
@@ -294,7 +291,7 @@ mod tests {
             "\"",
         ] {
             let payload = text_payload(text);
-            let mut written = vec![0; payload.len()];
+            let mut written = vec![0; payload.json_len()];
             payload.write_to(&mut written);
             // The escape-free fast paths write and read exactly what serde_json does.
             assert_eq!(written, serde_json::to_vec(text).unwrap());

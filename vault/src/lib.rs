@@ -46,16 +46,6 @@ pub enum Login {
     },
 }
 
-impl Login {
-    pub fn method(&self) -> &'static str {
-        match self {
-            Login::Token(_) => "token",
-            Login::AppRole { .. } => "approle",
-            Login::Jwt { .. } => "jwt",
-        }
-    }
-}
-
 /// A Vault token and how long it lives (None: as long as the token given in the first place).
 pub struct Token {
     secret: Zeroizing<String>,

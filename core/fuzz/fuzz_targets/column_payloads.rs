@@ -12,7 +12,7 @@ fuzz_target!(|data: &[u8]| {
     let _ = payload_text(text);
     let _ = jsonb_envelope(text);
     let payload = text_payload(text);
-    let mut written = vec![0; payload.len()];
+    let mut written = vec![0; payload.json_len()];
     payload.write_to(&mut written);
     let json = std::str::from_utf8(&written).expect("a payload is UTF-8");
     assert_eq!(payload_text(json).as_deref(), Some(text));
