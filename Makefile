@@ -6,7 +6,7 @@ APT_PACKAGES := postgresql-15 postgresql-server-dev-15 postgresql-contrib libcla
 # the demo and the benchmark run, and what the leak scan derives keys with.
 VENV := .venv/.installed
 
-.PHONY: all deps fuzz-tools bench-tools install test stress fuzz demo bench unit clean
+.PHONY: all deps fuzz-tools bench-tools install lint test stress fuzz demo bench unit clean
 
 all: install
 
@@ -36,7 +36,13 @@ $(VENV): tests/requirements.txt
 	.venv/bin/pip install -q -r tests/requirements.txt
 	touch $@
 
-test: install fuzz-tools $(VENV)
+# Formatting and clippy with every warning an error, the workspace's lints included (every
+# unsafe block says why it is sound); release, so that it reuses the build of install.
+lint: deps
+	cargo fmt --all --check
+	cargo clippy --release --workspace --all-targets -- -D warnings
+
+test: install lint fuzz-tools $(VENV)
 	tests/run.sh
 
 # The long forms: fuzzing for ten minutes, the load test with more clients for five.

@@ -211,6 +211,9 @@ pub fn init() {
         | pg_sys::GUC_NOT_IN_SAMPLE
         | pg_sys::GUC_DISALLOW_IN_FILE
         | pg_sys::GUC_DISALLOW_IN_AUTO_FILE) as i32;
+    // SAFETY: called once from _PG_init in the postmaster or backend that loads the library;
+    // the name, descriptions and boot value are static C strings, and KEY_GUC_VALUE is a static
+    // PostgreSQL owns from here on and only it writes.
     unsafe {
         pg_sys::DefineCustomStringVariable(
             KEY_GUC.as_ptr(),
@@ -242,6 +245,8 @@ pub fn init() {
 }
 
 fn in_parallel_worker() -> bool {
+    // SAFETY: ParallelWorkerNumber is a plain global PostgreSQL sets before any extension code
+    // runs in the backend; reading it races with nothing.
     unsafe { pg_sys::ParallelWorkerNumber >= 0 }
 }
 
@@ -424,6 +429,9 @@ fn store(root: RootKey) -> SlotId {
         )
     });
     if first_key {
+        // SAFETY: on_proc_exit takes a function pointer with the C ABI PostgreSQL expects; it
+        // is registered once per backend (the flag above), so the list of exit callbacks does
+        // not fill up.
         unsafe { pg_sys::on_proc_exit(Some(drop_all_keys_at_exit), pg_sys::Datum::from(0)) };
     }
     id
@@ -497,7 +505,10 @@ unsafe extern "C-unwind" fn assign_handoff(_newval: *const c_char, extra: *mut c
 /// holds now, sealed for this backend and statement, or nothing.
 pub fn prepare_parallel_handoff() {
     let target = HandoffTarget {
+        // SAFETY: MyProcPid is set at backend start and never changes after.
         leader_pid: unsafe { pg_sys::MyProcPid },
+        // SAFETY: reads the current statement's start time, a field of the backend's own
+        // transaction state; it cannot raise.
         statement_start: unsafe { pg_sys::GetCurrentStatementStartTimestamp() },
     };
     let sealed = try_with_current_slot(|slot| {
@@ -508,6 +519,8 @@ pub fn prepare_parallel_handoff() {
             .unwrap_or_else(|_| errors::randomness_unavailable())
     })
     .unwrap_or_default();
+    // SAFETY: HANDOFF_GUC_VALUE is the string PostgreSQL's GUC machinery owns for
+    // akko_crypt.handoff: NULL or a NUL-terminated string, read on the backend's only thread.
     let empty_now = unsafe { HANDOFF_GUC_VALUE.is_null() || *HANDOFF_GUC_VALUE == 0 };
     if sealed.is_empty() && empty_now {
         return;
@@ -655,6 +668,8 @@ pub fn remember_blind_index_key(
 /// the workers of any later parallel query.
 #[pg_extern(volatile, parallel_unsafe)]
 fn lock() {
+    // SAFETY: the setting's name is a static C string, the value an empty one; SetConfigOption
+    // copies both and raises through the pgrx guard of this #[pg_extern].
     unsafe {
         pg_sys::SetConfigOption(
             KEY_GUC.as_ptr(),

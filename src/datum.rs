@@ -88,10 +88,13 @@ impl Args {
     }
 
     fn is_null(&self, n: usize) -> bool {
+        // SAFETY: self.0 is the fcinfo PostgreSQL passed to the function being called, and n is
+        // below its nargs (each caller names an argument of its SQL signature).
         unsafe { pg_arg_is_null(self.0, n) }
     }
 
     fn raw(&self, n: usize) -> pg_sys::Datum {
+        // SAFETY: as for is_null: a valid fcinfo, n one of its arguments.
         unsafe { pg_getarg_datum_raw(self.0, n) }
     }
 
@@ -107,6 +110,8 @@ impl Args {
         if self.is_null(n) {
             return None;
         }
+        // SAFETY: the argument is not NULL (checked above) and is of a text type by the
+        // function's SQL signature, so it is a varlena that lives for the call.
         let bytes = unsafe { datum_bytes(self.raw(n)) };
         Some(String::from_utf8_lossy(bytes).into_owned())
     }
@@ -123,6 +128,8 @@ impl Args {
         }
         let name = self.raw(n).cast_mut_ptr::<pg_sys::NameData>();
         Some(
+            // SAFETY: a name argument is a pointer to a NameData, NUL-terminated within its 64
+            // bytes, which lives for the call.
             unsafe { CStr::from_ptr((*name).data.as_ptr()) }
                 .to_string_lossy()
                 .into_owned(),
@@ -162,6 +169,8 @@ impl Args {
 
 /// A text datum of `text` (ASCII or the server encoding).
 pub fn text_datum(text: &str) -> pg_sys::Datum {
+    // SAFETY: cstring_to_text_with_len copies len bytes from the pointer into a new palloc'd
+    // text in the current memory context.
     unsafe {
         pg_sys::Datum::from(pg_sys::cstring_to_text_with_len(
             text.as_ptr().cast(),

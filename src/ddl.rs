@@ -20,6 +20,8 @@ use crate::local_settings::{as_role_restricted, with_settings};
 /// `name` as an SQL identifier, quoted when it needs to be.
 pub fn ident(name: &str) -> String {
     let c = CString::new(name).unwrap_or_else(|_| errors::name_has_nul());
+    // SAFETY: quote_identifier reads the NUL-terminated copy made above and returns either it
+    // or a palloc'd quoted copy, which lives while this function copies it into a String.
     unsafe { CStr::from_ptr(pg_sys::quote_identifier(c.as_ptr())) }
         .to_string_lossy()
         .into_owned()
@@ -28,6 +30,8 @@ pub fn ident(name: &str) -> String {
 /// `text` as an SQL string literal.
 pub fn literal(text: &str) -> String {
     let c = CString::new(text).unwrap_or_else(|_| errors::name_has_nul());
+    // SAFETY: quote_literal_cstr reads the NUL-terminated copy made above and returns a
+    // palloc'd string, copied into a String at once.
     unsafe { CStr::from_ptr(pg_sys::quote_literal_cstr(c.as_ptr())) }
         .to_string_lossy()
         .into_owned()
@@ -35,6 +39,8 @@ pub fn literal(text: &str) -> String {
 
 /// A type as SQL, from its OID and modifier, always schema-qualified.
 pub fn type_sql(type_oid: pg_sys::Oid, typmod: i32) -> String {
+    // SAFETY: format_type_extended looks the OID up in the syscache (raising through the
+    // caller's pgrx guard if it is gone) and returns a palloc'd NUL-terminated string.
     unsafe {
         CStr::from_ptr(pg_sys::format_type_extended(
             type_oid,
@@ -48,6 +54,7 @@ pub fn type_sql(type_oid: pg_sys::Oid, typmod: i32) -> String {
 
 /// A type as a message shows it: qualified only where the search path would not find it.
 pub fn type_display(type_oid: pg_sys::Oid, typmod: i32) -> String {
+    // SAFETY: as for type_sql: a palloc'd NUL-terminated string, copied at once.
     unsafe { CStr::from_ptr(pg_sys::format_type_with_typemod(type_oid, typmod)) }
         .to_string_lossy()
         .into_owned()
@@ -60,6 +67,8 @@ pub fn type_display(type_oid: pg_sys::Oid, typmod: i32) -> String {
 /// array of a domain as the array of its base. None where a domain sits deeper, in a range,
 /// a multirange or a composite type, which have no twin without it.
 pub fn reader_type(oid: pg_sys::Oid, typmod: i32) -> Option<(pg_sys::Oid, i32)> {
+    // SAFETY: getBaseTypeAndTypmod, get_element_type and get_array_type only read the syscache;
+    // typmod is a local they write through.
     unsafe {
         let mut typmod = typmod;
         let base = pg_sys::getBaseTypeAndTypmod(oid, &mut typmod);
@@ -82,6 +91,9 @@ pub fn reader_type(oid: pg_sys::Oid, typmod: i32) -> Option<(pg_sys::Oid, i32)> 
 /// Whether reading a value of type `oid` runs a domain's input: it is a domain, or holds
 /// one as an element, a range's subtype or a composite's attribute, however deep.
 pub fn has_domain(oid: pg_sys::Oid) -> bool {
+    // SAFETY: syscache and typcache reads of a type OID; the tuple descriptor copied from the
+    // typcache is freed by the same code that made it, and an error (a type dropped meanwhile)
+    // leaves it to its memory context.
     unsafe {
         // Composite types nest without a bound PostgreSQL keeps for us.
         pg_sys::check_stack_depth();
@@ -129,6 +141,9 @@ pub fn is_one_expression(expression: &str) -> bool {
     let Ok(c) = CString::new(format!("SELECT ({expression})")) else {
         return false;
     };
+    // SAFETY: raw_parser takes the NUL-terminated copy above and returns a palloc'd List of
+    // RawStmt or raises (through the caller's guard); the list is only read, with its length
+    // checked before each element.
     unsafe {
         let parsed = pg_sys::raw_parser(c.as_ptr(), pg_sys::RawParseMode::RAW_PARSE_DEFAULT);
         if parsed.is_null() || (*parsed).length != 1 {
@@ -167,6 +182,8 @@ pub fn is_one_expression(expression: &str) -> bool {
 /// processed. Anything that would parse as more than one statement is refused.
 pub fn run(statement: &str) -> i64 {
     let c = CString::new(statement).unwrap_or_else(|_| errors::name_has_nul());
+    // SAFETY: the same parse as in is_one_expression: a NUL-terminated copy in, a List only
+    // read after its NULL and length are checked.
     let count = unsafe {
         let parsed = pg_sys::raw_parser(c.as_ptr(), pg_sys::RawParseMode::RAW_PARSE_DEFAULT);
         if parsed.is_null() {
@@ -188,10 +205,14 @@ pub fn run(statement: &str) -> i64 {
 
 /// A relation's name, or its OID when it has none any more, for messages.
 pub fn relation_name(oid: pg_sys::Oid) -> String {
+    // SAFETY: get_rel_name returns NULL or a palloc'd copy of the name; it does not raise for a
+    // missing relation.
     let name = unsafe { pg_sys::get_rel_name(oid) };
     if name.is_null() {
         oid.to_u32().to_string()
     } else {
+        // SAFETY: name is not NULL (checked above) and NUL-terminated, a palloc'd copy that
+        // lives for this call.
         unsafe { CStr::from_ptr(name) }
             .to_string_lossy()
             .into_owned()
@@ -212,6 +233,10 @@ pub fn in_subtransaction<R>(f: impl FnOnce() -> R) -> Result<R, Failure> {
         pg_sys::MemoryContextSwitchTo(context);
         pg_sys::CurrentResourceOwner = owner;
     }
+    // SAFETY: the subtransaction is begun and then released or rolled back on every path out of
+    // f (a Rust panic or a PostgreSQL error both reach catch_others), and the caller's memory
+    // context and resource owner, which both calls change, are put back after each, as
+    // PL/pgSQL's exception blocks do.
     unsafe {
         let context = pg_sys::CurrentMemoryContext;
         let owner = pg_sys::CurrentResourceOwner;

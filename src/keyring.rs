@@ -100,6 +100,8 @@ fn bump_generation() {
 }
 
 pub fn init() {
+    // SAFETY: registered once, from _PG_init; the callback has the C ABI PostgreSQL calls it
+    // with and only marks caches stale, raising nothing.
     unsafe {
         pg_sys::CacheRegisterRelcacheCallback(
             Some(on_relcache_invalidation),
@@ -120,6 +122,8 @@ unsafe extern "C-unwind" fn on_relcache_invalidation(_arg: pg_sys::Datum, relid:
 
 /// The OID of the extension's table `name`.
 pub fn extension_table(name: &CStr) -> pg_sys::Oid {
+    // SAFETY: catalog lookups of static NUL-terminated names; both return InvalidOid rather
+    // than raise when the name is missing (missing_ok is true).
     unsafe {
         let schema = pg_sys::get_namespace_oid(c"akko_crypt".as_ptr(), true);
         if schema == pg_sys::InvalidOid {
@@ -141,6 +145,9 @@ fn watch_tables() {
 pub fn announce_change() {
     watch_tables();
     for oid in WATCHED.with(Cell::get) {
+        // SAFETY: queues a relcache invalidation for a relation OID, sent at commit; the OIDs
+        // are the extension's own tables (watch_tables), and one that is gone raises through
+        // pgrx's guard.
         unsafe { pg_sys::CacheInvalidateRelcacheByRelid(oid) };
     }
     bump_generation();
@@ -301,6 +308,7 @@ pub fn lock_for_writes() {
 }
 
 fn create_first_version(class: ClassName<'_>) -> u32 {
+    // SAFETY: reads the backend's parallel-mode flag; it cannot raise.
     if unsafe { pg_sys::IsInParallelMode() } {
         errors::keyring_write_in_parallel_query(format!(
             "the first seal of data class \"{}\" writes its key to the keyring",
@@ -457,6 +465,8 @@ fn lookup_versions() -> Vec<u32> {
 /// version, the active one first. The hash is of the name's UTF-8 form, whatever the
 /// database encoding.
 fn subject_lookups(name: &[u8]) -> Vec<(u32, Vec<u8>)> {
+    // SAFETY: utf8_of converts from the database encoding with PostgreSQL's converter, which
+    // raises through pgrx's guard on bytes it cannot convert.
     let utf8 = unsafe { utf8_of(name) };
     lookup_versions()
         .into_iter()
@@ -490,6 +500,7 @@ pub fn subject_id(subject: &[u8]) -> SubjectId {
     let generation = generation();
     let lookups = subject_lookups(subject);
     let stored = find_subject(subject, &lookups).or_else(|| {
+        // SAFETY: reads the backend's parallel-mode flag; it cannot raise.
         if unsafe { pg_sys::IsInParallelMode() } {
             errors::keyring_write_in_parallel_query(
                 "the first seal for a new subject registers it in the keyring".to_owned(),
@@ -529,6 +540,7 @@ fn find_subject(name: &[u8], lookups: &[(u32, Vec<u8>)]) -> Option<Vec<u8>> {
         )
         .unwrap_or((None, None))
     });
+    // SAFETY: reads the backend's parallel-mode flag; it cannot raise.
     if legacy == Some(true) && !unsafe { pg_sys::IsInParallelMode() } {
         hash_legacy_name(name, &lookups[0]);
     }
@@ -627,6 +639,8 @@ pub fn forget_subject(name: &[u8]) -> Option<SubjectId> {
 
 /// Text in the database encoding as a query argument, without a UTF-8 round trip.
 fn text_datum<'a>(bytes: &[u8]) -> DatumWithOid<'a> {
+    // SAFETY: cstring_to_text_with_len copies len bytes into a palloc'd text in the current
+    // memory context, which outlives the query that takes it as an argument.
     unsafe {
         let text = pg_sys::cstring_to_text_with_len(bytes.as_ptr().cast(), bytes.len() as i32);
         DatumWithOid::new(pg_sys::Datum::from(text), pg_sys::TEXTOID)
@@ -646,6 +660,8 @@ fn subject_salt(id: &SubjectId) -> [u8; SUBJECT_SALT_LEN] {
 }
 
 fn role_name(role: pg_sys::Oid) -> String {
+    // SAFETY: GetUserNameFromId with noerr false raises (through pgrx's guard) for a role that
+    // is gone, and otherwise returns a palloc'd NUL-terminated name.
     unsafe {
         CStr::from_ptr(pg_sys::GetUserNameFromId(role, false))
             .to_string_lossy()

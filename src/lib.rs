@@ -52,6 +52,7 @@ extension_sql_file!(
 pub extern "C-unwind" fn _PG_init() {
     // Loaded later, `SET akko_crypt.key` would land in a placeholder parameter that shows
     // the key to anyone, before the hooks below exist to hide it.
+    // SAFETY: a plain global that PostgreSQL sets while it loads shared_preload_libraries.
     if !unsafe { pg_sys::process_shared_preload_libraries_in_progress } {
         ErrorReport::new(
             PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
@@ -71,5 +72,7 @@ pub extern "C-unwind" fn _PG_init() {
     vault_unlock::init();
     parallel::init();
     protect_trigger::init();
+    // SAFETY: the prefix is a static C string; called once from _PG_init, after akko_crypt's
+    // own settings are defined.
     unsafe { pg_sys::MarkGUCPrefixReserved(c"akko_crypt".as_ptr()) };
 }

@@ -15,6 +15,8 @@ pub fn with_settings<R>(settings: &[(&CStr, &CStr)], f: impl FnOnce() -> R) -> R
 
 fn settings_then<R>(settings: &[(&CStr, &CStr)], keep: bool, f: impl FnOnce() -> R) -> R {
     let _restore = RestoreSettings {
+        // SAFETY: a new GUC nest level; RestoreSettings pops it with AtEOXact_GUC when it
+        // drops, and an error unwinds to the transaction's abort, which pops every level.
         nest_level: unsafe { pg_sys::NewGUCNestLevel() },
         keep,
     };
@@ -30,6 +32,9 @@ pub fn set_in_session(name: &CStr, value: &CStr) {
 }
 
 fn set(name: &CStr, value: &CStr, action: pg_sys::GucAction::Type) {
+    // SAFETY: name and value are NUL-terminated; set_config_option copies them and raises
+    // (through pgrx's guard) on a bad value, and GUC_ACTION_SAVE ties the change to the nest
+    // level above.
     unsafe {
         pg_sys::set_config_option(
             name.as_ptr(),
@@ -56,9 +61,13 @@ pub fn as_role_restricted<R>(
 ) -> R {
     let mut user = pg_sys::InvalidOid;
     let mut context = 0;
+    // SAFETY: writes the current user and security context into two locals.
     unsafe { pg_sys::GetUserIdAndSecContext(&mut user, &mut context) };
     let _restore = RestoreUser { user, context };
     settings_then(settings, keep_changes, || {
+        // SAFETY: role is an existing role OID from the catalog; the old user and context are
+        // put back by RestoreUser when it drops, or by the transaction's abort, which resets
+        // them, on an error.
         unsafe {
             pg_sys::SetUserIdAndSecContext(
                 role,
@@ -79,6 +88,8 @@ struct RestoreUser {
 impl Drop for RestoreUser {
     fn drop(&mut self) {
         if !std::thread::panicking() {
+            // SAFETY: puts back the user and context read before the change; on an unwinding
+            // panic the abort that follows resets them instead.
             unsafe { pg_sys::SetUserIdAndSecContext(self.user, self.context) };
         }
     }
@@ -94,6 +105,8 @@ struct RestoreSettings {
 impl Drop for RestoreSettings {
     fn drop(&mut self) {
         if !std::thread::panicking() {
+            // SAFETY: pops the nest level settings_then opened, keeping or dropping its
+            // changes; on an unwinding panic the abort pops it instead.
             unsafe { pg_sys::AtEOXact_GUC(self.keep, self.nest_level) };
         }
     }

@@ -44,6 +44,8 @@ thread_local! {
 }
 
 pub fn init() {
+    // SAFETY: runs once, from _PG_init, before any statement; the hook chain is kept by calling
+    // the previous hook from redact.
     unsafe {
         PREVIOUS_EMIT_LOG_HOOK = pg_sys::emit_log_hook;
         pg_sys::emit_log_hook = Some(redact);
@@ -51,6 +53,8 @@ pub fn init() {
 }
 
 fn current_statement() -> Option<(usize, i64)> {
+    // SAFETY: debug_query_string is NULL or the NUL-terminated text of the statement running
+    // now, set by PostgreSQL on this thread.
     unsafe {
         let text = pg_sys::debug_query_string;
         (!text.is_null()).then(|| (text as usize, pg_sys::GetCurrentStatementStartTimestamp()))
@@ -72,6 +76,9 @@ pub fn current_statement_carries_secret(secret: &[u8]) {
 /// at error positions. Shorter values are left alone: they would match ordinary words.
 fn scrub_from_statement(secret: &[u8]) {
     const SHORTEST_SCRUBBED: usize = 8;
+    // SAFETY: the text is written only in a client backend, where debug_query_string is the
+    // backend's own copy of the statement it received (checked below), and only within its
+    // length (strlen of the same text).
     unsafe {
         // Only a client backend's statement text is its own, writable buffer (the message
         // it received, or a prepared statement's copy); a background worker may point
@@ -98,6 +105,9 @@ fn scrub_from_statement(secret: &[u8]) {
 }
 
 fn hide_statement_from_activity() {
+    // SAFETY: reporting activity needs the backend's status entry, which is checked for NULL
+    // first (processes without one, an auxiliary process, skip it); the text is a static C
+    // string.
     unsafe {
         if !pg_sys::MyBEEntry.is_null() {
             pg_sys::pgstat_report_activity(
@@ -117,6 +127,8 @@ fn statement_is_secret() -> bool {
     if marked.is_some() && marked == current_statement() {
         return true;
     }
+    // SAFETY: debug_query_string is NULL or the NUL-terminated text of the statement running
+    // now; text_of borrows it only for this expression.
     unsafe { text_of(pg_sys::debug_query_string) }
         .is_some_and(|text| names_secret(text) || redact_keys(text).is_some())
 }

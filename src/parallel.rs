@@ -24,6 +24,9 @@ thread_local! {
 }
 
 pub fn init() {
+    // SAFETY: runs once, from _PG_init, before any query; the previous hook is kept and called
+    // from before_parallel_plan, and the syscache callback has the C ABI PostgreSQL calls it
+    // with.
     unsafe {
         PREVIOUS_EXECUTOR_START = pg_sys::ExecutorStart_hook;
         pg_sys::ExecutorStart_hook = Some(before_parallel_plan);
@@ -214,6 +217,8 @@ fn function_oids(functions: &'static str) -> Vec<pg_sys::Oid> {
 fn function_hashes(functions: &'static str) -> Vec<u32> {
     function_oids(functions)
         .into_iter()
+        // SAFETY: a hash of an OID key in the pg_proc syscache; it looks no tuple up (it may
+        // set the cache up first, raising through pgrx's guard if that fails).
         .map(|oid| unsafe {
             pg_sys::GetSysCacheHashValue(
                 pg_sys::SysCacheIdentifier::PROCOID as i32,

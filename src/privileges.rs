@@ -230,6 +230,8 @@ thread_local! {
 }
 
 pub fn init() {
+    // SAFETY: registered once, from _PG_init; the callbacks have the C ABI PostgreSQL calls
+    // them with and only bump a generation, raising nothing.
     unsafe {
         pg_sys::CacheRegisterRelcacheCallback(
             Some(on_relcache_invalidation),
@@ -268,6 +270,8 @@ unsafe extern "C-unwind" fn on_role_invalidation(_arg: pg_sys::Datum, _cache: i3
 
 fn resolve(role: pg_sys::Oid) -> Resolved {
     let generation = GENERATION.with(Cell::get);
+    // SAFETY: superuser_arg reads the role's pg_authid row through the syscache; a role that is
+    // gone counts as no superuser.
     let superuser = unsafe { pg_sys::superuser_arg(role) };
     let rows = if superuser {
         Vec::new()
@@ -430,6 +434,8 @@ pub fn require(privilege: Privilege, class: Option<ClassName<'_>>) {
 
 /// The role's name, or None if no role has that OID.
 fn role_name(role: pg_sys::Oid) -> Option<String> {
+    // SAFETY: GetUserNameFromId with noerr true returns NULL for a role that is gone, else a
+    // palloc'd NUL-terminated name.
     unsafe {
         let name = pg_sys::GetUserNameFromId(role, true);
         (!name.is_null()).then(|| CStr::from_ptr(name).to_string_lossy().into_owned())
@@ -441,6 +447,9 @@ fn display_name(role: pg_sys::Oid) -> String {
 }
 
 fn quoted_role(role: pg_sys::Oid) -> String {
+    // SAFETY: GetUserNameFromId with noerr false raises (through pgrx's guard) for a role that
+    // is gone; quote_identifier returns it or a palloc'd quoted copy, NUL-terminated either
+    // way.
     unsafe {
         let name = pg_sys::GetUserNameFromId(role, false);
         CStr::from_ptr(pg_sys::quote_identifier(name))

@@ -56,6 +56,8 @@ thread_local! {
 }
 
 pub fn init() {
+    // SAFETY: registered once, from _PG_init; both callbacks have the C ABI PostgreSQL calls
+    // them with.
     unsafe {
         pg_sys::CacheRegisterRelcacheCallback(Some(forget_table), pg_sys::Datum::from(0));
         pg_sys::RegisterXactCallback(Some(at_transaction_end), std::ptr::null_mut());
@@ -125,6 +127,8 @@ impl Drop for SpecMemory {
         // (at_transaction_end) before PostgreSQL frees the transaction's memory.
         if let Some((made_in, memory)) = self.0.get() {
             if made_in == transaction_number() {
+                // SAFETY: the context was made by this spec in this transaction (checked just
+                // above), so TopTransactionContext still holds it and nothing else deletes it.
                 unsafe { pg_sys::MemoryContextDelete(memory) }
             }
         }
@@ -279,6 +283,9 @@ impl OriginalType {
         if self.verbatim {
             return ValueText::Borrowed(utf8);
         }
+        // SAFETY: server is a NUL-terminated copy that lives until after the input function
+        // returns; info is this type's input function, called with its own I/O parameter and
+        // the column's typmod, and the datum it returns is of this type, as text_of needs.
         unsafe {
             let server = to_server_cstring(utf8);
             let value = plaintext_input(
@@ -297,27 +304,28 @@ impl OriginalType {
 
     /// A value of this type as its output function writes it under fixed settings (see
     /// `styled`), as UTF-8: its canonical text.
-    pub fn text_of<'t>(&self, value: pg_sys::Datum) -> ValueText<'t> {
-        unsafe {
-            let output = if self.styled && !fixed_settings_in_effect(self.zoned) {
-                with_settings(
-                    &[
-                        (c"datestyle", c"ISO, YMD"),
-                        (c"intervalstyle", c"postgres"),
-                        (c"extra_float_digits", c"1"),
-                        (c"timezone", c"UTC"),
-                    ],
-                    || {
-                        self.output
-                            .call(|info| pg_sys::OutputFunctionCall(info, value))
-                    },
-                )
-            } else {
-                self.output
-                    .call(|info| pg_sys::OutputFunctionCall(info, value))
-            };
-            from_server_cstring(output)
-        }
+    ///
+    /// # Safety
+    /// `value` is a datum of this type, alive for the call.
+    pub unsafe fn text_of<'t>(&self, value: pg_sys::Datum) -> ValueText<'t> {
+        let output = if self.styled && !fixed_settings_in_effect(self.zoned) {
+            with_settings(
+                &[
+                    (c"datestyle", c"ISO, YMD"),
+                    (c"intervalstyle", c"postgres"),
+                    (c"extra_float_digits", c"1"),
+                    (c"timezone", c"UTC"),
+                ],
+                || {
+                    self.output
+                        .call(|info| pg_sys::OutputFunctionCall(info, value))
+                },
+            )
+        } else {
+            self.output
+                .call(|info| pg_sys::OutputFunctionCall(info, value))
+        };
+        from_server_cstring(output)
     }
 }
 
@@ -348,6 +356,8 @@ impl std::ops::Deref for ValueText<'_> {
 /// a type whose text depends on it (`zoned`), the time zone is UTC: then a value needs no
 /// switch, which costs setting changes per value.
 fn fixed_settings_in_effect(zoned: bool) -> bool {
+    // SAFETY: reads settings PostgreSQL keeps in globals on this thread; session_timezone is
+    // checked for NULL before its name is read.
     unsafe {
         pg_sys::DateStyle == pg_sys::USE_ISO_DATES as i32
             && pg_sys::IntervalStyle == pg_sys::INTSTYLE_POSTGRES as i32
@@ -1188,6 +1198,8 @@ unsafe fn set_jsonb_envelope(
 /// computes it. Testing a value against stored blind indexes is a partial opening, so it
 /// needs the right to open the column's class.
 pub fn blind_index_of(table: pg_sys::Oid, column: &str, utf8: &str) -> [u8; BLIND_INDEX_LEN] {
+    // SAFETY: the relation is opened (or found missing) and closed within this block under
+    // AccessShareLock; table_spec reads it while it is open and keeps no pointer into it.
     unsafe {
         let relation = pg_sys::try_relation_open(table, pg_sys::AccessShareLock as i32);
         if relation.is_null() {
@@ -1252,6 +1264,8 @@ pub fn migrating_blind_index_of(
         errors::migrating_value_of_other_type(&ddl::relation_name(table), column);
     }
     privileges::require(Privilege::Seal, Some(value_class(&p.class)));
+    // SAFETY: an ACL check of a relation OID for the current user; a relation that is gone
+    // raises 42P01 through pgrx's guard.
     let writes = unsafe {
         pg_sys::pg_class_aclmask(
             table,
@@ -1272,8 +1286,11 @@ pub fn migrating_blind_index_of(
             .and_then(Normalization::parse)
             .unwrap_or(Normalization::None),
     };
-    let original =
-        unsafe { OriginalType::of(p.original_type, p.original_typmod, || Lookup::PerCall) };
-    let text = original.text_of(value);
+    // SAFETY: value is of the column's original type (value_type, checked above), as the
+    // SQL function's anyelement argument passed it; the type's functions come from its
+    // catalog row.
+    let text = unsafe {
+        OriginalType::of(p.original_type, p.original_typmod, || Lookup::PerCall).text_of(value)
+    };
     blind_index::compute(&p.binding_id, &bidx, &text)
 }

@@ -300,6 +300,7 @@ fn reencrypt_start(
         );
         match open_run {
             Some((Some(run), Some(pid), Some(alive))) => {
+                // SAFETY: MyProcPid is set at backend start and never changes after.
                 if alive && pid != unsafe { pg_sys::MyProcPid } {
                     errors::reencrypt_running(&target.table, &target.column, pid);
                 }
@@ -446,6 +447,7 @@ fn reencrypt_step(run: i64) -> Option<i64> {
     if run.finished {
         return Some(run.resealed);
     }
+    // SAFETY: MyProcPid is set at backend start and never changes after.
     if run.pid != unsafe { pg_sys::MyProcPid } {
         errors::reencrypt_running_elsewhere(run.id, run.pid);
     }

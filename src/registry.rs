@@ -181,6 +181,7 @@ fn read_columns(filter: &str, args: &[DatumWithOid<'_>]) -> Vec<ProtectedColumn>
 /// Raises 42704 when the type a column held before protect has been dropped since (nothing
 /// in the catalog ties the two): every use of the column needs it.
 fn require_original_type(p: &ProtectedColumn) {
+    // SAFETY: a syscache existence test of an OID key: false for a type that is gone.
     let exists = unsafe {
         pg_sys::SearchSysCacheExists(
             pg_sys::SysCacheIdentifier::TYPEOID as i32,
@@ -688,6 +689,8 @@ fn type_from_name(text: &str) -> Option<(pg_sys::Oid, i32)> {
     let c_text = std::ffi::CString::new(text).ok()?;
     let (mut oid, mut typmod) = (pg_sys::InvalidOid, -1);
     PgTryBuilder::new(std::panic::AssertUnwindSafe(|| {
+        // SAFETY: parseTypeString reads the NUL-terminated copy above and writes two locals;
+        // its errors are caught by the PgTryBuilder around it.
         unsafe { pg_sys::parseTypeString(c_text.as_ptr(), &mut oid, &mut typmod, false) };
         Some((oid, typmod))
     }))

@@ -63,6 +63,8 @@ thread_local! {
 }
 
 fn fresh_nonce() -> [u8; NONCE_LEN] {
+    // SAFETY: MyProcPid is set at backend start (and again in a forked child), read on the
+    // backend's only thread.
     let pid = unsafe { pg_sys::MyProcPid };
     NONCES
         .with(|n| {
@@ -97,6 +99,8 @@ static DATABASE_IS_UTF8: AtomicU8 = AtomicU8::new(0);
 pub fn database_is_utf8() -> bool {
     match DATABASE_IS_UTF8.load(Ordering::Relaxed) {
         0 => {
+            // SAFETY: the database encoding is fixed once the backend has connected; reading it
+            // cannot raise.
             let utf8 = unsafe { pg_sys::GetDatabaseEncoding() == pg_sys::pg_enc::PG_UTF8 as i32 };
             DATABASE_IS_UTF8.store(if utf8 { 1 } else { 2 }, Ordering::Relaxed);
             utf8
@@ -107,6 +111,8 @@ pub fn database_is_utf8() -> bool {
 
 /// Whether the database's encoding is SQL_ASCII, whose text is whatever bytes were stored.
 fn database_is_sql_ascii() -> bool {
+    // SAFETY: the database encoding is fixed once the backend has connected; reading it cannot
+    // raise.
     unsafe { pg_sys::GetDatabaseEncoding() == pg_sys::pg_enc::PG_SQL_ASCII as i32 }
 }
 

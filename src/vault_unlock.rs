@@ -329,6 +329,9 @@ fn off_main_thread<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'static)
         UnixStream::pair().unwrap_or_else(|e| errors::vault_thread_failed(&e));
     let (sender, receiver) = mpsc::channel();
     // The helper must not take the backend's signals: they belong to the main thread.
+    // SAFETY: sigset_t is plain data that sigfillset initialises; the mask is changed on this
+    // thread only and put back right after the spawn, so the new thread inherits a full mask
+    // and the backend's own is as before.
     let spawned = unsafe {
         let mut all: libc::sigset_t = std::mem::zeroed();
         let mut previous: libc::sigset_t = std::mem::zeroed();
@@ -354,6 +357,9 @@ fn off_main_thread<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'static)
         if remaining.is_zero() {
             errors::vault_failed("fetch the root key", &VaultError::TimedOut);
         }
+        // SAFETY: MyLatch is this backend's latch; the socket is the waiter end of a pair this
+        // function owns for the whole wait; WL_EXIT_ON_PM_DEATH makes the postmaster's death
+        // end the backend, not the wait.
         unsafe {
             let events = pg_sys::WaitLatchOrSocket(
                 pg_sys::MyLatch,

@@ -251,6 +251,9 @@ fn view_columns(table: &Table) -> Vec<ViewColumn> {
                     _ => stored_as,
                 };
                 ViewColumn {
+                    // SAFETY: lookup_type_cache returns a valid, never-freed entry for an
+                    // existing type OID (shown_as comes from the catalog) or raises through
+                    // pgrx's guard.
                     has_equality: unsafe {
                         (*pg_sys::lookup_type_cache(shown_as, pg_sys::TYPECACHE_EQ_OPR as i32))
                             .eq_opr
@@ -405,6 +408,8 @@ fn build(table: &Table, view: &DecryptedView) -> bool {
 
 fn restore_owner_and_grants(target: &str, view: &DecryptedView) {
     if let Some(owner) = &view.owner {
+        // SAFETY: GetUserNameFromId with noerr false raises (through pgrx's guard) for a role
+        // that is gone, and otherwise returns a palloc'd NUL-terminated name, copied at once.
         let current = unsafe {
             std::ffi::CStr::from_ptr(pg_sys::GetUserNameFromId(
                 crate::unguarded::user_id(),

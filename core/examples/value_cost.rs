@@ -49,14 +49,14 @@ fn main() {
     per_value("seal", |_| {
         let nonce = nonces.take().expect("the OS CSPRNG");
         let write = |out: &mut [u8]| payload.write_to(out);
-        seal_written_into(&key, &request(nonce), payload.json_len(), write, &mut sealed);
+        seal_written_into(key, &request(nonce), payload.json_len(), write, &mut sealed);
         black_box(&sealed);
     });
     let mut opened = vec![0u8; payload.json_len()];
     per_value("open", |_| {
         let envelope = Envelope::parse(black_box(&sealed)).expect("just sealed");
         envelope
-            .open_into(&key, None, &mut opened)
+            .open_into(key, None, &mut opened)
             .expect("just sealed");
         black_box(&opened);
     });

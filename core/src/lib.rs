@@ -2,6 +2,8 @@
 //! fuzzed and reused outside the server. The byte layout it implements is specified in
 //! `docs/FORMAT.md`.
 
+#![forbid(unsafe_code)]
+
 pub mod class;
 pub mod column;
 pub mod envelope;

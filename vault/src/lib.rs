@@ -6,6 +6,8 @@
 //! Secrets (tokens, secret ids, JWTs, keys) are held in `Zeroizing` buffers, response bodies
 //! included, and no error message carries one.
 
+#![forbid(unsafe_code)]
+
 use std::fmt;
 use std::io::Read;
 use std::path::PathBuf;
