@@ -37,10 +37,12 @@ $(VENV): tests/requirements.txt
 	touch $@
 
 # Formatting and clippy with every warning an error, the workspace's lints included (every
-# unsafe block says why it is sound); release, so that it reuses the build of install.
+# unsafe block says why it is sound), release, so that it reuses the build of install; and no
+# module of src/ importing one that imports it.
 lint: deps
 	cargo fmt --all --check
 	cargo clippy --release --workspace --all-targets -- -D warnings
+	python3 tests/import_loops.py
 
 test: install lint fuzz-tools $(VENV)
 	tests/run.sh

@@ -92,6 +92,18 @@ SELECT jsonb_build_object(
                               UNION SELECT p.tbl FROM akko_crypt.protected_columns p
                               WHERE EXISTS (SELECT FROM pg_class c WHERE c.oid = p.tbl)) s) t
                   WHERE t.columns IS NOT NULL),
+    -- What of a protected table's owner runs for whoever reads it, with the reader's rights,
+    -- key and open privilege, as PostgreSQL always runs it.
+    'reader_exposures', (SELECT coalesce(jsonb_agg(jsonb_build_object('table', c.oid::regclass::text, 'exposure', e.exposure)
+                      ORDER BY c.oid::regclass::text, e.exposure), '[]')
+                  FROM pg_class c
+                  CROSS JOIN LATERAL (
+                      SELECT 'it is no longer an ordinary table: reading it runs the query its owner gave it' AS exposure
+                      WHERE c.relkind <> 'r'
+                      UNION ALL
+                      SELECT 'row security is on: its policies run for each reader, as the reader'
+                      WHERE c.relrowsecurity AND EXISTS (SELECT FROM pg_policy y WHERE y.polrelid = c.oid)) e
+                  WHERE c.oid IN (SELECT p.tbl FROM akko_crypt.protected_columns p)),
     'log_exposures', (SELECT coalesce(jsonb_agg(exposure), '[]') FROM (
         SELECT 'statement logging (log_statement, log_min_duration_statement or log_min_duration_sample) '
                'writes the values bound to each statement, plaintext included, to the server log: '

@@ -767,8 +767,7 @@ pub fn plaintext_not_json() -> ! {
 }
 
 /// The type's own message would quote the value, which is plaintext: only its SQLSTATE is kept.
-pub fn protected_value_unreadable(type_oid: pgrx::pg_sys::Oid, code: PgSqlErrorCode) -> ! {
-    let type_name = crate::ddl::type_display(type_oid, -1);
+pub fn protected_value_unreadable(type_name: &str, code: PgSqlErrorCode) -> ! {
     raise(
         ErrorReport::new(
             code,
@@ -792,7 +791,7 @@ pub fn open_value_as_domain(type_name: &str) -> ! {
 
 pub fn unreadable_type(column: &str, table: &str, type_name: &str) -> ! {
     protect_refused(
-        format!("column {column} of {table} is of type {type_name}, which holds a domain inside a range or composite type: it could not be read without running the domain's CHECK for whoever reads"),
+        format!("column {column} of {table} is of type {type_name}, which holds a domain that no type without it reads (in a range, a composite type, or an array of a domain over an array): it could not be read without running the domain's CHECK for whoever reads"),
         "Protect a column of a type without such a domain; a domain, or an array of one, reads as its base type.",
     )
 }
@@ -993,10 +992,7 @@ pub fn bad_mode(name: &str) -> ! {
 pub fn derived_column_exists(column: &str, table: &str) -> ! {
     raise(ErrorReport::new(
         PgSqlErrorCode::ERRCODE_DUPLICATE_COLUMN,
-        format!(
-            "column {} already exists in {table}",
-            crate::ddl::ident(column)
-        ),
+        format!("column {column} already exists in {table}"),
         "akko_crypt",
     ))
 }
@@ -1123,7 +1119,7 @@ pub fn registry_differs_from_trigger(table: &str) -> ! {
     )
 }
 
-pub fn restored_column_retyped(column: &str, table: &str, wanted: &str) -> ! {
+pub fn column_type_not_as_protected(column: &str, table: &str, wanted: &str) -> ! {
     raise(ErrorReport::new(
         PgSqlErrorCode::ERRCODE_DATATYPE_MISMATCH,
         format!("column {column} of {table} is not of type {wanted}, as its protection says"),

@@ -1,5 +1,6 @@
 //! akko_crypt: encrypts personal data inside PostgreSQL. The cryptography lives in the
-//! pgrx-free `akko_crypt_core` crate; the modules here are the server glue, one concern each.
+//! pgrx-free `akko_crypt_core` crate; the modules here are the server glue, one concern each, in
+//! folders by subsystem.
 
 use pgrx::pg_sys::panic::ErrorReport;
 use pgrx::prelude::*;
@@ -16,28 +17,14 @@ macro_rules! v1_function_info {
     )*};
 }
 
-mod blind_index;
-mod classes;
-mod columns;
-mod custody;
-mod datum;
-mod ddl;
 mod errors;
-mod guc_internals;
-mod key_lifecycle;
-mod keyring;
-mod local_settings;
-mod log_redaction;
-mod parallel;
+mod extension;
+mod hooks;
+mod keys;
+mod pg;
 mod privileges;
-mod protect;
-mod protect_trigger;
-mod reencrypt;
-mod registry;
-mod sealing;
-mod unguarded;
-mod vault_unlock;
-mod views;
+mod tables;
+mod values;
 
 ::pgrx::pg_module_magic!(name, version);
 
@@ -64,14 +51,15 @@ pub extern "C-unwind" fn _PG_init() {
         )
         .report(PgLogLevel::ERROR);
     }
-    custody::init();
-    keyring::init();
+    keys::custody::init();
+    extension::init();
     privileges::init();
-    key_lifecycle::init();
-    log_redaction::init();
-    vault_unlock::init();
-    parallel::init();
-    protect_trigger::init();
+    keys::lifecycle::init();
+    hooks::log_redaction::init();
+    keys::vault::init();
+    hooks::parallel::init();
+    tables::trigger::init();
+    tables::lookups::init();
     // SAFETY: the prefix is a static C string; called once from _PG_init, after akko_crypt's
     // own settings are defined.
     unsafe { pg_sys::MarkGUCPrefixReserved(c"akko_crypt".as_ptr()) };

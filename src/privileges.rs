@@ -18,9 +18,10 @@ use akko_crypt_core::ClassName;
 use pgrx::pg_sys;
 use pgrx::prelude::*;
 
-use crate::datum::Args;
-use crate::keyring::{as_owner, audit, caller, read_one};
-use crate::{classes, errors};
+use crate::extension::{as_owner, audit, caller};
+use crate::pg::datum::Args;
+use crate::pg::spi::read_one;
+use crate::{errors, keys::classes};
 
 extension_sql!(
     r#"
@@ -220,7 +221,7 @@ impl Resolved {
 
 /// How many roles' privileges a session keeps resolved: its current role, its session user
 /// (see `duty_conflict`), and the owner of a table whose statements it runs as that owner
-/// (see `ddl::as_table_owner`).
+/// (see `sql::as_table_owner`).
 const RESOLVED_ROLES: usize = 4;
 
 thread_local! {
@@ -279,7 +280,7 @@ fn resolve(role: pg_sys::Oid) -> Resolved {
         as_owner(|| {
             TABLE.with(|t| {
                 if t.get() == pg_sys::InvalidOid {
-                    t.set(crate::keyring::extension_table(c"privileges"));
+                    t.set(crate::extension::extension_table(c"privileges"));
                 }
             });
             Spi::connect(|client| {
@@ -354,7 +355,7 @@ fn with_resolved<R>(role: pg_sys::Oid, f: impl FnOnce(&Resolved) -> R) -> R {
 /// the role's own, or its session user's (a key administrator that SET ROLEs to a role that
 /// may open is still a key administrator).
 fn duty_conflict(role: pg_sys::Oid, privilege: Privilege) -> Option<(pg_sys::Oid, &'static str)> {
-    let session = crate::unguarded::session_user_id();
+    let session = crate::pg::unguarded::session_user_id();
     [role, session].into_iter().find_map(|r| {
         with_resolved(r, |resolved| resolved.conflicting_duty(privilege)).map(|d| (r, d))
     })
@@ -377,7 +378,7 @@ thread_local! {
 /// Whether `role` holds `privilege` (for `class`, when it is per class).
 pub fn held_by(role: pg_sys::Oid, privilege: Privilege, class: Option<ClassName<'_>>) -> bool {
     let generation = GENERATION.with(Cell::get);
-    let session = crate::unguarded::session_user_id();
+    let session = crate::pg::unguarded::session_user_id();
     let class = class.map(|c| c.as_str());
     let remembered = LAST_ANSWER.with(|last| {
         last.borrow().as_ref().and_then(|a| {
@@ -471,7 +472,7 @@ fn parse_arguments(args: &Args) -> (Privilege, pg_sys::Oid, Option<String>) {
         Some(_) if !privilege.per_class() => errors::privilege_has_no_class(privilege.name()),
         Some(class) => {
             let parsed = classes::parse(class);
-            if parsed.as_str() == crate::blind_index::CLASS {
+            if parsed.as_str() == crate::keys::classes::BLIND_INDEX {
                 errors::reserved_class();
             }
             classes::require_registered(parsed);
@@ -646,7 +647,7 @@ pub unsafe extern "C-unwind" fn akko_revoke_privilege(
 pub unsafe extern "C-unwind" fn akko_privileges_changed(
     fcinfo: pg_sys::FunctionCallInfo,
 ) -> pg_sys::Datum {
-    let trigger = crate::datum::trigger_data(fcinfo);
+    let trigger = crate::pg::datum::trigger_data(fcinfo);
     let relation = (*trigger).tg_relation;
     let grantee_of = |tuple: pg_sys::HeapTuple| -> Option<pg_sys::Oid> {
         if tuple.is_null() {

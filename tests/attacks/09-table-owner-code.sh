@@ -186,21 +186,22 @@ check "a superuser reads mallory's view of a domain column: the domain's CHECK d
 text" ] && [ "$2" = 0 ]' _ "$out" "$(psql_ -c "SELECT count(*) FROM public.calls" $db)"
 # ... nor inside an array: the view reads an array of a domain as an array of its base type,
 # a blind index is looked up the same way, and open_value opens as no type holding a domain.
-run_as mallory $db -c "CREATE TABLE m.tagged (id int PRIMARY KEY, tags m.checked_text[])" \
-    -c "INSERT INTO m.tagged VALUES (1, '{a,b}'), (2, '{c}')" >/dev/null
+run_as mallory $db -c "CREATE DOMAIN m.checked_int AS int CHECK (public.record('int domain check'))" \
+    -c "CREATE TABLE m.tagged (id int PRIMARY KEY, tags m.checked_text[], grid m.checked_int[])" \
+    -c "INSERT INTO m.tagged VALUES (1, '{a,b}', '{{1,2},{3,4}}'), (2, '{c}', NULL)" >/dev/null
 keyed_as mallory $db -c "SELECT akko_crypt.protect('m.tagged', 'tags', blind_index => true)" \
-    -c "SELECT akko_crypt.create_view('m.tagged')" >/dev/null
+    -c "SELECT akko_crypt.protect('m.tagged', 'grid')" -c "SELECT akko_crypt.create_view('m.tagged')" >/dev/null
 psql_ -c "DELETE FROM public.calls" $db >/dev/null
 run_as mallory $db -c "SELECT '{x}'::m.checked_text[]" >/dev/null
 check "control: an array of mallory's domain runs its CHECK for each element" \
     [ "$(psql_ -c "SELECT count(*) FROM public.calls" $db)" = 1 ]
 psql_ -c "DELETE FROM public.calls" $db >/dev/null
-out=$(keyed_as postgres $db -c "SELECT string_agg(array_to_string(tags, ','), ';' ORDER BY id) FROM m.tagged_decrypted" \
-    -c "SELECT format_type(atttypid, atttypmod) FROM pg_attribute WHERE attrelid = 'm.tagged_decrypted'::regclass AND attname = 'tags'" \
+out=$(keyed_as postgres $db -c "SELECT string_agg(array_to_string(tags, ',') || coalesce(grid::text, ''), ';' ORDER BY id) FROM m.tagged_decrypted" \
+    -c "SELECT string_agg(format_type(atttypid, atttypmod), ',' ORDER BY attnum) FROM pg_attribute WHERE attrelid = 'm.tagged_decrypted'::regclass AND attname IN ('tags', 'grid')" \
     -c "SELECT count(*) FROM m.tagged WHERE tags_bidx = akko_crypt.blind_index('{a,b}', 'm.tagged', 'tags')")
-check "a superuser reads and looks up an array of mallory's domain: the values open, as text[], and no CHECK runs" \
-    bash -c '[ "$1" = "a,b;c
-text[]
+check "a superuser reads and looks up arrays of mallory's domains: the values open, as text[] and integer[], and no CHECK runs" \
+    bash -c '[ "$1" = "a,b{{1,2},{3,4}};c
+text[],integer[]
 1" ] && [ "$2" = 0 ]' _ "$out" "$(psql_ -c "SELECT count(*) FROM public.calls" $db)"
 out=$(keyed_as postgres $db -c "SELECT akko_crypt.open_value(tags, NULL, NULL::m.checked_text[]) FROM m.tagged" \
     -c "SELECT akko_crypt.open_value(akko_crypt.seal_pii(to_jsonb('n'::text)), NULL, NULL::m.checked_text)")
@@ -209,8 +210,7 @@ check "open_value as a domain, or an array of one: refused (0A000) before any CH
     "$out" "$(psql_ -c "SELECT count(*) FROM public.calls" $db)"
 # A domain in a range or a composite type has no type to read it as without the domain: such
 # a column is not protected, and a composite that gains one later fails closed for readers.
-run_as mallory $db -c "CREATE DOMAIN m.checked_int AS int CHECK (public.record('range domain check'))" \
-    -c "CREATE TYPE m.checked_range AS RANGE (subtype = m.checked_int)" \
+run_as mallory $db -c "CREATE TYPE m.checked_range AS RANGE (subtype = m.checked_int)" \
     -c "CREATE TYPE m.address AS (street text, city text)" \
     -c "CREATE TABLE m.holder (id int PRIMARY KEY, span m.checked_range, home m.address)" \
     -c "INSERT INTO m.holder VALUES (1, '[1,5)', '(Main St,Rome)')" >/dev/null
@@ -225,6 +225,35 @@ out=$(keyed_as postgres $db -c "SELECT home FROM m.holder_decrypted" -c "SELECT 
 check "a composite type given a domain attribute after protect: the view read is refused (0A000) and runs no CHECK" \
     bash -c 'grep -q "ERROR:  0A000: akko_crypt.open_value does not open values as type m.address" <<<"$1" && [ "$2" = 0 ]' _ \
     "$out" "$(psql_ -c "SELECT count(*) FROM public.calls" $db)"
+# ... nor when the composite gains one while a query runs: open_value checks again.
+run_as mallory $db -c "CREATE TYPE m.address2 AS (street text, city text)" >/dev/null
+psql_ -c "DELETE FROM public.calls" $db >/dev/null
+out=$(keyed_as postgres $db -c "DO \$\$ DECLARE s bytea := akko_crypt.seal_pii(to_jsonb('(Main St,Rome)'::text)); v text; BEGIN
+    FOR i IN 1..2 LOOP
+        v := akko_crypt.open_value(s, NULL, NULL::m.address2)::text;
+        RAISE NOTICE 'opened %', v;
+        IF i = 1 THEN EXECUTE 'ALTER TYPE m.address2 DROP ATTRIBUTE city, ADD ATTRIBUTE note m.checked_text'; END IF;
+    END LOOP; END \$\$")
+check "a composite given a domain attribute between two calls of one open_value: the first opens, the second is refused (0A000), no CHECK runs" \
+    bash -c 'grep -q "opened (\"Main St\",Rome)" <<<"$1" && grep -q "ERROR:  0A000: akko_crypt.open_value does not open values as type m.address2" <<<"$1" && [ "$2" = 0 ]' _ \
+    "$out" "$(psql_ -c "SELECT count(*) FROM public.calls" $db)"
+# The view reads the stored columns as they are: retyped, one would be read through its
+# owner's cast.
+run_as mallory $db -c "CREATE TABLE m.boxed (id int, ssn text)" -c "INSERT INTO m.boxed VALUES (1, '078-05-1120')" >/dev/null
+keyed_as mallory $db -c "SELECT akko_crypt.protect('m.boxed', 'ssn')" >/dev/null
+run_as mallory $db -c "CREATE TYPE m.box AS (b bytea)" \
+    -c "CREATE FUNCTION m.unbox(x m.box) RETURNS bytea LANGUAGE plpgsql AS \$\$ BEGIN PERFORM public.record('cast'); RETURN x.b; END \$\$" \
+    -c "CREATE CAST (m.box AS bytea) WITH FUNCTION m.unbox(m.box) AS IMPLICIT" \
+    -c "ALTER TABLE m.boxed ALTER COLUMN ssn TYPE m.box USING ROW(ssn)::m.box" >/dev/null
+psql_ -c "DELETE FROM public.calls" $db >/dev/null
+out=$(keyed_as postgres $db -c "SELECT akko_crypt.create_view('m.boxed')")
+check "a protected column retyped to the owner's type with a cast to bytea: create_view refuses (42804), the cast never runs" \
+    bash -c 'grep -q "ERROR:  42804: column ssn of m.boxed is not of type bytea" <<<"$1" && [ "$2" = 0 ]' _ \
+    "$out" "$(psql_ -c "SELECT count(*) FROM public.calls" $db)"
+# Row security runs the owner's policies for each reader, as the reader: status() says so.
+run_as mallory $db -c "ALTER TABLE m.tagged ENABLE ROW LEVEL SECURITY" -c "CREATE POLICY everyone ON m.tagged USING (true)" >/dev/null
+check "status() lists a protected table with row-security policies under reader_exposures" \
+    [ "$(keyed_as postgres $db -c "SELECT e ->> 'exposure' FROM jsonb_array_elements(akko_crypt.status() -> 'reader_exposures') e WHERE e ->> 'table' = 'm.tagged'")" = "row security is on: its policies run for each reader, as the reader" ]
 # A row inserted while protect waits for the table is migrated, not lost.
 run_as mallory $db -c "CREATE TABLE m.late (id int PRIMARY KEY, ssn text)" >/dev/null
 (printf "BEGIN;\nINSERT INTO m.late VALUES (1, '078-05-1120');\n\\! sleep 2\nCOMMIT;\n" |

@@ -10,11 +10,13 @@ use akko_crypt_core::{ClassName, RootKey, SEALS_PER_SUBKEY};
 use pgrx::prelude::*;
 use pgrx::{GucContext, GucFlags, GucRegistry, GucSetting, JsonB};
 
-use crate::keyring::{
-    announce_change, as_owner, audit, first_row, new_wrapped_key, read_one, require_keyring_root,
-};
+use crate::extension::{announce_change, as_owner, audit};
+use crate::keys::keyring::{new_wrapped_key, require_keyring_root};
+use crate::pg::spi::{first_row, read_one};
 use crate::privileges::{self, Privilege};
-use crate::{classes, custody, errors, keyring, log_redaction, vault_unlock};
+use crate::{
+    errors, hooks::log_redaction, keys::classes, keys::custody, keys::keyring, keys::vault,
+};
 
 extension_sql!(
     r#"
@@ -227,61 +229,9 @@ fn rewrap(new_key: &str) -> i64 {
     privileges::require(Privilege::Admin, None);
     let new_root = RootKey::parse(new_key).unwrap_or_else(|e| errors::invalid_new_key(e));
     let old = custody::require_fingerprint();
-    let rewrapped = rewrap_keyring(&new_root);
+    let rewrapped = keyring::rewrap_keyring(&new_root);
     let detail = format!("root {old} -> {}, {rewrapped} keys", new_root.fingerprint());
     audit("rewrap", None, None, Some(&detail), "ok");
-    rewrapped
-}
-
-/// Rewraps every data key under `new_root` with the session's root (needed only if the
-/// keyring holds a key), in this transaction. Returns how many.
-pub fn rewrap_keyring(new_root: &RootKey) -> i64 {
-    let rewrapped = as_owner(|| {
-        keyring::lock_for_writes();
-        let keys: Vec<(String, i32, Vec<u8>)> = Spi::connect_mut(|client| {
-            client
-                .update(
-                    "SELECT class, version, wrapped_key FROM akko_crypt.keyring \
-                     WHERE state <> 'destroyed' FOR UPDATE",
-                    None,
-                    &[],
-                )?
-                .map(|row| {
-                    Ok((
-                        row.get(1)?.unwrap_or_default(),
-                        row.get(2)?.unwrap_or_default(),
-                        row.get(3)?.unwrap_or_default(),
-                    ))
-                })
-                .collect::<Result<_, pgrx::spi::Error>>()
-        })
-        .unwrap_or_else(|e| errors::catalog_query_failed("read the keyring", e));
-        if !keys.is_empty() {
-            require_keyring_root();
-        }
-        for (class_name, version, wrapped) in &keys {
-            let class =
-                ClassName::parse(class_name).unwrap_or_else(|e| errors::invalid_class_name(e));
-            let material = custody::with_root(|root| root.unwrap(class, *version as u32, wrapped))
-                .unwrap_or_else(|e| errors::corrupt_keyring(class_name, *version as u32, e));
-            let rewrapped = new_root
-                .wrap(class, *version as u32, &material)
-                .unwrap_or_else(|_| errors::randomness_unavailable());
-            Spi::run_with_args(
-                "UPDATE akko_crypt.keyring SET wrapped_key = $3, root_fingerprint = $4 \
-                 WHERE class = $1 AND version = $2",
-                &[
-                    class_name.as_str().into(),
-                    (*version).into(),
-                    rewrapped.to_vec().into(),
-                    new_root.fingerprint().to_string().into(),
-                ],
-            )
-            .unwrap_or_else(|e| errors::catalog_query_failed("update the keyring", e));
-        }
-        keys.len() as i64
-    });
-    announce_change();
     rewrapped
 }
 
@@ -290,8 +240,8 @@ pub fn rewrap_keyring(new_root: &RootKey) -> i64 {
 #[pg_extern(volatile, parallel_unsafe)]
 fn unlock() -> String {
     privileges::require(Privilege::Unlock, None);
-    let (source, took) = if vault_unlock::configured() {
-        vault_unlock::unlock()
+    let (source, took) = if vault::configured() {
+        vault::unlock()
     } else {
         (
             custody::source().unwrap_or("akko_crypt.key"),
@@ -318,7 +268,7 @@ fn status() -> JsonB {
     as_owner(|| {
         read_one::<JsonB>(
             "build the status report",
-            include_str!("../sql/status.sql"),
+            include_str!("../../sql/status.sql"),
             &[
                 fingerprint.into(),
                 source.into(),
@@ -327,4 +277,34 @@ fn status() -> JsonB {
         )
     })
     .unwrap_or_else(|| errors::extension_missing())
+}
+
+/// Adds a data class; returns false if it already existed. Its first key version is
+/// created by its first seal (or by rotate_key).
+#[pg_extern(parallel_unsafe)]
+fn add_class(name: &str) -> bool {
+    privileges::require(Privilege::Admin, None);
+    let class = classes::parse(name);
+    let added = as_owner(|| {
+        Spi::get_one_with_args::<bool>(
+            "WITH added AS (INSERT INTO akko_crypt.data_class (name) VALUES ($1) ON CONFLICT DO NOTHING RETURNING 1) \
+             SELECT count(*) > 0 FROM added",
+            &[class.as_str().into()],
+        )
+        .unwrap_or_else(|e| errors::catalog_query_failed("add the data class", e))
+        .unwrap_or_default()
+    });
+    if added {
+        audit("add_class", Some(class.as_str()), None, None, "ok");
+    }
+    added
+}
+
+/// Drops every key this session holds, at once and for good: even if the surrounding
+/// transaction rolls back, the keys stay gone and must be set again, in this backend and in
+/// the workers of any later parallel query.
+#[pg_extern(volatile, parallel_unsafe)]
+fn lock() {
+    custody::forget_all_keys();
+    vault::lock();
 }

@@ -16,10 +16,14 @@ use pgrx::pg_sys;
 use pgrx::prelude::*;
 use zeroize::Zeroizing;
 
-use crate::datum::{arg_bytes, arg_jsonb, bytea_datum, c_bytes_mut, datum_bytes, new_bytea, Wiped};
 use crate::errors;
-use crate::local_settings::with_settings;
-use crate::sealing::{database_is_utf8, open_to_buffer, plaintext_input, plaintext_to_jsonb};
+use crate::pg::datum::{
+    arg_bytes, arg_jsonb, bytea_datum, c_bytes_mut, datum_bytes, new_bytea, Wiped,
+};
+use crate::pg::encoding::database_is_utf8;
+use crate::pg::settings::with_settings;
+use crate::pg::sql;
+use crate::values::sealing::{open_to_buffer, plaintext_input, plaintext_to_jsonb};
 
 extension_sql!(
     r#"
@@ -340,6 +344,8 @@ struct TargetType {
     io_param: pg_sys::Oid,
     /// json or jsonb: the plaintext is the document itself.
     raw: bool,
+    /// It holds a composite type, which may gain a domain attribute while the query runs.
+    recheck_domains: bool,
 }
 
 unsafe fn target_type(fcinfo: pg_sys::FunctionCallInfo) -> *mut TargetType {
@@ -353,8 +359,8 @@ unsafe fn target_type(fcinfo: pg_sys::FunctionCallInfo) -> *mut TargetType {
         errors::open_value_needs_type();
     }
     // The views open a domain as its base type; nobody's read runs a domain's CHECK.
-    if crate::ddl::has_domain(oid) {
-        errors::open_value_as_domain(&crate::ddl::type_display(oid, -1));
+    if sql::has_domain(oid) {
+        errors::open_value_as_domain(&sql::type_display(oid, -1));
     }
     let target =
         pg_sys::MemoryContextAllocZero((*flinfo).fn_mcxt, std::mem::size_of::<TargetType>())
@@ -365,6 +371,7 @@ unsafe fn target_type(fcinfo: pg_sys::FunctionCallInfo) -> *mut TargetType {
     (*target).oid = oid;
     (*target).io_param = io_param;
     (*target).raw = oid == pg_sys::JSONOID || oid == pg_sys::JSONBOID;
+    (*target).recheck_domains = sql::has_composite(oid);
     (*flinfo).fn_extra = target.cast();
     target
 }
@@ -394,6 +401,11 @@ pub unsafe extern "C-unwind" fn akko_open_value(fcinfo: pg_sys::FunctionCallInfo
     let input = converted
         .as_ref()
         .map_or(text.as_c_ptr(), |c| c.as_ptr().cast());
+    // Checked again just before the input function reads the type's attributes: an ALTER
+    // TYPE committed since the first call is seen from the next lock this query takes.
+    if (*target).recheck_domains && sql::has_domain((*target).oid) {
+        errors::open_value_as_domain(&sql::type_display((*target).oid, -1));
+    }
     plaintext_input(
         || {
             pg_sys::InputFunctionCall(
@@ -403,7 +415,7 @@ pub unsafe extern "C-unwind" fn akko_open_value(fcinfo: pg_sys::FunctionCallInfo
                 -1,
             )
         },
-        |code| errors::protected_value_unreadable((*target).oid, code),
+        |code| errors::protected_value_unreadable(&sql::type_display((*target).oid, -1), code),
     )
 }
 

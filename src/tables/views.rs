@@ -8,13 +8,15 @@
 use pgrx::pg_sys;
 use pgrx::prelude::*;
 
-use crate::datum::Args;
-use crate::ddl::{ident, literal, pinned, primary_key, run, Table};
 use crate::errors;
-use crate::keyring::{as_owner, read_one, read_row};
+use crate::extension::as_owner;
+use crate::pg::datum::Args;
+use crate::pg::spi::{read_one, read_row};
+use crate::pg::sql::{ident, literal, pinned, primary_key, run, Table};
 use crate::privileges::{self, Privilege};
-use crate::protect::{opened_type, protectable, read_expression};
-use crate::registry::{self, DecryptedView, Mode, ProtectedColumn};
+use crate::tables::owned::protectable;
+use crate::tables::reading::{opened_type, read_expression};
+use crate::tables::registry::{self, DecryptedView, Mode, ProtectedColumn};
 
 extension_sql!(
     r#"
@@ -240,6 +242,26 @@ fn view_columns(table: &Table) -> Vec<ViewColumn> {
     {
         errors::protected_column_missing(&table.name, &missing.col);
     }
+    // The view names the stored columns as they are: one of another type would be read
+    // through whatever cast its owner made from it (their code, run by every reader).
+    for p in &protected {
+        let wanted = [
+            Some((p.col.as_str(), p.mode.stored_type())),
+            p.plain_col.as_deref().map(|plain| (plain, p.original_type)),
+        ];
+        for (col, type_oid) in wanted.into_iter().flatten() {
+            if rows
+                .iter()
+                .any(|(_, name, .., stored_as)| name == col && *stored_as != type_oid)
+            {
+                errors::column_type_not_as_protected(
+                    &ident(col),
+                    &table.sql,
+                    &crate::pg::sql::type_display(type_oid, -1),
+                );
+            }
+        }
+    }
     rows.into_iter()
         .filter(|(_, name, ..)| !hidden.contains(&name.as_str()))
         .map(
@@ -314,9 +336,9 @@ fn build(table: &Table, view: &DecryptedView) -> bool {
         Some(oid) => {
             // CREATE OR REPLACE keeps the columns' names, types and order, or refuses; the
             // view keeps its grants and the defaults set on it.
-            if let Err(failure) =
-                crate::ddl::in_subtransaction(|| run(&format!("CREATE OR REPLACE {definition}")))
-            {
+            if let Err(failure) = crate::pg::sql::in_subtransaction(|| {
+                run(&format!("CREATE OR REPLACE {definition}"))
+            }) {
                 errors::view_kept_by_dependents(&target, &dependents_of(oid), &failure.message);
             }
         }
@@ -412,7 +434,7 @@ fn restore_owner_and_grants(target: &str, view: &DecryptedView) {
         // that is gone, and otherwise returns a palloc'd NUL-terminated name, copied at once.
         let current = unsafe {
             std::ffi::CStr::from_ptr(pg_sys::GetUserNameFromId(
-                crate::unguarded::user_id(),
+                crate::pg::unguarded::user_id(),
                 false,
             ))
             .to_string_lossy()
@@ -525,9 +547,9 @@ fn refresh_views() -> i32 {
         // One table's views that cannot be rebuilt (a view another role owns, a type
         // dropped since) leave the others to be rebuilt.
         .map(|tbl| {
-            crate::ddl::in_subtransaction(|| rebuild(&Table::owned(tbl))).unwrap_or_else(
+            crate::pg::sql::in_subtransaction(|| rebuild(&Table::owned(tbl))).unwrap_or_else(
                 |failure| {
-                    let table = crate::ddl::relation_name(tbl);
+                    let table = crate::pg::sql::relation_name(tbl);
                     pgrx::warning!(
                         "akko_crypt: the views of table {table} were not rebuilt: {}",
                         failure.message

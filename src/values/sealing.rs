@@ -9,7 +9,6 @@
 use std::cell::RefCell;
 use std::ffi::c_char;
 use std::panic::AssertUnwindSafe;
-use std::sync::atomic::{AtomicU8, Ordering};
 
 use akko_crypt_core::envelope::{seal, seal_written_into, SealRequest, SubjectId, NONCE_LEN};
 use akko_crypt_core::{ClassName, ClassNameError, Envelope, NoncePool, OpenError};
@@ -20,9 +19,10 @@ use pgrx::prelude::*;
 use pgrx::varlena::varsize_any;
 use zeroize::Zeroizing;
 
-use crate::datum::{arg_bytes, arg_jsonb, c_bytes_mut, new_bytea, Wiped};
+use crate::pg::datum::{arg_bytes, arg_jsonb, c_bytes_mut, new_bytea, Wiped};
+use crate::pg::encoding::{database_is_sql_ascii, database_is_utf8};
 use crate::privileges::{self, Privilege};
-use crate::{blind_index, classes, errors, keyring};
+use crate::{errors, keys::classes, keys::keyring};
 
 // COST 100 (the default C function cost is 1): each call converts a whole document and
 // encrypts or decrypts it. Costed at 1, the planner keeps large scans serial and evaluates
@@ -90,37 +90,11 @@ extern "C-unwind" {
     pub fn server_jsonb_in(fcinfo: pg_sys::FunctionCallInfo) -> pg_sys::Datum;
 }
 
-/// A backend's database, and so its encoding, never changes; read once per backend (a
-/// thread-local would cost a TLS lookup on every value). Only functions called in a
-/// connected backend read it, never the postmaster, so no forked child inherits a value.
-/// 0: not read yet, 1: UTF-8, 2: other.
-static DATABASE_IS_UTF8: AtomicU8 = AtomicU8::new(0);
-
-pub fn database_is_utf8() -> bool {
-    match DATABASE_IS_UTF8.load(Ordering::Relaxed) {
-        0 => {
-            // SAFETY: the database encoding is fixed once the backend has connected; reading it
-            // cannot raise.
-            let utf8 = unsafe { pg_sys::GetDatabaseEncoding() == pg_sys::pg_enc::PG_UTF8 as i32 };
-            DATABASE_IS_UTF8.store(if utf8 { 1 } else { 2 }, Ordering::Relaxed);
-            utf8
-        }
-        known => known == 1,
-    }
-}
-
-/// Whether the database's encoding is SQL_ASCII, whose text is whatever bytes were stored.
-fn database_is_sql_ascii() -> bool {
-    // SAFETY: the database encoding is fixed once the backend has connected; reading it cannot
-    // raise.
-    unsafe { pg_sys::GetDatabaseEncoding() == pg_sys::pg_enc::PG_SQL_ASCII as i32 }
-}
-
 /// A class that values may be sealed and opened under: valid, and not `blind_index`, whose
 /// keys only key blind indexes and subject lookups.
 pub fn value_class(name: &str) -> ClassName<'_> {
     let class = classes::parse(name);
-    if class.as_str() == blind_index::CLASS {
+    if class.as_str() == classes::BLIND_INDEX {
         errors::reserved_class();
     }
     class
@@ -383,7 +357,7 @@ pub unsafe fn seal_written_to_varlena(
 /// class (before any key is fetched: a role without the right unlocks nothing).
 fn envelope_to_open<'a>(sealed: &'a [u8], context: Option<&[u8]>) -> Envelope<'a> {
     let envelope = Envelope::parse(sealed).unwrap_or_else(|e| errors::bad_envelope(e));
-    if envelope.class.as_str() == blind_index::CLASS {
+    if envelope.class.as_str() == classes::BLIND_INDEX {
         errors::reserved_class();
     }
     privileges::require(Privilege::Open, Some(envelope.class));
@@ -401,7 +375,7 @@ pub unsafe fn open_to_buffer<'a>(sealed: &[u8], context: Option<&[u8]>) -> Wiped
 }
 
 /// Opens an envelope that this backend's trigger sealed in the current command from the
-/// plaintext the writer gave (see `protect_trigger::JustSealed`): the writer had the
+/// plaintext the writer gave (see `trigger::JustSealed`): the writer had the
 /// plaintext already, so no right to open is asked. Into a buffer as `open_to_buffer`'s.
 pub unsafe fn open_just_sealed<'a>(sealed: &[u8], context: Option<&[u8]>) -> Wiped<'a> {
     let envelope = Envelope::parse(sealed).unwrap_or_else(|e| errors::bad_envelope(e));

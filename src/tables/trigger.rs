@@ -27,16 +27,19 @@ use pgrx::pg_sys;
 use pgrx::prelude::*;
 use zeroize::Zeroizing;
 
-use crate::columns::{jsonb_envelope_of, text_envelope_datum, KeyOutput};
-use crate::datum::{bytea_datum, c_bytes_mut, datum_bytes, Wiped};
-use crate::local_settings::with_settings;
+use crate::errors;
+use crate::pg::datum::{bytea_datum, c_bytes_mut, datum_bytes, Wiped};
+use crate::pg::encoding::database_is_utf8;
+use crate::pg::settings::with_settings;
+use crate::pg::sql;
 use crate::privileges::{self, Privilege};
-use crate::registry::{self, Mode};
-use crate::sealing::{
-    database_is_utf8, open_just_sealed, open_to_buffer, plaintext_input, seal_written_to_varlena,
-    server_jsonb_in, text_as_utf8, value_class, JsonText, ServerText,
+use crate::tables::registry::{self, Mode};
+use crate::values::blind_index::{self, BlindIndex};
+use crate::values::columns::{jsonb_envelope_of, text_envelope_datum, KeyOutput};
+use crate::values::sealing::{
+    open_just_sealed, open_to_buffer, plaintext_input, seal_written_to_varlena, server_jsonb_in,
+    text_as_utf8, value_class, JsonText, ServerText,
 };
-use crate::{blind_index, ddl, errors};
 
 extension_sql!(
     r#"
@@ -66,12 +69,6 @@ pub fn init() {
 
 #[pg_guard]
 unsafe extern "C-unwind" fn forget_table(_arg: pg_sys::Datum, relid: pg_sys::Oid) {
-    MIGRATING.with(|m| {
-        let mut m = m.borrow_mut();
-        if relid == pg_sys::InvalidOid || m.as_ref().is_some_and(|p| p.tbl == relid) {
-            *m = None;
-        }
-    });
     TABLES.with(|t| {
         let mut tables = t.borrow_mut();
         if relid == pg_sys::InvalidOid {
@@ -249,7 +246,7 @@ impl OriginalType {
         ];
         let category = category as u8;
         OriginalType {
-            name: ddl::type_display(oid, typmod),
+            name: sql::type_display(oid, typmod),
             oid,
             typmod,
             input: TypeFunction::new(input, lookup()),
@@ -267,9 +264,9 @@ impl OriginalType {
     }
 
     /// The type a reader parses this one's text as, without running a domain's CHECK (see
-    /// `ddl::reader_type`), where that is another type; for one call.
-    unsafe fn without_domains(&self, column: &str, table: &str) -> Option<OriginalType> {
-        let (oid, typmod) = ddl::reader_type(self.oid, self.typmod)
+    /// `sql::reader_type`), where that is another type; for one call.
+    pub unsafe fn without_domains(&self, column: &str, table: &str) -> Option<OriginalType> {
+        let (oid, typmod) = sql::reader_type(self.oid, self.typmod)
             .unwrap_or_else(|| errors::unreadable_type(column, table, &self.name));
         (oid != self.oid).then(|| OriginalType::of(oid, typmod, || Lookup::PerCall))
     }
@@ -396,7 +393,7 @@ unsafe fn from_server_cstring<'t>(text: *mut c_char) -> ValueText<'t> {
     ValueText::Printed(text)
 }
 
-enum ColumnMode {
+pub enum ColumnMode {
     /// bytea or text mode: the value is its original type's text, sealed as a JSON string.
     Scalar(OriginalType, Carrier),
     Jsonb,
@@ -404,38 +401,31 @@ enum ColumnMode {
 
 /// How a scalar column holds an envelope: as bytea, or as `$akko:` text.
 #[derive(Clone, Copy, PartialEq, Eq)]
-enum Carrier {
+pub enum Carrier {
     Bytea,
     Text,
 }
 
-pub struct BlindIndex {
-    /// Index of the `<column>_bidx` column in the row.
-    column: usize,
-    pub key_version: u32,
-    pub normalization: Normalization,
-}
-
-struct ColumnSpec {
-    name: String,
+pub struct ColumnSpec {
+    pub name: String,
     /// Index of the column in the row (attnum - 1).
     column: usize,
-    class: String,
-    mode: ColumnMode,
-    binding: BindingId,
+    pub class: String,
+    pub mode: ColumnMode,
+    pub binding: BindingId,
     bound_to_row: bool,
-    blind_index: Option<BlindIndex>,
+    pub blind_index: Option<BlindIndex>,
     /// While a column migrates online: the renamed plaintext column, of the original type.
     plain: Option<usize>,
 }
 
-struct TableSpec {
-    columns: Vec<ColumnSpec>,
+pub struct TableSpec {
+    pub columns: Vec<ColumnSpec>,
     /// The primary key columns (index in the row, how they are written), for row-bound values.
     key: Vec<(usize, KeyOutput)>,
 }
 
-unsafe fn relation_name(relation: pg_sys::Relation) -> String {
+pub unsafe fn relation_name(relation: pg_sys::Relation) -> String {
     CStr::from_ptr((*(*relation).rd_rel).relname.data.as_ptr())
         .to_string_lossy()
         .into_owned()
@@ -546,7 +536,7 @@ unsafe fn load_spec(relation: pg_sys::Relation) -> TableSpec {
             }
         })
         .collect::<Vec<_>>();
-    let key = ddl::primary_key(relid)
+    let key = sql::primary_key(relid)
         .into_iter()
         .map(|(attnum, _)| {
             let i = attnum as usize - 1;
@@ -559,13 +549,13 @@ unsafe fn load_spec(relation: pg_sys::Relation) -> TableSpec {
     TableSpec { columns, key }
 }
 
-unsafe fn table_spec(relation: pg_sys::Relation) -> Rc<TableSpec> {
+pub unsafe fn table_spec(relation: pg_sys::Relation) -> Rc<TableSpec> {
     let relid = (*relation).rd_id;
     if let Some(spec) = TABLES.with(|t| t.borrow().get(&relid).cloned()) {
         return spec;
     }
     // On its first write to the table in the session, which may be under any search_path.
-    let spec = Rc::new(ddl::pinned(|| load_spec(relation)));
+    let spec = Rc::new(sql::pinned(|| load_spec(relation)));
     TABLES.with(|t| t.borrow_mut().insert(relid, spec.clone()));
     spec
 }
@@ -656,7 +646,7 @@ thread_local! {
 
 impl JustSealed {
     fn start(table: pg_sys::Oid) {
-        let command = crate::unguarded::current_command_id();
+        let command = crate::pg::unguarded::current_command_id();
         JUST_SEALED.with(|j| {
             let mut j = j.borrow_mut();
             let just = j.get_or_insert_with(|| JustSealed {
@@ -695,7 +685,7 @@ impl JustSealed {
     /// this command sealed it for the same column, and whether the context it is bound to
     /// differs from this row's.
     unsafe fn find<'b>(sealing: &Sealing<'_>, envelope: &[u8]) -> Option<(Wiped<'b>, bool)> {
-        let command = crate::unguarded::current_command_id();
+        let command = crate::pg::unguarded::current_command_id();
         let context = JUST_SEALED.with(|j| {
             let just = j.borrow();
             let just = just
@@ -881,7 +871,7 @@ impl Sealing<'_> {
 pub unsafe extern "C-unwind" fn akko_protect_row(
     fcinfo: pg_sys::FunctionCallInfo,
 ) -> pg_sys::Datum {
-    let trigger = crate::datum::trigger_data(fcinfo);
+    let trigger = crate::pg::datum::trigger_data(fcinfo);
     let event = (*trigger).tg_event;
     if event & pg_sys::TRIGGER_EVENT_ROW == 0 || event & pg_sys::TRIGGER_EVENT_BEFORE == 0 {
         errors::not_called_as_trigger();
@@ -1192,105 +1182,4 @@ unsafe fn set_jsonb_envelope(
         pg_sys::Datum::from(text.as_ptr()),
     );
     changes.set(column.column, Some(jsonb));
-}
-
-/// The blind index of a value written as `utf8` to `table`.`column`, as the trigger
-/// computes it. Testing a value against stored blind indexes is a partial opening, so it
-/// needs the right to open the column's class.
-pub fn blind_index_of(table: pg_sys::Oid, column: &str, utf8: &str) -> [u8; BLIND_INDEX_LEN] {
-    // SAFETY: the relation is opened (or found missing) and closed within this block under
-    // AccessShareLock; table_spec reads it while it is open and keeps no pointer into it.
-    unsafe {
-        let relation = pg_sys::try_relation_open(table, pg_sys::AccessShareLock as i32);
-        if relation.is_null() {
-            errors::no_such_table(table.to_u32());
-        }
-        let spec = table_spec(relation);
-        let table_name = relation_name(relation);
-        pg_sys::relation_close(relation, pg_sys::AccessShareLock as i32);
-        let found = spec.columns.iter().find(|c| c.name == column);
-        let Some((spec, bidx)) = found.and_then(|c| c.blind_index.as_ref().map(|b| (c, b))) else {
-            errors::no_blind_index(&table_name, column)
-        };
-        privileges::require(Privilege::Open, Some(value_class(&spec.class)));
-        let ColumnMode::Scalar(original, _) = &spec.mode else {
-            errors::no_blind_index(&table_name, column)
-        };
-        // The canonical text of the type without domains is the same, and no domain's
-        // CHECK (its owner's code) runs for whoever looks a value up.
-        let reader = original.without_domains(&ddl::ident(column), &table_name);
-        let text = reader
-            .as_ref()
-            .unwrap_or(original)
-            .canonical_text(&spec.name, utf8);
-        blind_index::compute(&spec.binding, bidx, &text)
-    }
-}
-
-thread_local! {
-    /// The registry row `migrating_blind_index` last used, until the table's next relcache
-    /// invalidation: an index build calls it for every row not migrated yet.
-    static MIGRATING: RefCell<Option<Rc<registry::ProtectedColumn>>> = const { RefCell::new(None) };
-}
-
-/// The blind index of `value`, still in the plaintext column of `table`.`column` while it
-/// migrates online: what its second unique index compares with the sealed rows' blind
-/// index. Read from the registry, not the trigger (a restore builds indexes before it makes
-/// triggers); for a role that may seal the class and write the table, which tests a guess
-/// by writing it anyway.
-pub fn migrating_blind_index_of(
-    table: pg_sys::Oid,
-    column: &str,
-    value: pg_sys::Datum,
-    value_type: pg_sys::Oid,
-) -> [u8; BLIND_INDEX_LEN] {
-    let cached = MIGRATING.with(|m| {
-        m.borrow()
-            .clone()
-            .filter(|p| p.tbl == table && p.col == column)
-    });
-    let p = cached.unwrap_or_else(|| {
-        let p =
-            Rc::new(registry::column(table, column).unwrap_or_else(|| {
-                errors::column_not_migrating(&ddl::relation_name(table), column)
-            }));
-        MIGRATING.with(|m| m.replace(Some(p.clone())));
-        p
-    });
-    let (Some(_), Some(key_version)) = (&p.plain_col, p.bidx_key_version) else {
-        errors::column_not_migrating(&ddl::relation_name(table), column)
-    };
-    if value_type != p.original_type {
-        errors::migrating_value_of_other_type(&ddl::relation_name(table), column);
-    }
-    privileges::require(Privilege::Seal, Some(value_class(&p.class)));
-    // SAFETY: an ACL check of a relation OID for the current user; a relation that is gone
-    // raises 42P01 through pgrx's guard.
-    let writes = unsafe {
-        pg_sys::pg_class_aclmask(
-            table,
-            crate::unguarded::user_id(),
-            (pg_sys::ACL_INSERT | pg_sys::ACL_UPDATE) as pg_sys::AclMode,
-            pg_sys::AclMaskHow::ACLMASK_ANY,
-        )
-    };
-    if writes == 0 {
-        errors::may_not_write_table(&ddl::relation_name(table));
-    }
-    let bidx = BlindIndex {
-        column: 0,
-        key_version: key_version as u32,
-        normalization: p
-            .bidx_normalize
-            .as_deref()
-            .and_then(Normalization::parse)
-            .unwrap_or(Normalization::None),
-    };
-    // SAFETY: value is of the column's original type (value_type, checked above), as the
-    // SQL function's anyelement argument passed it; the type's functions come from its
-    // catalog row.
-    let text = unsafe {
-        OriginalType::of(p.original_type, p.original_typmod, || Lookup::PerCall).text_of(value)
-    };
-    blind_index::compute(&p.binding_id, &bidx, &text)
 }

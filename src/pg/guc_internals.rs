@@ -7,7 +7,7 @@ use std::ffi::{c_void, CStr};
 
 use pgrx::pg_sys;
 
-use crate::custody::{free_malloced, malloc_copy};
+use crate::errors;
 
 /// The record of the string parameter `name`, or null if it is not defined.
 pub unsafe fn find_string_guc(name: &CStr) -> *mut pg_sys::config_string {
@@ -77,4 +77,20 @@ pub unsafe fn detach_key_from_reset(conf: *mut pg_sys::config_string) {
     if !old_extra.is_null() && !extra_used(conf, old_extra) {
         free_malloced(old_extra);
     }
+}
+
+/// A copy of `bytes` in memory of malloc's, as the GUC machinery keeps values and extras:
+/// it frees them with free().
+pub unsafe fn malloc_copy(bytes: &[u8]) -> *mut c_void {
+    let ptr = libc::malloc(bytes.len());
+    if ptr.is_null() {
+        errors::out_of_memory();
+    }
+    std::ptr::copy_nonoverlapping(bytes.as_ptr(), ptr.cast::<u8>(), bytes.len());
+    ptr
+}
+
+/// Frees what malloc_copy, or the GUC machinery, allocated.
+pub unsafe fn free_malloced(ptr: *mut c_void) {
+    libc::free(ptr)
 }

@@ -2,7 +2,7 @@
 //! sealed, sealing what it already holds, and turning it back.
 //!
 //! Each checks the caller's privilege to protect and ownership of the table first; the
-//! statements on the table then run as its owner (see `ddl::Table::run`), and the registry
+//! statements on the table then run as its owner (see `sql::Table::run`), and the registry
 //! is written as the extension owner (see `registry`).
 
 use akko_crypt_core::column::TEXT_ENVELOPE_PREFIX;
@@ -10,12 +10,15 @@ use akko_crypt_core::envelope::MAGIC;
 use pgrx::pg_sys;
 use pgrx::prelude::*;
 
-use crate::datum::{text_datum, Args};
-use crate::ddl::{ident, literal, pinned, run, type_sql, Table};
-use crate::keyring::{self, read_row};
+use crate::keys::keyring::{self};
+use crate::pg::datum::{text_datum, Args};
+use crate::pg::spi::read_row;
+use crate::pg::sql::{ident, literal, pinned, run, type_sql, Table};
 use crate::privileges::{self, Privilege};
-use crate::registry::{self, Mode, ProtectedColumn};
-use crate::{blind_index, classes, errors, sealing, views};
+use crate::tables::owned::{owned_protectable, protectable};
+use crate::tables::reading::{hex, read_expression};
+use crate::tables::registry::{self, Mode, ProtectedColumn};
+use crate::{errors, keys::classes, tables::views, values::sealing};
 
 extension_sql!(
     r#"
@@ -93,25 +96,6 @@ v1_function_info!(
     pg_finfo_akko_migrate_step,
     pg_finfo_akko_migrate_finish
 );
-
-/// A table the caller may protect and change: the privilege to protect, and ownership. Its
-/// registry rows and its trigger must agree: a table restored without its registry rows
-/// would otherwise get a trigger made from the registry alone, and its restored columns
-/// would no longer be sealed (see `restore_protection`).
-pub fn protectable(tbl: pg_sys::Oid) -> Table {
-    let table = owned_protectable(tbl);
-    match crate::protect_trigger::disagreements(tbl) {
-        Some(columns) if !columns.is_empty() => {
-            errors::protection_incomplete(&table.name, &columns)
-        }
-        _ => table,
-    }
-}
-
-fn owned_protectable(tbl: pg_sys::Oid) -> Table {
-    privileges::require(Privilege::Protect, None);
-    Table::owned(tbl)
-}
 
 /// What `protect` is asked to do.
 struct Request {
@@ -272,7 +256,7 @@ fn checked(table: &Table, request: &Request) -> (Attribute, Option<String>, Opti
     let att = attribute(table, &request.col);
     let col = ident(&request.col);
     let class = classes::parse(&request.class);
-    if class.as_str() == blind_index::CLASS {
+    if class.as_str() == classes::BLIND_INDEX {
         errors::unknown_class(class.as_str());
     }
     classes::require_registered(class);
@@ -290,11 +274,11 @@ fn checked(table: &Table, request: &Request) -> (Attribute, Option<String>, Opti
                     "Drop the default first; a default can be set on the decrypting view instead.",
                 );
             }
-            if crate::ddl::reader_type(att.type_oid, att.typmod).is_none() {
+            if crate::pg::sql::reader_type(att.type_oid, att.typmod).is_none() {
                 errors::unreadable_type(
                     &col,
                     &table.sql,
-                    &crate::ddl::type_display(att.type_oid, att.typmod),
+                    &crate::pg::sql::type_display(att.type_oid, att.typmod),
                 );
             }
         }
@@ -303,7 +287,7 @@ fn checked(table: &Table, request: &Request) -> (Attribute, Option<String>, Opti
                 errors::jsonb_mode_needs_jsonb(
                     &col,
                     &table.sql,
-                    &crate::ddl::type_display(att.type_oid, att.typmod),
+                    &crate::pg::sql::type_display(att.type_oid, att.typmod),
                 );
             }
             if request.blind_index {
@@ -361,7 +345,7 @@ fn checked(table: &Table, request: &Request) -> (Attribute, Option<String>, Opti
         .then(|| derived_name(&request.col, 58, "_bidx"));
     for name in plain.iter().chain(bidx.iter()) {
         if column_exists(table, name) {
-            errors::derived_column_exists(name, &table.sql);
+            errors::derived_column_exists(&ident(name), &table.sql);
         }
     }
     (att, plain, bidx)
@@ -519,7 +503,7 @@ fn protect(args: &Args) -> String {
             bind_row: request.bind_row,
             bidx_key_version: bidx
                 .is_some()
-                .then(|| keyring::active_version(blind_index::class()) as i32),
+                .then(|| keyring::active_version(classes::blind_index()) as i32),
             bidx_normalize: bidx.is_some().then(|| request.normalization.clone()),
             bidx_col: bidx.clone(),
             restore_not_null: att.not_null && plain.is_some(),
@@ -540,7 +524,7 @@ fn protect(args: &Args) -> String {
     state_of(&table, &request.col)
 }
 
-/// The migration seals the table's values as its owner (see `ddl::as_table_owner`), so the
+/// The migration seals the table's values as its owner (see `sql::as_table_owner`), so the
 /// owner needs `seal` on the class; said before anything changes.
 fn require_owner_seals(table: &Table, class: akko_crypt_core::ClassName<'_>) {
     if !privileges::held_by(table.owner, Privilege::Seal, Some(class)) {
@@ -687,7 +671,7 @@ fn name_duplicate(table: &Table, migrating: &[ProtectedColumn], assignments: &st
         let one_row = format!(
             "UPDATE ONLY {} SET {assignments} WHERE ctid = {}::pg_catalog.tid",
             table.sql,
-            crate::ddl::literal(&ctid)
+            crate::pg::sql::literal(&ctid)
         );
         let Err(failure) = table.try_run(&one_row) else {
             continue;
@@ -698,7 +682,7 @@ fn name_duplicate(table: &Table, migrating: &[ProtectedColumn], assignments: &st
         let row = row_key(
             table,
             &key,
-            &format!("ctid = {}::pg_catalog.tid", crate::ddl::literal(&ctid)),
+            &format!("ctid = {}::pg_catalog.tid", crate::pg::sql::literal(&ctid)),
         );
         // The refusal's DETAIL: Key (<col>_bidx)=(\x<hex>) already exists.
         let detail = failure.detail.unwrap_or_default();
@@ -721,7 +705,7 @@ fn name_duplicate(table: &Table, migrating: &[ProtectedColumn], assignments: &st
                 &format!(
                     "{} = pg_catalog.decode({}, 'hex')",
                     ident(bidx),
-                    crate::ddl::literal(&hex)
+                    crate::pg::sql::literal(&hex)
                 ),
             );
             if let (Some(row), Some(holder)) = (&row, holder) {
@@ -804,7 +788,7 @@ fn indexes_on(table: &Table, col: &str) -> Vec<String> {
 /// The expression that names a row of `table` by its primary key (`(id)=(7)`), or by its
 /// place when it has none.
 fn key_text(table: &Table) -> String {
-    let key: Vec<String> = crate::ddl::primary_key(table.oid)
+    let key: Vec<String> = crate::pg::sql::primary_key(table.oid)
         .into_iter()
         .map(|(_, name)| ident(&name))
         .collect();
@@ -813,7 +797,7 @@ fn key_text(table: &Table) -> String {
     }
     format!(
         "'(' || {} || ')=(' || pg_catalog.concat_ws(', ', {}) || ')'",
-        crate::ddl::literal(&key.join(", ")),
+        crate::pg::sql::literal(&key.join(", ")),
         key.iter()
             .map(|k| format!("{k}::pg_catalog.text"))
             .collect::<Vec<_>>()
@@ -880,85 +864,6 @@ fn migrate_finish(table: &Table) -> i64 {
         .iter()
         .map(|p| p.migrated)
         .sum()
-}
-
-/// The plaintext of column `p` as its original type, for `prefix` (`t.` in a view, empty
-/// in ALTER ... USING): an open function over the sealed value, or while it migrates the
-/// plaintext column where no sealed value is yet.
-pub fn read_expression(table: &Table, p: &ProtectedColumn, prefix: &str) -> String {
-    let context = context_expression(table, p, prefix);
-    let col = format!("{prefix}{}", ident(&p.col));
-    let opened = match p.mode {
-        Mode::Jsonb => format!("akko_crypt.open_pii({col}, {context})"),
-        Mode::Bytea | Mode::Text => {
-            let col = match p.mode {
-                Mode::Text => format!("akko_crypt.envelope_from_text({col})"),
-                _ => col,
-            };
-            let (read_as, typmod) = opened_type(table, p);
-            let opened = format!(
-                "akko_crypt.open_value({col}, {context}, NULL::{})",
-                type_sql(read_as, -1)
-            );
-            // A modifier is applied by a cast, which names no value if it fails.
-            if typmod >= 0 {
-                format!("{opened}::{}", type_sql(read_as, typmod))
-            } else {
-                opened
-            }
-        }
-    };
-    match &p.plain_col {
-        Some(plain) => format!("COALESCE({opened}, {prefix}{})", ident(plain)),
-        None => opened,
-    }
-}
-
-/// The type, and modifier, a scalar-mode column `p` reads back as: its original type
-/// without domains (see `ddl::reader_type`). A composite type given a domain attribute
-/// after protect has none.
-pub fn opened_type(table: &Table, p: &ProtectedColumn) -> (pg_sys::Oid, i32) {
-    crate::ddl::reader_type(p.original_type, p.original_typmod).unwrap_or_else(|| {
-        errors::unreadable_type(
-            &ident(&p.col),
-            &table.sql,
-            &crate::ddl::type_display(p.original_type, p.original_typmod),
-        )
-    })
-}
-
-/// The expression that binds a value of column `p` to its row: NULL, or row_context over
-/// the primary key columns in key order.
-fn context_expression(table: &Table, p: &ProtectedColumn, prefix: &str) -> String {
-    if !p.bind_row {
-        return "NULL::pg_catalog.bytea".into();
-    }
-    bound_context(table.oid, p, prefix)
-}
-
-/// The context that binds a value of `p`, a column bound to its rows, to its row.
-fn bound_context(tbl: pg_sys::Oid, p: &ProtectedColumn, prefix: &str) -> String {
-    let key: Vec<String> = crate::ddl::primary_key(tbl)
-        .into_iter()
-        .map(|(_, name)| format!("{prefix}{}", ident(&name)))
-        .collect();
-    format!(
-        "akko_crypt.row_context('\\x{}'::pg_catalog.bytea, {})",
-        hex(&p.binding_id),
-        key.join(", ")
-    )
-}
-
-/// For reencrypt: the expression that gives each row's context, if `tbl`.`col` is a
-/// protected column bound to its rows.
-pub fn row_binding(tbl: pg_sys::Oid, col: &str) -> Option<String> {
-    registry::column(tbl, col)
-        .filter(|p| p.bind_row)
-        .map(|p| bound_context(tbl, &p, ""))
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 fn unprotect(args: &Args) {
@@ -1047,7 +952,7 @@ fn require_original_type(type_oid: pg_sys::Oid) {
     .flatten()
     .unwrap_or(false);
     if !usable {
-        errors::restored_type_unusable(&crate::ddl::type_display(type_oid, -1));
+        errors::restored_type_unusable(&crate::pg::sql::type_display(type_oid, -1));
     }
 }
 
@@ -1055,10 +960,10 @@ fn require_original_type(type_oid: pg_sys::Oid) {
 fn require_column(table: &Table, col: &str, wanted: pg_sys::Oid) {
     let att = attribute(table, col);
     if att.type_oid != wanted {
-        errors::restored_column_retyped(
+        errors::column_type_not_as_protected(
             &ident(col),
             &table.sql,
-            &crate::ddl::type_display(wanted, -1),
+            &crate::pg::sql::type_display(wanted, -1),
         );
     }
 }
@@ -1091,7 +996,7 @@ fn restore_protection(args: &Args) -> i32 {
     let mut columns = registry::carried_columns(table.oid, &carried);
     for p in &mut columns {
         let class = classes::parse(&p.class);
-        if class.as_str() == blind_index::CLASS {
+        if class.as_str() == classes::BLIND_INDEX {
             errors::unknown_class(class.as_str());
         }
         classes::require_registered(class);
@@ -1101,10 +1006,10 @@ fn restore_protection(args: &Args) -> i32 {
         let att = attribute(&table, &p.col);
         let stored_as = p.mode.stored_type();
         if att.type_oid != stored_as {
-            errors::restored_column_retyped(
+            errors::column_type_not_as_protected(
                 &ident(&p.col),
                 &table.sql,
-                &crate::ddl::type_display(stored_as, -1),
+                &crate::pg::sql::type_display(stored_as, -1),
             );
         }
         // What protect refuses (a generated value would replace the sealed one).
@@ -1133,7 +1038,7 @@ fn restore_protection(args: &Args) -> i32 {
                     errors::blind_index_key_missing(&ident(&p.col), &table.sql, version);
                 }
                 // An empty table restored into a database without that key: the current one.
-                p.bidx_key_version = Some(keyring::active_version(blind_index::class()) as i32);
+                p.bidx_key_version = Some(keyring::active_version(classes::blind_index()) as i32);
             }
         }
         if let Some(plain) = &p.plain_col {
@@ -1146,7 +1051,7 @@ fn restore_protection(args: &Args) -> i32 {
             errors::binding_in_use(
                 &ident(&p.col),
                 &table.sql,
-                &crate::ddl::relation_name(other),
+                &crate::pg::sql::relation_name(other),
             );
         }
         registry::insert(p, table.blocks());
@@ -1154,7 +1059,7 @@ fn restore_protection(args: &Args) -> i32 {
     install_trigger(&table);
     // The table's decrypting views, if the restore brought them, are akko_crypt's again:
     // rebuilt now, and by refresh_views after the next ALTER TABLE.
-    let caller = crate::unguarded::user_id();
+    let caller = crate::pg::unguarded::user_id();
     for (schema, name, view) in registry::restored_views(table.oid, [table.owner, caller]) {
         registry::register_view(&schema, &name, table.oid);
         registry::remember_view(&schema, &name, view);
@@ -1228,7 +1133,7 @@ pub unsafe extern "C-unwind" fn akko_protection_disagreements(
     fcinfo: pg_sys::FunctionCallInfo,
 ) -> pg_sys::Datum {
     let tbl = Args::new(fcinfo).oid(0, "tbl");
-    match pinned(|| crate::protect_trigger::disagreements(tbl)) {
+    match pinned(|| crate::tables::trigger::disagreements(tbl)) {
         Some(columns) => columns.into_datum().unwrap_or(pg_sys::Datum::from(0)),
         None => {
             (*fcinfo).isnull = true;

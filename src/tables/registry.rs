@@ -11,7 +11,7 @@ use pgrx::pg_sys;
 use pgrx::prelude::*;
 
 use crate::errors;
-use crate::keyring::as_owner;
+use crate::extension::as_owner;
 
 extension_sql!(
     r#"
@@ -192,7 +192,7 @@ fn require_original_type(p: &ProtectedColumn) {
         )
     };
     if !exists {
-        let table = crate::ddl::relation_name(p.tbl);
+        let table = crate::pg::sql::relation_name(p.tbl);
         errors::original_type_missing(&table, &p.col, p.original_type.to_u32());
     }
 }
@@ -224,7 +224,7 @@ const CARRIED: &str = "pg_catalog.jsonb_build_object('column', col, 'class', cla
 /// each quoted as an SQL literal.
 pub fn carried_arguments(tbl: pg_sys::Oid) -> Vec<String> {
     as_owner(|| {
-        crate::keyring::read_one::<Vec<String>>(
+        crate::pg::spi::read_one::<Vec<String>>(
             "read akko_crypt.protected_columns",
             &format!(
                 "SELECT coalesce(array_agg(pg_catalog.quote_literal({CARRIED}::text) ORDER BY col), '{{}}') \
@@ -238,7 +238,7 @@ pub fn carried_arguments(tbl: pg_sys::Oid) -> Vec<String> {
 
 /// The OID of akko_crypt.protect_row(), the function of every sealing trigger.
 pub fn protect_row_function() -> pg_sys::Oid {
-    crate::keyring::read_one::<pg_sys::Oid>(
+    crate::pg::spi::read_one::<pg_sys::Oid>(
         "look up akko_crypt.protect_row()",
         "SELECT pg_catalog.to_regprocedure('akko_crypt.protect_row()')::pg_catalog.oid",
         &[],
@@ -249,7 +249,7 @@ pub fn protect_row_function() -> pg_sys::Oid {
 /// The arguments of the sealing trigger of `tbl` as pg_trigger holds them now (no lock on
 /// the table: status() must not wait for a migration), None when it has none.
 pub fn trigger_arguments(tbl: pg_sys::Oid) -> Option<Vec<String>> {
-    let args = crate::keyring::read_one::<Vec<u8>>(
+    let args = crate::pg::spi::read_one::<Vec<u8>>(
         "read the table's trigger",
         "SELECT g.tgargs FROM pg_catalog.pg_trigger g WHERE g.tgrelid = $1 \
             AND g.tgname = 'zz_akko_crypt_protect' \
@@ -286,7 +286,7 @@ pub fn disagreements(tbl: pg_sys::Oid, carried: &[String]) -> Vec<String> {
     // as a query that may write, so that it sees what this statement wrote before: a
     // subtransaction has no transaction id yet, and a read-only query would read with the
     // statement's snapshot.
-    crate::ddl::in_subtransaction(|| {
+    crate::pg::sql::in_subtransaction(|| {
         as_owner(|| {
             Spi::connect_mut(|client| {
                 client
@@ -391,7 +391,7 @@ struct CarriedRow {
 /// without its registry rows keeps its bindings all the same), if one does.
 pub fn binding_user(binding_id: &BindingId, tbl: pg_sys::Oid) -> Option<pg_sys::Oid> {
     as_owner(|| {
-        crate::keyring::read_one::<pg_sys::Oid>(
+        crate::pg::spi::read_one::<pg_sys::Oid>(
             "read akko_crypt.protected_columns",
             "SELECT tbl::oid FROM akko_crypt.protected_columns WHERE binding_id = $1 AND tbl <> $2 \
              UNION ALL \
@@ -407,7 +407,7 @@ pub fn binding_user(binding_id: &BindingId, tbl: pg_sys::Oid) -> Option<pg_sys::
 /// Whether `version` of the `blind_index` class is in the keyring and not destroyed.
 pub fn blind_index_version_exists(version: i32) -> bool {
     as_owner(|| {
-        crate::keyring::read_one::<bool>(
+        crate::pg::spi::read_one::<bool>(
             "read the keyring",
             "SELECT EXISTS (SELECT FROM akko_crypt.keyring WHERE class = 'blind_index' \
                              AND version = $1 AND state <> 'destroyed')",
@@ -606,7 +606,7 @@ pub fn views_of(tbl: pg_sys::Oid) -> Vec<DecryptedView> {
 /// The table a registered view decrypts, if `schema`.`name` is registered.
 pub fn view_table(schema: &str, name: &str) -> Option<pg_sys::Oid> {
     as_owner(|| {
-        crate::keyring::read_one::<pg_sys::Oid>(
+        crate::pg::spi::read_one::<pg_sys::Oid>(
             "read akko_crypt.decrypted_views",
             "SELECT tbl::oid FROM akko_crypt.decrypted_views WHERE view_schema = $1::name AND view_name = $2::name",
             &[schema.into(), name.into()],
@@ -700,7 +700,7 @@ fn type_from_name(text: &str) -> Option<(pg_sys::Oid, i32)> {
 
 /// For the update from 0.2.0: text that is not one type name stops it with 22023.
 unsafe fn parse_stored_type(fcinfo: pg_sys::FunctionCallInfo) -> (pg_sys::Oid, i32) {
-    let text = crate::datum::Args::new(fcinfo).text(0, "original_type");
+    let text = crate::pg::datum::Args::new(fcinfo).text(0, "original_type");
     type_from_name(&text).unwrap_or_else(|| errors::stored_type_unreadable(&text))
 }
 

@@ -5,35 +5,28 @@
 //! owner on the caller's behalf, with search_path pinned to pg_catalog so that nothing the
 //! caller created can stand in for a function, operator or type they use.
 
-use std::cell::{Cell, RefCell};
+use std::cell::RefCell;
 use std::collections::HashMap;
 use std::ffi::CStr;
 
 use akko_crypt_core::envelope::SubjectId;
 use akko_crypt_core::wrap::{new_subject, SUBJECT_SALT_LEN};
-use akko_crypt_core::{ClassName, DataKeyMaterial, UnwrapError};
+use akko_crypt_core::{ClassName, DataKeyMaterial, RootKey, UnwrapError};
 use pgrx::datum::DatumWithOid;
 use pgrx::pg_sys;
 use pgrx::prelude::*;
 
-use crate::custody::KeyEntry;
-use crate::local_settings::as_role_restricted;
+use crate::extension::{announce_change, as_owner, audit, generation};
+use crate::keys::custody::KeyEntry;
+use crate::pg::spi::{first_row, read_one, read_row};
 use crate::privileges::{self, Privilege};
-use crate::{blind_index, classes, custody, errors};
+use crate::{errors, keys::classes, keys::custody};
 
 /// Sessions that seal for many subjects would otherwise remember every subject's id forever.
 const MAX_CACHED_SUBJECTS: usize = 4096;
 
 thread_local! {
-    /// Bumped whenever the keyring or subjects table may have changed, here or in another
-    /// backend; every cache tagged with an older generation is stale.
-    static GENERATION: Cell<u64> = const { Cell::new(1) };
-    /// The tables whose relcache invalidations bump the generation, once looked up.
-    static WATCHED: Cell<[pg_sys::Oid; 2]> = const { Cell::new([pg_sys::InvalidOid; 2]) };
     static ACTIVE: RefCell<ActiveVersions> = RefCell::new(ActiveVersions::default());
-    static OWNER: Cell<(u64, pg_sys::Oid)> = const { Cell::new((0, pg_sys::InvalidOid)) };
-    /// The role that called into akko_crypt, while `as_owner` runs as the extension owner.
-    static CALLER: Cell<Option<pg_sys::Oid>> = const { Cell::new(None) };
 }
 
 #[derive(Default)]
@@ -56,156 +49,6 @@ impl ActiveVersions {
         }
         self
     }
-}
-
-/// The first row of a query's result, or None when it returned no row.
-pub fn first_row<T>(what: &str, result: Result<T, pgrx::spi::Error>) -> Option<T> {
-    match result {
-        Ok(row) => Some(row),
-        Err(pgrx::spi::Error::InvalidPosition) => None,
-        Err(e) => errors::catalog_query_failed(what, e),
-    }
-}
-
-/// The first row of a read-only query. pgrx's `Spi::get_*` helpers first assign the
-/// transaction an id, as for a write, which a parallel worker or a hot standby cannot do
-/// (and which would give every reading transaction a commit record); `select` does not.
-pub fn read_row<R>(
-    what: &str,
-    query: &str,
-    args: &[DatumWithOid<'_>],
-    row: impl FnOnce(pgrx::spi::SpiTupleTable<'_>) -> Result<R, pgrx::spi::Error>,
-) -> Option<R> {
-    first_row(
-        what,
-        Spi::connect(|client| row(client.select(query, Some(1), args)?.first())),
-    )
-}
-
-/// The first column of the first row of a read-only query; None for no row or NULL.
-pub fn read_one<A: FromDatum + IntoDatum>(
-    what: &str,
-    query: &str,
-    args: &[DatumWithOid<'_>],
-) -> Option<A> {
-    read_row(what, query, args, |row| row.get_one::<A>()).flatten()
-}
-
-pub fn generation() -> u64 {
-    GENERATION.with(Cell::get)
-}
-
-fn bump_generation() {
-    GENERATION.with(|g| g.set(g.get() + 1));
-}
-
-pub fn init() {
-    // SAFETY: registered once, from _PG_init; the callback has the C ABI PostgreSQL calls it
-    // with and only marks caches stale, raising nothing.
-    unsafe {
-        pg_sys::CacheRegisterRelcacheCallback(
-            Some(on_relcache_invalidation),
-            pg_sys::Datum::from(0),
-        )
-    };
-}
-
-/// Other backends' key changes arrive as relcache invalidations of the keyring tables
-/// (sent by `announce_change`) when they commit, and are read at the next transaction
-/// start. Only a counter changes here: this can run in the middle of a cache lookup.
-#[pg_guard]
-unsafe extern "C-unwind" fn on_relcache_invalidation(_arg: pg_sys::Datum, relid: pg_sys::Oid) {
-    if relid == pg_sys::InvalidOid || WATCHED.with(Cell::get).contains(&relid) {
-        bump_generation();
-    }
-}
-
-/// The OID of the extension's table `name`.
-pub fn extension_table(name: &CStr) -> pg_sys::Oid {
-    // SAFETY: catalog lookups of static NUL-terminated names; both return InvalidOid rather
-    // than raise when the name is missing (missing_ok is true).
-    unsafe {
-        let schema = pg_sys::get_namespace_oid(c"akko_crypt".as_ptr(), true);
-        if schema == pg_sys::InvalidOid {
-            errors::extension_missing();
-        }
-        pg_sys::get_relname_relid(name.as_ptr(), schema)
-    }
-}
-
-fn watch_tables() {
-    if WATCHED.with(Cell::get)[0] != pg_sys::InvalidOid {
-        return;
-    }
-    let oids = [extension_table(c"keyring"), extension_table(c"subjects")];
-    WATCHED.with(|w| w.set(oids));
-}
-
-/// Makes every backend drop its cached keyring state when this transaction commits.
-pub fn announce_change() {
-    watch_tables();
-    for oid in WATCHED.with(Cell::get) {
-        // SAFETY: queues a relcache invalidation for a relation OID, sent at commit; the OIDs
-        // are the extension's own tables (watch_tables), and one that is gone raises through
-        // pgrx's guard.
-        unsafe { pg_sys::CacheInvalidateRelcacheByRelid(oid) };
-    }
-    bump_generation();
-}
-
-/// The extension owner. Refuses to go on (55000) when the extension in this database is at
-/// another version than this library: its tables and functions are not the ones this code
-/// reads and guards until `ALTER EXTENSION akko_crypt UPDATE` has run.
-fn extension_owner() -> pg_sys::Oid {
-    let generation = generation();
-    let (cached_at, owner) = OWNER.with(Cell::get);
-    if cached_at == generation {
-        return owner;
-    }
-    let (owner, version) = read_row(
-        "find the extension owner",
-        "SELECT extowner, extversion FROM pg_catalog.pg_extension \
-         WHERE extname OPERATOR(pg_catalog.=) 'akko_crypt'",
-        &[],
-        |row| row.get_two::<pg_sys::Oid, String>(),
-    )
-    .unwrap_or_else(|| errors::extension_missing());
-    let owner = owner.unwrap_or_else(|| errors::extension_missing());
-    let version = version.unwrap_or_default();
-    if version != env!("CARGO_PKG_VERSION") {
-        errors::extension_outdated(&version);
-    }
-    OWNER.with(|o| o.set((generation, owner)));
-    owner
-}
-
-/// The role on whose behalf akko_crypt runs: the current user, or inside [`as_owner`] the
-/// one who called it. Privilege checks and the audit log name this role.
-pub fn caller() -> pg_sys::Oid {
-    CALLER
-        .with(Cell::get)
-        .unwrap_or_else(crate::unguarded::user_id)
-}
-
-/// Puts back the recorded caller when the privileged section returns, on an error too
-/// (`as_role_restricted` puts back the user).
-struct RestoreCaller(Option<pg_sys::Oid>);
-
-impl Drop for RestoreCaller {
-    fn drop(&mut self) {
-        CALLER.with(|c| c.set(self.0));
-    }
-}
-
-/// Runs `f` as the extension owner, the only role that can read the keyring tables, in a
-/// security-restricted operation with search_path = pg_catalog, pg_temp (as PostgreSQL
-/// does for maintenance commands).
-pub fn as_owner<R>(f: impl FnOnce() -> R) -> R {
-    watch_tables();
-    let owner = extension_owner();
-    let user = crate::unguarded::user_id();
-    let _restore = RestoreCaller(CALLER.with(|c| c.replace(Some(c.get().unwrap_or(user)))));
-    as_role_restricted(owner, &[(c"search_path", c"pg_catalog, pg_temp")], true, f)
 }
 
 /// The key version new seals of `class` use, and so the one check a seal needs: only a
@@ -437,7 +280,7 @@ fn lookup_versions() -> Vec<u32> {
         return versions;
     }
     let generation = generation();
-    let active = active_version(blind_index::class());
+    let active = active_version(classes::blind_index());
     let mut versions: Vec<u32> = as_owner(|| {
         read_one::<Vec<i32>>(
             "read the subjects",
@@ -471,7 +314,8 @@ fn subject_lookups(name: &[u8]) -> Vec<(u32, Vec<u8>)> {
     lookup_versions()
         .into_iter()
         .map(|version| {
-            let lookup = with_material(blind_index::class(), version, |m| m.subject_lookup(&utf8));
+            let lookup =
+                with_material(classes::blind_index(), version, |m| m.subject_lookup(&utf8));
             (version, lookup.to_vec())
         })
         .collect()
@@ -479,7 +323,7 @@ fn subject_lookups(name: &[u8]) -> Vec<(u32, Vec<u8>)> {
 
 /// Text in the database encoding, as UTF-8.
 unsafe fn utf8_of(server: &[u8]) -> Vec<u8> {
-    if crate::sealing::database_is_utf8() {
+    if crate::pg::encoding::database_is_utf8() {
         return server.to_vec();
     }
     let utf8 = pg_sys::pg_server_to_any(
@@ -659,49 +503,54 @@ fn subject_salt(id: &SubjectId) -> [u8; SUBJECT_SALT_LEN] {
         .unwrap_or_else(|| errors::subject_forgotten())
 }
 
-fn role_name(role: pg_sys::Oid) -> String {
-    // SAFETY: GetUserNameFromId with noerr false raises (through pgrx's guard) for a role that
-    // is gone, and otherwise returns a palloc'd NUL-terminated name.
-    unsafe {
-        CStr::from_ptr(pg_sys::GetUserNameFromId(role, false))
-            .to_string_lossy()
-            .into_owned()
-    }
-}
-
-/// Appends to akko_crypt.audit_log (as the owner, since nobody else may write it) and to
-/// the server log, which also keeps what a rolled-back transaction loses. The role recorded
-/// is the one that called akko_crypt, even from inside a section that runs as the owner.
-pub fn audit(
-    operation: &str,
-    class: Option<&str>,
-    version: Option<u32>,
-    detail: Option<&str>,
-    outcome: &str,
-) {
-    let role = role_name(caller());
-    let session_role = role_name(crate::unguarded::session_user_id());
-    pgrx::log!(
-        "{}{operation} class={} version={} by {role} (session {session_role}): {outcome}{}",
-        crate::log_redaction::AUDIT_PREFIX,
-        class.unwrap_or("-"),
-        version.map_or("-".to_owned(), |v| v.to_string()),
-        detail.map_or(String::new(), |d| format!(" ({d})"))
-    );
-    as_owner(|| {
-        Spi::run_with_args(
-            "INSERT INTO akko_crypt.audit_log (role, session_role, operation, class, version, detail, outcome) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7)",
-            &[
-                role.as_str().into(),
-                session_role.as_str().into(),
-                operation.into(),
-                class.into(),
-                version.map(|v| v as i32).into(),
-                detail.into(),
-                outcome.into(),
-            ],
-        )
-        .unwrap_or_else(|e| errors::catalog_query_failed("write the audit log", e))
+/// Rewraps every data key under `new_root` with the session's root (needed only if the
+/// keyring holds a key), in this transaction. Returns how many.
+pub fn rewrap_keyring(new_root: &RootKey) -> i64 {
+    let rewrapped = as_owner(|| {
+        lock_for_writes();
+        let keys: Vec<(String, i32, Vec<u8>)> = Spi::connect_mut(|client| {
+            client
+                .update(
+                    "SELECT class, version, wrapped_key FROM akko_crypt.keyring \
+                     WHERE state <> 'destroyed' FOR UPDATE",
+                    None,
+                    &[],
+                )?
+                .map(|row| {
+                    Ok((
+                        row.get(1)?.unwrap_or_default(),
+                        row.get(2)?.unwrap_or_default(),
+                        row.get(3)?.unwrap_or_default(),
+                    ))
+                })
+                .collect::<Result<_, pgrx::spi::Error>>()
+        })
+        .unwrap_or_else(|e| errors::catalog_query_failed("read the keyring", e));
+        if !keys.is_empty() {
+            require_keyring_root();
+        }
+        for (class_name, version, wrapped) in &keys {
+            let class =
+                ClassName::parse(class_name).unwrap_or_else(|e| errors::invalid_class_name(e));
+            let material = custody::with_root(|root| root.unwrap(class, *version as u32, wrapped))
+                .unwrap_or_else(|e| errors::corrupt_keyring(class_name, *version as u32, e));
+            let rewrapped = new_root
+                .wrap(class, *version as u32, &material)
+                .unwrap_or_else(|_| errors::randomness_unavailable());
+            Spi::run_with_args(
+                "UPDATE akko_crypt.keyring SET wrapped_key = $3, root_fingerprint = $4 \
+                 WHERE class = $1 AND version = $2",
+                &[
+                    class_name.as_str().into(),
+                    (*version).into(),
+                    rewrapped.to_vec().into(),
+                    new_root.fingerprint().to_string().into(),
+                ],
+            )
+            .unwrap_or_else(|e| errors::catalog_query_failed("update the keyring", e));
+        }
+        keys.len() as i64
     });
+    announce_change();
+    rewrapped
 }

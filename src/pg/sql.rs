@@ -14,8 +14,8 @@ use pgrx::pg_sys;
 use pgrx::prelude::*;
 
 use crate::errors;
-use crate::keyring::read_row;
-use crate::local_settings::{as_role_restricted, with_settings};
+use crate::pg::settings::{as_role_restricted, with_settings};
+use crate::pg::spi::read_row;
 
 /// `name` as an SQL identifier, quoted when it needs to be.
 pub fn ident(name: &str) -> String {
@@ -65,7 +65,9 @@ pub fn type_display(type_oid: pg_sys::Oid, typmod: i32) -> String {
 /// domain, runs for the reader (a superuser too); it ran when the value was written, and the
 /// text is the same. A domain reads as its base type with the modifier that applies, an
 /// array of a domain as the array of its base. None where a domain sits deeper, in a range,
-/// a multirange or a composite type, which have no twin without it.
+/// a multirange or a composite type, or is over an array itself (an array of those writes
+/// its elements as quoted arrays, which no array type reads), none of which has a twin
+/// without it.
 pub fn reader_type(oid: pg_sys::Oid, typmod: i32) -> Option<(pg_sys::Oid, i32)> {
     // SAFETY: getBaseTypeAndTypmod, get_element_type and get_array_type only read the syscache;
     // typmod is a local they write through.
@@ -91,16 +93,32 @@ pub fn reader_type(oid: pg_sys::Oid, typmod: i32) -> Option<(pg_sys::Oid, i32)> 
 /// Whether reading a value of type `oid` runs a domain's input: it is a domain, or holds
 /// one as an element, a range's subtype or a composite's attribute, however deep.
 pub fn has_domain(oid: pg_sys::Oid) -> bool {
+    any_part(oid, &|typtype| typtype == pg_sys::TYPTYPE_DOMAIN)
+}
+
+/// Whether `oid` is or holds a composite type, whose attributes ALTER TYPE changes under a
+/// running query: what `has_domain` says of it holds only until then.
+pub fn has_composite(oid: pg_sys::Oid) -> bool {
+    any_part(oid, &|typtype| typtype == pg_sys::TYPTYPE_COMPOSITE)
+}
+
+/// Whether `oid`, or a type it is made of (a domain's base, an array's element, a range's
+/// subtype, a composite's attributes), however deep, has a `typtype` that `is` picks.
+fn any_part(oid: pg_sys::Oid, is: &impl Fn(u8) -> bool) -> bool {
     // SAFETY: syscache and typcache reads of a type OID; the tuple descriptor copied from the
-    // typcache is freed by the same code that made it, and an error (a type dropped meanwhile)
-    // leaves it to its memory context.
+    // typcache is freed by the same code that made it, and an error (a type dropped
+    // meanwhile) leaves it to its memory context.
     unsafe {
         // Composite types nest without a bound PostgreSQL keeps for us.
         pg_sys::check_stack_depth();
-        match pg_sys::get_typtype(oid) as u8 {
-            pg_sys::TYPTYPE_DOMAIN => true,
-            pg_sys::TYPTYPE_RANGE => has_domain(pg_sys::get_range_subtype(oid)),
-            pg_sys::TYPTYPE_MULTIRANGE => has_domain(pg_sys::get_multirange_range(oid)),
+        let typtype = pg_sys::get_typtype(oid) as u8;
+        if is(typtype) {
+            return true;
+        }
+        match typtype {
+            pg_sys::TYPTYPE_DOMAIN => any_part(pg_sys::getBaseType(oid), is),
+            pg_sys::TYPTYPE_RANGE => any_part(pg_sys::get_range_subtype(oid), is),
+            pg_sys::TYPTYPE_MULTIRANGE => any_part(pg_sys::get_multirange_range(oid), is),
             pg_sys::TYPTYPE_COMPOSITE => {
                 let tupdesc = pg_sys::lookup_rowtype_tupdesc_copy(oid, -1);
                 let natts = (*tupdesc).natts as usize;
@@ -108,13 +126,13 @@ pub fn has_domain(oid: pg_sys::Oid) -> bool {
                     .attrs
                     .as_slice(natts)
                     .iter()
-                    .any(|a| !a.attisdropped && has_domain(a.atttypid));
+                    .any(|a| !a.attisdropped && any_part(a.atttypid, is));
                 pg_sys::FreeTupleDesc(tupdesc);
                 found
             }
             _ => {
                 let element = pg_sys::get_element_type(oid);
-                element != pg_sys::InvalidOid && has_domain(element)
+                element != pg_sys::InvalidOid && any_part(element, is)
             }
         }
     }

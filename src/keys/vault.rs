@@ -22,9 +22,10 @@ use pgrx::prelude::*;
 use pgrx::{GucContext, GucFlags, GucRegistry, GucSetting, PostgresGucEnum};
 use zeroize::Zeroizing;
 
-use crate::keyring::{as_owner, audit, read_one};
+use crate::extension::{as_owner, audit};
+use crate::pg::spi::read_one;
 use crate::privileges::{self, Privilege};
-use crate::{custody, errors};
+use crate::{errors, keys::custody};
 
 extension_sql!(
     r#"
@@ -73,6 +74,7 @@ static ALLOW_HTTP: GucSetting<bool> = GucSetting::<bool>::new(false);
 static TIMEOUT_MS: GucSetting<i32> = GucSetting::<i32>::new(2000);
 
 pub fn init() {
+    custody::unlock_on_demand_with(lazy_unlock);
     // Everything that names a credential, or where a credential is sent, is for superusers
     // (and ALTER ROLE ... SET by one): a role that could point vault_addr elsewhere could
     // collect the token.
@@ -476,7 +478,7 @@ fn vault_init_transit() -> String {
         )
         .unwrap_or_else(|e| errors::catalog_query_failed("write akko_crypt.transit_root", e))
     });
-    let rewrapped = crate::key_lifecycle::rewrap_keyring(&root);
+    let rewrapped = crate::keys::keyring::rewrap_keyring(&root);
     let fingerprint = root.fingerprint().to_string();
     custody::load(root, "vault transit");
     let detail =

@@ -9,8 +9,9 @@
 use std::cell::RefCell;
 use std::collections::HashMap;
 
-use crate::keyring::{self, read_one};
-use crate::{custody, vault_unlock};
+use crate::keys::keyring::{self};
+use crate::pg::spi::read_one;
+use crate::{keys::custody, keys::vault};
 
 use pgrx::pg_sys;
 use pgrx::prelude::*;
@@ -51,10 +52,10 @@ unsafe extern "C-unwind" fn before_parallel_plan(query_desc: *mut pg_sys::QueryD
         && !pg_sys::IsInParallelMode();
     if parallel
         && custody::fingerprint().is_none()
-        && vault_unlock::would_unlock_lazily()
+        && vault::would_unlock_lazily()
         && calls_functions(plan, KEY_FUNCTIONS)
     {
-        vault_unlock::lazy_unlock();
+        vault::lazy_unlock();
     }
     match PREVIOUS_EXECUTOR_START {
         Some(previous) => previous(query_desc, eflags),

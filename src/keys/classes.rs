@@ -3,10 +3,17 @@
 //! no lookup here once the class has an active key version (see `keyring::active_version`).
 
 use akko_crypt_core::ClassName;
-use pgrx::prelude::*;
 
 use crate::errors;
-use crate::keyring::read_one;
+use crate::pg::spi::read_one;
+
+/// The built-in data class whose keys blind index keys (and subject lookup keys) are derived
+/// from. Nothing is ever sealed or opened under it.
+pub const BLIND_INDEX: &str = "blind_index";
+
+pub fn blind_index() -> ClassName<'static> {
+    ClassName::parse(BLIND_INDEX).expect("a valid class name")
+}
 
 /// A syntactically valid class name; raises 22023 otherwise.
 pub fn parse(name: &str) -> ClassName<'_> {
@@ -30,25 +37,4 @@ pub fn registered(name: &str) -> ClassName<'_> {
     let class = parse(name);
     require_registered(class);
     class
-}
-
-/// Adds a data class; returns false if it already existed. Its first key version is
-/// created by its first seal (or by rotate_key).
-#[pg_extern(parallel_unsafe)]
-fn add_class(name: &str) -> bool {
-    crate::privileges::require(crate::privileges::Privilege::Admin, None);
-    let class = parse(name);
-    let added = crate::keyring::as_owner(|| {
-        Spi::get_one_with_args::<bool>(
-            "WITH added AS (INSERT INTO akko_crypt.data_class (name) VALUES ($1) ON CONFLICT DO NOTHING RETURNING 1) \
-             SELECT count(*) > 0 FROM added",
-            &[class.as_str().into()],
-        )
-        .unwrap_or_else(|e| errors::catalog_query_failed("add the data class", e))
-        .unwrap_or_default()
-    });
-    if added {
-        crate::keyring::audit("add_class", Some(class.as_str()), None, None, "ok");
-    }
-    added
 }

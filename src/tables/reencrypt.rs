@@ -18,9 +18,10 @@ use pgrx::itemptr::item_pointer_get_both;
 use pgrx::pg_sys;
 use pgrx::prelude::*;
 
-use crate::keyring::{as_owner, audit, first_row};
-use crate::registry::Mode;
-use crate::{errors, protect_trigger, sealing};
+use crate::extension::{as_owner, audit};
+use crate::pg::spi::first_row;
+use crate::tables::registry::Mode;
+use crate::{errors, tables::trigger, values::sealing};
 
 extension_sql!(
     r#"
@@ -87,7 +88,7 @@ const MAX_PASSES: i32 = 5;
 struct Target {
     oid: pg_sys::Oid,
     /// The table's owner, as whom the run reads and writes the table (see
-    /// `ddl::as_table_owner`), so that the owner's code (triggers, constraints, index and
+    /// `sql::as_table_owner`), so that the owner's code (triggers, constraints, index and
     /// partition expressions, domains) never runs with the caller's rights; the caller's
     /// SELECT and UPDATE on the column are checked first, and the values are opened and
     /// sealed again with its privileges.
@@ -168,7 +169,7 @@ impl Target {
         }
         let column = column.unwrap_or_else(|| errors::no_such_column(&table, col));
         let holds_text = column_type.as_deref() == Some("text")
-            && crate::registry::column(tbl, col).is_some_and(|p| p.mode == Mode::Text);
+            && crate::tables::registry::column(tbl, col).is_some_and(|p| p.mode == Mode::Text);
         if column_type.as_deref() != Some("bytea") && !holds_text {
             errors::reencrypt_needs_bytea(&table, &column, column_type.as_deref().unwrap_or(""));
         }
@@ -197,7 +198,7 @@ impl Target {
 
     /// Runs `f`, which reads or writes the table, as its owner.
     fn on_table<R>(&self, f: impl FnOnce() -> R) -> R {
-        crate::ddl::as_table_owner(self.owner, f)
+        crate::pg::sql::as_table_owner(self.owner, f)
     }
 
     /// The statement that reads one batch: each value's row, the value, and the context
@@ -268,14 +269,14 @@ fn reencrypt_start(
             if !target.acts_as_owner {
                 errors::reencrypt_context_needs_owner(&target.table);
             }
-            if !crate::ddl::is_one_expression(expression) {
+            if !crate::pg::sql::is_one_expression(expression) {
                 errors::context_not_one_expression();
             }
             Some(expression)
         }
         None => {
             // A protected column bound to its rows: the binding the trigger and the views use.
-            derived = crate::protect::row_binding(tbl, col);
+            derived = crate::tables::reading::row_binding(tbl, col);
             derived.as_deref()
         }
     };
@@ -602,7 +603,7 @@ fn reseal_batch(
         // A protected column's trigger takes these envelopes as they are: they were opened
         // and sealed again just now, under the caller's privileges.
         let written =
-            protect_trigger::Resealed::new(target.oid, &target.column_name, &row_ids, &new_values);
+            trigger::Resealed::new(target.oid, &target.column_name, &row_ids, &new_values);
         outcome.resealed = target
             .on_table(|| {
                 Spi::connect_mut(|client| {

@@ -35,8 +35,9 @@ use pgrx::pg_sys;
 use pgrx::prelude::*;
 use zeroize::Zeroize;
 
-use crate::local_settings::set_in_session;
-use crate::{errors, log_redaction, vault_unlock};
+use crate::pg::guc_internals::{free_malloced, malloc_copy};
+use crate::pg::settings::set_in_session;
+use crate::{errors, hooks::log_redaction};
 
 pub const KEY_GUC: &CStr = c"akko_crypt.key";
 const HANDOFF_GUC: &CStr = c"akko_crypt.handoff";
@@ -46,12 +47,6 @@ const MAX_CACHED_KEYS: usize = 4096;
 /// A session that opens values sealed by many other sessions derives a value key for each
 /// subkey id it meets; this many per data key are kept.
 const MAX_VALUE_KEYS: usize = 4096;
-
-extern "C" {
-    // GUC frees extras and string values with free(), so they are allocated with malloc().
-    fn malloc(size: usize) -> *mut c_void;
-    fn free(ptr: *mut c_void);
-}
 
 static mut KEY_GUC_VALUE: *mut c_char = std::ptr::null_mut();
 static mut KEY_GUC_CONF: *mut pg_sys::config_string = std::ptr::null_mut();
@@ -161,7 +156,7 @@ struct Slot {
     root: RootKey,
     /// Where the root came from: the parameter, Vault, or the parallel leader.
     source: &'static str,
-    /// The keyring generation (see `keyring::generation`) the caches below were filled in.
+    /// The keyring generation (see `crate::extension::generation`) the caches below were filled in.
     generation: u64,
     /// Unwrapped data keys and subject keys; a handful per session, so a scan beats hashing.
     keys: Vec<KeyEntry>,
@@ -239,7 +234,7 @@ pub fn init() {
             Some(assign_handoff),
             Some(show_nothing),
         );
-        KEY_GUC_CONF = crate::guc_internals::find_string_guc(KEY_GUC);
+        KEY_GUC_CONF = crate::pg::guc_internals::find_string_guc(KEY_GUC);
         pg_sys::RegisterXactCallback(Some(at_transaction_end), std::ptr::null_mut());
     }
 }
@@ -302,7 +297,7 @@ unsafe extern "C-unwind" fn check_key(
     };
     let shown = CString::new(root.fingerprint().to_string()).expect("hex has no NUL");
     let id = store(root);
-    free((*newval).cast());
+    free_malloced((*newval).cast());
     *newval = malloc_copy(shown.as_bytes_with_nul()).cast();
     *extra = malloc_copy(&id.to_ne_bytes());
     true
@@ -338,19 +333,6 @@ unsafe fn reject(code: PgSqlErrorCode, message: &CStr, hint: &CStr) {
 unsafe fn wipe_c_string(s: *mut c_char) {
     let len = CStr::from_ptr(s).to_bytes().len();
     std::slice::from_raw_parts_mut(s.cast::<u8>(), len).zeroize();
-}
-
-pub(crate) unsafe fn malloc_copy(bytes: &[u8]) -> *mut c_void {
-    let ptr = malloc(bytes.len());
-    if ptr.is_null() {
-        errors::out_of_memory();
-    }
-    std::ptr::copy_nonoverlapping(bytes.as_ptr(), ptr.cast::<u8>(), bytes.len());
-    ptr
-}
-
-pub(crate) unsafe fn free_malloced(ptr: *mut c_void) {
-    free(ptr)
 }
 
 unsafe fn slot_of(extra: *mut c_void) -> Option<SlotId> {
@@ -395,7 +377,7 @@ unsafe extern "C-unwind" fn at_transaction_end(event: pg_sys::XactEvent::Type, _
     if conf.is_null() || in_parallel_worker() {
         return;
     }
-    crate::guc_internals::detach_key_from_reset(conf);
+    crate::pg::guc_internals::detach_key_from_reset(conf);
     let current = (*conf).gen_.extra;
     // At top-level end every subtransaction is gone, so at most one stack entry remains.
     let survivor = match (*conf).gen_.stack.as_ref() {
@@ -546,14 +528,24 @@ fn try_with_current_slot<R, F: FnOnce(&mut Slot) -> R>(f: F) -> Result<R, F> {
     })
 }
 
-/// Runs `f` with the session's slot; with no key loaded, unlocks from Vault if it is
-/// configured (only then: seal and open pay nothing for it), else raises 55000.
+/// How a session with no key loaded gets one when a seal or open needs it: Vault's lazy
+/// unlock, which registers itself (`unlock_on_demand_with`); it says whether it loaded one.
+static UNLOCK_ON_DEMAND: OnceLock<fn() -> bool> = OnceLock::new();
+
+/// Registers the unlock a seal or open without a key makes, once, from _PG_init.
+pub fn unlock_on_demand_with(unlock: fn() -> bool) {
+    let _ = UNLOCK_ON_DEMAND.set(unlock);
+}
+
+/// Runs `f` with the session's slot; with no key loaded, unlocks on demand (Vault, if it is
+/// configured: only then do seal and open pay for it), else raises 55000.
 fn with_current_slot<R>(f: impl FnOnce(&mut Slot) -> R) -> R {
     match try_with_current_slot(f) {
         Ok(result) => result,
         Err(f) => {
             // A worker has the key its leader held at the start of the query, or none.
-            if in_parallel_worker() || !vault_unlock::lazy_unlock() {
+            let unlocked = UNLOCK_ON_DEMAND.get().is_some_and(|unlock| unlock());
+            if in_parallel_worker() || !unlocked {
                 errors::no_key_loaded();
             }
             try_with_current_slot(f).unwrap_or_else(|_| errors::no_key_loaded())
@@ -663,13 +655,11 @@ pub fn remember_blind_index_key(
     })
 }
 
-/// Drops every key this session holds, at once and for good: even if the surrounding
-/// transaction rolls back, the keys stay gone and must be set again, in this backend and in
-/// the workers of any later parallel query.
-#[pg_extern(volatile, parallel_unsafe)]
-fn lock() {
+/// Drops every key this session holds, at once and for good: the setting, the handoff to
+/// workers and every cached key.
+pub fn forget_all_keys() {
     // SAFETY: the setting's name is a static C string, the value an empty one; SetConfigOption
-    // copies both and raises through the pgrx guard of this #[pg_extern].
+    // copies both and raises through pgrx's guard.
     unsafe {
         pg_sys::SetConfigOption(
             KEY_GUC.as_ptr(),
@@ -680,5 +670,4 @@ fn lock() {
     }
     set_handoff(c"");
     CUSTODY.with(|c| c.borrow_mut().forget_all());
-    vault_unlock::lock();
 }

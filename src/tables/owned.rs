@@ -1,0 +1,27 @@
+//! The tables a caller may protect, change or give a decrypting view: with the privilege to
+//! protect, owned by the caller, and with a protection its registry rows and trigger agree on.
+
+use pgrx::pg_sys;
+
+use crate::errors;
+use crate::pg::sql::Table;
+use crate::privileges::{self, Privilege};
+
+/// A table the caller may protect and change: the privilege to protect, and ownership. Its
+/// registry rows and its trigger must agree: a table restored without its registry rows
+/// would otherwise get a trigger made from the registry alone, and its restored columns
+/// would no longer be sealed (see `restore_protection`).
+pub fn protectable(tbl: pg_sys::Oid) -> Table {
+    let table = owned_protectable(tbl);
+    match crate::tables::trigger::disagreements(tbl) {
+        Some(columns) if !columns.is_empty() => {
+            errors::protection_incomplete(&table.name, &columns)
+        }
+        _ => table,
+    }
+}
+
+pub fn owned_protectable(tbl: pg_sys::Oid) -> Table {
+    privileges::require(Privilege::Protect, None);
+    Table::owned(tbl)
+}
