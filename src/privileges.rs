@@ -331,24 +331,28 @@ fn resolve(role: pg_sys::Oid) -> Resolved {
     }
 }
 
-/// `f` of `role`'s privileges, resolved once per generation.
+/// `f` of `role`'s privileges, resolved once per generation. Resolving runs queries, whose
+/// planning can come back here (a hook asking what the caller may do): no borrow of the
+/// cache is held meanwhile.
 fn with_resolved<R>(role: pg_sys::Oid, f: impl FnOnce(&Resolved) -> R) -> R {
     let generation = GENERATION.with(Cell::get);
-    RESOLVED.with(|cache| {
+    let cached = RESOLVED.with(|cache| {
         let mut cache = cache.borrow_mut();
         cache.retain(|r| r.generation == generation);
-        let at = match cache.iter().position(|r| r.role == role) {
-            Some(at) => at,
-            None => {
-                if cache.len() == RESOLVED_ROLES {
-                    cache.remove(0);
-                }
-                cache.push(resolve(role));
-                cache.len() - 1
+        cache.iter().position(|r| r.role == role)
+    });
+    let at = cached.unwrap_or_else(|| {
+        let resolved = resolve(role);
+        RESOLVED.with(|cache| {
+            let mut cache = cache.borrow_mut();
+            if cache.len() == RESOLVED_ROLES {
+                cache.remove(0);
             }
-        };
-        f(&cache[at])
-    })
+            cache.push(resolved);
+            cache.len() - 1
+        })
+    });
+    RESOLVED.with(|cache| f(&cache.borrow()[at]))
 }
 
 /// The role and duty that keep a session whose current role is `role` from `privilege`:

@@ -103,7 +103,8 @@ s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
 s.bind(('127.0.0.1', $((vport + 5)))); s.listen(16); held = []
 while True: held.append(s.accept())" &
 hole=$!
-sleep 0.3
+# Ready once it accepts (a loaded machine may take longer than any fixed sleep to start it).
+for _ in $(seq 100); do (exec 3<>/dev/tcp/127.0.0.1/$((vport + 5))) 2>/dev/null && break; sleep 0.1; done
 hole_session() { # hole_session SQL...: a superuser session pointed at the black hole
     psql_ -c "SET akko_crypt.vault_addr = 'http://127.0.0.1:$((vport + 5))'" "$@" akko_vault 2>&1
 }

@@ -50,10 +50,12 @@ unsafe extern "C-unwind" fn before_parallel_plan(query_desc: *mut pg_sys::QueryD
     let parallel = (*plan).parallelModeNeeded
         && eflags & pg_sys::EXEC_FLAG_EXPLAIN_ONLY as i32 == 0
         && !pg_sys::IsInParallelMode();
+    // The plan first: akko_crypt's own queries (the privilege lookup would_unlock_lazily
+    // makes) call no key function, so they never come back into that lookup.
     if parallel
+        && calls_functions(plan, KEY_FUNCTIONS)
         && custody::fingerprint().is_none()
         && vault::would_unlock_lazily()
-        && calls_functions(plan, KEY_FUNCTIONS)
     {
         vault::lazy_unlock();
     }

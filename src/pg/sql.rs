@@ -105,7 +105,8 @@ pub fn has_composite(oid: pg_sys::Oid) -> bool {
 /// Whether `oid`, or a type it is made of (a domain's base, an array's element, a range's
 /// subtype, a composite's attributes), however deep, has a `typtype` that `is` picks.
 fn any_part(oid: pg_sys::Oid, is: &impl Fn(u8) -> bool) -> bool {
-    // SAFETY: syscache and typcache reads of a type OID; the tuple descriptor copied from the
+    // SAFETY: syscache and typcache reads of a type OID, and a lock on a composite type's
+    // relation, which the transaction releases; the tuple descriptor copied from the
     // typcache is freed by the same code that made it, and an error (a type dropped
     // meanwhile) leaves it to its memory context.
     unsafe {
@@ -120,6 +121,13 @@ fn any_part(oid: pg_sys::Oid, is: &impl Fn(u8) -> bool) -> bool {
             pg_sys::TYPTYPE_RANGE => any_part(pg_sys::get_range_subtype(oid), is),
             pg_sys::TYPTYPE_MULTIRANGE => any_part(pg_sys::get_multirange_range(oid), is),
             pg_sys::TYPTYPE_COMPOSITE => {
+                // Held to the transaction's end: ALTER TYPE cannot give the type a domain
+                // attribute while this transaction reads values of it (an input function that
+                // takes a lock part-way through a value would see the new attributes).
+                let relid = pg_sys::get_typ_typrelid(oid);
+                if relid != pg_sys::InvalidOid {
+                    pg_sys::LockRelationOid(relid, pg_sys::AccessShareLock as pg_sys::LOCKMODE);
+                }
                 let tupdesc = pg_sys::lookup_rowtype_tupdesc_copy(oid, -1);
                 let natts = (*tupdesc).natts as usize;
                 let found = (*tupdesc)

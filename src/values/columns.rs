@@ -401,8 +401,9 @@ pub unsafe extern "C-unwind" fn akko_open_value(fcinfo: pg_sys::FunctionCallInfo
     let input = converted
         .as_ref()
         .map_or(text.as_c_ptr(), |c| c.as_ptr().cast());
-    // Checked again just before the input function reads the type's attributes: an ALTER
-    // TYPE committed since the first call is seen from the next lock this query takes.
+    // Checked again just before the input function reads the type's attributes: another
+    // transaction's ALTER TYPE waits for the lock the first check took, but this one's own
+    // (between two calls in a PL/pgSQL loop) does not.
     if (*target).recheck_domains && sql::has_domain((*target).oid) {
         errors::open_value_as_domain(&sql::type_display((*target).oid, -1));
     }

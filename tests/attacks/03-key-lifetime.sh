@@ -37,3 +37,18 @@ check "a key set for one transaction (set_config(..., true)) opens in it, and no
 out=$(run_as postgres $db -c "$parallel_only SELECT 1" -c "SET akko_crypt.handoff = ''" \
     -c "SELECT akko_crypt.open_pii(s) FROM par WHERE g = 3")
 check "a session without a key cannot hand its workers one by setting akko_crypt.handoff" refused 55000 "$out"
+# With Vault configured and no key loaded, a session whose privilege lookup itself plans in
+# parallel (any costs a user may set) came back into that lookup from the parallel-plan hook:
+# XX000 for every call. A role without unlock gets 42501, and Vault is never asked.
+db=atk_reentry
+new_db $db >/dev/null
+keyed_as postgres $db -c "SELECT akko_crypt.rotate_key('identity')" -c "CREATE ROLE reentry_reader LOGIN" \
+    -c "SELECT akko_crypt.grant_privilege('open', 'reentry_reader', 'identity')" \
+    -c "CREATE TABLE public.u (id int PRIMARY KEY, email text)" -c "SELECT akko_crypt.protect('public.u', 'email')" \
+    -c "INSERT INTO public.u VALUES (1, 'a@example.org')" -c "GRANT SELECT ON public.u TO reentry_reader" \
+    -c "ALTER DATABASE $db SET akko_crypt.vault_addr = 'http://127.0.0.1:9'" >/dev/null
+out=$(run_as reentry_reader $db -c "SET parallel_setup_cost = 0" -c "SET parallel_tuple_cost = 0" \
+    -c "SET min_parallel_table_scan_size = 0" -c "SELECT count(akko_crypt.open_text(email)) FROM public.u" \
+    -c "SET force_parallel_mode = on" -c "SELECT 1")
+check "Vault configured, no key, parallel privilege lookups: 42501 for a role without unlock, then queries run; no XX000" \
+    bash -c 'grep -q "ERROR:  42501:" <<<"$1" && ! grep -q XX000 <<<"$1" && grep -qx 1 <<<"$1"' _ "$out"
