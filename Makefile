@@ -58,7 +58,7 @@ fuzz: fuzz-tools
 	AKKO_FUZZ_KEEP=1 tests/fuzz.sh $${AKKO_FUZZ_SECONDS:-200}
 
 unit:
-	cargo test -p akko_crypt_core
+	cargo test -p akko_crypt_core -p akko_crypt_errors -p akko_crypt_vault
 
 demo: install $(VENV)
 	demo/demo.sh

@@ -12,7 +12,7 @@ use std::ffi::CStr;
 use pgrx::pg_sys;
 use pgrx::prelude::*;
 
-use crate::errors;
+use crate::errors::{self, raise, Error};
 use crate::pg::settings::as_role_restricted;
 use crate::pg::spi::read_row;
 
@@ -63,7 +63,7 @@ pub fn extension_table(name: &CStr) -> pg_sys::Oid {
     unsafe {
         let schema = pg_sys::get_namespace_oid(c"akko_crypt".as_ptr(), true);
         if schema == pg_sys::InvalidOid {
-            errors::extension_missing();
+            raise(Error::ExtensionMissing);
         }
         pg_sys::get_relname_relid(name.as_ptr(), schema)
     }
@@ -105,11 +105,14 @@ fn extension_owner() -> pg_sys::Oid {
         &[],
         |row| row.get_two::<pg_sys::Oid, String>(),
     )
-    .unwrap_or_else(|| errors::extension_missing());
-    let owner = owner.unwrap_or_else(|| errors::extension_missing());
+    .unwrap_or_else(|| raise(Error::ExtensionMissing));
+    let owner = owner.unwrap_or_else(|| raise(Error::ExtensionMissing));
     let version = version.unwrap_or_default();
     if version != env!("CARGO_PKG_VERSION") {
-        errors::extension_outdated(&version);
+        raise(Error::ExtensionOutdated {
+            installed: &version,
+            library: env!("CARGO_PKG_VERSION"),
+        });
     }
     OWNER.with(|o| o.set((generation, owner)));
     owner

@@ -2,7 +2,6 @@
 //! pgrx-free `akko_crypt_core` crate; the modules here are the server glue, one concern each, in
 //! folders by subsystem.
 
-use pgrx::pg_sys::panic::ErrorReport;
 use pgrx::prelude::*;
 
 /// Declares the `pg_finfo_*` records that tell PostgreSQL these symbols follow the V1
@@ -41,15 +40,7 @@ pub extern "C-unwind" fn _PG_init() {
     // the key to anyone, before the hooks below exist to hide it.
     // SAFETY: a plain global that PostgreSQL sets while it loads shared_preload_libraries.
     if !unsafe { pg_sys::process_shared_preload_libraries_in_progress } {
-        ErrorReport::new(
-            PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
-            "akko_crypt must be loaded through shared_preload_libraries",
-            "_PG_init",
-        )
-        .set_hint(
-            "Add akko_crypt to shared_preload_libraries in postgresql.conf and restart PostgreSQL.",
-        )
-        .report(PgLogLevel::ERROR);
+        errors::raise(errors::Error::NotPreloaded);
     }
     keys::custody::init();
     extension::init();

@@ -18,10 +18,11 @@ use akko_crypt_core::ClassName;
 use pgrx::pg_sys;
 use pgrx::prelude::*;
 
+use crate::errors::{self, raise, Error};
 use crate::extension::{as_owner, audit, caller};
+use crate::keys::classes;
 use crate::pg::datum::Args;
 use crate::pg::spi::read_one;
-use crate::{errors, keys::classes};
 
 extension_sql!(
     r#"
@@ -148,6 +149,7 @@ impl Privilege {
                 "FUNCTION akko_crypt.forget_subject(text)",
                 "FUNCTION akko_crypt.rewrap(text)",
                 "FUNCTION akko_crypt.status()",
+                "FUNCTION akko_crypt.hash_subject_names()",
                 "FUNCTION akko_crypt.vault_init_transit()",
                 "FUNCTION akko_crypt.grant_privilege(text, regrole, text)",
                 "FUNCTION akko_crypt.revoke_privilege(text, regrole, text)",
@@ -423,13 +425,17 @@ pub fn require_by(role: pg_sys::Oid, privilege: Privilege, class: Option<ClassNa
         return;
     }
     if let Some((holder, duty)) = duty_conflict(role, privilege) {
-        errors::duties_separated(&display_name(holder), privilege.name(), duty);
+        raise(Error::DutiesSeparated {
+            role: &display_name(holder),
+            wanted: privilege.name(),
+            duty,
+        });
     }
-    errors::privilege_missing(
-        privilege.name(),
-        class.map(|c| c.as_str()),
-        &display_name(role),
-    );
+    raise(Error::PrivilegeMissing {
+        privilege: privilege.name(),
+        class: class.map(|c| c.as_str()),
+        role: &display_name(role),
+    });
 }
 
 /// Raises 42501 unless the calling role holds `privilege` (for `class`).
@@ -466,18 +472,23 @@ fn quoted_role(role: pg_sys::Oid) -> String {
 /// The privilege and class arguments of grant_privilege and revoke_privilege, checked.
 fn parse_arguments(args: &Args) -> (Privilege, pg_sys::Oid, Option<String>) {
     let name = args.text(0, "privilege");
-    let privilege = Privilege::parse(&name).unwrap_or_else(|| errors::unknown_privilege(&name));
+    let privilege =
+        Privilege::parse(&name).unwrap_or_else(|| raise(Error::UnknownPrivilege { name: &name }));
     let grantee = args.oid(1, "grantee");
     if role_name(grantee).is_none() {
-        errors::no_such_role(grantee.to_u32());
+        raise(Error::NoSuchRole {
+            oid: grantee.to_u32(),
+        });
     }
     let class = args.opt_text(2);
     match &class {
-        Some(_) if !privilege.per_class() => errors::privilege_has_no_class(privilege.name()),
+        Some(_) if !privilege.per_class() => raise(Error::PrivilegeHasNoClass {
+            privilege: privilege.name(),
+        }),
         Some(class) => {
             let parsed = classes::parse(class);
             if parsed.as_str() == crate::keys::classes::BLIND_INDEX {
-                errors::reserved_class();
+                raise(Error::ReservedClass);
             }
             classes::require_registered(parsed);
         }
@@ -557,12 +568,12 @@ fn refuse_joined_duties(privilege: Privilege, grantee: pg_sys::Oid) {
         )
     });
     if let Some(role) = joined {
-        errors::duties_joined(
-            privilege.name(),
-            &display_name(grantee),
-            &role,
-            other.name(),
-        );
+        raise(Error::DutiesJoined {
+            privilege: privilege.name(),
+            grantee: &display_name(grantee),
+            role: &role,
+            duty: other.name(),
+        });
     }
 }
 

@@ -16,8 +16,8 @@ tally() { # tally NAME EXIT_CODE
     if [ "$2" -eq 0 ]; then passed=$((passed + 1)); echo "== $1: ok"; else failed=$((failed + 1)); echo "== $1: FAILED"; fi
 }
 
-cargo test -p akko_crypt_core -p akko_crypt_vault --manifest-path "$here/../Cargo.toml" 2>&1 | grep -E "^test |test result|panicked|error"
-tally "unit tests (akko_crypt_core, akko_crypt_vault)" "${PIPESTATUS[0]}"
+cargo test -p akko_crypt_core -p akko_crypt_errors -p akko_crypt_vault --manifest-path "$here/../Cargo.toml" 2>&1 | grep -E "^test |test result|panicked|error"
+tally "unit tests (akko_crypt_core, akko_crypt_errors, akko_crypt_vault)" "${PIPESTATUS[0]}"
 
 "$here/fuzz.sh" "${AKKO_FUZZ_SECONDS:-15}"
 tally "fuzzing, quick form (tests/fuzz.sh)" $?

@@ -4,7 +4,7 @@
 
 use akko_crypt_core::ClassName;
 
-use crate::errors;
+use crate::errors::{raise, Error};
 use crate::pg::spi::read_one;
 
 /// The built-in data class whose keys blind index keys (and subject lookup keys) are derived
@@ -17,7 +17,7 @@ pub fn blind_index() -> ClassName<'static> {
 
 /// A syntactically valid class name; raises 22023 otherwise.
 pub fn parse(name: &str) -> ClassName<'_> {
-    ClassName::parse(name).unwrap_or_else(|e| errors::invalid_class_name(e))
+    ClassName::parse(name).unwrap_or_else(|e| raise(Error::InvalidClassName { error: e }))
 }
 
 /// Raises 22023 unless `class` is in the catalog.
@@ -28,7 +28,9 @@ pub fn require_registered(class: ClassName<'_>) {
         &[class.as_str().into()],
     );
     if exists != Some(true) {
-        errors::unknown_class(class.as_str());
+        raise(Error::UnknownClass {
+            class: class.as_str(),
+        });
     }
 }
 

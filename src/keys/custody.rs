@@ -35,9 +35,10 @@ use pgrx::pg_sys;
 use pgrx::prelude::*;
 use zeroize::Zeroize;
 
+use crate::errors::{raise, Error};
+use crate::hooks::log_redaction;
 use crate::pg::guc_internals::{free_malloced, malloc_copy};
 use crate::pg::settings::set_in_session;
-use crate::{errors, hooks::log_redaction};
 
 pub const KEY_GUC: &CStr = c"akko_crypt.key";
 const HANDOFF_GUC: &CStr = c"akko_crypt.handoff";
@@ -141,7 +142,7 @@ impl KeyEntry {
             self.sealing = Some(
                 self.material
                     .new_sealing_key()
-                    .unwrap_or_else(|_| errors::randomness_unavailable()),
+                    .unwrap_or_else(|_| raise(Error::RandomnessUnavailable)),
             );
         }
         self.sealing
@@ -200,7 +201,7 @@ thread_local! {
 }
 
 pub fn init() {
-    let handoff = HandoffKey::generate().unwrap_or_else(|_| errors::randomness_unavailable());
+    let handoff = HandoffKey::generate().unwrap_or_else(|_| raise(Error::RandomnessUnavailable));
     let _ = HANDOFF.set(handoff);
     let hidden = (pg_sys::GUC_NO_SHOW_ALL
         | pg_sys::GUC_NOT_IN_SAMPLE
@@ -271,11 +272,7 @@ unsafe extern "C-unwind" fn check_key(
     log_redaction::current_statement_carries_secret(text);
     if !source_may_carry_key(source) {
         wipe_c_string(*newval);
-        reject(
-            PgSqlErrorCode::ERRCODE_CANT_CHANGE_RUNTIME_PARAM,
-            c"akko_crypt.key can only be set in a session, never stored in the catalog or a configuration file",
-            c"Have the connection pool run SELECT set_config('akko_crypt.key', $1, false) at checkout.",
-        );
+        reject(Error::KeyStoredOutsideSession);
         return false;
     }
     let parsed = std::str::from_utf8(text)
@@ -284,14 +281,8 @@ unsafe extern "C-unwind" fn check_key(
     wipe_c_string(*newval);
     let root = match parsed {
         Ok(root) => root,
-        Err(e) => {
-            let message = format!("invalid value for akko_crypt.key: {e}");
-            let message = CString::new(message).expect("no NUL in a key error");
-            reject(
-                PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
-                &message,
-                c"Give 32 random bytes as 64 hex digits or as base64, for example the output of: openssl rand -base64 32",
-            );
+        Err(error) => {
+            reject(Error::InvalidKey { error });
             return false;
         }
     };
@@ -324,10 +315,16 @@ unsafe extern "C-unwind" fn show_nothing() -> *const c_char {
     c"".as_ptr()
 }
 
-unsafe fn reject(code: PgSqlErrorCode, message: &CStr, hint: &CStr) {
-    pg_sys::GUC_check_errcode(code as i32);
-    pg_sys::GUC_check_errmsg_string = pg_sys::pstrdup(message.as_ptr());
-    pg_sys::GUC_check_errhint_string = pg_sys::pstrdup(hint.as_ptr());
+/// A check hook's refusal, which PostgreSQL raises as the error of the refused SET.
+unsafe fn reject(error: Error) {
+    let report = error.report();
+    // The texts are akko_crypt's own, without NUL; an empty one stands in if not.
+    let c_text = |text: String| CString::new(text).unwrap_or_default();
+    pg_sys::GUC_check_errcode(report.sqlstate.packed());
+    pg_sys::GUC_check_errmsg_string = pg_sys::pstrdup(c_text(report.message).as_ptr());
+    if let Some(hint) = report.hint {
+        pg_sys::GUC_check_errhint_string = pg_sys::pstrdup(c_text(hint).as_ptr());
+    }
 }
 
 unsafe fn wipe_c_string(s: *mut c_char) {
@@ -450,11 +447,7 @@ unsafe extern "C-unwind" fn check_handoff(
         return true;
     }
     if !pg_sys::InitializingParallelWorker {
-        reject(
-            PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE,
-            c"akko_crypt.handoff is set by akko_crypt itself, for parallel workers",
-            c"Set the key with akko_crypt.key.",
-        );
+        reject(Error::HandoffSetByUser);
         return false;
     }
     let leader = (*pg_sys::MyProc).lockGroupLeader;
@@ -498,7 +491,7 @@ pub fn prepare_parallel_handoff() {
             .get()
             .expect("set in _PG_init")
             .seal_root(&slot.root, &target)
-            .unwrap_or_else(|_| errors::randomness_unavailable())
+            .unwrap_or_else(|_| raise(Error::RandomnessUnavailable))
     })
     .unwrap_or_default();
     // SAFETY: HANDOFF_GUC_VALUE is the string PostgreSQL's GUC machinery owns for
@@ -546,9 +539,9 @@ fn with_current_slot<R>(f: impl FnOnce(&mut Slot) -> R) -> R {
             // A worker has the key its leader held at the start of the query, or none.
             let unlocked = UNLOCK_ON_DEMAND.get().is_some_and(|unlock| unlock());
             if in_parallel_worker() || !unlocked {
-                errors::no_key_loaded();
+                raise(Error::NoKeyLoaded);
             }
-            try_with_current_slot(f).unwrap_or_else(|_| errors::no_key_loaded())
+            try_with_current_slot(f).unwrap_or_else(|_| raise(Error::NoKeyLoaded))
         }
     }
 }

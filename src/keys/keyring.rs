@@ -16,11 +16,12 @@ use pgrx::datum::DatumWithOid;
 use pgrx::pg_sys;
 use pgrx::prelude::*;
 
+use crate::errors::{self, raise, Error};
 use crate::extension::{announce_change, as_owner, audit, generation};
 use crate::keys::custody::KeyEntry;
 use crate::pg::spi::{first_row, read_one, read_row};
 use crate::privileges::{self, Privilege};
-use crate::{errors, keys::classes, keys::custody};
+use crate::{keys::classes, keys::custody};
 
 /// Sessions that seal for many subjects would otherwise remember every subject's id forever.
 const MAX_CACHED_SUBJECTS: usize = 4096;
@@ -120,21 +121,25 @@ pub fn require_keyring_root() {
     )
     .unwrap_or((None, None));
     if let Some(other) = other {
-        errors::wrong_root(&session.to_string(), &other);
+        raise(Error::WrongRoot {
+            session: &session.to_string(),
+            keyring: &other,
+        });
     }
     if any != Some(true) && !privileges::held(Privilege::Admin, None) {
-        errors::keyring_claim_needs_admin();
+        raise(Error::KeyringClaimNeedsAdmin);
     }
 }
 
 /// Generates a data key for `class` at `version` and returns it wrapped under the
 /// session's root, with the root's fingerprint.
 pub fn new_wrapped_key(class: ClassName<'_>, version: u32) -> (Vec<u8>, String) {
-    let material = DataKeyMaterial::generate().unwrap_or_else(|_| errors::randomness_unavailable());
+    let material =
+        DataKeyMaterial::generate().unwrap_or_else(|_| raise(Error::RandomnessUnavailable));
     custody::with_root(|root| {
         let wrapped = root
             .wrap(class, version, &material)
-            .unwrap_or_else(|_| errors::randomness_unavailable());
+            .unwrap_or_else(|_| raise(Error::RandomnessUnavailable));
         (wrapped.to_vec(), root.fingerprint().to_string())
     })
 }
@@ -153,10 +158,9 @@ pub fn lock_for_writes() {
 fn create_first_version(class: ClassName<'_>) -> u32 {
     // SAFETY: reads the backend's parallel-mode flag; it cannot raise.
     if unsafe { pg_sys::IsInParallelMode() } {
-        errors::keyring_write_in_parallel_query(format!(
-            "the first seal of data class \"{}\" writes its key to the keyring",
-            class.as_str()
-        ));
+        raise(Error::KeyringWriteInParallelQuery {
+            class: Some(class.as_str()),
+        });
     }
     require_keyring_root();
     lock_for_writes();
@@ -174,7 +178,11 @@ fn create_first_version(class: ClassName<'_>) -> u32 {
         audit("create_key", Some(class.as_str()), Some(1), None, "ok");
         announce_change();
     }
-    select_active_version(class).unwrap_or_else(|| errors::no_active_version(class.as_str()))
+    select_active_version(class).unwrap_or_else(|| {
+        raise(Error::NoActiveVersion {
+            class: class.as_str(),
+        })
+    })
 }
 
 /// Runs `f` with the key entry of `class`/`version` (and `subject`): the data key, or the
@@ -253,22 +261,40 @@ fn unwrap_from_keyring(class: ClassName<'_>, version: u32) -> DataKeyMaterial {
         .unwrap_or((None, None, None))
     });
     match state.as_deref() {
-        None => errors::unknown_key_version(class.as_str(), version),
-        Some("destroyed") => errors::key_destroyed(class.as_str(), version),
-        Some("retired") => errors::key_retired(class.as_str(), version),
+        None => raise(Error::UnknownKeyVersion {
+            class: class.as_str(),
+            version,
+        }),
+        Some("destroyed") => raise(Error::KeyDestroyed {
+            class: class.as_str(),
+            version,
+        }),
+        Some("retired") => raise(Error::KeyRetired {
+            class: class.as_str(),
+            version,
+        }),
         _ => {}
     }
-    let wrapped = wrapped.unwrap_or_else(|| errors::key_destroyed(class.as_str(), version));
+    let wrapped = wrapped.unwrap_or_else(|| {
+        raise(Error::KeyDestroyed {
+            class: class.as_str(),
+            version,
+        })
+    });
     let unwrapped = custody::with_root(|root| root.unwrap(class, version, &wrapped));
     unwrapped.unwrap_or_else(|e| match e {
         UnwrapError::NotWrappedByThisRoot => {
             let session = custody::fingerprint().map(|f| f.to_string());
-            errors::wrong_root(
-                session.as_deref().unwrap_or("none"),
-                wrapped_by.as_deref().unwrap_or("unknown"),
-            )
+            raise(Error::WrongRoot {
+                session: session.as_deref().unwrap_or("none"),
+                keyring: wrapped_by.as_deref().unwrap_or("unknown"),
+            })
         }
-        other => errors::corrupt_keyring(class.as_str(), version, other),
+        other => raise(Error::CorruptKeyring {
+            class: class.as_str(),
+            version,
+            error: other,
+        }),
     })
 }
 
@@ -346,15 +372,13 @@ pub fn subject_id(subject: &[u8]) -> SubjectId {
     let stored = find_subject(subject, &lookups).or_else(|| {
         // SAFETY: reads the backend's parallel-mode flag; it cannot raise.
         if unsafe { pg_sys::IsInParallelMode() } {
-            errors::keyring_write_in_parallel_query(
-                "the first seal for a new subject registers it in the keyring".to_owned(),
-            )
+            raise(Error::KeyringWriteInParallelQuery { class: None })
         }
         register_subject(&lookups[0])
     });
     let id: SubjectId = stored
         .and_then(|bytes| bytes.try_into().ok())
-        .unwrap_or_else(|| errors::subject_forgotten());
+        .unwrap_or_else(|| raise(Error::SubjectForgotten));
     ACTIVE.with(|a| {
         let mut a = a.borrow_mut();
         if a.generation == generation {
@@ -443,7 +467,7 @@ fn hash_subject_names() -> i64 {
 /// Registers a subject with a fresh random id and salt under lookup hash `lookup`; returns
 /// its id (another session's, if it registered the same subject first).
 fn register_subject((version, lookup): &(u32, Vec<u8>)) -> Option<Vec<u8>> {
-    let (id, salt) = new_subject().unwrap_or_else(|_| errors::randomness_unavailable());
+    let (id, salt) = new_subject().unwrap_or_else(|_| raise(Error::RandomnessUnavailable));
     as_owner(|| {
         Spi::get_one_with_args::<Vec<u8>>(
             "WITH created AS (\
@@ -500,7 +524,7 @@ fn subject_salt(id: &SubjectId) -> [u8; SUBJECT_SALT_LEN] {
         )
     });
     salt.and_then(|bytes| bytes.try_into().ok())
-        .unwrap_or_else(|| errors::subject_forgotten())
+        .unwrap_or_else(|| raise(Error::SubjectForgotten))
 }
 
 /// Rewraps every data key under `new_root` with the session's root (needed only if the
@@ -530,13 +554,19 @@ pub fn rewrap_keyring(new_root: &RootKey) -> i64 {
             require_keyring_root();
         }
         for (class_name, version, wrapped) in &keys {
-            let class =
-                ClassName::parse(class_name).unwrap_or_else(|e| errors::invalid_class_name(e));
+            let class = ClassName::parse(class_name)
+                .unwrap_or_else(|e| raise(Error::InvalidClassName { error: e }));
             let material = custody::with_root(|root| root.unwrap(class, *version as u32, wrapped))
-                .unwrap_or_else(|e| errors::corrupt_keyring(class_name, *version as u32, e));
+                .unwrap_or_else(|e| {
+                    raise(Error::CorruptKeyring {
+                        class: class_name,
+                        version: *version as u32,
+                        error: e,
+                    })
+                });
             let rewrapped = new_root
                 .wrap(class, *version as u32, &material)
-                .unwrap_or_else(|_| errors::randomness_unavailable());
+                .unwrap_or_else(|_| raise(Error::RandomnessUnavailable));
             Spi::run_with_args(
                 "UPDATE akko_crypt.keyring SET wrapped_key = $3, root_fingerprint = $4 \
                  WHERE class = $1 AND version = $2",

@@ -10,13 +10,12 @@ use akko_crypt_core::{ClassName, RootKey, SEALS_PER_SUBKEY};
 use pgrx::prelude::*;
 use pgrx::{GucContext, GucFlags, GucRegistry, GucSetting, JsonB};
 
+use crate::errors::{self, raise, Error};
 use crate::extension::{announce_change, as_owner, audit};
 use crate::keys::keyring::{new_wrapped_key, require_keyring_root};
 use crate::pg::spi::{first_row, read_one};
 use crate::privileges::{self, Privilege};
-use crate::{
-    errors, hooks::log_redaction, keys::classes, keys::custody, keys::keyring, keys::vault,
-};
+use crate::{hooks::log_redaction, keys::classes, keys::custody, keys::keyring, keys::vault};
 
 extension_sql!(
     r#"
@@ -144,7 +143,10 @@ fn change_state(
     privileges::require(Privilege::Admin, None);
     let class = classes::registered(class);
     as_owner(|| match key_state(class, version) {
-        None => errors::unknown_key_version(class.as_str(), version as u32),
+        None => raise(Error::UnknownKeyVersion {
+            class: class.as_str(),
+            version: version as u32,
+        }),
         Some(state) => {
             if let Some(target) = next(class, &state) {
                 set_state(class, version, target);
@@ -165,17 +167,18 @@ fn change_state(
 #[pg_extern(volatile, parallel_unsafe)]
 fn retire_key(class: &str, version: i32, force: default!(bool, false)) {
     change_state("retire_key", class, version, |class, state| match state {
-        "active" => errors::refused(
-            format!("key {class}/{version} is the active key of its class and cannot be retired"),
-            "Rotate first with akko_crypt.rotate_key(), re-encrypt, then retire the old version.",
-        ),
-        "destroyed" => errors::key_destroyed(class.as_str(), version as u32),
-        _ if !force => errors::refused(
-            format!("values sealed under key {class}/{version} may remain"),
-            "Re-encrypt every column that holds values of this class (akko_crypt.reencrypt), \
-             then retire with force => true. Until columns are registered with akko_crypt, \
-             it cannot count them for you.",
-        ),
+        "active" => raise(Error::ActiveKeyNotRetirable {
+            class: class.as_str(),
+            version: version as u32,
+        }),
+        "destroyed" => raise(Error::KeyDestroyed {
+            class: class.as_str(),
+            version: version as u32,
+        }),
+        _ if !force => raise(Error::RetireMayLeaveValues {
+            class: class.as_str(),
+            version: version as u32,
+        }),
         _ => Some("retired"),
     });
 }
@@ -185,17 +188,16 @@ fn retire_key(class: &str, version: i32, force: default!(bool, false)) {
 #[pg_extern(volatile, parallel_unsafe)]
 fn destroy_key(class: &str, version: i32, force: default!(bool, false)) {
     change_state("destroy_key", class, version, |class, state| match state {
-        "active" => errors::refused(
-            format!("key {class}/{version} is the active key of its class and cannot be destroyed"),
-            "Rotate first with akko_crypt.rotate_key().",
-        ),
+        "active" => raise(Error::ActiveKeyNotDestroyable {
+            class: class.as_str(),
+            version: version as u32,
+        }),
         "destroyed" => None,
         "retired" => Some("destroyed"),
-        _ if !force => errors::refused(
-            format!("key {class}/{version} is not retired"),
-            "Retire it first (akko_crypt.retire_key), or pass force => true to destroy a key \
-             that still opens values.",
-        ),
+        _ if !force => raise(Error::KeyNotRetired {
+            class: class.as_str(),
+            version: version as u32,
+        }),
         _ => Some("destroyed"),
     });
 }
@@ -227,7 +229,8 @@ fn forget_subject(subject: &str) -> bool {
 fn rewrap(new_key: &str) -> i64 {
     log_redaction::current_statement_carries_secret(new_key.as_bytes());
     privileges::require(Privilege::Admin, None);
-    let new_root = RootKey::parse(new_key).unwrap_or_else(|e| errors::invalid_new_key(e));
+    let new_root =
+        RootKey::parse(new_key).unwrap_or_else(|e| raise(Error::InvalidNewKey { error: e }));
     let old = custody::require_fingerprint();
     let rewrapped = keyring::rewrap_keyring(&new_root);
     let detail = format!("root {old} -> {}, {rewrapped} keys", new_root.fingerprint());
@@ -276,7 +279,7 @@ fn status() -> JsonB {
             ],
         )
     })
-    .unwrap_or_else(|| errors::extension_missing())
+    .unwrap_or_else(|| raise(Error::ExtensionMissing))
 }
 
 /// Adds a data class; returns false if it already existed. Its first key version is

@@ -22,10 +22,11 @@ use pgrx::prelude::*;
 use pgrx::{GucContext, GucFlags, GucRegistry, GucSetting, PostgresGucEnum};
 use zeroize::Zeroizing;
 
+use crate::errors::{self, raise, Error};
 use crate::extension::{as_owner, audit};
+use crate::keys::custody;
 use crate::pg::spi::read_one;
 use crate::privileges::{self, Privilege};
-use crate::{errors, keys::custody};
 
 extension_sql!(
     r#"
@@ -139,7 +140,7 @@ fn setting(value: &GucSetting<Option<CString>>) -> Option<String> {
 }
 
 fn required(value: &GucSetting<Option<CString>>, name: &str) -> String {
-    setting(value).unwrap_or_else(|| errors::vault_setting_missing(name))
+    setting(value).unwrap_or_else(|| raise(Error::VaultSettingMissing { name }))
 }
 
 /// Whether the root key comes from Vault: akko_crypt.vault_addr is set.
@@ -191,7 +192,13 @@ impl Source {
 fn read_secret_file(name: &str, path: &str) -> Zeroizing<String> {
     let text = std::fs::read_to_string(path)
         .map(Zeroizing::new)
-        .unwrap_or_else(|e| errors::vault_file_unreadable(name, path, &e));
+        .unwrap_or_else(|e| {
+            raise(Error::VaultFileUnreadable {
+                name,
+                path,
+                error: &e,
+            })
+        });
     Zeroizing::new(text.trim().to_owned())
 }
 
@@ -257,7 +264,7 @@ fn source() -> Source {
                     &[],
                 )
             })
-            .unwrap_or_else(|| errors::transit_not_initialised());
+            .unwrap_or_else(|| raise(Error::TransitNotInitialised));
             Source::Transit { key, wrapped_root }
         }
         None => Source::Kv {
@@ -328,7 +335,7 @@ fn with_token<T: Send + 'static>(
 fn off_main_thread<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'static) -> T {
     let deadline = Instant::now() + timeout();
     let (waiter, mut notifier) =
-        UnixStream::pair().unwrap_or_else(|e| errors::vault_thread_failed(&e));
+        UnixStream::pair().unwrap_or_else(|e| raise(Error::VaultThreadFailed { error: &e }));
     let (sender, receiver) = mpsc::channel();
     // The helper must not take the backend's signals: they belong to the main thread.
     // SAFETY: sigset_t is plain data that sigfillset initialises; the mask is changed on this
@@ -348,7 +355,7 @@ fn off_main_thread<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'static)
         libc::pthread_sigmask(libc::SIG_SETMASK, &previous, std::ptr::null_mut());
         spawned
     };
-    spawned.unwrap_or_else(|e| errors::vault_thread_failed(&e));
+    spawned.unwrap_or_else(|e| raise(Error::VaultThreadFailed { error: &e }));
     loop {
         if let Ok(result) = receiver.try_recv() {
             let mut drained = [0u8; 1];
@@ -357,7 +364,10 @@ fn off_main_thread<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'static)
         }
         let remaining = deadline.saturating_duration_since(Instant::now());
         if remaining.is_zero() {
-            errors::vault_failed("fetch the root key", &VaultError::TimedOut);
+            raise(Error::VaultFailed {
+                what: "fetch the root key",
+                error: &VaultError::TimedOut,
+            });
         }
         // SAFETY: MyLatch is this backend's latch; the socket is the waiter end of a pair this
         // function owns for the whole wait; WL_EXIT_ON_PM_DEATH makes the postmaster's death
@@ -402,9 +412,12 @@ fn fetch_root(source: Source) -> RootKey {
     fetched
         .unwrap_or_else(|e| {
             pgrx::log!("akko_crypt audit: unlock from {label} failed: {e}");
-            errors::vault_failed("fetch the root key", &e)
+            raise(Error::VaultFailed {
+                what: "fetch the root key",
+                error: &e,
+            })
         })
-        .unwrap_or_else(|| errors::vault_key_malformed(label))
+        .unwrap_or_else(|| raise(Error::VaultKeyMalformed { source: label }))
 }
 
 /// Fetches the root key from Vault and loads it into the session; returns where it came
@@ -457,10 +470,7 @@ fn vault_init_transit() -> String {
             .unwrap_or_else(|e| errors::catalog_query_failed("read akko_crypt.transit_root", e))
     });
     if exists == Some(true) {
-        errors::refused(
-            "akko_crypt.transit_root already holds a Transit-wrapped root key".into(),
-            "Transit itself rotates the key that wraps it: bao write -f transit/keys/<key>/rotate, then bao write transit/rewrap/<key>.",
-        );
+        raise(Error::TransitRootExists);
     }
     let transit_key = key.clone();
     let (wrapped_root, plain) = with_token(move |vault, token| {
@@ -468,9 +478,17 @@ fn vault_init_transit() -> String {
         let plain = vault.transit_decrypt(token, &transit_key, &wrapped)?;
         Ok((wrapped, plain))
     })
-    .unwrap_or_else(|e| errors::vault_failed("create a Transit-wrapped root key", &e));
-    let root =
-        root_from_bytes(&plain).unwrap_or_else(|| errors::vault_key_malformed("vault transit"));
+    .unwrap_or_else(|e| {
+        raise(Error::VaultFailed {
+            what: "create a Transit-wrapped root key",
+            error: &e,
+        })
+    });
+    let root = root_from_bytes(&plain).unwrap_or_else(|| {
+        raise(Error::VaultKeyMalformed {
+            source: "vault transit",
+        })
+    });
     as_owner(|| {
         Spi::run_with_args(
             "INSERT INTO akko_crypt.transit_root (transit_key, wrapped_root) VALUES ($1, $2)",

@@ -14,7 +14,7 @@ use pgrx::varlena::{
 };
 use zeroize::Zeroize;
 
-use crate::errors;
+use crate::errors::{raise, Error};
 
 /// The bytes of a text or bytea argument, or None for NULL.
 pub unsafe fn arg_bytes<'a>(fcinfo: pg_sys::FunctionCallInfo, n: usize) -> Option<&'a [u8]> {
@@ -101,7 +101,7 @@ impl Args {
     /// An oid-like argument (oid, regclass, regrole); 22004 if NULL.
     pub fn oid(&self, n: usize, what: &str) -> pg_sys::Oid {
         if self.is_null(n) {
-            errors::null_argument(what);
+            raise(Error::NullArgument { name: what });
         }
         pg_sys::Oid::from(self.raw(n).value() as u32)
     }
@@ -119,7 +119,7 @@ impl Args {
     /// A text argument; 22004 if NULL.
     pub fn text(&self, n: usize, what: &str) -> String {
         self.opt_text(n)
-            .unwrap_or_else(|| errors::null_argument(what))
+            .unwrap_or_else(|| raise(Error::NullArgument { name: what }))
     }
 
     pub fn opt_name(&self, n: usize) -> Option<String> {
@@ -139,13 +139,13 @@ impl Args {
     /// A name argument; 22004 if NULL.
     pub fn name(&self, n: usize, what: &str) -> String {
         self.opt_name(n)
-            .unwrap_or_else(|| errors::null_argument(what))
+            .unwrap_or_else(|| raise(Error::NullArgument { name: what }))
     }
 
     /// A boolean argument; 22004 if NULL.
     pub fn bool(&self, n: usize, what: &str) -> bool {
         if self.is_null(n) {
-            errors::null_argument(what);
+            raise(Error::NullArgument { name: what });
         }
         self.raw(n).value() != 0
     }
@@ -153,7 +153,7 @@ impl Args {
     /// An integer argument; 22004 if NULL.
     pub fn int(&self, n: usize, what: &str) -> i32 {
         if self.is_null(n) {
-            errors::null_argument(what);
+            raise(Error::NullArgument { name: what });
         }
         self.raw(n).value() as i32
     }
@@ -161,7 +161,7 @@ impl Args {
     /// A bigint argument; 22004 if NULL.
     pub fn bigint(&self, n: usize, what: &str) -> i64 {
         if self.is_null(n) {
-            errors::null_argument(what);
+            raise(Error::NullArgument { name: what });
         }
         self.raw(n).value() as i64
     }
@@ -183,7 +183,7 @@ pub fn text_datum(text: &str) -> pg_sys::Datum {
 pub unsafe fn trigger_data(fcinfo: pg_sys::FunctionCallInfo) -> *mut pg_sys::TriggerData {
     let context = (*fcinfo).context;
     if context.is_null() || (*context).type_ != pg_sys::NodeTag::T_TriggerData {
-        errors::not_called_as_trigger();
+        raise(Error::NotCalledAsTrigger);
     }
     context.cast()
 }

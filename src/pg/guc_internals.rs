@@ -7,7 +7,7 @@ use std::ffi::{c_void, CStr};
 
 use pgrx::pg_sys;
 
-use crate::errors;
+use crate::errors::{raise, Error};
 
 /// The record of the string parameter `name`, or null if it is not defined.
 pub unsafe fn find_string_guc(name: &CStr) -> *mut pg_sys::config_string {
@@ -84,7 +84,7 @@ pub unsafe fn detach_key_from_reset(conf: *mut pg_sys::config_string) {
 pub unsafe fn malloc_copy(bytes: &[u8]) -> *mut c_void {
     let ptr = libc::malloc(bytes.len());
     if ptr.is_null() {
-        errors::out_of_memory();
+        raise(Error::OutOfMemory);
     }
     std::ptr::copy_nonoverlapping(bytes.as_ptr(), ptr.cast::<u8>(), bytes.len());
     ptr

@@ -13,13 +13,13 @@ use std::ffi::{CStr, CString};
 use pgrx::pg_sys;
 use pgrx::prelude::*;
 
-use crate::errors;
+use crate::errors::{self, raise, Error};
 use crate::pg::settings::{as_role_restricted, with_settings};
 use crate::pg::spi::read_row;
 
 /// `name` as an SQL identifier, quoted when it needs to be.
 pub fn ident(name: &str) -> String {
-    let c = CString::new(name).unwrap_or_else(|_| errors::name_has_nul());
+    let c = CString::new(name).unwrap_or_else(|_| raise(Error::NameHasNul));
     // SAFETY: quote_identifier reads the NUL-terminated copy made above and returns either it
     // or a palloc'd quoted copy, which lives while this function copies it into a String.
     unsafe { CStr::from_ptr(pg_sys::quote_identifier(c.as_ptr())) }
@@ -29,7 +29,7 @@ pub fn ident(name: &str) -> String {
 
 /// `text` as an SQL string literal.
 pub fn literal(text: &str) -> String {
-    let c = CString::new(text).unwrap_or_else(|_| errors::name_has_nul());
+    let c = CString::new(text).unwrap_or_else(|_| raise(Error::NameHasNul));
     // SAFETY: quote_literal_cstr reads the NUL-terminated copy made above and returns a
     // palloc'd string, copied into a String at once.
     unsafe { CStr::from_ptr(pg_sys::quote_literal_cstr(c.as_ptr())) }
@@ -207,7 +207,7 @@ pub fn is_one_expression(expression: &str) -> bool {
 /// Runs one statement that the code here built, as the caller; returns how many rows it
 /// processed. Anything that would parse as more than one statement is refused.
 pub fn run(statement: &str) -> i64 {
-    let c = CString::new(statement).unwrap_or_else(|_| errors::name_has_nul());
+    let c = CString::new(statement).unwrap_or_else(|_| raise(Error::NameHasNul));
     // SAFETY: the same parse as in is_one_expression: a NUL-terminated copy in, a List only
     // read after its NULL and length are checked.
     let count = unsafe {
@@ -219,7 +219,7 @@ pub fn run(statement: &str) -> i64 {
         }
     };
     if count != 1 {
-        errors::generated_sql_not_one_statement();
+        raise(Error::GeneratedSqlNotOneStatement);
     }
     Spi::connect_mut(|client| {
         client
@@ -332,19 +332,19 @@ impl Table {
             },
         );
         let Some((relkind, persistence, owned, schema, name, owner)) = found else {
-            errors::no_such_table(tbl.to_u32())
+            raise(Error::NoSuchTable { oid: tbl.to_u32() })
         };
         let sql = format!("{}.{}", ident(&schema), ident(&name));
         match relkind.as_str() {
             "r" => {}
-            "p" => errors::partitioned_table(&sql),
-            _ => errors::not_a_table(&sql),
+            "p" => raise(Error::PartitionedTable { table: &sql }),
+            _ => raise(Error::NotATable { table: &sql }),
         }
         if persistence == "t" {
-            errors::temporary_table(&sql);
+            raise(Error::TemporaryTable { table: &sql });
         }
         if !owned {
-            errors::not_table_owner(&sql);
+            raise(Error::NotTableOwner { table: &sql });
         }
         Table {
             oid: tbl,
@@ -375,7 +375,10 @@ impl Table {
             .catch_others(|error| match error {
                 pg_sys::panic::CaughtError::PostgresError(report)
                 | pg_sys::panic::CaughtError::ErrorReport(report) => {
-                    errors::failed_over_plaintext(report.sql_error_code(), report.message())
+                    raise(Error::FailedOverPlaintext {
+                        sqlstate: errors::sqlstate_of(report.sql_error_code()),
+                        message: report.message(),
+                    })
                 }
                 other => other.rethrow(),
             })

@@ -10,7 +10,7 @@ use pgrx::fcinfo::pg_getarg_datum_raw;
 use pgrx::pg_sys;
 use pgrx::prelude::*;
 
-use crate::errors;
+use crate::errors::{raise, Error};
 use crate::pg::datum::{arg_bytes, bytea_datum};
 use crate::pg::sql;
 use crate::privileges::{self, Privilege};
@@ -70,7 +70,7 @@ pub unsafe extern "C-unwind" fn akko_blind_index(
 ) -> pg_sys::Datum {
     let value = arg_bytes(fcinfo, 0).unwrap_or_default();
     let table = pg_sys::Oid::from_datum(pg_getarg_datum_raw(fcinfo, 1), false)
-        .unwrap_or_else(|| errors::null_argument("tbl"));
+        .unwrap_or_else(|| raise(Error::NullArgument { name: "tbl" }));
     let column = pg_getarg_datum_raw(fcinfo, 2).cast_mut_ptr::<pg_sys::NameData>();
     let column = std::ffi::CStr::from_ptr((*column).data.as_ptr()).to_string_lossy();
     // The value arrives in the server encoding; blind indexes are computed over UTF-8.
@@ -89,7 +89,7 @@ pub unsafe extern "C-unwind" fn akko_migrating_blind_index(
     fcinfo: pg_sys::FunctionCallInfo,
 ) -> pg_sys::Datum {
     let table = pg_sys::Oid::from_datum(pg_getarg_datum_raw(fcinfo, 0), false)
-        .unwrap_or_else(|| errors::null_argument("tbl"));
+        .unwrap_or_else(|| raise(Error::NullArgument { name: "tbl" }));
     let column = pg_getarg_datum_raw(fcinfo, 1).cast_mut_ptr::<pg_sys::NameData>();
     let column = std::ffi::CStr::from_ptr((*column).data.as_ptr()).to_string_lossy();
     let value_type = pg_sys::get_fn_expr_argtype((*fcinfo).flinfo, 2);
@@ -107,18 +107,26 @@ pub fn blind_index_of(table: pg_sys::Oid, column: &str, utf8: &str) -> [u8; BLIN
     unsafe {
         let relation = pg_sys::try_relation_open(table, pg_sys::AccessShareLock as i32);
         if relation.is_null() {
-            errors::no_such_table(table.to_u32());
+            raise(Error::NoSuchTable {
+                oid: table.to_u32(),
+            });
         }
         let spec = table_spec(relation);
         let table_name = relation_name(relation);
         pg_sys::relation_close(relation, pg_sys::AccessShareLock as i32);
         let found = spec.columns.iter().find(|c| c.name == column);
         let Some((spec, bidx)) = found.and_then(|c| c.blind_index.as_ref().map(|b| (c, b))) else {
-            errors::no_blind_index(&table_name, column)
+            raise(Error::NoBlindIndex {
+                table: &table_name,
+                column,
+            })
         };
         privileges::require(Privilege::Open, Some(value_class(&spec.class)));
         let ColumnMode::Scalar(original, _) = &spec.mode else {
-            errors::no_blind_index(&table_name, column)
+            raise(Error::NoBlindIndex {
+                table: &table_name,
+                column,
+            })
         };
         // The canonical text of the type without domains is the same, and no domain's
         // CHECK (its owner's code) runs for whoever looks a value up.
@@ -154,18 +162,26 @@ pub fn migrating_blind_index_of(
             .filter(|p| p.tbl == table && p.col == column)
     });
     let p = cached.unwrap_or_else(|| {
-        let p =
-            Rc::new(registry::column(table, column).unwrap_or_else(|| {
-                errors::column_not_migrating(&sql::relation_name(table), column)
-            }));
+        let p = Rc::new(registry::column(table, column).unwrap_or_else(|| {
+            raise(Error::ColumnNotMigrating {
+                table: &sql::relation_name(table),
+                column,
+            })
+        }));
         MIGRATING.with(|m| m.replace(Some(p.clone())));
         p
     });
     let (Some(_), Some(key_version)) = (&p.plain_col, p.bidx_key_version) else {
-        errors::column_not_migrating(&sql::relation_name(table), column)
+        raise(Error::ColumnNotMigrating {
+            table: &sql::relation_name(table),
+            column,
+        })
     };
     if value_type != p.original_type {
-        errors::migrating_value_of_other_type(&sql::relation_name(table), column);
+        raise(Error::MigratingValueOfOtherType {
+            table: &sql::relation_name(table),
+            column,
+        });
     }
     privileges::require(Privilege::Seal, Some(value_class(&p.class)));
     // SAFETY: an ACL check of a relation OID for the current user; a relation that is gone
@@ -179,7 +195,9 @@ pub fn migrating_blind_index_of(
         )
     };
     if writes == 0 {
-        errors::may_not_write_table(&sql::relation_name(table));
+        raise(Error::MayNotWriteTable {
+            table: &sql::relation_name(table),
+        });
     }
     let bidx = BlindIndex {
         column: 0,

@@ -3,7 +3,7 @@
 
 use pgrx::pg_sys;
 
-use crate::errors;
+use crate::errors::{raise, Error};
 use crate::pg::sql::Table;
 use crate::privileges::{self, Privilege};
 
@@ -14,9 +14,10 @@ use crate::privileges::{self, Privilege};
 pub fn protectable(tbl: pg_sys::Oid) -> Table {
     let table = owned_protectable(tbl);
     match crate::tables::trigger::disagreements(tbl) {
-        Some(columns) if !columns.is_empty() => {
-            errors::protection_incomplete(&table.name, &columns)
-        }
+        Some(columns) if !columns.is_empty() => raise(Error::ProtectionIncomplete {
+            table: &table.name,
+            columns: &columns,
+        }),
         _ => table,
     }
 }

@@ -10,6 +10,7 @@ use akko_crypt_core::envelope::MAGIC;
 use pgrx::pg_sys;
 use pgrx::prelude::*;
 
+use crate::errors::{self, raise, Error};
 use crate::keys::keyring::{self};
 use crate::pg::datum::{text_datum, Args};
 use crate::pg::spi::read_row;
@@ -18,7 +19,7 @@ use crate::privileges::{self, Privilege};
 use crate::tables::owned::{owned_protectable, protectable};
 use crate::tables::reading::{hex, read_expression};
 use crate::tables::registry::{self, Mode, ProtectedColumn};
-use crate::{errors, keys::classes, tables::views, values::sealing};
+use crate::{keys::classes, tables::views, values::sealing};
 
 extension_sql!(
     r#"
@@ -137,7 +138,7 @@ fn attribute(table: &Table, col: &str) -> Attribute {
             })
         },
     )
-    .unwrap_or_else(|| errors::no_such_column(&table.sql, col))
+    .unwrap_or_else(|| raise(Error::NoSuchColumn { table: &table.sql, column: col }))
 }
 
 /// An index or constraint that uses the column: they cannot work on ciphertext.
@@ -174,14 +175,7 @@ fn generated_from(table: &Table, attnum: i16) -> Option<String> {
 }
 
 fn has_primary_key(table: &Table) -> bool {
-    read_row(
-        "look up the primary key",
-        "SELECT EXISTS (SELECT FROM pg_index i WHERE i.indrelid = $1 AND i.indisprimary)",
-        &[table.oid.into()],
-        |row| row.get_one::<bool>(),
-    )
-    .flatten()
-    .unwrap_or(false)
+    !crate::pg::sql::primary_key(table.oid).is_empty()
 }
 
 fn column_exists(table: &Table, name: &str) -> bool {
@@ -257,84 +251,82 @@ fn checked(table: &Table, request: &Request) -> (Attribute, Option<String>, Opti
     let col = ident(&request.col);
     let class = classes::parse(&request.class);
     if class.as_str() == classes::BLIND_INDEX {
-        errors::unknown_class(class.as_str());
+        raise(Error::UnknownClass {
+            class: class.as_str(),
+        });
     }
     classes::require_registered(class);
     match request.mode {
         Mode::Bytea | Mode::Text => {
             if att.type_oid == pg_sys::BYTEAOID {
-                errors::protect_refused(
-                    format!("column {col} of {} is already bytea", table.sql),
-                    "protect converts columns of other types; seal bytea values with akko_crypt.seal_pii yourself.",
-                );
+                raise(Error::ColumnAlreadyBytea {
+                    column: &col,
+                    table: &table.sql,
+                });
             }
             if att.has_default {
-                errors::protect_refused(
-                    format!("column {col} of {} has a default", table.sql),
-                    "Drop the default first; a default can be set on the decrypting view instead.",
-                );
+                raise(Error::ColumnHasDefault {
+                    column: &col,
+                    table: &table.sql,
+                });
             }
             if crate::pg::sql::reader_type(att.type_oid, att.typmod).is_none() {
-                errors::unreadable_type(
-                    &col,
-                    &table.sql,
-                    &crate::pg::sql::type_display(att.type_oid, att.typmod),
-                );
+                raise(Error::UnreadableType {
+                    column: &col,
+                    table: &table.sql,
+                    type_name: &crate::pg::sql::type_display(att.type_oid, att.typmod),
+                });
             }
         }
         Mode::Jsonb => {
             if att.type_oid != pg_sys::JSONBOID {
-                errors::jsonb_mode_needs_jsonb(
-                    &col,
-                    &table.sql,
-                    &crate::pg::sql::type_display(att.type_oid, att.typmod),
-                );
+                raise(Error::JsonbModeNeedsJsonb {
+                    column: &col,
+                    table: &table.sql,
+                    type_name: &crate::pg::sql::type_display(att.type_oid, att.typmod),
+                });
             }
             if request.blind_index {
-                errors::protect_refused("a blind index needs bytea mode".into(), "");
+                raise(Error::BlindIndexNeedsBytea);
             }
         }
     }
     if in_inheritance(table) {
-        errors::protect_refused(
-            format!("{} inherits from, or is inherited by, another table", table.sql),
-            "akko_crypt protects tables without inheritance: the trigger and the migration would not reach the other tables' rows.",
-        );
+        raise(Error::TableInInheritance {
+            table: &table.sql,
+            migrates: true,
+        });
     }
     if att.identity_or_generated {
-        errors::protect_refused(
-            format!(
-                "column {col} of {} is an identity or generated column",
-                table.sql
-            ),
-            "",
-        );
+        raise(Error::IdentityOrGeneratedColumn {
+            column: &col,
+            table: &table.sql,
+        });
     }
     if let Some(generated) = generated_from(table, att.attnum) {
-        errors::protect_refused(
-            format!(
-                "generated column {generated} of {} is computed from column {col}",
-                table.sql
-            ),
-            "A generated column cannot be computed from ciphertext: drop it, or protect it instead.",
-        );
+        raise(Error::GeneratedFromColumn {
+            generated: &generated,
+            column: &col,
+            table: &table.sql,
+        });
     }
     if let Some(blocker) = blocker(table, att.attnum) {
-        errors::protect_refused(
-            format!("column {col} of {} is used by {blocker}", table.sql),
-            "Indexes and constraints cannot work on ciphertext: drop it first; blind_index => true (with unique_index => true) gives equality lookups and uniqueness.",
-        );
+        raise(Error::ColumnUsedBy {
+            column: &col,
+            table: &table.sql,
+            blocker: &blocker,
+            protecting: true,
+        });
     }
     if request.bind_row && !has_primary_key(table) {
-        errors::protect_refused(
-            format!("{} has no primary key to bind values to", table.sql),
-            "",
-        );
+        raise(Error::NoPrimaryKeyToBind { table: &table.sql });
     }
     if request.blind_index
         && akko_crypt_core::column::Normalization::parse(&request.normalization).is_none()
     {
-        errors::bad_normalization(&request.normalization);
+        raise(Error::BadNormalization {
+            name: &request.normalization,
+        });
     }
     let plain = request
         .mode
@@ -345,7 +337,10 @@ fn checked(table: &Table, request: &Request) -> (Attribute, Option<String>, Opti
         .then(|| derived_name(&request.col, 58, "_bidx"));
     for name in plain.iter().chain(bidx.iter()) {
         if column_exists(table, name) {
-            errors::derived_column_exists(&ident(name), &table.sql);
+            raise(Error::DerivedColumnExists {
+                column: &ident(name),
+                table: &table.sql,
+            });
         }
     }
     (att, plain, bidx)
@@ -358,7 +353,9 @@ fn protect(args: &Args) -> String {
         col: args.name(1, "col"),
         class: args.text(2, "class"),
         mode: match args.opt_text(3) {
-            Some(mode) => Mode::parse(&mode).unwrap_or_else(|| errors::bad_mode(&mode)),
+            Some(mode) => {
+                Mode::parse(&mode).unwrap_or_else(|| raise(Error::BadMode { name: &mode }))
+            }
             // A jsonb column stays jsonb unless asked: the application writing documents
             // into it goes on doing so.
             None if attribute(&table, &args.name(1, "col")).type_oid == pg_sys::JSONBOID => {
@@ -379,7 +376,10 @@ fn protect(args: &Args) -> String {
             && existing.bind_row == request.bind_row
             && existing.bidx_col.is_some() == request.blind_index;
         if !same {
-            errors::already_protected(&ident(&request.col), &table.sql);
+            raise(Error::AlreadyProtected {
+                column: &ident(&request.col),
+                table: &table.sql,
+            });
         }
         if existing.migrating && request.migrate {
             migrate_finish(&table);
@@ -406,7 +406,11 @@ fn protect(args: &Args) -> String {
         // envelope written from now on, and the ones already there nobody authenticated.
         let found = envelopes_already_there(&table, &request.col, request.mode);
         if found > 0 {
-            errors::envelopes_before_protect(&ident(&request.col), &table.sql, found);
+            raise(Error::EnvelopesBeforeProtect {
+                column: &ident(&request.col),
+                table: &table.sql,
+                count: found,
+            });
         }
     }
 
@@ -490,7 +494,7 @@ fn protect(args: &Args) -> String {
         ));
     }
     let binding_id = akko_crypt_core::column::new_binding_id()
-        .unwrap_or_else(|_| errors::randomness_unavailable());
+        .unwrap_or_else(|_| raise(Error::RandomnessUnavailable));
     registry::insert(
         &ProtectedColumn {
             tbl,
@@ -528,7 +532,10 @@ fn protect(args: &Args) -> String {
 /// owner needs `seal` on the class; said before anything changes.
 fn require_owner_seals(table: &Table, class: akko_crypt_core::ClassName<'_>) {
     if !privileges::held_by(table.owner, Privilege::Seal, Some(class)) {
-        errors::owner_may_not_seal(&table.sql, class.as_str());
+        raise(Error::OwnerMayNotSeal {
+            table: &table.sql,
+            class: class.as_str(),
+        });
     }
 }
 
@@ -536,7 +543,10 @@ fn state_of(table: &Table, col: &str) -> String {
     match registry::column(table.oid, col) {
         Some(p) if p.migrating => "migrating".into(),
         Some(_) => "protected".into(),
-        None => errors::not_protected(&ident(col), &table.sql),
+        None => raise(Error::NotProtected {
+            column: &ident(col),
+            table: &table.sql,
+        }),
     }
 }
 
@@ -639,7 +649,10 @@ fn migrate_batch(table: &Table, range: Option<(i64, i64)>) -> i64 {
                 &format!("({unsealed}){blocks}"),
             );
         }
-        errors::failed_over_plaintext(failure.code, &failure.message)
+        raise(Error::FailedOverPlaintext {
+            sqlstate: errors::sqlstate_of(failure.code),
+            message: &failure.message,
+        })
     });
     registry::record_batch(table.oid, touched, range.map(|(_, end)| end));
     touched
@@ -677,7 +690,10 @@ fn name_duplicate(table: &Table, migrating: &[ProtectedColumn], assignments: &st
             continue;
         };
         if failure.code != PgSqlErrorCode::ERRCODE_UNIQUE_VIOLATION {
-            errors::failed_over_plaintext(failure.code, &failure.message);
+            raise(Error::FailedOverPlaintext {
+                sqlstate: errors::sqlstate_of(failure.code),
+                message: &failure.message,
+            });
         }
         let row = row_key(
             table,
@@ -709,10 +725,18 @@ fn name_duplicate(table: &Table, migrating: &[ProtectedColumn], assignments: &st
                 ),
             );
             if let (Some(row), Some(holder)) = (&row, holder) {
-                errors::migration_duplicate(&ident(&p.col), &table.sql, row, &holder);
+                raise(Error::MigrationDuplicate {
+                    column: &ident(&p.col),
+                    table: &table.sql,
+                    row,
+                    holder: &holder,
+                });
             }
         }
-        errors::failed_over_plaintext(failure.code, &failure.message);
+        raise(Error::FailedOverPlaintext {
+            sqlstate: errors::sqlstate_of(failure.code),
+            message: &failure.message,
+        });
     }
 }
 
@@ -734,7 +758,10 @@ fn unique_while_migrating(table: &Table, col: &str, bidx: &str, plain: &str) {
         return;
     };
     if failure.code != PgSqlErrorCode::ERRCODE_UNIQUE_VIOLATION {
-        errors::failed_over_plaintext(failure.code, &failure.message);
+        raise(Error::FailedOverPlaintext {
+            sqlstate: errors::sqlstate_of(failure.code),
+            message: &failure.message,
+        });
     }
     let key = key_text(table);
     let pair = table
@@ -761,8 +788,16 @@ fn unique_while_migrating(table: &Table, col: &str, bidx: &str, plain: &str) {
         })
         .unwrap_or_else(|e| errors::catalog_query_failed("read the table", e));
     match pair {
-        Some((holder, row)) => errors::migration_duplicate(&ident(col), &table.sql, &row, &holder),
-        None => errors::failed_over_plaintext(failure.code, &failure.message),
+        Some((holder, row)) => raise(Error::MigrationDuplicate {
+            column: &ident(col),
+            table: &table.sql,
+            row: &row,
+            holder: &holder,
+        }),
+        None => raise(Error::FailedOverPlaintext {
+            sqlstate: errors::sqlstate_of(failure.code),
+            message: &failure.message,
+        }),
     }
 }
 
@@ -870,8 +905,12 @@ fn unprotect(args: &Args) {
     let tbl = args.oid(0, "tbl");
     let col = args.name(1, "col");
     let table = protectable(tbl);
-    let p = registry::column(tbl, &col)
-        .unwrap_or_else(|| errors::not_protected(&ident(&col), &table.sql));
+    let p = registry::column(tbl, &col).unwrap_or_else(|| {
+        raise(Error::NotProtected {
+            column: &ident(&col),
+            table: &table.sql,
+        })
+    });
     if !column_exists(&table, &p.col) {
         // Dropped since (DROP COLUMN ... CASCADE): there is nothing to open, only the
         // protection to forget, so that writes to the table work again.
@@ -889,17 +928,19 @@ fn unprotect(args: &Args) {
     // Rebuilding an index or checking a constraint over the plaintext would quote values in
     // its errors (a duplicate key names both).
     if let Some(blocker) = blocker(&table, attribute(&table, &p.col).attnum) {
-        errors::protect_refused(
-            format!(
-                "column {} of {} is used by {blocker}",
-                ident(&p.col),
-                table.sql
-            ),
-            "Drop it first; it can be created again once the column holds plaintext.",
-        );
+        raise(Error::ColumnUsedBy {
+            column: &ident(&p.col),
+            table: &table.sql,
+            blocker: &blocker,
+            protecting: false,
+        });
     }
     if !privileges::held_by(table.owner, Privilege::Open, Some(class)) {
-        errors::owner_may_not_open(&ident(&p.col), &table.sql, class.as_str());
+        raise(Error::OwnerMayNotOpen {
+            column: &ident(&p.col),
+            table: &table.sql,
+            class: class.as_str(),
+        });
     }
     views::set_aside(&table);
     if let Some(plain) = &p.plain_col {
@@ -952,7 +993,9 @@ fn require_original_type(type_oid: pg_sys::Oid) {
     .flatten()
     .unwrap_or(false);
     if !usable {
-        errors::restored_type_unusable(&crate::pg::sql::type_display(type_oid, -1));
+        raise(Error::RestoredTypeUnusable {
+            type_name: &crate::pg::sql::type_display(type_oid, -1),
+        });
     }
 }
 
@@ -960,11 +1003,11 @@ fn require_original_type(type_oid: pg_sys::Oid) {
 fn require_column(table: &Table, col: &str, wanted: pg_sys::Oid) {
     let att = attribute(table, col);
     if att.type_oid != wanted {
-        errors::column_type_not_as_protected(
-            &ident(col),
-            &table.sql,
-            &crate::pg::sql::type_display(wanted, -1),
-        );
+        raise(Error::ColumnTypeNotAsProtected {
+            column: &ident(col),
+            table: &table.sql,
+            wanted: &crate::pg::sql::type_display(wanted, -1),
+        });
     }
 }
 
@@ -980,24 +1023,26 @@ fn restore_protection(args: &Args) -> i32 {
     ));
     let carried = registry::trigger_arguments(table.oid)
         .filter(|carried| !carried.is_empty())
-        .unwrap_or_else(|| errors::nothing_to_restore(&table.sql));
+        .unwrap_or_else(|| raise(Error::NothingToRestore { table: &table.sql }));
     if !registry::columns_of(table.oid).is_empty() {
         if registry::disagreements(table.oid, &carried).is_empty() {
             return 0;
         }
-        errors::registry_differs_from_trigger(&table.sql);
+        raise(Error::RegistryDiffersFromTrigger { table: &table.sql });
     }
     if in_inheritance(&table) {
-        errors::protect_refused(
-            format!("{} inherits from, or is inherited by, another table", table.sql),
-            "akko_crypt protects tables without inheritance: the trigger would not reach the other tables' rows.",
-        );
+        raise(Error::TableInInheritance {
+            table: &table.sql,
+            migrates: false,
+        });
     }
     let mut columns = registry::carried_columns(table.oid, &carried);
     for p in &mut columns {
         let class = classes::parse(&p.class);
         if class.as_str() == classes::BLIND_INDEX {
-            errors::unknown_class(class.as_str());
+            raise(Error::UnknownClass {
+                class: class.as_str(),
+            });
         }
         classes::require_registered(class);
         privileges::require(Privilege::Seal, Some(class));
@@ -1006,22 +1051,18 @@ fn restore_protection(args: &Args) -> i32 {
         let att = attribute(&table, &p.col);
         let stored_as = p.mode.stored_type();
         if att.type_oid != stored_as {
-            errors::column_type_not_as_protected(
-                &ident(&p.col),
-                &table.sql,
-                &crate::pg::sql::type_display(stored_as, -1),
-            );
+            raise(Error::ColumnTypeNotAsProtected {
+                column: &ident(&p.col),
+                table: &table.sql,
+                wanted: &crate::pg::sql::type_display(stored_as, -1),
+            });
         }
         // What protect refuses (a generated value would replace the sealed one).
         if att.identity_or_generated || generated_from(&table, att.attnum).is_some() {
-            errors::protect_refused(
-                format!(
-                    "column {} of {} is, or computes, a generated column",
-                    ident(&p.col),
-                    table.sql
-                ),
-                "",
-            );
+            raise(Error::RestoredGeneratedColumn {
+                column: &ident(&p.col),
+                table: &table.sql,
+            });
         }
         if let Some(bidx) = &p.bidx_col {
             require_column(&table, bidx, pg_sys::BYTEAOID);
@@ -1030,12 +1071,18 @@ fn restore_protection(args: &Args) -> i32 {
             privileges::require(Privilege::Open, Some(class));
             let normalization = p.bidx_normalize.as_deref().unwrap_or("none");
             if akko_crypt_core::column::Normalization::parse(normalization).is_none() {
-                errors::bad_normalization(normalization);
+                raise(Error::BadNormalization {
+                    name: normalization,
+                });
             }
             let version = p.bidx_key_version.unwrap_or(1);
             if !registry::blind_index_version_exists(version) {
                 if has_rows(&table) {
-                    errors::blind_index_key_missing(&ident(&p.col), &table.sql, version);
+                    raise(Error::BlindIndexKeyMissing {
+                        column: &ident(&p.col),
+                        table: &table.sql,
+                        version,
+                    });
                 }
                 // An empty table restored into a database without that key: the current one.
                 p.bidx_key_version = Some(keyring::active_version(classes::blind_index()) as i32);
@@ -1045,14 +1092,14 @@ fn restore_protection(args: &Args) -> i32 {
             attribute(&table, plain);
         }
         if p.bind_row && !has_primary_key(&table) {
-            errors::row_binding_needs_primary_key(&table.name);
+            raise(Error::RowBindingNeedsPrimaryKey { table: &table.name });
         }
         if let Some(other) = registry::binding_user(&p.binding_id, table.oid) {
-            errors::binding_in_use(
-                &ident(&p.col),
-                &table.sql,
-                &crate::pg::sql::relation_name(other),
-            );
+            raise(Error::BindingInUse {
+                column: &ident(&p.col),
+                table: &table.sql,
+                other: &crate::pg::sql::relation_name(other),
+            });
         }
         registry::insert(p, table.blocks());
     }
@@ -1072,7 +1119,7 @@ fn migrate_start(args: &Args) -> i64 {
     let table = protectable(args.oid(0, "tbl"));
     let batch_size = args.int(1, "batch_size");
     if batch_size < 1 {
-        errors::invalid_batch_size(batch_size);
+        raise(Error::InvalidBatchSize { batch_size });
     }
     for p in registry::columns_of(table.oid)
         .iter()

@@ -4,7 +4,7 @@
 
 use pgrx::pg_sys;
 
-use crate::errors;
+use crate::errors::{raise, Error};
 use crate::pg::sql::{ident, type_sql, Table};
 use crate::tables::registry::{self, Mode, ProtectedColumn};
 
@@ -45,11 +45,11 @@ pub fn read_expression(table: &Table, p: &ProtectedColumn, prefix: &str) -> Stri
 /// after protect has none.
 pub fn opened_type(table: &Table, p: &ProtectedColumn) -> (pg_sys::Oid, i32) {
     crate::pg::sql::reader_type(p.original_type, p.original_typmod).unwrap_or_else(|| {
-        errors::unreadable_type(
-            &ident(&p.col),
-            &table.sql,
-            &crate::pg::sql::type_display(p.original_type, p.original_typmod),
-        )
+        raise(Error::UnreadableType {
+            column: &ident(&p.col),
+            table: &table.sql,
+            type_name: &crate::pg::sql::type_display(p.original_type, p.original_typmod),
+        })
     })
 }
 

@@ -18,10 +18,11 @@ use pgrx::itemptr::item_pointer_get_both;
 use pgrx::pg_sys;
 use pgrx::prelude::*;
 
+use crate::errors::{self, raise, Error};
 use crate::extension::{as_owner, audit};
 use crate::pg::spi::first_row;
 use crate::tables::registry::Mode;
-use crate::{errors, tables::trigger, values::sealing};
+use crate::{tables::trigger, values::sealing};
 
 extension_sql!(
     r#"
@@ -162,23 +163,38 @@ impl Target {
             row_security,
         )) = row
         else {
-            errors::no_such_table(tbl.to_u32())
+            raise(Error::NoSuchTable { oid: tbl.to_u32() })
         };
         if relkind != "r" {
-            errors::reencrypt_needs_table(&table, &relkind);
+            raise(Error::ReencryptNeedsTable {
+                table: &table,
+                relkind: &relkind,
+            });
         }
-        let column = column.unwrap_or_else(|| errors::no_such_column(&table, col));
+        let column = column.unwrap_or_else(|| {
+            raise(Error::NoSuchColumn {
+                table: &table,
+                column: col,
+            })
+        });
         let holds_text = column_type.as_deref() == Some("text")
             && crate::tables::registry::column(tbl, col).is_some_and(|p| p.mode == Mode::Text);
         if column_type.as_deref() != Some("bytea") && !holds_text {
-            errors::reencrypt_needs_bytea(&table, &column, column_type.as_deref().unwrap_or(""));
+            raise(Error::ReencryptNeedsBytea {
+                table: &table,
+                column: &column,
+                column_type: column_type.as_deref().unwrap_or(""),
+            });
         }
         if !may_update {
-            errors::reencrypt_not_permitted(&table, &column);
+            raise(Error::ReencryptNotPermitted {
+                table: &table,
+                column: &column,
+            });
         }
         if row_security && !acts_as_owner {
             // As the owner it would reach rows the caller's policies hide from it.
-            errors::reencrypt_past_row_security(&table);
+            raise(Error::ReencryptPastRowSecurity { table: &table });
         }
         let blocks_per_batch = rows_per_block
             .map_or(1.0, |per_block| (batch_size as f64 / per_block).ceil())
@@ -256,21 +272,24 @@ fn reencrypt_start(
     batch_size: Option<i32>,
     context: Option<&str>,
 ) -> i64 {
-    let tbl = tbl.unwrap_or_else(|| errors::null_argument("tbl"));
-    let col = col.unwrap_or_else(|| errors::null_argument("col"));
-    let batch_size = batch_size.unwrap_or_else(|| errors::null_argument("batch_size"));
+    let tbl = tbl.unwrap_or_else(|| raise(Error::NullArgument { name: "tbl" }));
+    let col = col.unwrap_or_else(|| raise(Error::NullArgument { name: "col" }));
+    let batch_size =
+        batch_size.unwrap_or_else(|| raise(Error::NullArgument { name: "batch_size" }));
     if batch_size < 1 {
-        errors::invalid_batch_size(batch_size);
+        raise(Error::InvalidBatchSize { batch_size });
     }
     let target = Target::resolve(tbl, col, batch_size);
     let derived;
     let context = match context {
         Some(expression) => {
             if !target.acts_as_owner {
-                errors::reencrypt_context_needs_owner(&target.table);
+                raise(Error::ReencryptContextNeedsOwner {
+                    table: &target.table,
+                });
             }
             if !crate::pg::sql::is_one_expression(expression) {
-                errors::context_not_one_expression();
+                raise(Error::ContextNotOneExpression);
             }
             Some(expression)
         }
@@ -303,7 +322,11 @@ fn reencrypt_start(
             Some((Some(run), Some(pid), Some(alive))) => {
                 // SAFETY: MyProcPid is set at backend start and never changes after.
                 if alive && pid != unsafe { pg_sys::MyProcPid } {
-                    errors::reencrypt_running(&target.table, &target.column, pid);
+                    raise(Error::ReencryptRunning {
+                        table: &target.table,
+                        column: &target.column,
+                        pid,
+                    });
                 }
                 let position = Spi::get_two_with_args::<i32, i64>(
                     "UPDATE akko_crypt.reencrypt_runs \
@@ -333,7 +356,7 @@ fn reencrypt_start(
                     ],
                 )
                 .unwrap_or_else(|e| errors::catalog_query_failed("record the run", e))
-                .unwrap_or_else(|| errors::extension_missing());
+                .unwrap_or_else(|| raise(Error::ExtensionMissing));
                 (run, None)
             }
         }
@@ -410,7 +433,7 @@ impl Run {
             })
             .unwrap_or_else(|e| errors::catalog_query_failed("read akko_crypt.reencrypt_runs", e))
         });
-        run.unwrap_or_else(|| errors::no_such_run(id))
+        run.unwrap_or_else(|| raise(Error::NoSuchRun { run: id }))
     }
 
     fn save(&self, table_blocks: i64, finish: bool) {
@@ -450,7 +473,10 @@ fn reencrypt_step(run: i64) -> Option<i64> {
     }
     // SAFETY: MyProcPid is set at backend start and never changes after.
     if run.pid != unsafe { pg_sys::MyProcPid } {
-        errors::reencrypt_running_elsewhere(run.id, run.pid);
+        raise(Error::ReencryptRunningElsewhere {
+            run: run.id,
+            pid: run.pid,
+        });
     }
     let target = Target::resolve(run.tbl, &run.col, run.batch_size);
     if run.next_block >= target.blocks {
@@ -589,11 +615,20 @@ fn reseal_batch(
         outcome.stale += 1;
         let context = envelope.is_context_bound().then(|| {
             row.context.as_deref().unwrap_or_else(|| {
-                errors::reencrypt_context_missing(&target.table, &target.column, &row_label(row))
+                raise(Error::ReencryptContextMissing {
+                    table: &target.table,
+                    column: &target.column,
+                    row: &row_label(row),
+                })
             })
         });
         let resealed = sealing::reseal(&envelope, context).unwrap_or_else(|e| {
-            errors::reencrypt_open_failed(&target.table, &target.column, &row_label(row), e)
+            raise(Error::ReencryptOpenFailed {
+                table: &target.table,
+                column: &target.column,
+                row: &row_label(row),
+                error: e,
+            })
         });
         row_ids.push(row.row_id);
         old_values.push(row.value.clone());

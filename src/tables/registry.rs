@@ -10,7 +10,7 @@ use pgrx::datum::DatumWithOid;
 use pgrx::pg_sys;
 use pgrx::prelude::*;
 
-use crate::errors;
+use crate::errors::{self, raise, Error};
 use crate::extension::as_owner;
 
 extension_sql!(
@@ -156,9 +156,9 @@ fn read_columns(filter: &str, args: &[DatumWithOid<'_>]) -> Vec<ProtectedColumn>
                             .unwrap_or(Mode::Bytea),
                         original_type: row.get(5)?.unwrap_or(pg_sys::InvalidOid),
                         original_typmod: row.get(6)?.unwrap_or(-1),
-                        binding_id: binding
-                            .try_into()
-                            .unwrap_or_else(|b: Vec<u8>| errors::bad_binding_id(b.len())),
+                        binding_id: binding.try_into().unwrap_or_else(|b: Vec<u8>| {
+                            raise(Error::BadBindingId { len: b.len() })
+                        }),
                         bind_row: row.get(8)?.unwrap_or(false),
                         bidx_col: row.get(9)?,
                         bidx_key_version: row.get(10)?,
@@ -193,7 +193,11 @@ fn require_original_type(p: &ProtectedColumn) {
     };
     if !exists {
         let table = crate::pg::sql::relation_name(p.tbl);
-        errors::original_type_missing(&table, &p.col, p.original_type.to_u32());
+        raise(Error::OriginalTypeMissing {
+            table: &table,
+            column: &p.col,
+            type_oid: p.original_type.to_u32(),
+        });
     }
 }
 
@@ -345,15 +349,21 @@ pub fn carried_columns(tbl: pg_sys::Oid, carried: &[String]) -> Vec<ProtectedCol
     });
     rows.into_iter()
         .map(|r| {
-            let (original_type, original_typmod) = type_from_name(&r.type_name)
-                .unwrap_or_else(|| errors::carried_type_unknown(&r.col, &r.type_name));
+            let (original_type, original_typmod) =
+                type_from_name(&r.type_name).unwrap_or_else(|| {
+                    raise(Error::CarriedTypeUnknown {
+                        column: &r.col,
+                        type_name: &r.type_name,
+                    })
+                });
             ProtectedColumn {
                 tbl,
-                mode: Mode::parse(&r.mode).unwrap_or_else(|| errors::bad_mode(&r.mode)),
+                mode: Mode::parse(&r.mode)
+                    .unwrap_or_else(|| raise(Error::BadMode { name: &r.mode })),
                 binding_id: r
                     .binding_id
                     .try_into()
-                    .unwrap_or_else(|b: Vec<u8>| errors::bad_binding_id(b.len())),
+                    .unwrap_or_else(|b: Vec<u8>| raise(Error::BadBindingId { len: b.len() })),
                 col: r.col,
                 class: r.class,
                 original_type,
@@ -508,7 +518,7 @@ pub fn lock_migration(tbl: pg_sys::Oid) -> Option<i64> {
             .unwrap_or_else(|e| errors::catalog_query_failed("lock the migration", e))
         })
         .catch_when(PgSqlErrorCode::ERRCODE_LOCK_NOT_AVAILABLE, |_| {
-            errors::migration_running(tbl)
+            raise(Error::MigrationRunning { table_oid: tbl.to_u32() })
         })
         .execute()
     })
@@ -701,7 +711,7 @@ fn type_from_name(text: &str) -> Option<(pg_sys::Oid, i32)> {
 /// For the update from 0.2.0: text that is not one type name stops it with 22023.
 unsafe fn parse_stored_type(fcinfo: pg_sys::FunctionCallInfo) -> (pg_sys::Oid, i32) {
     let text = crate::pg::datum::Args::new(fcinfo).text(0, "original_type");
-    type_from_name(&text).unwrap_or_else(|| errors::stored_type_unreadable(&text))
+    type_from_name(&text).unwrap_or_else(|| raise(Error::StoredTypeUnreadable { text: &text }))
 }
 
 /// Used only by sql/akko_crypt--0.2.0--0.3.0.sql.

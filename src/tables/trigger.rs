@@ -27,7 +27,7 @@ use pgrx::pg_sys;
 use pgrx::prelude::*;
 use zeroize::Zeroizing;
 
-use crate::errors;
+use crate::errors::{self, raise, Error};
 use crate::pg::datum::{bytea_datum, c_bytes_mut, datum_bytes, Wiped};
 use crate::pg::encoding::database_is_utf8;
 use crate::pg::settings::with_settings;
@@ -266,8 +266,13 @@ impl OriginalType {
     /// The type a reader parses this one's text as, without running a domain's CHECK (see
     /// `sql::reader_type`), where that is another type; for one call.
     pub unsafe fn without_domains(&self, column: &str, table: &str) -> Option<OriginalType> {
-        let (oid, typmod) = sql::reader_type(self.oid, self.typmod)
-            .unwrap_or_else(|| errors::unreadable_type(column, table, &self.name));
+        let (oid, typmod) = sql::reader_type(self.oid, self.typmod).unwrap_or_else(|| {
+            raise(Error::UnreadableType {
+                column,
+                table,
+                type_name: &self.name,
+            })
+        });
         (oid != self.oid).then(|| OriginalType::of(oid, typmod, || Lookup::PerCall))
     }
 
@@ -275,7 +280,7 @@ impl OriginalType {
     /// the column and type, never the value.
     pub fn canonical_text<'t>(&self, column: &str, utf8: &'t str) -> ValueText<'t> {
         if utf8.contains('\0') {
-            errors::plaintext_not_utf8();
+            raise(Error::PlaintextNotUtf8);
         }
         if self.verbatim {
             return ValueText::Borrowed(utf8);
@@ -292,7 +297,13 @@ impl OriginalType {
                         pg_sys::InputFunctionCall(info, text, self.io_param, self.typmod)
                     })
                 },
-                |code| errors::invalid_protected_value(column, &self.name, code),
+                |code| {
+                    raise(Error::InvalidProtectedValue {
+                        column,
+                        type_name: &self.name,
+                        sqlstate: errors::sqlstate_of(code),
+                    })
+                },
             );
             drop(server);
             self.text_of(value)
@@ -388,7 +399,7 @@ unsafe fn to_server_cstring<'a>(utf8: &str) -> Wiped<'a> {
 unsafe fn from_server_cstring<'t>(text: *mut c_char) -> ValueText<'t> {
     let text = ServerText::wrap(text);
     if std::str::from_utf8(text.utf8()).is_err() {
-        errors::value_not_utf8();
+        raise(Error::ValueNotUtf8);
     }
     ValueText::Printed(text)
 }
@@ -484,17 +495,26 @@ unsafe fn load_spec(relation: pg_sys::Relation) -> TableSpec {
     if let Some(differ) =
         disagreements_with(relid, &carried_by_trigger(relation).unwrap_or_default())
     {
-        errors::protection_incomplete(&table, &differ);
+        raise(Error::ProtectionIncomplete {
+            table: &table,
+            columns: &differ,
+        });
     }
     let column_index = |name: &str, wanted: Option<pg_sys::Oid>| -> usize {
         let found = attrs.iter().position(|a| {
             !a.attisdropped && CStr::from_ptr(a.attname.data.as_ptr()).to_bytes() == name.as_bytes()
         });
         let Some(i) = found else {
-            errors::protected_column_missing(&table, name)
+            raise(Error::ProtectedColumnMissing {
+                table: &table,
+                column: name,
+            })
         };
         if wanted.is_some_and(|wanted| attrs[i].atttypid != wanted) {
-            errors::protected_column_retyped(&table, name);
+            raise(Error::ProtectedColumnRetyped {
+                table: &table,
+                column: name,
+            });
         }
         i
     };
@@ -544,7 +564,7 @@ unsafe fn load_spec(relation: pg_sys::Relation) -> TableSpec {
         })
         .collect::<Vec<_>>();
     if key.is_empty() && columns.iter().any(|c| c.bound_to_row) {
-        errors::row_binding_needs_primary_key(&table);
+        raise(Error::RowBindingNeedsPrimaryKey { table: &table });
     }
     TableSpec { columns, key }
 }
@@ -854,13 +874,14 @@ impl Sealing<'_> {
         } else {
             self.context.as_deref()
         };
-        let envelope = Envelope::parse(sealed).unwrap_or_else(|e| errors::bad_envelope(e));
+        let envelope =
+            Envelope::parse(sealed).unwrap_or_else(|e| raise(Error::BadEnvelope { error: e }));
         if envelope.class != self.class {
-            errors::envelope_of_other_class(
-                &column.name,
-                envelope.class.as_str(),
-                self.class.as_str(),
-            );
+            raise(Error::EnvelopeOfOtherClass {
+                column: &column.name,
+                got: envelope.class.as_str(),
+                want: self.class.as_str(),
+            });
         }
         open_to_buffer(sealed, context)
     }
@@ -874,7 +895,7 @@ pub unsafe extern "C-unwind" fn akko_protect_row(
     let trigger = crate::pg::datum::trigger_data(fcinfo);
     let event = (*trigger).tg_event;
     if event & pg_sys::TRIGGER_EVENT_ROW == 0 || event & pg_sys::TRIGGER_EVENT_BEFORE == 0 {
-        errors::not_called_as_trigger();
+        raise(Error::NotCalledAsTrigger);
     }
     let is_update = event & pg_sys::TRIGGER_EVENT_OPMASK == pg_sys::TRIGGER_EVENT_UPDATE;
     let relation = (*trigger).tg_relation;
@@ -993,8 +1014,11 @@ unsafe fn protect_scalar(
     let envelope = match carrier {
         // No UTF-8 text starts with 0xAC, so anything else is plaintext, or refused as neither.
         Carrier::Bytea if !bytes.starts_with(&MAGIC) => {
-            let utf8 = std::str::from_utf8(bytes)
-                .unwrap_or_else(|_| errors::protected_plaintext_not_utf8(&column.name));
+            let utf8 = std::str::from_utf8(bytes).unwrap_or_else(|_| {
+                raise(Error::ProtectedPlaintextNotUtf8 {
+                    column: &column.name,
+                })
+            });
             seal_text(column, original, carrier, sealing, utf8, changes);
             return;
         }
@@ -1009,7 +1033,9 @@ unsafe fn protect_scalar(
                 decoded = envelope;
                 &decoded[..]
             }
-            Some(Err(_)) => errors::bad_text_envelope(&column.name),
+            Some(Err(_)) => raise(Error::BadTextEnvelope {
+                column: &column.name,
+            }),
         },
     };
     // An envelope kept by an UPDATE was authenticated when it was written: it stays as it
@@ -1026,13 +1052,13 @@ unsafe fn protect_scalar(
         return;
     }
     let (plaintext, reseal) = sealing.written(column, envelope, rebind);
-    let utf8 = std::str::from_utf8(&plaintext).unwrap_or_else(|_| errors::plaintext_not_utf8());
+    let utf8 = std::str::from_utf8(&plaintext).unwrap_or_else(|_| raise(Error::PlaintextNotUtf8));
     let written = match original.json {
         true => ValueText::Borrowed(utf8),
         false => match payload_text(utf8) {
             Some(std::borrow::Cow::Borrowed(text)) => ValueText::Borrowed(text),
             Some(std::borrow::Cow::Owned(text)) => ValueText::Owned(Zeroizing::new(text)),
-            None => errors::plaintext_not_utf8(),
+            None => raise(Error::PlaintextNotUtf8),
         },
     };
     let canonical = original.canonical_text(&column.name, &written);
@@ -1149,9 +1175,9 @@ unsafe fn protect_jsonb(
 /// The plaintext of a jsonb-mode envelope checked to be a jsonb document (UTF-8, parsed by
 /// jsonb_in, whose own error would quote it).
 unsafe fn plaintext_as_jsonb_text<'a>(column: &str, plaintext: &'a [u8]) -> &'a [u8] {
-    let utf8 = std::str::from_utf8(plaintext).unwrap_or_else(|_| errors::plaintext_not_utf8());
+    let utf8 = std::str::from_utf8(plaintext).unwrap_or_else(|_| raise(Error::PlaintextNotUtf8));
     if utf8.contains('\0') {
-        errors::plaintext_not_utf8();
+        raise(Error::PlaintextNotUtf8);
     }
     let server = to_server_cstring(utf8);
     plaintext_input(
@@ -1162,7 +1188,13 @@ unsafe fn plaintext_as_jsonb_text<'a>(column: &str, plaintext: &'a [u8]) -> &'a 
                 pg_sys::Datum::from(server.as_ptr()),
             )
         },
-        |code| errors::invalid_protected_value(column, "jsonb", code),
+        |code| {
+            raise(Error::InvalidProtectedValue {
+                column,
+                type_name: "jsonb",
+                sqlstate: errors::sqlstate_of(code),
+            })
+        },
     );
     plaintext
 }

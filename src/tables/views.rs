@@ -8,7 +8,7 @@
 use pgrx::pg_sys;
 use pgrx::prelude::*;
 
-use crate::errors;
+use crate::errors::{self, raise, Error};
 use crate::extension::as_owner;
 use crate::pg::datum::Args;
 use crate::pg::spi::{read_one, read_row};
@@ -240,7 +240,10 @@ fn view_columns(table: &Table) -> Vec<ViewColumn> {
         .iter()
         .find(|p| !rows.iter().any(|(_, name, ..)| *name == p.col))
     {
-        errors::protected_column_missing(&table.name, &missing.col);
+        raise(Error::ProtectedColumnMissing {
+            table: &table.name,
+            column: &missing.col,
+        });
     }
     // The view names the stored columns as they are: one of another type would be read
     // through whatever cast its owner made from it (their code, run by every reader).
@@ -254,11 +257,11 @@ fn view_columns(table: &Table) -> Vec<ViewColumn> {
                 .iter()
                 .any(|(_, name, .., stored_as)| name == col && *stored_as != type_oid)
             {
-                errors::column_type_not_as_protected(
-                    &ident(col),
-                    &table.sql,
-                    &crate::pg::sql::type_display(type_oid, -1),
-                );
+                raise(Error::ColumnTypeNotAsProtected {
+                    column: &ident(col),
+                    table: &table.sql,
+                    wanted: &crate::pg::sql::type_display(type_oid, -1),
+                });
             }
         }
     }
@@ -339,7 +342,11 @@ fn build(table: &Table, view: &DecryptedView) -> bool {
             if let Err(failure) = crate::pg::sql::in_subtransaction(|| {
                 run(&format!("CREATE OR REPLACE {definition}"))
             }) {
-                errors::view_kept_by_dependents(&target, &dependents_of(oid), &failure.message);
+                raise(Error::ViewKeptByDependents {
+                    view: &target,
+                    dependents: &dependents_of(oid),
+                    reason: &failure.message,
+                });
             }
         }
     }
@@ -490,7 +497,7 @@ fn create_view(args: &Args) -> pg_sys::Oid {
     // A dropped table's rows would still claim the view's name.
     registry::forget_dropped_tables();
     let name = match args.opt_name(1) {
-        Some(name) if name.is_empty() => errors::empty_view_name(),
+        Some(name) if name.is_empty() => raise(Error::EmptyViewName),
         Some(name) => name,
         None => format!("{}_decrypted", cut(&table.name, 53)),
     };
@@ -504,13 +511,17 @@ fn create_view(args: &Args) -> pg_sys::Oid {
             )
             .unwrap_or(false);
             if exists {
-                errors::view_name_taken(&ident(&table.schema), &ident(&name));
+                raise(Error::ViewNameTaken {
+                    schema: &ident(&table.schema),
+                    name: &ident(&name),
+                });
             }
             registry::register_view(&table.schema, &name, table.oid);
         }
-        Some(tbl) if tbl != table.oid => {
-            errors::view_decrypts_other_table(&ident(&table.schema), &ident(&name))
-        }
+        Some(tbl) if tbl != table.oid => raise(Error::ViewDecryptsOtherTable {
+            schema: &ident(&table.schema),
+            name: &ident(&name),
+        }),
         Some(_) => {}
     }
     rebuild(&table);
@@ -520,7 +531,12 @@ fn create_view(args: &Args) -> pg_sys::Oid {
          WHERE n.nspname = $1::name AND c.relname = $2::name",
         &[table.schema.as_str().into(), name.as_str().into()],
     )
-    .unwrap_or_else(|| errors::view_name_taken(&ident(&table.schema), &ident(&name)))
+    .unwrap_or_else(|| {
+        raise(Error::ViewNameTaken {
+            schema: &ident(&table.schema),
+            name: &ident(&name),
+        })
+    })
 }
 
 fn refresh_views() -> i32 {

@@ -8,7 +8,7 @@ use akko_crypt_core::column::{BindingId, BlindIndexKey, Normalization, BLIND_IND
 use pgrx::pg_sys;
 use pgrx::prelude::*;
 
-use crate::errors;
+use crate::errors::{raise, Error};
 use crate::keys::{classes, custody, keyring};
 
 v1_function_info!(pg_finfo_blind_index_key_version_wrapper);
@@ -48,5 +48,7 @@ pub fn compute(binding: &BindingId, bidx: &BlindIndex, text: &str) -> [u8; BLIND
 pub unsafe extern "C-unwind" fn blind_index_key_version_wrapper(
     _fcinfo: pg_sys::FunctionCallInfo,
 ) -> pg_sys::Datum {
-    errors::removed_function("akko_crypt.blind_index_key_version()")
+    raise(Error::RemovedFunction {
+        name: "akko_crypt.blind_index_key_version()",
+    })
 }

@@ -16,7 +16,7 @@ use pgrx::pg_sys;
 use pgrx::prelude::*;
 use zeroize::Zeroizing;
 
-use crate::errors;
+use crate::errors::{self, raise, Error};
 use crate::pg::datum::{
     arg_bytes, arg_jsonb, bytea_datum, c_bytes_mut, datum_bytes, new_bytea, Wiped,
 };
@@ -162,7 +162,7 @@ unsafe fn settings_dependent(type_oid: pg_sys::Oid) -> bool {
 pub fn binding_id(bytes: &[u8]) -> BindingId {
     bytes
         .try_into()
-        .unwrap_or_else(|_| errors::bad_binding_id(bytes.len()))
+        .unwrap_or_else(|_| raise(Error::BadBindingId { len: bytes.len() }))
 }
 
 #[pg_guard]
@@ -170,17 +170,18 @@ pub fn binding_id(bytes: &[u8]) -> BindingId {
 pub unsafe extern "C-unwind" fn akko_row_context(
     fcinfo: pg_sys::FunctionCallInfo,
 ) -> pg_sys::Datum {
-    let binding =
-        binding_id(arg_bytes(fcinfo, 0).unwrap_or_else(|| errors::null_argument("binding")));
+    let binding = binding_id(
+        arg_bytes(fcinfo, 0).unwrap_or_else(|| raise(Error::NullArgument { name: "binding" })),
+    );
     let flinfo = (*fcinfo).flinfo;
     if pg_sys::get_fn_expr_variadic(flinfo) {
-        errors::row_context_needs_separate_keys();
+        raise(Error::RowContextNeedsSeparateKeys);
     }
     let nargs = (*fcinfo).nargs as usize;
     let parts: Vec<Vec<u8>> = (1..nargs)
         .map(|i| {
             if pg_arg_is_null(fcinfo, i) {
-                errors::null_argument("row_key");
+                raise(Error::NullArgument { name: "row_key" });
             }
             KeyOutput::of(pg_sys::get_fn_expr_argtype(flinfo, i as i32))
                 .text(pg_getarg_datum_raw(fcinfo, i))
@@ -222,8 +223,8 @@ pub unsafe extern "C-unwind" fn akko_envelope_from_text(
 ) -> pg_sys::Datum {
     match envelope_in_text(datum_bytes(pg_getarg_datum_raw(fcinfo, 0))) {
         Some(Ok(envelope)) => bytea_datum(&envelope),
-        Some(Err(_)) => errors::bad_text_envelope_value(),
-        None => errors::not_a_text_envelope(),
+        Some(Err(_)) => raise(Error::BadTextEnvelopeValue),
+        None => raise(Error::NotATextEnvelope),
     }
 }
 
@@ -275,7 +276,7 @@ impl<'a> OpenedText<'a> {
                     (Some(bytes), (0, 0))
                 }
             },
-            _ => errors::plaintext_not_utf8(),
+            _ => raise(Error::PlaintextNotUtf8),
         };
         if unescaped.is_none() {
             // The byte after the text is its closing quote, or the NUL that ends the buffer.
@@ -356,11 +357,13 @@ unsafe fn target_type(fcinfo: pg_sys::FunctionCallInfo) -> *mut TargetType {
         return cached;
     }
     if oid == pg_sys::InvalidOid {
-        errors::open_value_needs_type();
+        raise(Error::OpenValueNeedsType);
     }
     // The views open a domain as its base type; nobody's read runs a domain's CHECK.
     if sql::has_domain(oid) {
-        errors::open_value_as_domain(&sql::type_display(oid, -1));
+        raise(Error::OpenValueAsDomain {
+            type_name: &sql::type_display(oid, -1),
+        });
     }
     let target =
         pg_sys::MemoryContextAllocZero((*flinfo).fn_mcxt, std::mem::size_of::<TargetType>())
@@ -405,7 +408,9 @@ pub unsafe extern "C-unwind" fn akko_open_value(fcinfo: pg_sys::FunctionCallInfo
     // transaction's ALTER TYPE waits for the lock the first check took, but this one's own
     // (between two calls in a PL/pgSQL loop) does not.
     if (*target).recheck_domains && sql::has_domain((*target).oid) {
-        errors::open_value_as_domain(&sql::type_display((*target).oid, -1));
+        raise(Error::OpenValueAsDomain {
+            type_name: &sql::type_display((*target).oid, -1),
+        });
     }
     plaintext_input(
         || {
@@ -416,7 +421,12 @@ pub unsafe extern "C-unwind" fn akko_open_value(fcinfo: pg_sys::FunctionCallInfo
                 -1,
             )
         },
-        |code| errors::protected_value_unreadable(&sql::type_display((*target).oid, -1), code),
+        |code| {
+            raise(Error::ProtectedValueUnreadable {
+                type_name: &sql::type_display((*target).oid, -1),
+                sqlstate: errors::sqlstate_of(code),
+            })
+        },
     )
 }
 
@@ -451,7 +461,7 @@ pub unsafe fn jsonb_envelope_of(jsonb: *mut pg_sys::Jsonb) -> Option<Vec<u8>> {
     let bytes = Wiped(c_bytes_mut(text));
     match std::str::from_utf8(&bytes).ok().and_then(jsonb_envelope) {
         Some(Ok(envelope)) => Some(envelope),
-        Some(Err(_)) => errors::bad_jsonb_envelope(),
+        Some(Err(_)) => raise(Error::BadJsonbEnvelope),
         None => None,
     }
 }

@@ -19,10 +19,11 @@ use pgrx::prelude::*;
 use pgrx::varlena::varsize_any;
 use zeroize::Zeroizing;
 
+use crate::errors::{raise, Error};
 use crate::pg::datum::{arg_bytes, arg_jsonb, c_bytes_mut, new_bytea, Wiped};
 use crate::pg::encoding::{database_is_sql_ascii, database_is_utf8};
 use crate::privileges::{self, Privilege};
-use crate::{errors, keys::classes, keys::keyring};
+use crate::{keys::classes, keys::keyring};
 
 // COST 100 (the default C function cost is 1): each call converts a whole document and
 // encrypts or decrypts it. Costed at 1, the planner keeps large scans serial and evaluates
@@ -78,7 +79,7 @@ fn fresh_nonce() -> [u8; NONCE_LEN] {
             };
             nonces.pool.take()
         })
-        .unwrap_or_else(|_| errors::randomness_unavailable())
+        .unwrap_or_else(|_| raise(Error::RandomnessUnavailable))
 }
 
 v1_function_info!(pg_finfo_akko_seal_pii, pg_finfo_akko_open_pii);
@@ -95,7 +96,7 @@ extern "C-unwind" {
 pub fn value_class(name: &str) -> ClassName<'_> {
     let class = classes::parse(name);
     if class.as_str() == classes::BLIND_INDEX {
-        errors::reserved_class();
+        raise(Error::ReservedClass);
     }
     class
 }
@@ -106,9 +107,13 @@ pub unsafe extern "C-unwind" fn akko_seal_pii(fcinfo: pg_sys::FunctionCallInfo) 
     if pg_arg_is_null(fcinfo, 0) {
         return pg_return_null(fcinfo);
     }
-    let class_name = arg_bytes(fcinfo, 1).unwrap_or_else(|| errors::null_argument("class"));
-    let class_name = std::str::from_utf8(class_name)
-        .unwrap_or_else(|_| errors::invalid_class_name(ClassNameError::BadCharacter));
+    let class_name =
+        arg_bytes(fcinfo, 1).unwrap_or_else(|| raise(Error::NullArgument { name: "class" }));
+    let class_name = std::str::from_utf8(class_name).unwrap_or_else(|_| {
+        raise(Error::InvalidClassName {
+            error: ClassNameError::BadCharacter,
+        })
+    });
     let class = value_class(class_name);
     privileges::require(Privilege::Seal, Some(class));
     let context = arg_bytes(fcinfo, 2);
@@ -154,7 +159,7 @@ pub unsafe fn plaintext_to_jsonb(plaintext: Wiped<'_>) -> pg_sys::Datum {
     // jsonb_in trusts its input to be valid in the server encoding and NUL-free.
     let converted = if database_is_utf8() {
         if std::str::from_utf8(&plaintext).is_err() || plaintext.contains(&0) {
-            errors::plaintext_not_utf8();
+            raise(Error::PlaintextNotUtf8);
         }
         None
     } else {
@@ -172,7 +177,7 @@ pub unsafe fn plaintext_to_jsonb(plaintext: Wiped<'_>) -> pg_sys::Datum {
                 pg_sys::Datum::from(server_text),
             )
         },
-        |_| errors::plaintext_not_json(),
+        |_| raise(Error::PlaintextNotJson),
     )
 }
 
@@ -222,8 +227,8 @@ impl std::ops::Deref for Utf8Text<'_> {
 pub unsafe fn text_as_utf8<'a>(bytes: &'a [u8], column: Option<&str>) -> Utf8Text<'a> {
     fn refused(column: Option<&str>) -> ! {
         match column {
-            Some(column) => errors::protected_text_not_utf8(column),
-            None => errors::value_not_utf8(),
+            Some(column) => raise(Error::ProtectedTextNotUtf8 { column }),
+            None => raise(Error::ValueNotUtf8),
         }
     }
     if database_is_utf8() || database_is_sql_ascii() {
@@ -271,7 +276,7 @@ impl<'a> ServerText<'a> {
         let utf8 = database_is_utf8();
         if utf8 || database_is_sql_ascii() {
             if !utf8 && std::str::from_utf8(&server).is_err() {
-                errors::value_not_utf8();
+                raise(Error::ValueNotUtf8);
             }
             return ServerText {
                 utf8: server,
@@ -284,7 +289,7 @@ impl<'a> ServerText<'a> {
                 let utf8 = pg_sys::pg_server_to_any(text, len, pg_sys::pg_enc::PG_UTF8 as i32);
                 pg_sys::Datum::from(utf8)
             },
-            |_| errors::value_not_utf8(),
+            |_| raise(Error::ValueNotUtf8),
         )
         .cast_mut_ptr::<c_char>();
         if utf8 == text {
@@ -345,7 +350,9 @@ pub unsafe fn seal_written_to_varlena(
         };
         let body_len = request.sealed_len(len);
         if body_len + pg_sys::VARHDRSZ > MAX_ALLOC_SIZE {
-            errors::value_too_large(body_len + pg_sys::VARHDRSZ);
+            raise(Error::ValueTooLarge {
+                len: body_len + pg_sys::VARHDRSZ,
+            });
         }
         let (varlena, body) = new_bytea(body_len);
         seal_written_into(key, &request, len, write, body);
@@ -356,14 +363,15 @@ pub unsafe fn seal_written_to_varlena(
 /// Parses an envelope that is to be opened, and checks that the calling role may open its
 /// class (before any key is fetched: a role without the right unlocks nothing).
 fn envelope_to_open<'a>(sealed: &'a [u8], context: Option<&[u8]>) -> Envelope<'a> {
-    let envelope = Envelope::parse(sealed).unwrap_or_else(|e| errors::bad_envelope(e));
+    let envelope =
+        Envelope::parse(sealed).unwrap_or_else(|e| raise(Error::BadEnvelope { error: e }));
     if envelope.class.as_str() == classes::BLIND_INDEX {
-        errors::reserved_class();
+        raise(Error::ReservedClass);
     }
     privileges::require(Privilege::Open, Some(envelope.class));
     envelope
         .check_context(context)
-        .unwrap_or_else(|e| errors::open_failed(e));
+        .unwrap_or_else(|e| raise(Error::OpenFailed { error: e }));
     envelope
 }
 
@@ -378,10 +386,11 @@ pub unsafe fn open_to_buffer<'a>(sealed: &[u8], context: Option<&[u8]>) -> Wiped
 /// plaintext the writer gave (see `trigger::JustSealed`): the writer had the
 /// plaintext already, so no right to open is asked. Into a buffer as `open_to_buffer`'s.
 pub unsafe fn open_just_sealed<'a>(sealed: &[u8], context: Option<&[u8]>) -> Wiped<'a> {
-    let envelope = Envelope::parse(sealed).unwrap_or_else(|e| errors::bad_envelope(e));
+    let envelope =
+        Envelope::parse(sealed).unwrap_or_else(|e| raise(Error::BadEnvelope { error: e }));
     envelope
         .check_context(context)
-        .unwrap_or_else(|e| errors::open_failed(e));
+        .unwrap_or_else(|e| raise(Error::OpenFailed { error: e }));
     open_parsed(&envelope, context)
 }
 
@@ -390,7 +399,8 @@ unsafe fn open_parsed<'a>(envelope: &Envelope<'_>, context: Option<&[u8]>) -> Wi
     let buffer = pg_sys::palloc(len + 1).cast::<u8>();
     *buffer.add(len) = 0;
     let plaintext = Wiped(std::slice::from_raw_parts_mut(buffer, len));
-    open_into(envelope, context, plaintext.0).unwrap_or_else(|e| errors::open_failed(e));
+    open_into(envelope, context, plaintext.0)
+        .unwrap_or_else(|e| raise(Error::OpenFailed { error: e }));
     plaintext
 }
 

@@ -96,6 +96,7 @@ SET ROLE akko_keeper;
 SELECT akko_crypt.grant_privilege('open', 'akko_reader', 'identity') AS keeper_grants;
 SELECT akko_test.error_of($$SELECT akko_crypt.open_pii(who) FROM priv_classes$$) AS keeper_opens;
 SELECT jsonb_array_length(akko_crypt.status() -> 'privileges') > 0 AS keeper_reads_status;
+SELECT akko_crypt.hash_subject_names() AS keeper_hashes_legacy_subject_names;
 RESET ROLE;
 -- What grant_privilege refuses.
 SELECT akko_test.error_of($$SELECT akko_crypt.grant_privilege('decrypt', 'akko_reader')$$);
@@ -112,6 +113,16 @@ SELECT akko_crypt.revoke_privilege('open', 'akko_reader_team', 'identity') AND a
 SELECT count(*) AS executable_after_revoke FROM pg_proc p
 WHERE p.pronamespace = 'akko_crypt'::regnamespace AND p.proname NOT IN ('lock', 'row_context', 'utf8_bytes', 'envelope_from_text', 'envelope_as_text')
   AND (has_function_privilege('akko_reader', p.oid, 'EXECUTE') OR has_function_privilege('akko_keeper', p.oid, 'EXECUTE'));
+-- Every function a privilege's holder may call comes with some privilege: with each of
+-- them held, by two roles (duties are separate), only the internal ones are left out.
+SELECT akko_crypt.grant_privilege(p, 'akko_reader') FROM unnest(array['seal', 'open', 'protect', 'unlock']) AS p;
+SELECT akko_crypt.grant_privilege('admin', 'akko_keeper');
+SELECT p.oid::regprocedure::text AS no_privilege_grants FROM pg_proc p
+WHERE p.pronamespace = 'akko_crypt'::regnamespace
+  AND NOT has_function_privilege('akko_reader', p.oid, 'EXECUTE') AND NOT has_function_privilege('akko_keeper', p.oid, 'EXECUTE')
+ORDER BY 1;
+SELECT akko_crypt.revoke_privilege(p, 'akko_reader') FROM unnest(array['seal', 'open', 'protect', 'unlock']) AS p;
+SELECT akko_crypt.revoke_privilege('admin', 'akko_keeper');
 REVOKE ALL ON priv_classes FROM akko_reader, akko_keeper;
 REVOKE USAGE ON SCHEMA akko_test FROM akko_reader, akko_keeper;
 DROP ROLE akko_reader, akko_reader_team, akko_keeper;
