@@ -6,7 +6,7 @@
 //! The queries that run as the owner run with search_path pinned to pg_catalog, so that
 //! nothing the caller created can stand in for a function, operator or type they use.
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 use std::ffi::CStr;
 
 use pgrx::pg_sys;
@@ -15,6 +15,7 @@ use pgrx::prelude::*;
 use crate::errors::{self, raise, Error};
 use crate::pg::settings::as_role_restricted;
 use crate::pg::spi::read_row;
+use crate::session_cache::{get_or_load, SessionCache};
 
 thread_local! {
     /// Bumped whenever the keyring or subjects table may have changed, here or in another
@@ -22,7 +23,7 @@ thread_local! {
     static GENERATION: Cell<u64> = const { Cell::new(1) };
     /// The tables whose relcache invalidations bump the generation, once looked up.
     static WATCHED: Cell<[pg_sys::Oid; 2]> = const { Cell::new([pg_sys::InvalidOid; 2]) };
-    static OWNER: Cell<(u64, pg_sys::Oid)> = const { Cell::new((0, pg_sys::InvalidOid)) };
+    static OWNER: RefCell<SessionCache<(), pg_sys::Oid>> = const { RefCell::new(SessionCache::new(1)) };
     /// The role that called into akko_crypt, while `as_owner` runs as the extension owner.
     static CALLER: Cell<Option<pg_sys::Oid>> = const { Cell::new(None) };
 }
@@ -48,10 +49,14 @@ pub fn init() {
 
 /// Other backends' key changes arrive as relcache invalidations of the keyring tables
 /// (sent by `announce_change`) when they commit, and are read at the next transaction
-/// start. Only a counter changes here: this can run in the middle of a cache lookup.
+/// start. Only cells change here: this can run in the middle of a cache lookup. The
+/// tables' OIDs are looked up again next time: dropping a table invalidates it too, and an
+/// extension dropped and created again has new ones, whose changes would otherwise go
+/// unnoticed (and `announce_change` would name a relation that is gone).
 #[pg_guard]
 unsafe extern "C-unwind" fn on_relcache_invalidation(_arg: pg_sys::Datum, relid: pg_sys::Oid) {
     if relid == pg_sys::InvalidOid || WATCHED.with(Cell::get).contains(&relid) {
+        WATCHED.with(|w| w.set([pg_sys::InvalidOid; 2]));
         bump_generation();
     }
 }
@@ -93,29 +98,25 @@ pub fn announce_change() {
 /// another version than this library: its tables and functions are not the ones this code
 /// reads and guards until `ALTER EXTENSION akko_crypt UPDATE` has run.
 fn extension_owner() -> pg_sys::Oid {
-    let generation = generation();
-    let (cached_at, owner) = OWNER.with(Cell::get);
-    if cached_at == generation {
-        return owner;
-    }
-    let (owner, version) = read_row(
-        "find the extension owner",
-        "SELECT extowner, extversion FROM pg_catalog.pg_extension \
-         WHERE extname OPERATOR(pg_catalog.=) 'akko_crypt'",
-        &[],
-        |row| row.get_two::<pg_sys::Oid, String>(),
-    )
-    .unwrap_or_else(|| raise(Error::ExtensionMissing));
-    let owner = owner.unwrap_or_else(|| raise(Error::ExtensionMissing));
-    let version = version.unwrap_or_default();
-    if version != env!("CARGO_PKG_VERSION") {
-        raise(Error::ExtensionOutdated {
-            installed: &version,
-            library: env!("CARGO_PKG_VERSION"),
-        });
-    }
-    OWNER.with(|o| o.set((generation, owner)));
-    owner
+    get_or_load(&OWNER, generation(), &(), || {
+        let (owner, version) = read_row(
+            "find the extension owner",
+            "SELECT extowner, extversion FROM pg_catalog.pg_extension \
+             WHERE extname OPERATOR(pg_catalog.=) 'akko_crypt'",
+            &[],
+            |row| row.get_two::<pg_sys::Oid, String>(),
+        )
+        .unwrap_or_else(|| raise(Error::ExtensionMissing));
+        let owner = owner.unwrap_or_else(|| raise(Error::ExtensionMissing));
+        let version = version.unwrap_or_default();
+        if version != env!("CARGO_PKG_VERSION") {
+            raise(Error::ExtensionOutdated {
+                installed: &version,
+                library: env!("CARGO_PKG_VERSION"),
+            });
+        }
+        owner
+    })
 }
 
 /// The role on whose behalf akko_crypt runs: the current user, or inside [`as_owner`] the

@@ -22,6 +22,7 @@ mod hooks;
 mod keys;
 mod pg;
 mod privileges;
+mod session_cache;
 mod tables;
 mod values;
 

@@ -13,6 +13,7 @@
 
 use std::cell::{Cell, RefCell};
 use std::ffi::CStr;
+use std::rc::Rc;
 
 use akko_crypt_core::ClassName;
 use pgrx::pg_sys;
@@ -23,6 +24,7 @@ use crate::extension::{as_owner, audit, caller};
 use crate::keys::classes;
 use crate::pg::datum::Args;
 use crate::pg::spi::read_one;
+use crate::session_cache::{get_or_load, SessionCache};
 
 extension_sql!(
     r#"
@@ -169,10 +171,8 @@ struct Held {
     class: Option<String>,
 }
 
-/// The privileges of one role, as resolved at one generation.
+/// The privileges of one role.
 struct Resolved {
-    generation: u64,
-    role: pg_sys::Oid,
     superuser: bool,
     held: Vec<Held>,
     /// What the role could hold by `SET ROLE`: the privileges of every role it is a member
@@ -229,7 +229,8 @@ const RESOLVED_ROLES: usize = 4;
 thread_local! {
     static GENERATION: Cell<u64> = const { Cell::new(1) };
     static TABLE: Cell<pg_sys::Oid> = const { Cell::new(pg_sys::InvalidOid) };
-    static RESOLVED: RefCell<Vec<Resolved>> = const { RefCell::new(Vec::new()) };
+    static RESOLVED: RefCell<SessionCache<pg_sys::Oid, Rc<Resolved>>> =
+        const { RefCell::new(SessionCache::new(RESOLVED_ROLES)) };
 }
 
 pub fn init() {
@@ -262,6 +263,8 @@ fn forget() {
 #[pg_guard]
 unsafe extern "C-unwind" fn on_relcache_invalidation(_arg: pg_sys::Datum, relid: pg_sys::Oid) {
     if relid == pg_sys::InvalidOid || relid == TABLE.with(Cell::get) {
+        // Looked up again: the table dropped with its extension, and made again, is another.
+        TABLE.with(|t| t.set(pg_sys::InvalidOid));
         forget();
     }
 }
@@ -272,7 +275,6 @@ unsafe extern "C-unwind" fn on_role_invalidation(_arg: pg_sys::Datum, _cache: i3
 }
 
 fn resolve(role: pg_sys::Oid) -> Resolved {
-    let generation = GENERATION.with(Cell::get);
     // SAFETY: superuser_arg reads the role's pg_authid row through the syscache; a role that is
     // gone counts as no superuser.
     let superuser = unsafe { pg_sys::superuser_arg(role) };
@@ -324,8 +326,6 @@ fn resolve(role: pg_sys::Oid) -> Resolved {
         )
         .unwrap_or(false);
     Resolved {
-        generation,
-        role,
         superuser,
         held,
         reachable,
@@ -338,23 +338,8 @@ fn resolve(role: pg_sys::Oid) -> Resolved {
 /// cache is held meanwhile.
 fn with_resolved<R>(role: pg_sys::Oid, f: impl FnOnce(&Resolved) -> R) -> R {
     let generation = GENERATION.with(Cell::get);
-    let cached = RESOLVED.with(|cache| {
-        let mut cache = cache.borrow_mut();
-        cache.retain(|r| r.generation == generation);
-        cache.iter().position(|r| r.role == role)
-    });
-    let at = cached.unwrap_or_else(|| {
-        let resolved = resolve(role);
-        RESOLVED.with(|cache| {
-            let mut cache = cache.borrow_mut();
-            if cache.len() == RESOLVED_ROLES {
-                cache.remove(0);
-            }
-            cache.push(resolved);
-            cache.len() - 1
-        })
-    });
-    RESOLVED.with(|cache| f(&cache.borrow()[at]))
+    let resolved = get_or_load(&RESOLVED, generation, &role, || Rc::new(resolve(role)));
+    f(&resolved)
 }
 
 /// The role and duty that keep a session whose current role is `role` from `privilege`:

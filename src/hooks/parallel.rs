@@ -6,11 +6,11 @@
 //! (the first seal of a class creates its key, the first for a subject the subject's) runs
 //! without workers.
 
-use std::cell::RefCell;
-use std::collections::HashMap;
+use std::cell::{Cell, RefCell};
 
 use crate::keys::keyring::{self};
 use crate::pg::spi::read_one;
+use crate::session_cache::{get_or_load, SessionCache};
 use crate::{keys::custody, keys::vault};
 
 use pgrx::pg_sys;
@@ -20,8 +20,11 @@ static mut PREVIOUS_EXECUTOR_START: pg_sys::ExecutorStart_hook_type = None;
 
 thread_local! {
     /// The OIDs of akko_crypt's functions by C symbols (`SEAL_FUNCTIONS`, `KEY_FUNCTIONS`),
-    /// so that a parallel plan's start costs no catalog query; forgotten when pg_proc changes.
-    static FUNCTION_OIDS: RefCell<HashMap<&'static str, Vec<pg_sys::Oid>>> = RefCell::new(HashMap::new());
+    /// so that a parallel plan's start costs no catalog query; forgotten when pg_proc changes
+    /// (`PROC_GENERATION` moves on).
+    static FUNCTION_OIDS: RefCell<SessionCache<&'static str, Vec<pg_sys::Oid>>> =
+        const { RefCell::new(SessionCache::new(2)) };
+    static PROC_GENERATION: Cell<u64> = const { Cell::new(1) };
 }
 
 pub fn init() {
@@ -41,7 +44,7 @@ pub fn init() {
 
 #[pg_guard]
 unsafe extern "C-unwind" fn forget_function_oids(_arg: pg_sys::Datum, _cache: i32, _hash: u32) {
-    FUNCTION_OIDS.with(|f| f.borrow_mut().clear());
+    PROC_GENERATION.with(|g| g.set(g.get() + 1));
 }
 
 #[pg_guard]
@@ -201,20 +204,22 @@ unsafe fn calls_functions(plan: *mut pg_sys::PlannedStmt, functions: &'static st
 }
 
 fn function_oids(functions: &'static str) -> Vec<pg_sys::Oid> {
-    if let Some(oids) = FUNCTION_OIDS.with(|f| f.borrow().get(functions).cloned()) {
-        return oids;
-    }
-    let oids = read_one::<Vec<pg_sys::Oid>>(
-        "find the functions that seal and open",
-        "SELECT pg_catalog.array_agg(p.oid) FROM pg_catalog.pg_proc p \
-         JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) p.pronamespace \
-         WHERE n.nspname OPERATOR(pg_catalog.=) 'akko_crypt' \
-           AND p.prosrc OPERATOR(pg_catalog.=) ANY ($1::pg_catalog.text[])",
-        &[functions.into()],
+    get_or_load(
+        &FUNCTION_OIDS,
+        PROC_GENERATION.with(Cell::get),
+        &functions,
+        || {
+            read_one::<Vec<pg_sys::Oid>>(
+                "find the functions that seal and open",
+                "SELECT pg_catalog.array_agg(p.oid) FROM pg_catalog.pg_proc p \
+             JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) p.pronamespace \
+             WHERE n.nspname OPERATOR(pg_catalog.=) 'akko_crypt' \
+               AND p.prosrc OPERATOR(pg_catalog.=) ANY ($1::pg_catalog.text[])",
+                &[functions.into()],
+            )
+            .unwrap_or_default()
+        },
     )
-    .unwrap_or_default();
-    FUNCTION_OIDS.with(|f| f.borrow_mut().insert(functions, oids.clone()));
-    oids
 }
 
 fn function_hashes(functions: &'static str) -> Vec<u32> {

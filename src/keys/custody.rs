@@ -24,12 +24,15 @@
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::ffi::{c_char, c_void, CStr, CString};
+use std::hash::Hash;
 use std::sync::OnceLock;
 
+use akko_crypt_core::class::MAX_CLASS_LEN;
 use akko_crypt_core::column::{BindingId, BlindIndexKey};
 use akko_crypt_core::envelope::{SubjectId, SubkeyId};
 use akko_crypt_core::{
-    DataKey, DataKeyMaterial, Envelope, Fingerprint, HandoffKey, HandoffTarget, RootKey, SealingKey,
+    ClassName, DataKey, DataKeyMaterial, Envelope, Fingerprint, HandoffKey, HandoffTarget, RootKey,
+    SealingKey,
 };
 use pgrx::pg_sys;
 use pgrx::prelude::*;
@@ -39,11 +42,13 @@ use crate::errors::{raise, Error};
 use crate::hooks::log_redaction;
 use crate::pg::guc_internals::{free_malloced, malloc_copy};
 use crate::pg::settings::set_in_session;
+use crate::session_cache::SessionCache;
 
 pub const KEY_GUC: &CStr = c"akko_crypt.key";
 const HANDOFF_GUC: &CStr = c"akko_crypt.handoff";
 
-/// Sessions that seal for many subjects would otherwise cache a key per subject forever.
+/// Sessions that seal for many subjects (or look up many columns) would otherwise cache a
+/// key for each forever.
 const MAX_CACHED_KEYS: usize = 4096;
 /// A session that opens values sealed by many other sessions derives a value key for each
 /// subkey id it meets; this many per data key are kept.
@@ -64,9 +69,6 @@ type SlotId = u64;
 
 /// A data key (or a subject's key) of one class and version, and the keys derived from it.
 pub struct KeyEntry {
-    class: String,
-    version: u32,
-    subject: Option<SubjectId>,
     material: DataKeyMaterial,
     /// The key a format 1 envelope was sealed under: the material itself.
     direct: Option<DataKey>,
@@ -82,16 +84,8 @@ pub struct KeyEntry {
 }
 
 impl KeyEntry {
-    pub fn new(
-        class: &str,
-        version: u32,
-        subject: Option<SubjectId>,
-        material: DataKeyMaterial,
-    ) -> Self {
+    pub fn new(material: DataKeyMaterial) -> Self {
         KeyEntry {
-            class: class.to_owned(),
-            version,
-            subject,
             material,
             direct: None,
             value_keys: Vec::new(),
@@ -99,10 +93,6 @@ impl KeyEntry {
             last_opened: 0,
             sealing: None,
         }
-    }
-
-    fn is(&self, class: &str, version: u32, subject: Option<&SubjectId>) -> bool {
-        self.version == version && self.subject.as_ref() == subject && self.class == class
     }
 
     pub fn material(&self) -> &DataKeyMaterial {
@@ -152,28 +142,59 @@ impl KeyEntry {
     }
 }
 
-struct Slot {
+/// Where a key entry is cached: its class, key version and subject. The class name is held
+/// inline, so that looking an entry up for every value allocates nothing.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct EntryKey {
+    class_len: u8,
+    class: [u8; MAX_CLASS_LEN],
+    version: u32,
+    subject: Option<SubjectId>,
+}
+
+impl EntryKey {
+    pub fn new(class: ClassName<'_>, version: u32, subject: Option<&SubjectId>) -> Self {
+        let name = class.as_str().as_bytes();
+        let mut inline = [0; MAX_CLASS_LEN];
+        inline[..name.len()].copy_from_slice(name);
+        EntryKey {
+            class_len: name.len() as u8,
+            class: inline,
+            version,
+            subject: subject.copied(),
+        }
+    }
+}
+
+pub struct Slot {
     id: SlotId,
     root: RootKey,
     /// Where the root came from: the parameter, Vault, or the parallel leader.
     source: &'static str,
-    /// The keyring generation (see `crate::extension::generation`) the caches below were filled in.
-    generation: u64,
-    /// Unwrapped data keys and subject keys; a handful per session, so a scan beats hashing.
-    keys: Vec<KeyEntry>,
+    /// Unwrapped data keys and subject keys.
+    keys: SessionCache<EntryKey, KeyEntry>,
     /// Blind index keys by `blind_index` key version and column binding: deriving one per
     /// row would cost more than the HMAC it keys.
-    blind_index_keys: Vec<(u32, BindingId, BlindIndexKey)>,
+    blind_index_keys: SessionCache<(u32, BindingId), BlindIndexKey>,
 }
 
-impl Slot {
-    fn caches_for(&mut self, generation: u64) -> &mut Self {
-        if self.generation != generation {
-            self.keys.clear();
-            self.blind_index_keys.clear();
-            self.generation = generation;
-        }
-        self
+/// What a slot caches, each in a cache of its own, emptied when the keyring changes.
+pub trait CachedInSlot: Sized {
+    type Key: Hash + Eq;
+    fn cache(slot: &mut Slot) -> &mut SessionCache<Self::Key, Self>;
+}
+
+impl CachedInSlot for KeyEntry {
+    type Key = EntryKey;
+    fn cache(slot: &mut Slot) -> &mut SessionCache<EntryKey, KeyEntry> {
+        &mut slot.keys
+    }
+}
+
+impl CachedInSlot for BlindIndexKey {
+    type Key = (u32, BindingId);
+    fn cache(slot: &mut Slot) -> &mut SessionCache<(u32, BindingId), BlindIndexKey> {
+        &mut slot.blind_index_keys
     }
 }
 
@@ -398,9 +419,8 @@ fn store(root: RootKey) -> SlotId {
             id,
             root,
             source,
-            generation: 0,
-            keys: Vec::new(),
-            blind_index_keys: Vec::new(),
+            keys: SessionCache::new(MAX_CACHED_KEYS),
+            blind_index_keys: SessionCache::new(MAX_CACHED_KEYS),
         });
         (
             id,
@@ -579,73 +599,22 @@ pub fn with_root<R>(f: impl FnOnce(&RootKey) -> R) -> R {
     with_current_slot(|slot| f(&slot.root))
 }
 
-/// Runs `f` with the cached key entry of `class`/`version` (and `subject`), or hands `f`
-/// back when this session has not unwrapped it in keyring generation `generation`.
-pub fn with_cached_entry<R, F: FnOnce(&mut KeyEntry) -> R>(
-    class: &str,
-    version: u32,
-    subject: Option<&SubjectId>,
+/// Runs `f` with what the session caches for `key`, or hands `f` back when this session
+/// has not cached it in keyring generation `generation`.
+pub fn with_cached<V: CachedInSlot, R, F: FnOnce(&mut V) -> R>(
     generation: u64,
+    key: &V::Key,
     f: F,
 ) -> Result<R, F> {
-    with_current_slot(|slot| {
-        let found = slot
-            .caches_for(generation)
-            .keys
-            .iter_mut()
-            .find(|entry| entry.is(class, version, subject));
-        match found {
-            Some(entry) => Ok(f(entry)),
-            None => Err(f),
-        }
+    with_current_slot(|slot| match V::cache(slot).get(generation, key) {
+        Some(value) => Ok(f(value)),
+        None => Err(f),
     })
 }
 
-/// Caches a key entry, unless the keyring changed since `generation`.
-pub fn remember_entry(generation: u64, entry: KeyEntry) {
-    with_current_slot(|slot| {
-        if slot.generation == generation {
-            if slot.keys.len() >= MAX_CACHED_KEYS {
-                slot.keys.retain(|entry| entry.subject.is_none());
-            }
-            slot.keys.push(entry);
-        }
-    })
-}
-
-/// Runs `f` with the cached blind index key of `version` for the column bound to
-/// `binding`, or hands `f` back when it is not cached for keyring generation `generation`.
-pub fn with_cached_blind_index_key<R, F: FnOnce(&BlindIndexKey) -> R>(
-    version: u32,
-    binding: &BindingId,
-    generation: u64,
-    f: F,
-) -> Result<R, F> {
-    with_current_slot(|slot| {
-        let found = slot
-            .caches_for(generation)
-            .blind_index_keys
-            .iter()
-            .find(|(v, b, _)| *v == version && b == binding);
-        match found {
-            Some((_, _, key)) => Ok(f(key)),
-            None => Err(f),
-        }
-    })
-}
-
-/// Caches a blind index key, unless the keyring changed since `generation`.
-pub fn remember_blind_index_key(
-    version: u32,
-    binding: &BindingId,
-    generation: u64,
-    key: BlindIndexKey,
-) {
-    with_current_slot(|slot| {
-        if slot.generation == generation {
-            slot.blind_index_keys.push((version, *binding, key));
-        }
-    })
+/// Caches `value` for `key`, unless the keyring changed since `generation`.
+pub fn remember<V: CachedInSlot>(generation: u64, key: V::Key, value: V) {
+    with_current_slot(|slot| V::cache(slot).remember(generation, key, value))
 }
 
 /// Drops every key this session holds, at once and for good: the setting, the handoff to

@@ -6,7 +6,6 @@
 //! caller created can stand in for a function, operator or type they use.
 
 use std::cell::RefCell;
-use std::collections::HashMap;
 use std::ffi::CStr;
 
 use akko_crypt_core::envelope::SubjectId;
@@ -18,68 +17,36 @@ use pgrx::prelude::*;
 
 use crate::errors::{self, raise, Error};
 use crate::extension::{announce_change, as_owner, audit, generation};
-use crate::keys::custody::KeyEntry;
+use crate::keys::custody::{EntryKey, KeyEntry};
 use crate::pg::spi::{first_row, read_one, read_row};
 use crate::privileges::{self, Privilege};
+use crate::session_cache::{get_or_load, SessionCache};
 use crate::{keys::classes, keys::custody};
 
 /// Sessions that seal for many subjects would otherwise remember every subject's id forever.
 const MAX_CACHED_SUBJECTS: usize = 4096;
 
 thread_local! {
-    static ACTIVE: RefCell<ActiveVersions> = RefCell::new(ActiveVersions::default());
-}
-
-#[derive(Default)]
-struct ActiveVersions {
-    generation: u64,
-    versions: Vec<(String, u32)>,
-    subjects: HashMap<Vec<u8>, SubjectId>,
+    /// The active key version of each class.
+    static ACTIVE_VERSIONS: RefCell<SessionCache<String, u32>> = const { RefCell::new(SessionCache::new(1024)) };
+    /// The id of each subject sealed for.
+    static SUBJECT_IDS: RefCell<SessionCache<Vec<u8>, SubjectId>> =
+        const { RefCell::new(SessionCache::new(MAX_CACHED_SUBJECTS)) };
     /// The blind_index key versions that subject lookups are keyed under.
-    lookup_versions: Option<Vec<u32>>,
-}
-
-impl ActiveVersions {
-    fn current(&mut self) -> &mut Self {
-        let generation = generation();
-        if self.generation != generation {
-            self.versions.clear();
-            self.subjects.clear();
-            self.lookup_versions = None;
-            self.generation = generation;
-        }
-        self
-    }
+    static LOOKUP_VERSIONS: RefCell<SessionCache<(), Vec<u32>>> = const { RefCell::new(SessionCache::new(1)) };
 }
 
 /// The key version new seals of `class` use, and so the one check a seal needs: only a
 /// registered class has one. The first seal of a class creates its version 1.
 pub fn active_version(class: ClassName<'_>) -> u32 {
-    let cached = ACTIVE.with(|a| {
-        a.borrow_mut()
-            .current()
-            .versions
-            .iter()
-            .find(|(name, _)| name == class.as_str())
-            .map(|&(_, version)| version)
-    });
-    if let Some(version) = cached {
-        return version;
-    }
-    let generation = generation();
-    let version = as_owner(|| {
-        select_active_version(class).unwrap_or_else(|| {
-            classes::require_registered(class);
-            create_first_version(class)
+    get_or_load(&ACTIVE_VERSIONS, generation(), class.as_str(), || {
+        as_owner(|| {
+            select_active_version(class).unwrap_or_else(|| {
+                classes::require_registered(class);
+                create_first_version(class)
+            })
         })
-    });
-    ACTIVE.with(|a| {
-        let mut a = a.borrow_mut();
-        if a.generation == generation {
-            a.versions.push((class.as_str().to_owned(), version));
-        }
-    });
-    version
+    })
 }
 
 /// Whether one of `classes` has no active key version yet, so that its first seal would
@@ -229,13 +196,14 @@ fn cached_or_made<R>(
     f: impl FnOnce(&mut KeyEntry) -> R,
 ) -> R {
     let generation = generation();
-    let f = match custody::with_cached_entry(class.as_str(), version, subject, generation, f) {
+    let key = EntryKey::new(class, version, subject);
+    let f = match custody::with_cached(generation, &key, f) {
         Ok(result) => return result,
         Err(f) => f,
     };
-    let mut entry = KeyEntry::new(class.as_str(), version, subject.copied(), material());
+    let mut entry = KeyEntry::new(material());
     let result = f(&mut entry);
-    custody::remember_entry(generation, entry);
+    custody::remember(generation, key, entry);
     result
 }
 
@@ -301,33 +269,24 @@ fn unwrap_from_keyring(class: ClassName<'_>, version: u32) -> DataKeyMaterial {
 /// The blind_index key versions subject lookups are keyed under: those of the stored
 /// subjects, and the active one, which new subjects use.
 fn lookup_versions() -> Vec<u32> {
-    let cached = ACTIVE.with(|a| a.borrow_mut().current().lookup_versions.clone());
-    if let Some(versions) = cached {
-        return versions;
-    }
-    let generation = generation();
-    let active = active_version(classes::blind_index());
-    let mut versions: Vec<u32> = as_owner(|| {
-        read_one::<Vec<i32>>(
-            "read the subjects",
-            "SELECT array_agg(DISTINCT lookup_version) FROM akko_crypt.subjects \
-             WHERE lookup_version IS NOT NULL",
-            &[],
-        )
+    get_or_load(&LOOKUP_VERSIONS, generation(), &(), || {
+        let active = active_version(classes::blind_index());
+        let mut versions: Vec<u32> = as_owner(|| {
+            read_one::<Vec<i32>>(
+                "read the subjects",
+                "SELECT array_agg(DISTINCT lookup_version) FROM akko_crypt.subjects \
+                 WHERE lookup_version IS NOT NULL",
+                &[],
+            )
+        })
+        .unwrap_or_default()
+        .into_iter()
+        .map(|v| v as u32)
+        .collect();
+        versions.retain(|&v| v != active);
+        versions.insert(0, active);
+        versions
     })
-    .unwrap_or_default()
-    .into_iter()
-    .map(|v| v as u32)
-    .collect();
-    versions.retain(|&v| v != active);
-    versions.insert(0, active);
-    ACTIVE.with(|a| {
-        let mut a = a.borrow_mut();
-        if a.generation == generation {
-            a.lookup_versions = Some(versions.clone());
-        }
-    });
-    versions
 }
 
 /// The lookup hash of subject name `name` (in the database encoding) under each lookup
@@ -363,32 +322,19 @@ unsafe fn utf8_of(server: &[u8]) -> Vec<u8> {
 /// The id of `subject` (text in the database encoding), created with a fresh random salt
 /// on first use. The subjects table keeps a keyed hash of the name, never the name.
 pub fn subject_id(subject: &[u8]) -> SubjectId {
-    let cached = ACTIVE.with(|a| a.borrow_mut().current().subjects.get(subject).copied());
-    if let Some(id) = cached {
-        return id;
-    }
-    let generation = generation();
-    let lookups = subject_lookups(subject);
-    let stored = find_subject(subject, &lookups).or_else(|| {
-        // SAFETY: reads the backend's parallel-mode flag; it cannot raise.
-        if unsafe { pg_sys::IsInParallelMode() } {
-            raise(Error::KeyringWriteInParallelQuery { class: None })
-        }
-        register_subject(&lookups[0])
-    });
-    let id: SubjectId = stored
-        .and_then(|bytes| bytes.try_into().ok())
-        .unwrap_or_else(|| raise(Error::SubjectForgotten));
-    ACTIVE.with(|a| {
-        let mut a = a.borrow_mut();
-        if a.generation == generation {
-            if a.subjects.len() >= MAX_CACHED_SUBJECTS {
-                a.subjects.clear();
+    get_or_load(&SUBJECT_IDS, generation(), subject, || {
+        let lookups = subject_lookups(subject);
+        let stored = find_subject(subject, &lookups).or_else(|| {
+            // SAFETY: reads the backend's parallel-mode flag; it cannot raise.
+            if unsafe { pg_sys::IsInParallelMode() } {
+                raise(Error::KeyringWriteInParallelQuery { class: None })
             }
-            a.subjects.insert(subject.to_vec(), id);
-        }
-    });
-    id
+            register_subject(&lookups[0])
+        });
+        stored
+            .and_then(|bytes| bytes.try_into().ok())
+            .unwrap_or_else(|| raise(Error::SubjectForgotten))
+    })
 }
 
 fn lookup_array(lookups: &[(u32, Vec<u8>)]) -> DatumWithOid<'static> {

@@ -25,16 +25,17 @@ pub struct BlindIndex {
 /// is derived on first use in the session and cached with the session's other keys.
 pub fn compute(binding: &BindingId, bidx: &BlindIndex, text: &str) -> [u8; BLIND_INDEX_LEN] {
     let generation = crate::extension::generation();
-    let digest = |key: &BlindIndexKey| key.compute(bidx.normalization, text);
-    match custody::with_cached_blind_index_key(bidx.key_version, binding, generation, digest) {
+    let cached_as = (bidx.key_version, *binding);
+    let digest = |key: &mut BlindIndexKey| key.compute(bidx.normalization, text);
+    match custody::with_cached(generation, &cached_as, digest) {
         Ok(digest) => digest,
         Err(digest) => {
-            let key =
+            let mut key =
                 keyring::with_material(classes::blind_index(), bidx.key_version, |material| {
                     material.blind_index_key(binding)
                 });
-            let result = digest(&key);
-            custody::remember_blind_index_key(bidx.key_version, binding, generation, key);
+            let result = digest(&mut key);
+            custody::remember(generation, cached_as, key);
             result
         }
     }
