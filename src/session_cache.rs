@@ -10,19 +10,29 @@ use std::collections::HashMap;
 use std::hash::Hash;
 use std::thread::LocalKey;
 
+/// Up to this many entries a lookup compares keys one by one; past it, it hashes.
+const SCANNED: usize = 8;
+
 pub struct SessionCache<K, V> {
     generation: u64,
-    entries: Option<HashMap<K, V>>,
+    entries: Vec<(K, V)>,
+    /// Where each key's entry is in `entries`, once there are more than `SCANNED`.
+    index: Option<HashMap<K, usize>>,
+    /// The entry found last: the values a scan meets one after another are mostly under
+    /// the same key, so most lookups compare one key and hash nothing.
+    last: usize,
     limit: usize,
 }
 
-impl<K: Hash + Eq, V> SessionCache<K, V> {
+impl<K: Hash + Eq + Clone, V> SessionCache<K, V> {
     /// A cache of at most `limit` entries: one that would hold more starts over, so that a
     /// session meeting many subjects or roles does not grow without bound.
     pub const fn new(limit: usize) -> Self {
         SessionCache {
             generation: 0,
-            entries: None,
+            entries: Vec::new(),
+            index: None,
+            last: 0,
             limit,
         }
     }
@@ -35,10 +45,12 @@ impl<K: Hash + Eq, V> SessionCache<K, V> {
         Q: Hash + Eq + ?Sized,
     {
         if self.generation != generation {
-            self.entries = None;
+            self.clear();
             self.generation = generation;
         }
-        self.entries.as_mut()?.get_mut(key)
+        let at = self.position(key)?;
+        self.last = at;
+        Some(&mut self.entries[at].1)
     }
 
     /// Remembers `value`, loaded at `generation`; not if a lookup at a later generation
@@ -47,11 +59,48 @@ impl<K: Hash + Eq, V> SessionCache<K, V> {
         if self.generation != generation {
             return;
         }
-        let entries = self.entries.get_or_insert_with(HashMap::new);
-        if entries.len() >= self.limit {
-            entries.clear();
+        if let Some(at) = self.position(key.borrow()) {
+            self.entries[at].1 = value;
+            return;
         }
-        entries.insert(key, value);
+        if self.entries.len() >= self.limit {
+            self.clear();
+        }
+        self.entries.push((key, value));
+        if self.entries.len() > SCANNED {
+            let entries = &self.entries;
+            let index = self.index.get_or_insert_with(|| {
+                entries[..entries.len() - 1]
+                    .iter()
+                    .enumerate()
+                    .map(|(at, (key, _))| (key.clone(), at))
+                    .collect()
+            });
+            let at = entries.len() - 1;
+            index.insert(entries[at].0.clone(), at);
+        }
+    }
+
+    fn position<Q>(&self, key: &Q) -> Option<usize>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        if let Some((last, _)) = self.entries.get(self.last) {
+            if last.borrow() == key {
+                return Some(self.last);
+            }
+        }
+        match &self.index {
+            Some(index) => index.get(key).copied(),
+            None => self.entries.iter().position(|(k, _)| k.borrow() == key),
+        }
+    }
+
+    fn clear(&mut self) {
+        self.entries.clear();
+        self.index = None;
+        self.last = 0;
     }
 }
 
@@ -65,7 +114,7 @@ pub fn get_or_load<K, Q, V>(
     load: impl FnOnce() -> V,
 ) -> V
 where
-    K: Borrow<Q> + Hash + Eq,
+    K: Borrow<Q> + Hash + Eq + Clone,
     Q: ToOwned<Owned = K> + Hash + Eq + ?Sized,
     V: Clone,
 {

@@ -180,7 +180,7 @@ pub struct Slot {
 
 /// What a slot caches, each in a cache of its own, emptied when the keyring changes.
 pub trait CachedInSlot: Sized {
-    type Key: Hash + Eq;
+    type Key: Hash + Eq + Clone;
     fn cache(slot: &mut Slot) -> &mut SessionCache<Self::Key, Self>;
 }
 

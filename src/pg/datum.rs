@@ -16,15 +16,12 @@ use zeroize::Zeroize;
 
 use crate::errors::{raise, Error};
 
-/// The bytes of a text or bytea argument, or None for NULL.
-pub unsafe fn arg_bytes<'a>(fcinfo: pg_sys::FunctionCallInfo, n: usize) -> Option<&'a [u8]> {
-    if pg_arg_is_null(fcinfo, n) {
-        return None;
-    }
-    Some(datum_bytes(pg_getarg_datum_raw(fcinfo, n)))
-}
-
 /// The bytes of a text or bytea datum.
+///
+/// # Safety
+/// `datum` is a text or bytea value (not NULL) that stays in memory for `'a`, and so does
+/// the current memory context, where a compressed or out-of-line value is detoasted: the
+/// caller ties `'a` to the call or tuple the value belongs to.
 pub unsafe fn datum_bytes<'a>(datum: pg_sys::Datum) -> &'a [u8] {
     let mut value = datum.cast_mut_ptr::<pg_sys::varlena>();
     if varatt_is_1b_e(value) || varatt_is_4b_c(value) {
@@ -42,6 +39,10 @@ pub unsafe fn arg_jsonb(fcinfo: pg_sys::FunctionCallInfo, n: usize) -> *mut pg_s
     value.cast()
 }
 
+/// The bytes of a NUL-terminated C string, to wipe.
+///
+/// # Safety
+/// `ptr` is a C string that stays in memory, and is not otherwise used, for `'a`.
 pub unsafe fn c_bytes_mut<'a>(ptr: *mut c_char) -> &'a mut [u8] {
     let len = CStr::from_ptr(ptr).to_bytes().len();
     std::slice::from_raw_parts_mut(ptr.cast::<u8>(), len)
@@ -79,12 +80,27 @@ impl std::ops::Deref for Wiped<'_> {
     }
 }
 
-/// The arguments of a V1 function called from SQL, read by position.
+/// The arguments of a V1 function called from SQL, read by position. What they point to
+/// lives for the call; a slice of one borrows the `Args`, a local of the function, so it
+/// cannot be kept past the call.
 pub struct Args(pg_sys::FunctionCallInfo);
 
 impl Args {
+    /// # Safety
+    /// `fcinfo` is the one PostgreSQL passed to the function being called, and the `Args`
+    /// is a local of that call.
     pub unsafe fn new(fcinfo: pg_sys::FunctionCallInfo) -> Self {
         Args(fcinfo)
+    }
+
+    /// The bytes of a text or bytea argument, or None for NULL.
+    pub fn bytes(&self, n: usize) -> Option<&[u8]> {
+        if self.is_null(n) {
+            return None;
+        }
+        // SAFETY: a text or bytea argument by the function's SQL signature, not NULL; it
+        // lives for the call, and the slice no longer than this borrow of the Args.
+        Some(unsafe { datum_bytes(self.raw(n)) })
     }
 
     fn is_null(&self, n: usize) -> bool {
@@ -110,10 +126,7 @@ impl Args {
         if self.is_null(n) {
             return None;
         }
-        // SAFETY: the argument is not NULL (checked above) and is of a text type by the
-        // function's SQL signature, so it is a varlena that lives for the call.
-        let bytes = unsafe { datum_bytes(self.raw(n)) };
-        Some(String::from_utf8_lossy(bytes).into_owned())
+        Some(String::from_utf8_lossy(self.bytes(n)?).into_owned())
     }
 
     /// A text argument; 22004 if NULL.

@@ -11,7 +11,7 @@ use pgrx::pg_sys;
 use pgrx::prelude::*;
 
 use crate::errors::{raise, Error};
-use crate::pg::datum::{arg_bytes, bytea_datum};
+use crate::pg::datum::{bytea_datum, Args};
 use crate::pg::sql;
 use crate::privileges::{self, Privilege};
 use crate::tables::registry;
@@ -68,7 +68,8 @@ unsafe extern "C-unwind" fn forget_table(_arg: pg_sys::Datum, relid: pg_sys::Oid
 pub unsafe extern "C-unwind" fn akko_blind_index(
     fcinfo: pg_sys::FunctionCallInfo,
 ) -> pg_sys::Datum {
-    let value = arg_bytes(fcinfo, 0).unwrap_or_default();
+    let args = Args::new(fcinfo);
+    let value = args.bytes(0).unwrap_or_default();
     let table = pg_sys::Oid::from_datum(pg_getarg_datum_raw(fcinfo, 1), false)
         .unwrap_or_else(|| raise(Error::NullArgument { name: "tbl" }));
     let column = pg_getarg_datum_raw(fcinfo, 2).cast_mut_ptr::<pg_sys::NameData>();

@@ -16,6 +16,7 @@ use crate::pg::datum::{text_datum, Args};
 use crate::pg::spi::read_row;
 use crate::pg::sql::{ident, literal, pinned, run, type_sql, Table};
 use crate::privileges::{self, Privilege};
+use crate::tables::batches::first_batch_blocks;
 use crate::tables::owned::{owned_protectable, protectable};
 use crate::tables::reading::{hex, read_expression};
 use crate::tables::registry::{self, Mode, ProtectedColumn};
@@ -1136,9 +1137,7 @@ fn migrate_start(args: &Args) -> i64 {
         |row| row.get_one::<f64>(),
     )
     .flatten();
-    rows_per_block.map_or(1.0, |per_block| {
-        (batch_size as f64 / per_block).ceil().max(1.0)
-    }) as i64
+    first_batch_blocks(batch_size, rows_per_block).into()
 }
 
 fn migrate_step(args: &Args) -> bool {

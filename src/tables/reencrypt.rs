@@ -21,6 +21,7 @@ use pgrx::prelude::*;
 use crate::errors::{self, raise, Error};
 use crate::extension::{as_owner, audit};
 use crate::pg::spi::first_row;
+use crate::tables::batches::{first_batch_blocks, next_batch_blocks};
 use crate::tables::registry::Mode;
 use crate::{tables::trigger, values::sealing};
 
@@ -196,9 +197,7 @@ impl Target {
             // As the owner it would reach rows the caller's policies hide from it.
             raise(Error::ReencryptPastRowSecurity { table: &table });
         }
-        let blocks_per_batch = rows_per_block
-            .map_or(1.0, |per_block| (batch_size as f64 / per_block).ceil())
-            .clamp(1.0, i32::MAX as f64) as i32;
+        let blocks_per_batch = first_batch_blocks(batch_size, rows_per_block);
         Target {
             oid: tbl,
             owner,
@@ -505,17 +504,6 @@ fn reencrypt_step(run: i64) -> Option<i64> {
     }
     run.save(target.blocks, false);
     None
-}
-
-/// Sizes the next batch to about `batch_size` rows from the density of the last one.
-fn next_batch_blocks(blocks_read: i64, rows_read: i64, batch_size: i32) -> i32 {
-    let grown = blocks_read.saturating_mul(2).max(1);
-    let sized = if rows_read == 0 {
-        grown
-    } else {
-        (blocks_read.saturating_mul(batch_size as i64) / rows_read).clamp(1, grown)
-    };
-    sized.min(i32::MAX as i64) as i32
 }
 
 fn report_finished(run: &Run, target: &Target) {

@@ -854,7 +854,7 @@ impl Sealing<'_> {
     unsafe fn written<'b>(
         &self,
         column: &ColumnSpec,
-        sealed: &[u8],
+        sealed: &'b [u8],
         kept: bool,
     ) -> (Wiped<'b>, bool) {
         if !kept {
@@ -868,7 +868,12 @@ impl Sealing<'_> {
     /// Opens an envelope written into the column, as it must open there: under the column's
     /// class, with the context it is bound to (the old row's if `kept` and the key moved,
     /// this row's otherwise). Raises if it does not, or if the role may not open the class.
-    unsafe fn authenticate<'b>(&self, column: &ColumnSpec, sealed: &[u8], kept: bool) -> Wiped<'b> {
+    unsafe fn authenticate<'b>(
+        &self,
+        column: &ColumnSpec,
+        sealed: &'b [u8],
+        kept: bool,
+    ) -> Wiped<'b> {
         let context = if kept {
             self.old_context.as_deref()
         } else {

@@ -17,9 +17,7 @@ use pgrx::prelude::*;
 use zeroize::Zeroizing;
 
 use crate::errors::{self, raise, Error};
-use crate::pg::datum::{
-    arg_bytes, arg_jsonb, bytea_datum, c_bytes_mut, datum_bytes, new_bytea, Wiped,
-};
+use crate::pg::datum::{arg_jsonb, bytea_datum, c_bytes_mut, datum_bytes, new_bytea, Args, Wiped};
 use crate::pg::encoding::database_is_utf8;
 use crate::pg::settings::with_settings;
 use crate::pg::sql;
@@ -170,8 +168,10 @@ pub fn binding_id(bytes: &[u8]) -> BindingId {
 pub unsafe extern "C-unwind" fn akko_row_context(
     fcinfo: pg_sys::FunctionCallInfo,
 ) -> pg_sys::Datum {
+    let args = Args::new(fcinfo);
     let binding = binding_id(
-        arg_bytes(fcinfo, 0).unwrap_or_else(|| raise(Error::NullArgument { name: "binding" })),
+        args.bytes(0)
+            .unwrap_or_else(|| raise(Error::NullArgument { name: "binding" })),
     );
     let flinfo = (*fcinfo).flinfo;
     if pg_sys::get_fn_expr_variadic(flinfo) {
@@ -311,10 +311,11 @@ impl<'a> OpenedText<'a> {
 #[pg_guard]
 #[no_mangle]
 pub unsafe extern "C-unwind" fn akko_open_text(fcinfo: pg_sys::FunctionCallInfo) -> pg_sys::Datum {
-    let Some(sealed) = arg_bytes(fcinfo, 0) else {
+    let args = Args::new(fcinfo);
+    let Some(sealed) = args.bytes(0) else {
         return pg_return_null(fcinfo);
     };
-    let text = OpenedText::of(open_to_buffer(sealed, arg_bytes(fcinfo, 1)), false);
+    let text = OpenedText::of(open_to_buffer(sealed, args.bytes(1)), false);
     text_datum_from_utf8(text.bytes())
 }
 
@@ -382,11 +383,12 @@ unsafe fn target_type(fcinfo: pg_sys::FunctionCallInfo) -> *mut TargetType {
 #[pg_guard]
 #[no_mangle]
 pub unsafe extern "C-unwind" fn akko_open_value(fcinfo: pg_sys::FunctionCallInfo) -> pg_sys::Datum {
-    let Some(sealed) = arg_bytes(fcinfo, 0) else {
+    let args = Args::new(fcinfo);
+    let Some(sealed) = args.bytes(0) else {
         return pg_return_null(fcinfo);
     };
     let target = target_type(fcinfo);
-    let text = OpenedText::of(open_to_buffer(sealed, arg_bytes(fcinfo, 1)), (*target).raw);
+    let text = OpenedText::of(open_to_buffer(sealed, args.bytes(1)), (*target).raw);
     if (*target).oid == pg_sys::TEXTOID {
         return text_datum_from_utf8(text.bytes());
     }
@@ -442,7 +444,7 @@ pub unsafe extern "C-unwind" fn akko_open_pii_jsonb(
     let Some(envelope) = jsonb_envelope_of(jsonb) else {
         return pg_getarg_datum_raw(fcinfo, 0);
     };
-    plaintext_to_jsonb(open_to_buffer(&envelope, arg_bytes(fcinfo, 1)))
+    plaintext_to_jsonb(open_to_buffer(&envelope, Args::new(fcinfo).bytes(1)))
 }
 
 /// The envelope a jsonb-mode value holds, or None for any other document (whose text,

@@ -20,7 +20,7 @@ use pgrx::varlena::varsize_any;
 use zeroize::Zeroizing;
 
 use crate::errors::{raise, Error};
-use crate::pg::datum::{arg_bytes, arg_jsonb, c_bytes_mut, new_bytea, Wiped};
+use crate::pg::datum::{arg_jsonb, c_bytes_mut, new_bytea, Args, Wiped};
 use crate::pg::encoding::{database_is_sql_ascii, database_is_utf8};
 use crate::privileges::{self, Privilege};
 use crate::{keys::classes, keys::keyring};
@@ -107,8 +107,10 @@ pub unsafe extern "C-unwind" fn akko_seal_pii(fcinfo: pg_sys::FunctionCallInfo) 
     if pg_arg_is_null(fcinfo, 0) {
         return pg_return_null(fcinfo);
     }
-    let class_name =
-        arg_bytes(fcinfo, 1).unwrap_or_else(|| raise(Error::NullArgument { name: "class" }));
+    let args = Args::new(fcinfo);
+    let class_name = args
+        .bytes(1)
+        .unwrap_or_else(|| raise(Error::NullArgument { name: "class" }));
     let class_name = std::str::from_utf8(class_name).unwrap_or_else(|_| {
         raise(Error::InvalidClassName {
             error: ClassNameError::BadCharacter,
@@ -116,8 +118,8 @@ pub unsafe extern "C-unwind" fn akko_seal_pii(fcinfo: pg_sys::FunctionCallInfo) 
     });
     let class = value_class(class_name);
     privileges::require(Privilege::Seal, Some(class));
-    let context = arg_bytes(fcinfo, 2);
-    let subject = arg_bytes(fcinfo, 3).map(keyring::subject_id);
+    let context = args.bytes(2);
+    let subject = args.bytes(3).map(keyring::subject_id);
     let text = JsonText::of(arg_jsonb(fcinfo, 0));
     let sealed = seal_to_varlena(class, subject.as_ref(), context, text.utf8());
     pg_sys::Datum::from(sealed)
@@ -126,11 +128,11 @@ pub unsafe extern "C-unwind" fn akko_seal_pii(fcinfo: pg_sys::FunctionCallInfo) 
 #[pg_guard]
 #[no_mangle]
 pub unsafe extern "C-unwind" fn akko_open_pii(fcinfo: pg_sys::FunctionCallInfo) -> pg_sys::Datum {
-    let Some(sealed) = arg_bytes(fcinfo, 0) else {
+    let args = Args::new(fcinfo);
+    let Some(sealed) = args.bytes(0) else {
         return pg_return_null(fcinfo);
     };
-    let context = arg_bytes(fcinfo, 1);
-    plaintext_to_jsonb(open_to_buffer(sealed, context))
+    plaintext_to_jsonb(open_to_buffer(sealed, args.bytes(1)))
 }
 
 /// Runs an input function on plaintext; its own error would quote the plaintext (jsonb's
@@ -378,7 +380,11 @@ fn envelope_to_open<'a>(sealed: &'a [u8], context: Option<&[u8]>) -> Envelope<'a
 /// Opens an envelope into a palloc'd buffer, NUL-terminated after the returned slice, which
 /// is wiped when the guard goes. Raises the envelope's error if it does not open, and 42501
 /// if the calling role may not open its class.
-pub unsafe fn open_to_buffer<'a>(sealed: &[u8], context: Option<&[u8]>) -> Wiped<'a> {
+///
+/// # Safety
+/// The current memory context, where the buffer is palloc'd, lives as long as `sealed`: the
+/// plaintext is kept no longer than the envelope of the same call or tuple.
+pub unsafe fn open_to_buffer<'a>(sealed: &'a [u8], context: Option<&[u8]>) -> Wiped<'a> {
     open_parsed(&envelope_to_open(sealed, context), context)
 }
 
