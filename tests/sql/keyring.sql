@@ -157,6 +157,20 @@ SELECT akko_crypt.open_pii(akko_crypt.seal_pii('{"planted": false}', 'operationa
 RESET search_path;
 RESET ROLE;
 DROP SCHEMA planted CASCADE;
+-- The session's caches past the few entries they scan and past their bound (4,096 subjects
+-- and keys): 5,000 subjects sealed in one statement and opened twice over, one forgotten.
+CREATE TEMP TABLE many_subjects AS
+    SELECT g, akko_crypt.seal_pii(jsonb_build_object('g', g), subject => 'many:' || g) AS sealed
+    FROM generate_series(1, 5000) g;
+CREATE TEMP TABLE subjects_before AS SELECT count(*) AS n FROM akko_crypt.subjects;
+SELECT count(*) FILTER (WHERE (akko_crypt.open_pii(sealed) ->> 'g')::int = g) AS opened,
+       count(*) FILTER (WHERE (akko_crypt.open_pii(akko_crypt.seal_pii(jsonb_build_object('g', g), subject => 'many:' || g)) ->> 'g')::int = g) AS sealed_again
+FROM many_subjects;
+SELECT (SELECT count(*) FROM akko_crypt.subjects) - n AS subjects_added_sealing_again FROM subjects_before;
+SELECT akko_crypt.forget_subject('many:1') AS forgotten;
+SELECT akko_test.error_of($$SELECT akko_crypt.open_pii(sealed) FROM many_subjects WHERE g = 1$$) AS forgotten_opens;
+SELECT count(*) FILTER (WHERE (akko_crypt.open_pii(sealed) ->> 'g')::int = g) AS others_open FROM many_subjects WHERE g > 1;
+DROP TABLE many_subjects, subjects_before;
 REVOKE ALL ON ledger FROM akko_app;
 SELECT akko_crypt.revoke_privilege('seal', 'akko_app') AND akko_crypt.revoke_privilege('open', 'akko_app') AS revoked;
 DROP ROLE akko_nobody;
