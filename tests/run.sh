@@ -55,7 +55,7 @@ tally "vault (tests/vault.sh, a real OpenBao)" $?
 tally "secret-leak scan of the demo (tests/leaks.sh)" $?
 
 "$here/attacks/run.sh" "$dir-attacks" $((port + 7))
-tally "attacks on the findings of issues 15 and 16 (tests/attacks)" $?
+tally "attacks on the findings of issues 15, 16 and 17 (tests/attacks)" $?
 
 "$here/readme.sh" "$dir-readme" $((port + 9))
 tally "the README's quick start and table section, pasted in order (tests/readme.sh)" $?
