@@ -35,10 +35,6 @@ pub fn catalog_query_failed(what: &str, error: pgrx::spi::Error) -> ! {
     })
 }
 
-pub fn ddl_failed(error: pgrx::spi::Error) -> ! {
-    catalog_query_failed("run a statement it built", error)
-}
-
 /// The SQLSTATE of an error PostgreSQL raised, for akko_crypt to raise in its place.
 pub fn sqlstate_of(code: PgSqlErrorCode) -> Sqlstate {
     Sqlstate::unpacked(code as i32)

@@ -25,10 +25,12 @@ use crate::{keys::classes, keys::custody};
 
 /// Sessions that seal for many subjects would otherwise remember every subject's id forever.
 const MAX_CACHED_SUBJECTS: usize = 4096;
+/// Data classes a session remembers the active version of; a database has a handful.
+const MAX_CACHED_CLASSES: usize = 1024;
 
 thread_local! {
     /// The active key version of each class.
-    static ACTIVE_VERSIONS: RefCell<SessionCache<String, u32>> = const { RefCell::new(SessionCache::new(1024)) };
+    static ACTIVE_VERSIONS: RefCell<SessionCache<String, u32>> = const { RefCell::new(SessionCache::new(MAX_CACHED_CLASSES)) };
     /// The id of each subject sealed for.
     static SUBJECT_IDS: RefCell<SessionCache<Vec<u8>, SubjectId>> =
         const { RefCell::new(SessionCache::new(MAX_CACHED_SUBJECTS)) };

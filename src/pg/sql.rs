@@ -226,7 +226,7 @@ pub fn run(statement: &str) -> i64 {
             .update(statement, None, &[])
             .map(|done| done.len() as i64)
     })
-    .unwrap_or_else(|e| errors::ddl_failed(e))
+    .unwrap_or_else(|e| errors::catalog_query_failed("run a statement it built", e))
 }
 
 /// A relation's name, or its OID when it has none any more, for messages.
@@ -250,6 +250,17 @@ pub struct Failure {
     pub code: PgSqlErrorCode,
     pub message: String,
     pub detail: Option<String>,
+}
+
+impl Failure {
+    /// Raises the error again without its DETAIL, which can show the plaintext the failed
+    /// statement wrote (a CHECK constraint's "Failing row contains ...").
+    pub fn raise_without_detail(&self) -> ! {
+        raise(Error::FailedOverPlaintext {
+            sqlstate: errors::sqlstate_of(self.code),
+            message: &self.message,
+        })
+    }
 }
 
 /// Runs `f` in a subtransaction, as a PL/pgSQL block with an EXCEPTION clause does: when it

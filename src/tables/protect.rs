@@ -650,10 +650,7 @@ fn migrate_batch(table: &Table, range: Option<(i64, i64)>) -> i64 {
                 &format!("({unsealed}){blocks}"),
             );
         }
-        raise(Error::FailedOverPlaintext {
-            sqlstate: errors::sqlstate_of(failure.code),
-            message: &failure.message,
-        })
+        failure.raise_without_detail()
     });
     registry::record_batch(table.oid, touched, range.map(|(_, end)| end));
     touched
@@ -691,10 +688,7 @@ fn name_duplicate(table: &Table, migrating: &[ProtectedColumn], assignments: &st
             continue;
         };
         if failure.code != PgSqlErrorCode::ERRCODE_UNIQUE_VIOLATION {
-            raise(Error::FailedOverPlaintext {
-                sqlstate: errors::sqlstate_of(failure.code),
-                message: &failure.message,
-            });
+            failure.raise_without_detail();
         }
         let row = row_key(
             table,
@@ -702,7 +696,7 @@ fn name_duplicate(table: &Table, migrating: &[ProtectedColumn], assignments: &st
             &format!("ctid = {}::pg_catalog.tid", crate::pg::sql::literal(&ctid)),
         );
         // The refusal's DETAIL: Key (<col>_bidx)=(\x<hex>) already exists.
-        let detail = failure.detail.unwrap_or_default();
+        let detail = failure.detail.clone().unwrap_or_default();
         let hex: String = detail
             .find(")=(\\x")
             .map(|at| {
@@ -734,10 +728,7 @@ fn name_duplicate(table: &Table, migrating: &[ProtectedColumn], assignments: &st
                 });
             }
         }
-        raise(Error::FailedOverPlaintext {
-            sqlstate: errors::sqlstate_of(failure.code),
-            message: &failure.message,
-        });
+        failure.raise_without_detail();
     }
 }
 
@@ -759,10 +750,7 @@ fn unique_while_migrating(table: &Table, col: &str, bidx: &str, plain: &str) {
         return;
     };
     if failure.code != PgSqlErrorCode::ERRCODE_UNIQUE_VIOLATION {
-        raise(Error::FailedOverPlaintext {
-            sqlstate: errors::sqlstate_of(failure.code),
-            message: &failure.message,
-        });
+        failure.raise_without_detail();
     }
     let key = key_text(table);
     let pair = table
@@ -795,10 +783,7 @@ fn unique_while_migrating(table: &Table, col: &str, bidx: &str, plain: &str) {
             row: &row,
             holder: &holder,
         }),
-        None => raise(Error::FailedOverPlaintext {
-            sqlstate: errors::sqlstate_of(failure.code),
-            message: &failure.message,
-        }),
+        None => failure.raise_without_detail(),
     }
 }
 
