@@ -77,7 +77,7 @@ UPDATE decrypted_views d SET view_grants = coalesce((
 ALTER TABLE decrypted_views DROP COLUMN view_acl;
 COMMENT ON COLUMN decrypted_views.view_grants IS 'The view''s grants when it was last set aside: [{"grantee": role name or null for PUBLIC, "privilege": ..., "grantable": ...}]';
 COMMENT ON TABLE protected_columns IS
-    'Columns that akko_crypt.protect keeps sealed, how, and how far their migration has come';
+    'Columns that akko_crypt.protect keeps sealed, how, and whether they still migrate (a migration''s progress is in batch_runs)';
 
 -- 3. Subjects: found by a keyed hash of the name. The names 0.2.0 kept stay in
 -- legacy_name until akko_crypt.hash_subject_names() (which needs the root key) or the
@@ -160,10 +160,11 @@ COMMENT ON FUNCTION unprotect(regclass, name) IS
     'Restores a protected column to plaintext of its original type (one rewrite under an ACCESS EXCLUSIVE lock)';
 CREATE FUNCTION migrate_start(tbl regclass, batch_size integer) RETURNS bigint
     LANGUAGE c VOLATILE PARALLEL UNSAFE AS 'MODULE_PATHNAME', 'akko_migrate_start';
-COMMENT ON FUNCTION migrate_start(regclass, integer) IS 'First step of akko_crypt.migrate: blocks per batch';
-CREATE FUNCTION migrate_step(tbl regclass, blocks_per_batch bigint) RETURNS boolean
+COMMENT ON FUNCTION migrate_start(regclass, integer) IS
+    'First step of akko_crypt.migrate: starts a run in akko_crypt.batch_runs, or takes over the table''s interrupted one; returns its id';
+CREATE FUNCTION migrate_step(run bigint) RETURNS bigint
     LANGUAGE c VOLATILE PARALLEL UNSAFE AS 'MODULE_PATHNAME', 'akko_migrate_step';
-COMMENT ON FUNCTION migrate_step(regclass, bigint) IS 'One batch of akko_crypt.migrate; false at the end';
+COMMENT ON FUNCTION migrate_step(bigint) IS 'One batch of akko_crypt.migrate; NULL while the run goes on, the rows it migrated at the end';
 CREATE FUNCTION migrate_finish(tbl regclass) RETURNS bigint
     LANGUAGE c VOLATILE PARALLEL UNSAFE AS 'MODULE_PATHNAME', 'akko_migrate_finish';
 COMMENT ON FUNCTION migrate_finish(regclass) IS 'Last step of akko_crypt.migrate: drops the plaintext columns';
@@ -184,12 +185,81 @@ CREATE FUNCTION protection_disagreements(tbl regclass) RETURNS text[]
 COMMENT ON FUNCTION protection_disagreements(regclass) IS
     'For status(): NULL when the registry and the table''s trigger agree on what it protects, else the columns they disagree on';
 REVOKE ALL ON FUNCTION protect(regclass, name, text, text, boolean, boolean, text, boolean, boolean),
-    unprotect(regclass, name), migrate_start(regclass, integer), migrate_step(regclass, bigint),
+    unprotect(regclass, name), migrate_start(regclass, integer), migrate_step(bigint),
     migrate_finish(regclass), protect_row(), create_view(regclass, name), refresh_views(),
     restore_protection(regclass), protection_disagreements(regclass) FROM PUBLIC;
 REVOKE ALL ON PROCEDURE migrate(regclass, integer, bigint) FROM PUBLIC;
 
--- 6. Privileges.
+-- 6. migrate and reencrypt share one batch-run engine, whose runs are akko_crypt.batch_runs:
+-- the runs of reencrypt_runs move there, and a migration that 0.2.0 left part way (its
+-- position was kept in protected_columns) becomes the table's interrupted run, which the
+-- next CALL akko_crypt.migrate takes over.
+CREATE TABLE batch_runs (
+    id               bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    job              text NOT NULL CHECK (job IN ('migrate', 'reencrypt')),
+    tbl              regclass NOT NULL,
+    col              name,
+    context          text,
+    batch_size       integer NOT NULL CHECK (batch_size > 0),
+    run_by           oid NOT NULL,
+    pid              integer NOT NULL,
+    backend_start    timestamptz NOT NULL,
+    started_at       timestamptz NOT NULL DEFAULT now(),
+    updated_at       timestamptz NOT NULL DEFAULT now(),
+    finished_at      timestamptz,
+    resumed          integer NOT NULL DEFAULT 0,
+    pass             integer NOT NULL DEFAULT 1,
+    next_block       bigint NOT NULL DEFAULT 0,
+    table_blocks     bigint NOT NULL DEFAULT 0,
+    blocks_per_batch integer NOT NULL CHECK (blocks_per_batch > 0),
+    sealed           bigint NOT NULL DEFAULT 0,
+    pass_stale       bigint NOT NULL DEFAULT 0,
+    pass_unreadable  bigint NOT NULL DEFAULT 0,
+    pass_not_sealed  bigint NOT NULL DEFAULT 0,
+    CHECK ((job = 'reencrypt') = (col IS NOT NULL))
+);
+CREATE UNIQUE INDEX batch_runs_one_open_run ON batch_runs (job, tbl, col) NULLS NOT DISTINCT
+    WHERE finished_at IS NULL;
+COMMENT ON TABLE batch_runs IS
+    'Progress of akko_crypt.migrate and akko_crypt.reencrypt runs, committed with every batch; an unfinished run resumes where it stopped';
+COMMENT ON COLUMN batch_runs.col IS 'The column a reencrypt run reseals; NULL for migrate, which seals every migrating column of the table';
+COMMENT ON COLUMN batch_runs.run_by IS 'The role that started or took over the run: only it drives the run';
+COMMENT ON COLUMN batch_runs.sealed IS 'Rows migrated, or values resealed, so far';
+COMMENT ON COLUMN batch_runs.pass_stale IS
+    'Values under an older key version that could be resealed, found so far in this pass; the run ends after a pass that found none';
+COMMENT ON COLUMN batch_runs.pass_unreadable IS
+    'Values found so far in this pass whose key version is retired or destroyed, or whose subject was forgotten: they cannot be resealed';
+COMMENT ON COLUMN batch_runs.pass_not_sealed IS 'Values found so far in this pass that are not akko_crypt envelopes';
+REVOKE ALL ON batch_runs FROM PUBLIC;
+INSERT INTO batch_runs (job, tbl, col, context, batch_size, run_by, pid, backend_start, started_at,
+                        updated_at, finished_at, resumed, pass, next_block, table_blocks,
+                        blocks_per_batch, sealed, pass_stale, pass_unreadable, pass_not_sealed)
+SELECT 'reencrypt', tbl, col, context, batch_size, current_user::regrole::oid, pid, backend_start, started_at,
+       updated_at, finished_at, resumed, pass, next_block, table_blocks,
+       blocks_per_batch, resealed, pass_stale, pass_unreadable, pass_not_sealed
+FROM reencrypt_runs ORDER BY id;
+INSERT INTO batch_runs (job, tbl, batch_size, run_by, pid, backend_start, next_block, table_blocks,
+                        blocks_per_batch, sealed)
+SELECT 'migrate', p.tbl, 10000, current_user::regrole::oid, 0, now(), min(p.next_block), max(p.table_blocks),
+       1, max(p.migrated)
+FROM protected_columns p
+WHERE p.state = 'migrating' AND EXISTS (SELECT FROM pg_class c WHERE c.oid = p.tbl)
+GROUP BY p.tbl HAVING min(p.next_block) > 0;
+DROP TABLE reencrypt_runs;
+ALTER TABLE protected_columns DROP COLUMN next_block, DROP COLUMN table_blocks;
+CREATE OR REPLACE PROCEDURE migrate(tbl regclass, batch_size integer DEFAULT 10000, INOUT migrated bigint DEFAULT NULL)
+LANGUAGE plpgsql AS $$
+DECLARE
+    run bigint := akko_crypt.migrate_start(tbl, batch_size);
+BEGIN
+    LOOP
+        COMMIT;
+        EXIT WHEN akko_crypt.migrate_step(run) IS NOT NULL;
+    END LOOP;
+    migrated := akko_crypt.migrate_finish(tbl);
+END $$;
+
+-- 7. Privileges.
 CREATE TABLE privileges (
     grantee    regrole NOT NULL,
     privilege  text NOT NULL CHECK (privilege IN ('seal', 'open', 'protect', 'unlock', 'admin')),
@@ -232,7 +302,7 @@ WHERE p.pronamespace = 'akko_crypt'::regnamespace AND p.proname = m.proname
   AND a.privilege_type = 'EXECUTE' AND a.grantee <> 0 AND a.grantee <> p.proowner
 ON CONFLICT DO NOTHING;
 
--- 7. Each protected table's trigger carries what it protects (so that a dump of the table
+-- 8. Each protected table's trigger carries what it protects (so that a dump of the table
 -- alone carries it, and the trigger refuses to write when the registry does not agree):
 -- 0.2.0's triggers, which carry nothing, are made again.
 CREATE FUNCTION upgrade_install_trigger(regclass) RETURNS void LANGUAGE c STRICT

@@ -1,7 +1,7 @@
 -- akko_crypt.status(): runs as the extension owner with search_path = pg_catalog, pg_temp.
 -- "privileges" lists every akko_crypt privilege, with the roles that hold it through membership;
 -- superusers hold them all.
--- For each column, "reencrypt" shows its latest run.
+-- "runs" shows the latest migrate run of each table and reencrypt run of each column, in one shape.
 -- "log_exposures" names each logging setting that writes values bound to statements (the way
 -- applications send plaintext) to the server log.
 -- $1 is this session's root fingerprint and $2 where it came from, both NULL when no key is loaded;
@@ -48,17 +48,20 @@ SELECT jsonb_build_object(
                     'overdue', coalesce(next_rotation_due < now(), false),
                     'versions', coalesce(versions, '[]')) ORDER BY name), '[]')
                 FROM classes),
-    'reencrypt', (SELECT coalesce(jsonb_agg(jsonb_build_object(
-                      'table', r.tbl::text, 'column', r.col,
+    'runs', (SELECT coalesce(jsonb_agg(jsonb_build_object(
+                      'job', r.job, 'table', r.tbl::text, 'column', r.col,
                       'state', CASE WHEN r.finished_at IS NOT NULL THEN 'finished'
                                     WHEN EXISTS (SELECT FROM pg_stat_activity a
-                                                 WHERE a.pid = r.pid AND a.backend_start = r.backend_start)
+                                                 WHERE a.pid = r.pid AND a.backend_start = r.backend_start
+                                                   AND a.state <> 'idle')
                                     THEN 'running' ELSE 'interrupted' END,
-                      'started_at', r.started_at, 'finished_at', r.finished_at, 'pass', r.pass,
-                      'resealed', r.resealed, 'cannot_be_opened', r.pass_unreadable,
-                      'not_sealed', r.pass_not_sealed) ORDER BY r.tbl::text, r.col), '[]')
-                  FROM (SELECT DISTINCT ON (tbl, col) * FROM akko_crypt.reencrypt_runs
-                        ORDER BY tbl, col, id DESC) r),
+                      'started_at', r.started_at, 'updated_at', r.updated_at, 'finished_at', r.finished_at,
+                      'resumed', r.resumed, 'pass', r.pass, 'next_block', r.next_block,
+                      'table_blocks', r.table_blocks, 'sealed', r.sealed,
+                      'cannot_be_opened', r.pass_unreadable, 'not_sealed', r.pass_not_sealed)
+                      ORDER BY r.job, r.tbl::text, r.col), '[]')
+                  FROM (SELECT DISTINCT ON (job, tbl, col) * FROM akko_crypt.batch_runs
+                        ORDER BY job, tbl, col, id DESC) r),
     'protected_columns', (SELECT coalesce(jsonb_agg(jsonb_build_object(
                       'table', p.tbl::text, 'column', p.col, 'class', p.class, 'mode', p.mode,
                       'original_type', format_type(p.original_type, p.original_typmod), 'bound_to_row', p.bind_row,

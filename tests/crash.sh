@@ -61,9 +61,9 @@ keyed akko_crash "CREATE TABLE r (id int PRIMARY KEY, v bytea);
     INSERT INTO r SELECT i, akko_crypt.seal_pii(jsonb_build_object('id', i)) FROM generate_series(1, 100000) i;
     SELECT akko_crypt.rotate_key('identity')" >/dev/null
 crash_during reencrypt akko_crash "CALL akko_crypt.reencrypt('r', 'v', batch_size => 100)" \
-    "SELECT coalesce(sum(resealed), 0) FROM akko_crypt.reencrypt_runs WHERE finished_at IS NULL"
+    "SELECT coalesce(sum(sealed), 0) FROM akko_crypt.batch_runs WHERE job = 'reencrypt' AND finished_at IS NULL"
 check "status() reports the killed run as interrupted" \
-    [ "$(psql_ -c "SELECT r ->> 'state' FROM jsonb_array_elements(akko_crypt.status() -> 'reencrypt') r WHERE r ->> 'table' = 'public.r'" akko_crash)" = interrupted ]
+    [ "$(psql_ -c "SELECT r ->> 'state' FROM jsonb_array_elements(akko_crypt.status() -> 'runs') r WHERE r ->> 'job' = 'reencrypt' AND r ->> 'table' = 'public.r'" akko_crash)" = interrupted ]
 keyed akko_crash "CALL akko_crypt.reencrypt('r', 'v', batch_size => 5000)" >/dev/null 2>&1
 after=$(keyed akko_crash "SELECT count(*), count(*) FILTER (WHERE get_byte(v, 9) = 2),
                                  count(*) FILTER (WHERE (akko_crypt.open_pii(v) ->> 'id')::int = id) FROM r")

@@ -2,11 +2,20 @@
 # Out-of-process checks against the running test cluster, for what SQL alone cannot see:
 # the server log, pg_stat_activity from another session, SHOW ALL, pg_dump output, bind
 # parameters, and a server that did not preload the library.
-#   tests/integration.sh DIR PORT     (after tests/sql ran in database akko_regress)
+#   tests/integration.sh DIR PORT     (against the running test cluster)
 set -uo pipefail
 dir=$1 port=$2
 here=$(cd "$(dirname "$0")" && pwd)
 . "$(dirname "$0")/checks.sh"
+
+# Its own database: a sealed customer, a class of its own beside the built-in ones.
+db=akko_integration
+psql_ -c "CREATE DATABASE $db" postgres
+psql_ -c "CREATE EXTENSION akko_crypt" $db
+keyed $db "CREATE TABLE customers (id int PRIMARY KEY, pii bytea);
+    INSERT INTO customers VALUES (1, akko_crypt.seal_pii('{\"name\": \"Ada Lovelace\", \"email\": \"ada@example.com\"}'));
+    SELECT akko_crypt.add_class('health');
+    SELECT akko_crypt.seal_pii('{\"bp\": \"120/80\"}', 'health')" >/dev/null
 
 # Every key the test suites load, in the spellings they use.
 keys=(
@@ -26,24 +35,24 @@ SELECT akko_crypt.open_pii(akko_crypt.seal_pii('{"via": "bind"}'));
 SQL
 bind_key() {
     pgbench -n -t 1 -M extended -h "$dir" -p "$port" -U postgres -f "$dir/bind.sql" \
-        -D key=000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f akko_regress >/dev/null
+        -D key=000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f $db >/dev/null
 }
 check "a key sent as a bind parameter loads and seals" bind_key
 
 # pg_stat_activity of another session: the idle session's last statement set the key.
 printf "SET akko_crypt.key = '9999999999999999999999999999999999999999999999999999999999999999';\n\\\\! sleep 3\n" |
-    psql -X -q -h "$dir" -p "$port" -U postgres akko_regress >/dev/null &
+    psql -X -q -h "$dir" -p "$port" -U postgres $db >/dev/null &
 sleeper=$!
 sleep 1.5
-psql_ -c "SELECT pid, state, query FROM pg_stat_activity WHERE backend_type = 'client backend'" akko_regress >"$dir/activity.txt"
+psql_ -c "SELECT pid, state, query FROM pg_stat_activity WHERE backend_type = 'client backend'" $db >"$dir/activity.txt"
 wait $sleeper
 check "pg_stat_activity shows no key set by another session" no_key_in "$dir/activity.txt"
 check "pg_stat_activity shows that the statement was redacted" grep -q "redacted" "$dir/activity.txt"
 
-psql_ -c "SHOW ALL" akko_regress >"$dir/show_all.txt"
+psql_ -c "SHOW ALL" $db >"$dir/show_all.txt"
 check "SHOW ALL does not list akko_crypt.key" bash -c "! grep -q 'akko_crypt.key' '$dir/show_all.txt'"
 
-pg_dump -h "$dir" -p "$port" -U postgres akko_regress >"$dir/dump.sql"
+pg_dump -h "$dir" -p "$port" -U postgres $db >"$dir/dump.sql"
 check "pg_dump output holds the sealed customer, not its name" \
     bash -c "grep -q '^COPY public.customers' '$dir/dump.sql' && ! grep -q 'Lovelace' '$dir/dump.sql'"
 check "pg_dump output holds no key" no_key_in "$dir/dump.sql"
@@ -85,7 +94,7 @@ keyed akko_reencrypt "CALL akko_crypt.reencrypt('big', 'v', batch_size => 100)" 
 runner=$!
 progress=0
 for _ in $(seq 100); do
-    progress=$(psql_ -c "SELECT coalesce(sum(resealed), 0) FROM akko_crypt.reencrypt_runs WHERE finished_at IS NULL" akko_reencrypt)
+    progress=$(psql_ -c "SELECT coalesce(sum(sealed), 0) FROM akko_crypt.batch_runs WHERE job = 'reencrypt' AND finished_at IS NULL" akko_reencrypt)
     [ "$progress" -gt 0 ] && break
     sleep 0.1
 done
@@ -93,16 +102,16 @@ check "another session sees a running reencrypt's progress" [ "$progress" -gt 0 
 keyed akko_reencrypt "CALL akko_crypt.reencrypt('big', 'v')" >"$dir/reencrypt_second.txt" 2>&1
 check "a second reencrypt of the same column is refused while one runs" \
     grep -q 'akko_crypt.reencrypt is already running on public.big.v' "$dir/reencrypt_second.txt"
-psql_ -c "SELECT pg_terminate_backend(pid) FROM akko_crypt.reencrypt_runs WHERE finished_at IS NULL" akko_reencrypt >/dev/null
+psql_ -c "SELECT pg_terminate_backend(pid) FROM akko_crypt.batch_runs WHERE finished_at IS NULL" akko_reencrypt >/dev/null
 wait $runner
-interrupted=$(psql_ -c "SELECT r.finished_at IS NULL AND r.resealed > 0, (SELECT count(*) > 0 FROM big WHERE get_byte(v, 9) = 1)
-                        FROM akko_crypt.reencrypt_runs r" akko_reencrypt)
+interrupted=$(psql_ -c "SELECT r.finished_at IS NULL AND r.sealed > 0, (SELECT count(*) > 0 FROM big WHERE get_byte(v, 9) = 1)
+                        FROM akko_crypt.batch_runs r" akko_reencrypt)
 check "the killed run stopped part-way, old values left" [ "$interrupted" = "t|t" ]
 check "status() reports the killed run as interrupted" \
-    [ "$(psql_ -c "SELECT akko_crypt.status() -> 'reencrypt' -> 0 ->> 'state'" akko_reencrypt)" = interrupted ]
+    [ "$(psql_ -c "SELECT akko_crypt.status() -> 'runs' -> 0 ->> 'state'" akko_reencrypt)" = interrupted ]
 resumed=$(keyed akko_reencrypt "CALL akko_crypt.reencrypt('big', 'v', batch_size => 5000)" 2>"$dir/reencrypt_resumed.txt")
-after=$(psql_ -c "SELECT (SELECT count(*) FROM big WHERE get_byte(v, 9) <> 2), resealed, resumed, finished_at IS NOT NULL
-                  FROM akko_crypt.reencrypt_runs" akko_reencrypt)
+after=$(psql_ -c "SELECT (SELECT count(*) FROM big WHERE get_byte(v, 9) <> 2), sealed, resumed, finished_at IS NOT NULL
+                  FROM akko_crypt.batch_runs" akko_reencrypt)
 check "the resumed run finishes with no value under the old version, 100000 resealed in all" [ "$after" = "0|100000|1|t" ]
 check "the resumed call returns the whole run's count" [ "$resumed" = 100000 ]
 opened=$(keyed akko_reencrypt "SELECT count(*) FROM big WHERE (akko_crypt.open_pii(v) ->> 'id')::int = id")
@@ -171,18 +180,18 @@ check "a LATIN1 database's protected column round-trips non-ASCII text through i
 check "that value was sealed as UTF-8: it opens in the UTF-8 database" [ "$people_utf8" = "$name" ]
 
 # Protected tables (tests/sql/protect.sql covers the SQL side): COPY, and pg_dump/restore.
-keyed akko_regress "CREATE TABLE copied (id int PRIMARY KEY, ssn text, notes jsonb);
+keyed $db "CREATE TABLE copied (id int PRIMARY KEY, ssn text, notes jsonb);
     SELECT akko_crypt.protect('copied', 'ssn', bind_row => true);
     SELECT akko_crypt.protect('copied', 'notes', mode => 'jsonb');
     SELECT akko_crypt.create_view('copied')" >/dev/null
 printf '1\tcopy-ssn-1\t{"n": 1}\n2\tcopy-ssn-2\t\\N\n' >"$dir/copy.tsv"
 psql_ -c "SELECT set_config('akko_crypt.key', '$root', false) IS NULL" -c "\\copy copied FROM '$dir/copy.tsv'" \
-    akko_regress >/dev/null 2>"$dir/copy.err"
-copy_sealed=$(psql_ -c "SELECT count(*) FILTER (WHERE substr(ssn, 1, 4) = '\\xac4b4345'), count(*) FILTER (WHERE notes ? '\$akko') FROM copied" akko_regress)
-copy_opened=$(keyed akko_regress "SELECT string_agg(ssn || ':' || coalesce(notes ->> 'n', '-'), ',' ORDER BY id) FROM copied_decrypted" | tail -1)
+    $db >/dev/null 2>"$dir/copy.err"
+copy_sealed=$(psql_ -c "SELECT count(*) FILTER (WHERE substr(ssn, 1, 4) = '\\xac4b4345'), count(*) FILTER (WHERE notes ? '\$akko') FROM copied" $db)
+copy_opened=$(keyed $db "SELECT string_agg(ssn || ':' || coalesce(notes ->> 'n', '-'), ',' ORDER BY id) FROM copied_decrypted" | tail -1)
 check "COPY into a protected table seals every value ($copy_sealed)" [ "$copy_sealed" = "2|1" ]
 check "COPY'd values open through the view" [ "$copy_opened" = "copy-ssn-1:1,copy-ssn-2:-" ]
-pg_dump -h "$dir" -p "$port" -U postgres akko_regress >"$dir/dump2.sql"
+pg_dump -h "$dir" -p "$port" -U postgres $db >"$dir/dump2.sql"
 check "pg_dump of a protected table holds no plaintext" bash -c "! grep -q 'copy-ssn-' '$dir/dump2.sql'"
 psql_ -c "CREATE DATABASE akko_restored2" postgres
 psql -X -q -h "$dir" -p "$port" -U postgres -f "$dir/dump2.sql" akko_restored2 >/dev/null 2>"$dir/restore2.err"

@@ -67,8 +67,14 @@ check "a database made by 0.2.0 restores at 0.2.0 under this library" [ "$(versi
 outdated=$(keyed akko_from_020 "SELECT akko_crypt.open_pii(v) FROM sealed WHERE id = 1" 2>&1)
 check "until it is updated, akko_crypt refuses to work on it (55000), guessing nothing" \
     grep -q "is version 0.2.0, but its library is version $current" <<<"$outdated"
+# A migration 0.2.0 left part way: its position, kept in protected_columns, becomes the
+# table's interrupted run.
+psql_ -c "UPDATE akko_crypt.protected_columns SET next_block = 1, migrated = 1 WHERE state = 'migrating'" akko_from_020 >/dev/null
 keyed akko_from_020 "ALTER EXTENSION akko_crypt UPDATE" >/dev/null
 check "ALTER EXTENSION akko_crypt UPDATE moves it to $current" [ "$(version_in akko_from_020)" = "$current" ]
+check "0.2.0's part-way migration is the table's interrupted run in akko_crypt.batch_runs" \
+    [ "$(psql_ -c "SELECT r ->> 'job', r ->> 'table', r ->> 'state', r ->> 'next_block', r ->> 'sealed'
+                   FROM jsonb_array_elements(akko_crypt.status() -> 'runs') r" akko_from_020 | paste -sd ' ')" = "migrate|public.customers|interrupted|1|1" ]
 
 opened=$(keyed akko_from_020 "SELECT string_agg(id || ':' || (akko_crypt.open_pii(v, CASE WHEN id = 3 THEN 'sealed:3'::bytea END) #>> '{}'), ' ' ORDER BY id)
                               FROM sealed WHERE id <> 5")
@@ -87,6 +93,8 @@ read_back=$(keyed akko_from_020 "SELECT string_agg(concat_ws(' ', id, name, tax_
 check "0.2.0's view reads every protected column, the migrating one too" \
     [ "$read_back" = "1 Ada 123-45-6789 1815-12-10 Ada@Example.com 1234.50 first note | 2 Grace 987-65-4321 1906-12-09 grace@example.com second note | 3 Edsger 555-00-1111 1930-05-11 edsger@example.com 10.00 third note" ]
 keyed akko_from_020 "CALL akko_crypt.migrate('customers')" >/dev/null
+check "CALL akko_crypt.migrate takes that run over and finishes it" \
+    [ "$(psql_ -c "SELECT string_agg(resumed || ' ' || (finished_at IS NOT NULL), ',') FROM akko_crypt.batch_runs" akko_from_020)" = "1 true" ]
 rebuilt=$(keyed akko_from_020 "SELECT akko_crypt.refresh_views();
     INSERT INTO customers_decrypted VALUES (4, 'Barbara', '444-44-4444', '1939-11-07', 'barbara@example.com', 5, 'fourth note');
     SELECT string_agg(c.id || ':' || d.tax_id || ':' || d.notes, ',' ORDER BY c.id) FROM customers c JOIN customers_decrypted d USING (id)

@@ -232,16 +232,20 @@ pub enum Error<'a> {
         table: &'a str,
         column: &'a str,
     },
-    ReencryptRunning {
-        table: &'a str,
-        column: &'a str,
+    RunInProgress {
+        job: &'a str,
+        target: &'a str,
         pid: i32,
     },
-    ReencryptRunningElsewhere {
+    RunOfAnotherBackend {
         run: i64,
         pid: i32,
     },
+    RunOfAnotherRole {
+        run: i64,
+    },
     NoSuchRun {
+        job: &'a str,
         run: i64,
     },
     ReencryptContextMissing {
@@ -495,9 +499,6 @@ pub enum Error<'a> {
         column: &'a str,
         table: &'a str,
     },
-    MigrationRunning {
-        table_oid: u32,
-    },
     EmptyViewName,
     ViewNameTaken {
         schema: &'a str,
@@ -721,19 +722,24 @@ impl Error<'_> {
                 Sqlstate::INSUFFICIENT_PRIVILEGE,
                 format!("permission denied to read and update column {column} of {table}"),
             ),
-            Error::ReencryptRunning { table, column, pid } => Report::new(
+            Error::RunInProgress { job, target, pid } => Report::new(
                 Sqlstate::OBJECT_IN_USE,
-                format!("akko_crypt.reencrypt is already running on {table}.{column}, in backend {pid}"),
+                format!("akko_crypt.{job} is already running on {target}, in backend {pid}"),
             )
-            .hint("Wait for it to finish (akko_crypt.reencrypt_runs shows its progress), or stop it with pg_terminate_backend; a new call resumes where it stopped."),
-            Error::ReencryptRunningElsewhere { run, pid } => Report::new(
+            .hint("Wait for it to finish (akko_crypt.batch_runs shows its progress), or stop it with pg_cancel_backend; a new call resumes where it stopped."),
+            Error::RunOfAnotherBackend { run, pid } => Report::new(
                 Sqlstate::OBJECT_IN_USE,
-                format!("reencrypt run {run} belongs to backend {pid}"),
+                format!("run {run} belongs to backend {pid}"),
             )
-            .hint("Call akko_crypt.reencrypt again to take over a run whose backend has gone."),
-            Error::NoSuchRun { run } => Report::new(
+            .hint("Call the procedure that started it again: it takes over a run whose backend has stopped running it."),
+            Error::RunOfAnotherRole { run } => Report::new(
+                Sqlstate::INSUFFICIENT_PRIVILEGE,
+                format!("run {run} was started by another role"),
+            )
+            .hint("Call the procedure that started it again, as this role: it takes the run over."),
+            Error::NoSuchRun { job, run } => Report::new(
                 Sqlstate::UNDEFINED_OBJECT,
-                format!("reencrypt run {run} does not exist"),
+                format!("akko_crypt.{job} has no run {run}"),
             ),
             Error::ReencryptContextMissing { table, column, row } => Report::new(
                 Sqlstate::INVALID_PARAMETER_VALUE,
@@ -1120,10 +1126,6 @@ impl Error<'_> {
                 Sqlstate::UNDEFINED_OBJECT,
                 format!("column {column} of {table} is not protected"),
             ),
-            Error::MigrationRunning { table_oid } => Report::new(
-                Sqlstate::OBJECT_IN_USE,
-                format!("a migration of the table with OID {table_oid} is already running"),
-            ),
             Error::EmptyViewName => Report::new(
                 Sqlstate::INVALID_PARAMETER_VALUE,
                 "the view name must not be empty",
@@ -1321,13 +1323,14 @@ mod tests {
                 table: "table",
                 column: "column",
             },
-            Error::ReencryptRunning {
-                table: "table",
-                column: "column",
+            Error::RunInProgress {
+                job: "job",
+                target: "target",
                 pid: 7,
             },
-            Error::ReencryptRunningElsewhere { run: 7, pid: 7 },
-            Error::NoSuchRun { run: 7 },
+            Error::RunOfAnotherBackend { run: 7, pid: 7 },
+            Error::RunOfAnotherRole { run: 7 },
+            Error::NoSuchRun { job: "job", run: 7 },
             Error::ReencryptContextMissing {
                 table: "table",
                 column: "column",
@@ -1530,7 +1533,6 @@ mod tests {
                 column: "column",
                 table: "table",
             },
-            Error::MigrationRunning { table_oid: 7 },
             Error::EmptyViewName,
             Error::ViewNameTaken {
                 schema: "schema",

@@ -1,12 +1,13 @@
 //! Protected tables: the registries, protect/migrate/unprotect, the row trigger that seals,
-//! the decrypting views, and re-encryption in the background.
+//! the decrypting views, re-encryption, and the batch-run engine that migrate and reencrypt
+//! share.
 
-pub mod batches;
 pub mod lookups;
 pub mod owned;
 pub mod protect;
 pub mod reading;
 pub mod reencrypt;
 pub mod registry;
+pub mod runs;
 pub mod trigger;
 pub mod views;

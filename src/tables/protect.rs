@@ -16,10 +16,10 @@ use crate::pg::datum::{text_datum, Args};
 use crate::pg::spi::read_row;
 use crate::pg::sql::{ident, literal, pinned, run, type_sql, Table};
 use crate::privileges::{self, Privilege};
-use crate::tables::batches::first_batch_blocks;
 use crate::tables::owned::{owned_protectable, protectable};
 use crate::tables::reading::{hex, read_expression};
 use crate::tables::registry::{self, Mode, ProtectedColumn};
+use crate::tables::runs::{self, Batch, Job, Run};
 use crate::{keys::classes, tables::views, values::sealing};
 
 extension_sql!(
@@ -39,10 +39,11 @@ COMMENT ON FUNCTION unprotect(regclass, name) IS
 
 CREATE FUNCTION migrate_start(tbl regclass, batch_size integer) RETURNS bigint
     LANGUAGE c VOLATILE PARALLEL UNSAFE AS 'MODULE_PATHNAME', 'akko_migrate_start';
-COMMENT ON FUNCTION migrate_start(regclass, integer) IS 'First step of akko_crypt.migrate: blocks per batch';
-CREATE FUNCTION migrate_step(tbl regclass, blocks_per_batch bigint) RETURNS boolean
+COMMENT ON FUNCTION migrate_start(regclass, integer) IS
+    'First step of akko_crypt.migrate: starts a run in akko_crypt.batch_runs, or takes over the table''s interrupted one; returns its id';
+CREATE FUNCTION migrate_step(run bigint) RETURNS bigint
     LANGUAGE c VOLATILE PARALLEL UNSAFE AS 'MODULE_PATHNAME', 'akko_migrate_step';
-COMMENT ON FUNCTION migrate_step(regclass, bigint) IS 'One batch of akko_crypt.migrate; false at the end';
+COMMENT ON FUNCTION migrate_step(bigint) IS 'One batch of akko_crypt.migrate; NULL while the run goes on, the rows it migrated at the end';
 CREATE FUNCTION migrate_finish(tbl regclass) RETURNS bigint
     LANGUAGE c VOLATILE PARALLEL UNSAFE AS 'MODULE_PATHNAME', 'akko_migrate_finish';
 COMMENT ON FUNCTION migrate_finish(regclass) IS 'Last step of akko_crypt.migrate: drops the plaintext columns';
@@ -52,11 +53,11 @@ COMMENT ON FUNCTION migrate_finish(regclass) IS 'Last step of akko_crypt.migrate
 CREATE PROCEDURE migrate(tbl regclass, batch_size integer DEFAULT 10000, INOUT migrated bigint DEFAULT NULL)
 LANGUAGE plpgsql AS $$
 DECLARE
-    blocks_per_batch bigint := akko_crypt.migrate_start(tbl, batch_size);
+    run bigint := akko_crypt.migrate_start(tbl, batch_size);
 BEGIN
     LOOP
         COMMIT;
-        EXIT WHEN NOT akko_crypt.migrate_step(tbl, blocks_per_batch);
+        EXIT WHEN akko_crypt.migrate_step(run) IS NOT NULL;
     END LOOP;
     migrated := akko_crypt.migrate_finish(tbl);
 END $$;
@@ -73,7 +74,7 @@ COMMENT ON FUNCTION protection_disagreements(regclass) IS
     'For status(): NULL when the registry and the table''s trigger agree on what it protects, else the columns they disagree on';
 
 REVOKE ALL ON FUNCTION protect(regclass, name, text, text, boolean, boolean, text, boolean, boolean),
-    unprotect(regclass, name), migrate_start(regclass, integer), migrate_step(regclass, bigint),
+    unprotect(regclass, name), migrate_start(regclass, integer), migrate_step(bigint),
     migrate_finish(regclass), protect_row(), restore_protection(regclass),
     protection_disagreements(regclass) FROM PUBLIC;
 REVOKE ALL ON PROCEDURE migrate(regclass, integer, bigint) FROM PUBLIC;
@@ -81,6 +82,7 @@ REVOKE ALL ON PROCEDURE migrate(regclass, integer, bigint) FROM PUBLIC;
     name = "protect",
     requires = [
         "registry",
+        "batch_runs",
         "protect_trigger",
         "views",
         "blind_index",
@@ -496,34 +498,34 @@ fn protect(args: &Args) -> String {
     }
     let binding_id = akko_crypt_core::column::new_binding_id()
         .unwrap_or_else(|_| raise(Error::RandomnessUnavailable));
-    registry::insert(
-        &ProtectedColumn {
-            tbl,
-            col: request.col.clone(),
-            class: request.class.clone(),
-            mode: request.mode,
-            original_type: att.type_oid,
-            original_typmod: att.typmod,
-            binding_id,
-            bind_row: request.bind_row,
-            bidx_key_version: bidx
-                .is_some()
-                .then(|| keyring::active_version(classes::blind_index()) as i32),
-            bidx_normalize: bidx.is_some().then(|| request.normalization.clone()),
-            bidx_col: bidx.clone(),
-            restore_not_null: att.not_null && plain.is_some(),
-            plain_col: plain.clone(),
-            migrating: true,
-            migrated: 0,
-        },
-        table.blocks(),
-    );
+    registry::insert(&ProtectedColumn {
+        tbl,
+        col: request.col.clone(),
+        class: request.class.clone(),
+        mode: request.mode,
+        original_type: att.type_oid,
+        original_typmod: att.typmod,
+        binding_id,
+        bind_row: request.bind_row,
+        bidx_key_version: bidx
+            .is_some()
+            .then(|| keyring::active_version(classes::blind_index()) as i32),
+        bidx_normalize: bidx.is_some().then(|| request.normalization.clone()),
+        bidx_col: bidx.clone(),
+        restore_not_null: att.not_null && plain.is_some(),
+        plain_col: plain.clone(),
+        migrating: true,
+        migrated: 0,
+    });
     install_trigger(&table);
     if let (Some(bidx), Some(plain), true) = (&bidx, &plain, request.unique_index) {
         unique_while_migrating(&table, &request.col, bidx, plain);
     }
     if request.migrate {
         migrate_finish(&table);
+    } else {
+        // An interrupted migration of the table's other columns walks it again for this one.
+        runs::walk_again(Job::Migrate, tbl);
     }
     views::rebuild(&table);
     state_of(&table, &request.col)
@@ -652,7 +654,7 @@ fn migrate_batch(table: &Table, range: Option<(i64, i64)>) -> i64 {
         }
         failure.raise_without_detail()
     });
-    registry::record_batch(table.oid, touched, range.map(|(_, end)| end));
+    registry::add_migrated(table.oid, touched);
     touched
 }
 
@@ -877,6 +879,8 @@ fn migrate_finish(table: &Table) -> i64 {
     if !migrating.is_empty() {
         // What the trigger carries names the plaintext columns, gone now.
         install_trigger(table);
+        // Done, whether by the run or at once by protect.
+        runs::finish_open(Job::Migrate, table.oid);
     }
     if dropping {
         views::rebuild(table);
@@ -1087,7 +1091,7 @@ fn restore_protection(args: &Args) -> i32 {
                 other: &crate::pg::sql::relation_name(other),
             });
         }
-        registry::insert(p, table.blocks());
+        registry::insert(p);
     }
     install_trigger(&table);
     // The table's decrypting views, if the restore brought them, are akko_crypt's again:
@@ -1104,37 +1108,39 @@ fn restore_protection(args: &Args) -> i32 {
 fn migrate_start(args: &Args) -> i64 {
     let table = protectable(args.oid(0, "tbl"));
     let batch_size = args.int(1, "batch_size");
-    if batch_size < 1 {
-        raise(Error::InvalidBatchSize { batch_size });
-    }
     for p in registry::columns_of(table.oid)
         .iter()
         .filter(|p| p.migrating)
     {
         require_owner_seals(&table, sealing::value_class(&p.class));
     }
-    registry::set_table_blocks(table.oid, table.blocks());
-    let rows_per_block = read_row(
-        "read the table's statistics",
-        "SELECT CASE WHEN relpages > 0 AND reltuples > 0 THEN reltuples / relpages END \
-         FROM pg_class WHERE oid = $1",
-        &[table.oid.into()],
-        |row| row.get_one::<f64>(),
-    )
-    .flatten();
-    first_batch_blocks(batch_size, rows_per_block).into()
+    runs::start(Job::Migrate, table.oid, None, &table.sql, batch_size, None)
 }
 
-fn migrate_step(args: &Args) -> bool {
-    let table = protectable(args.oid(0, "tbl"));
-    let blocks_per_batch = args.bigint(1, "blocks_per_batch").max(1);
-    match registry::lock_migration(table.oid) {
-        Some(first) if first < table.blocks() => {
-            migrate_batch(&table, Some((first, first + blocks_per_batch)));
-            true
-        }
-        _ => false,
+/// One batch of a migration run; the rows it migrated once it has finished.
+fn migrate_step(args: &Args) -> Option<i64> {
+    let mut run = Run::load(Job::Migrate, args.bigint(0, "run"));
+    if run.finished() {
+        return Some(run.sealed);
     }
+    let table = protectable(run.tbl);
+    // A table with nothing left to migrate is walked at once.
+    let migrating = registry::columns_of(table.oid).iter().any(|p| p.migrating);
+    let blocks = if migrating { table.blocks() } else { 0 };
+    let finished = run.advance(blocks, |first_block, end_block| {
+        let touched = migrate_batch(&table, Some((first_block, end_block)));
+        Batch {
+            rows: touched,
+            sealed: touched,
+            ..Batch::default()
+        }
+    });
+    if !finished {
+        return None;
+    }
+    let summary = format!("run {} on {}: migrated {}", run.id, table.sql, run.sealed);
+    crate::extension::audit("migrate", None, None, Some(&summary), "finished");
+    Some(run.sealed)
 }
 
 #[pg_guard]
@@ -1197,7 +1203,13 @@ pub unsafe extern "C-unwind" fn akko_migrate_start(
 pub unsafe extern "C-unwind" fn akko_migrate_step(
     fcinfo: pg_sys::FunctionCallInfo,
 ) -> pg_sys::Datum {
-    pg_sys::Datum::from(pinned(|| migrate_step(&Args::new(fcinfo))))
+    match pinned(|| migrate_step(&Args::new(fcinfo))) {
+        Some(migrated) => pg_sys::Datum::from(migrated),
+        None => {
+            (*fcinfo).isnull = true;
+            pg_sys::Datum::from(0)
+        }
+    }
 }
 
 #[pg_guard]

@@ -1,13 +1,10 @@
 //! `CALL akko_crypt.reencrypt(tbl, col)`: moves the sealed values of a column to the active
 //! key version of their class while the table stays in use.
 //!
-//! A PL/pgSQL procedure commits after every batch; a batch is one `reencrypt_step` over a
-//! range of the table's blocks, read with a TID range scan, so no batch holds its locks for
-//! long. The run's position is in `akko_crypt.reencrypt_runs`, committed with each batch:
-//! other sessions watch it there, and a run that was interrupted resumes from its last
-//! committed batch. A pass walks the table from block 0 to its end; the run ends after a
-//! pass that found nothing left to reseal, because a concurrent update can move a row that
-//! still holds an old value behind the walk.
+//! A run of the batch-run engine (`tables::runs`): each `reencrypt_step` reads one range of
+//! the table's blocks with a TID range scan and reseals what it found under older versions.
+//! The run ends after a pass that found nothing left to reseal, because a concurrent update
+//! can move a row that still holds an old value behind the walk.
 
 use std::collections::HashSet;
 
@@ -20,44 +17,12 @@ use pgrx::prelude::*;
 
 use crate::errors::{self, raise, Error};
 use crate::extension::{as_owner, audit};
-use crate::pg::spi::first_row;
-use crate::tables::batches::{first_batch_blocks, next_batch_blocks};
 use crate::tables::registry::Mode;
+use crate::tables::runs::{self, Batch, Job, Run};
 use crate::{tables::trigger, values::sealing};
 
 extension_sql!(
     r#"
-CREATE TABLE reencrypt_runs (
-    id               bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
-    tbl              regclass NOT NULL,
-    col              name NOT NULL,
-    context          text,
-    batch_size       integer NOT NULL CHECK (batch_size > 0),
-    pid              integer NOT NULL,
-    backend_start    timestamptz NOT NULL,
-    started_at       timestamptz NOT NULL DEFAULT now(),
-    updated_at       timestamptz NOT NULL DEFAULT now(),
-    finished_at      timestamptz,
-    resumed          integer NOT NULL DEFAULT 0,
-    pass             integer NOT NULL DEFAULT 1,
-    next_block       bigint NOT NULL DEFAULT 0,
-    table_blocks     bigint NOT NULL DEFAULT 0,
-    blocks_per_batch integer NOT NULL CHECK (blocks_per_batch > 0),
-    resealed         bigint NOT NULL DEFAULT 0,
-    pass_stale       bigint NOT NULL DEFAULT 0,
-    pass_unreadable  bigint NOT NULL DEFAULT 0,
-    pass_not_sealed  bigint NOT NULL DEFAULT 0
-);
-CREATE UNIQUE INDEX reencrypt_runs_one_open_run ON reencrypt_runs (tbl, col) WHERE finished_at IS NULL;
-COMMENT ON TABLE reencrypt_runs IS
-    'Progress of akko_crypt.reencrypt runs, committed with every batch; an unfinished run resumes where it stopped';
-COMMENT ON COLUMN reencrypt_runs.pass_stale IS
-    'Values under an older key version that could be resealed, found so far in this pass; the run ends after a pass that found none';
-COMMENT ON COLUMN reencrypt_runs.pass_unreadable IS
-    'Values found so far in this pass whose key version is retired or destroyed, or whose subject was forgotten: they cannot be resealed';
-COMMENT ON COLUMN reencrypt_runs.pass_not_sealed IS 'Values found so far in this pass that are not akko_crypt envelopes';
-REVOKE ALL ON reencrypt_runs FROM PUBLIC;
-
 -- A procedure, so that it can commit after every batch; hence no SET search_path clause
 -- (a procedure with one cannot commit) and every name schema-qualified.
 CREATE PROCEDURE reencrypt(tbl regclass, col name, batch_size integer DEFAULT 1000,
@@ -79,12 +44,8 @@ REVOKE ALL ON PROCEDURE reencrypt(regclass, name, integer, text, bigint) FROM PU
 REVOKE ALL ON FUNCTION reencrypt_start(oid, text, integer, text), reencrypt_step(bigint) FROM PUBLIC;
 "#,
     name = "reencrypt",
-    requires = [reencrypt_start, reencrypt_step, "keyring"]
+    requires = [reencrypt_start, reencrypt_step, "batch_runs"]
 );
-
-/// A run that keeps finding old values after this many passes ends with a warning rather
-/// than chase a writer that keeps producing them.
-const MAX_PASSES: i32 = 5;
 
 /// The column a run works on, as the caller may reach it.
 struct Target {
@@ -107,12 +68,10 @@ struct Target {
     /// A text-mode protected column: its envelopes are `$akko:` text.
     holds_text: bool,
     blocks: i64,
-    /// Blocks per batch that hold about `batch_size` rows, by the planner's statistics.
-    blocks_per_batch: i32,
 }
 
 impl Target {
-    fn resolve(tbl: pg_sys::Oid, col: &str, batch_size: i32) -> Target {
+    fn resolve(tbl: pg_sys::Oid, col: &str) -> Target {
         let row = Spi::connect(|client| {
             let rows = client.select(
                 "SELECT c.relkind::pg_catalog.text, pg_catalog.format('%I.%I', n.nspname, c.relname), \
@@ -121,9 +80,6 @@ impl Target {
                           AND pg_catalog.has_column_privilege(c.oid, a.attnum, 'UPDATE'), \
                         pg_catalog.pg_relation_size(c.oid) \
                           OPERATOR(pg_catalog./) pg_catalog.current_setting('block_size')::bigint, \
-                        CASE WHEN c.relpages OPERATOR(pg_catalog.>) 0 \
-                              AND c.reltuples OPERATOR(pg_catalog.>) 0 \
-                             THEN c.reltuples OPERATOR(pg_catalog./) c.relpages END, \
                         c.relowner, pg_catalog.pg_has_role(c.relowner, 'USAGE'), c.relrowsecurity \
                  FROM pg_catalog.pg_class c \
                  JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) c.relnamespace \
@@ -144,10 +100,9 @@ impl Target {
                 row.get::<String>(4)?,
                 row.get::<bool>(5)?.unwrap_or(false),
                 row.get::<i64>(6)?.unwrap_or(0),
-                row.get::<f64>(7)?,
-                row.get::<pg_sys::Oid>(8)?.unwrap_or_default(),
-                row.get::<bool>(9)?.unwrap_or(false),
-                row.get::<bool>(10)?.unwrap_or(true),
+                row.get::<pg_sys::Oid>(7)?.unwrap_or_default(),
+                row.get::<bool>(8)?.unwrap_or(false),
+                row.get::<bool>(9)?.unwrap_or(true),
             )))
         })
         .unwrap_or_else(|e| errors::catalog_query_failed("look up the table", e));
@@ -158,7 +113,6 @@ impl Target {
             column,
             may_update,
             blocks,
-            rows_per_block,
             owner,
             acts_as_owner,
             row_security,
@@ -197,7 +151,6 @@ impl Target {
             // As the owner it would reach rows the caller's policies hide from it.
             raise(Error::ReencryptPastRowSecurity { table: &table });
         }
-        let blocks_per_batch = first_batch_blocks(batch_size, rows_per_block);
         Target {
             oid: tbl,
             owner,
@@ -207,7 +160,6 @@ impl Target {
             column_name: col.to_owned(),
             holds_text,
             blocks,
-            blocks_per_batch,
         }
     }
 
@@ -275,10 +227,7 @@ fn reencrypt_start(
     let col = col.unwrap_or_else(|| raise(Error::NullArgument { name: "col" }));
     let batch_size =
         batch_size.unwrap_or_else(|| raise(Error::NullArgument { name: "batch_size" }));
-    if batch_size < 1 {
-        raise(Error::InvalidBatchSize { batch_size });
-    }
-    let target = Target::resolve(tbl, col, batch_size);
+    let target = Target::resolve(tbl, col);
     let derived;
     let context = match context {
         Some(expression) => {
@@ -304,161 +253,14 @@ fn reencrypt_start(
         .on_table(|| Spi::run(&target.batch_query(context, 0, 0)))
         .unwrap_or_else(|e| errors::catalog_query_failed("read the table", e));
 
-    let (run, resumed_at) = as_owner(|| {
-        Spi::run("LOCK TABLE akko_crypt.reencrypt_runs IN SHARE ROW EXCLUSIVE MODE")
-            .unwrap_or_else(|e| errors::catalog_query_failed("lock akko_crypt.reencrypt_runs", e));
-        let open_run = first_row(
-            "read akko_crypt.reencrypt_runs",
-            Spi::get_three_with_args::<i64, i32, bool>(
-                "SELECT id, pid, EXISTS (SELECT FROM pg_stat_activity a \
-                                         WHERE a.pid = r.pid AND a.backend_start = r.backend_start) \
-                 FROM akko_crypt.reencrypt_runs r \
-                 WHERE tbl = $1::regclass AND col = $2::name AND finished_at IS NULL",
-                &[tbl.into(), col.into()],
-            ),
-        );
-        match open_run {
-            Some((Some(run), Some(pid), Some(alive))) => {
-                // SAFETY: MyProcPid is set at backend start and never changes after.
-                if alive && pid != unsafe { pg_sys::MyProcPid } {
-                    raise(Error::ReencryptRunning {
-                        table: &target.table,
-                        column: &target.column,
-                        pid,
-                    });
-                }
-                let position = Spi::get_two_with_args::<i32, i64>(
-                    "UPDATE akko_crypt.reencrypt_runs \
-                     SET pid = pg_backend_pid(), backend_start = (SELECT backend_start \
-                           FROM pg_stat_activity WHERE pid = pg_backend_pid()), \
-                         batch_size = $2, context = $3, resumed = resumed + 1, \
-                         updated_at = clock_timestamp() \
-                     WHERE id = $1 RETURNING pass, next_block",
-                    &[run.into(), batch_size.into(), context.into()],
-                )
-                .unwrap_or_else(|e| errors::catalog_query_failed("resume the run", e));
-                (run, Some(position))
-            }
-            _ => {
-                let run = Spi::get_one_with_args::<i64>(
-                    "INSERT INTO akko_crypt.reencrypt_runs \
-                       (tbl, col, context, batch_size, pid, backend_start, blocks_per_batch) \
-                     SELECT $1::regclass, $2, $3, $4, pg_backend_pid(), backend_start, $5 \
-                     FROM pg_stat_activity WHERE pid = pg_backend_pid() \
-                     RETURNING id",
-                    &[
-                        tbl.into(),
-                        col.into(),
-                        context.into(),
-                        batch_size.into(),
-                        target.blocks_per_batch.into(),
-                    ],
-                )
-                .unwrap_or_else(|e| errors::catalog_query_failed("record the run", e))
-                .unwrap_or_else(|| raise(Error::ExtensionMissing));
-                (run, None)
-            }
-        }
-    });
-    let (outcome, detail) = match resumed_at {
-        Some((pass, block)) => (
-            "resumed",
-            format!(
-                "run {run} on {}.{} from block {} of pass {}",
-                target.table,
-                target.column,
-                block.unwrap_or(0),
-                pass.unwrap_or(1)
-            ),
-        ),
-        None => (
-            "started",
-            format!("run {run} on {}.{}", target.table, target.column),
-        ),
-    };
-    audit("reencrypt", None, None, Some(&detail), outcome);
-    run
-}
-
-/// Where a run stands, as committed by its last batch.
-struct Run {
-    id: i64,
-    tbl: pg_sys::Oid,
-    col: String,
-    context: Option<String>,
-    batch_size: i32,
-    pid: i32,
-    finished: bool,
-    pass: i32,
-    next_block: i64,
-    blocks_per_batch: i32,
-    resealed: i64,
-    pass_stale: i64,
-    pass_unreadable: i64,
-    pass_not_sealed: i64,
-}
-
-impl Run {
-    fn load(id: i64) -> Run {
-        let run = as_owner(|| {
-            Spi::connect_mut(|client| {
-                let rows = client.update(
-                    "SELECT tbl::oid, col::text, context, batch_size, pid, finished_at IS NOT NULL, \
-                            pass, next_block, blocks_per_batch, resealed, pass_stale, \
-                            pass_unreadable, pass_not_sealed \
-                     FROM akko_crypt.reencrypt_runs WHERE id = $1 FOR UPDATE",
-                    None,
-                    &[id.into()],
-                )?;
-                let Some(row) = rows.into_iter().next() else {
-                    return Ok(None);
-                };
-                Ok(Some(Run {
-                    id,
-                    tbl: row.get(1)?.unwrap_or(pg_sys::InvalidOid),
-                    col: row.get(2)?.unwrap_or_default(),
-                    context: row.get(3)?,
-                    batch_size: row.get(4)?.unwrap_or(1),
-                    pid: row.get(5)?.unwrap_or(0),
-                    finished: row.get(6)?.unwrap_or(false),
-                    pass: row.get(7)?.unwrap_or(1),
-                    next_block: row.get(8)?.unwrap_or(0),
-                    blocks_per_batch: row.get(9)?.unwrap_or(1),
-                    resealed: row.get(10)?.unwrap_or(0),
-                    pass_stale: row.get(11)?.unwrap_or(0),
-                    pass_unreadable: row.get(12)?.unwrap_or(0),
-                    pass_not_sealed: row.get(13)?.unwrap_or(0),
-                }))
-            })
-            .unwrap_or_else(|e| errors::catalog_query_failed("read akko_crypt.reencrypt_runs", e))
-        });
-        run.unwrap_or_else(|| raise(Error::NoSuchRun { run: id }))
-    }
-
-    fn save(&self, table_blocks: i64, finish: bool) {
-        as_owner(|| {
-            Spi::run_with_args(
-                "UPDATE akko_crypt.reencrypt_runs SET pass = $2, next_block = $3, \
-                   table_blocks = $4, blocks_per_batch = $5, resealed = $6, pass_stale = $7, \
-                   pass_unreadable = $8, pass_not_sealed = $9, updated_at = clock_timestamp(), \
-                   finished_at = CASE WHEN $10 THEN clock_timestamp() END \
-                 WHERE id = $1",
-                &[
-                    self.id.into(),
-                    self.pass.into(),
-                    self.next_block.into(),
-                    table_blocks.into(),
-                    self.blocks_per_batch.into(),
-                    self.resealed.into(),
-                    self.pass_stale.into(),
-                    self.pass_unreadable.into(),
-                    self.pass_not_sealed.into(),
-                    finish.into(),
-                ],
-            )
-            .unwrap_or_else(|e| errors::catalog_query_failed("record the run's progress", e))
-        });
-    }
+    runs::start(
+        Job::Reencrypt,
+        tbl,
+        Some(col),
+        &format!("{}.{}", target.table, target.column),
+        batch_size,
+        context,
+    )
 }
 
 /// Does one batch of run `run`: reseals the old values in the next range of blocks (or
@@ -466,44 +268,20 @@ impl Run {
 /// resealed once it has finished.
 #[pg_extern(volatile, parallel_unsafe)]
 fn reencrypt_step(run: i64) -> Option<i64> {
-    let mut run = Run::load(run);
-    if run.finished {
-        return Some(run.resealed);
+    let mut run = Run::load(Job::Reencrypt, run);
+    if run.finished() {
+        return Some(run.sealed);
     }
-    // SAFETY: MyProcPid is set at backend start and never changes after.
-    if run.pid != unsafe { pg_sys::MyProcPid } {
-        raise(Error::ReencryptRunningElsewhere {
-            run: run.id,
-            pid: run.pid,
-        });
+    let target = Target::resolve(run.tbl, run.col.as_deref().unwrap_or_default());
+    let context = run.context.clone();
+    let finished = run.advance(target.blocks, |first_block, end_block| {
+        reseal_batch(&target, context.as_deref(), first_block, end_block)
+    });
+    if !finished {
+        return None;
     }
-    let target = Target::resolve(run.tbl, &run.col, run.batch_size);
-    if run.next_block >= target.blocks {
-        if run.pass_stale == 0 || run.pass >= MAX_PASSES {
-            run.save(target.blocks, true);
-            report_finished(&run, &target);
-            return Some(run.resealed);
-        }
-        run.pass += 1;
-        run.next_block = 0;
-        run.pass_stale = 0;
-        run.pass_unreadable = 0;
-        run.pass_not_sealed = 0;
-    } else {
-        let end_block = target
-            .blocks
-            .min(run.next_block + run.blocks_per_batch as i64);
-        let batch = reseal_batch(&target, run.context.as_deref(), run.next_block, end_block);
-        run.resealed += batch.resealed;
-        run.pass_stale += batch.stale;
-        run.pass_unreadable += batch.unreadable;
-        run.pass_not_sealed += batch.not_sealed;
-        let blocks_read = end_block - run.next_block;
-        run.blocks_per_batch = next_batch_blocks(blocks_read, batch.rows, run.batch_size);
-        run.next_block = end_block;
-    }
-    run.save(target.blocks, false);
-    None
+    report_finished(&run, &target);
+    Some(run.sealed)
 }
 
 fn report_finished(run: &Run, target: &Target) {
@@ -512,7 +290,7 @@ fn report_finished(run: &Run, target: &Target) {
         run.id,
         target.table,
         target.column,
-        run.resealed,
+        run.sealed,
         run.pass,
         run.pass_unreadable,
         run.pass_not_sealed
@@ -521,7 +299,8 @@ fn report_finished(run: &Run, target: &Target) {
         "finished"
     } else {
         pgrx::warning!(
-            "akko_crypt.reencrypt stopped after {MAX_PASSES} passes over {}.{}, each of which still found values under older key versions",
+            "akko_crypt.reencrypt stopped after {} passes over {}.{}, each of which still found values under older key versions",
+            Job::Reencrypt.max_passes(),
             target.table,
             target.column
         );
@@ -531,15 +310,6 @@ fn report_finished(run: &Run, target: &Target) {
     audit("reencrypt", None, None, Some(&summary), outcome);
 }
 
-#[derive(Default)]
-struct BatchOutcome {
-    rows: i64,
-    stale: i64,
-    resealed: i64,
-    unreadable: i64,
-    not_sealed: i64,
-}
-
 /// One row of a batch as read: where it is, its value and the context bound to it.
 struct ReadRow {
     row_id: pg_sys::ItemPointerData,
@@ -547,12 +317,7 @@ struct ReadRow {
     context: Option<Vec<u8>>,
 }
 
-fn reseal_batch(
-    target: &Target,
-    context: Option<&str>,
-    first_block: i64,
-    end_block: i64,
-) -> BatchOutcome {
+fn reseal_batch(target: &Target, context: Option<&str>, first_block: i64, end_block: i64) -> Batch {
     let rows: Vec<ReadRow> = target
         .on_table(|| {
             Spi::connect(|client| {
@@ -574,9 +339,9 @@ fn reseal_batch(
         })
         .unwrap_or_else(|e| errors::catalog_query_failed("read the table", e));
 
-    let mut outcome = BatchOutcome {
+    let mut outcome = Batch {
         rows: rows.len() as i64,
-        ..BatchOutcome::default()
+        ..Batch::default()
     };
     let keys = KeyStates::load();
     let mut stale = Vec::new();
@@ -627,7 +392,7 @@ fn reseal_batch(
         // and sealed again just now, under the caller's privileges.
         let written =
             trigger::Resealed::new(target.oid, &target.column_name, &row_ids, &new_values);
-        outcome.resealed = target
+        outcome.sealed = target
             .on_table(|| {
                 Spi::connect_mut(|client| {
                     client

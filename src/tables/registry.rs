@@ -32,15 +32,13 @@ CREATE TABLE protected_columns (
     plain_col        name,
     restore_not_null boolean NOT NULL DEFAULT false,
     state            text NOT NULL CHECK (state IN ('migrating', 'protected')),
-    next_block       bigint NOT NULL DEFAULT 0,
-    table_blocks     bigint NOT NULL DEFAULT 0,
     migrated         bigint NOT NULL DEFAULT 0,
     protected_at     timestamptz NOT NULL DEFAULT now(),
     migrated_at      timestamptz,
     PRIMARY KEY (tbl, col)
 );
 COMMENT ON TABLE protected_columns IS
-    'Columns that akko_crypt.protect keeps sealed, how, and how far their migration has come';
+    'Columns that akko_crypt.protect keeps sealed, how, and whether they still migrate (a migration''s progress is in batch_runs)';
 COMMENT ON COLUMN protected_columns.original_type IS 'The column''s type before protect (with original_typmod); the decrypting view casts back to it';
 COMMENT ON COLUMN protected_columns.binding_id IS 'Random id that row-bound values are bound to, with the row''s primary key';
 COMMENT ON COLUMN protected_columns.plain_col IS 'While a bytea-mode column migrates: the renamed column that still holds plaintext';
@@ -433,15 +431,15 @@ fn write(what: &str, query: &str, args: &[DatumWithOid<'_>]) {
     });
 }
 
-/// Registers a column as protected. `table_blocks` is the table's size, for progress.
-pub fn insert(p: &ProtectedColumn, table_blocks: i64) {
+/// Registers a column as protected.
+pub fn insert(p: &ProtectedColumn) {
     write(
         "register the protected column",
         "INSERT INTO akko_crypt.protected_columns \
            (tbl, col, class, mode, original_type, original_typmod, binding_id, bind_row, bidx_col, \
-            bidx_key_version, bidx_normalize, plain_col, restore_not_null, state, table_blocks) \
+            bidx_key_version, bidx_normalize, plain_col, restore_not_null, state) \
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, \
-                 CASE WHEN $14 THEN 'migrating' ELSE 'protected' END, $15)",
+                 CASE WHEN $14 THEN 'migrating' ELSE 'protected' END)",
         &[
             p.tbl.into(),
             p.col.as_str().into(),
@@ -457,7 +455,6 @@ pub fn insert(p: &ProtectedColumn, table_blocks: i64) {
             p.plain_col.as_deref().into(),
             p.restore_not_null.into(),
             p.migrating.into(),
-            table_blocks.into(),
         ],
     );
 }
@@ -470,23 +467,13 @@ pub fn delete(tbl: pg_sys::Oid, col: &str) {
     );
 }
 
-/// Records a migration batch: `touched` more rows, and the next block to start from.
-pub fn record_batch(tbl: pg_sys::Oid, touched: i64, end_block: Option<i64>) {
+/// Records a migration batch: `touched` more rows of the table's migrating columns sealed.
+pub fn add_migrated(tbl: pg_sys::Oid, touched: i64) {
     write(
         "record the migration's progress",
-        "UPDATE akko_crypt.protected_columns \
-            SET migrated = migrated + $2, next_block = coalesce($3, next_block) \
+        "UPDATE akko_crypt.protected_columns SET migrated = migrated + $2 \
           WHERE tbl = $1 AND state = 'migrating'",
-        &[tbl.into(), touched.into(), end_block.into()],
-    );
-}
-
-pub fn set_table_blocks(tbl: pg_sys::Oid, blocks: i64) {
-    write(
-        "record the table's size",
-        "UPDATE akko_crypt.protected_columns SET table_blocks = $2 \
-          WHERE tbl = $1 AND state = 'migrating'",
-        &[tbl.into(), blocks.into()],
+        &[tbl.into(), touched.into()],
     );
 }
 
@@ -498,30 +485,6 @@ pub fn mark_migrated(tbl: pg_sys::Oid, col: &str) {
           WHERE tbl = $1 AND col = $2::name",
         &[tbl.into(), col.into()],
     );
-}
-
-/// The block the next migration batch of `tbl` starts at, with its registry rows locked
-/// for this transaction; None when no column migrates. Raises 55006 while another
-/// migration of the table holds them.
-pub fn lock_migration(tbl: pg_sys::Oid) -> Option<i64> {
-    as_owner(|| {
-        PgTryBuilder::new(|| {
-            Spi::connect_mut(|client| {
-                let rows = client.update(
-                    "SELECT min(next_block) FROM (SELECT next_block FROM akko_crypt.protected_columns \
-                      WHERE tbl = $1 AND state = 'migrating' FOR UPDATE NOWAIT) p",
-                    None,
-                    &[tbl.into()],
-                )?;
-                rows.first().get_one::<i64>()
-            })
-            .unwrap_or_else(|e| errors::catalog_query_failed("lock the migration", e))
-        })
-        .catch_when(PgSqlErrorCode::ERRCODE_LOCK_NOT_AVAILABLE, |_| {
-            raise(Error::MigrationRunning { table_oid: tbl.to_u32() })
-        })
-        .execute()
-    })
 }
 
 /// Tables in the registries that no longer exist; their rows are removed.

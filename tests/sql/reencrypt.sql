@@ -31,9 +31,9 @@ SELECT count(*) AS subject_ids_kept FROM payroll JOIN subject_ids USING (id)
 WHERE get_byte(v, 5) = 2 AND substring(v FROM 19 FOR 16) = subject_id;
 SELECT id, convert_from(v, 'UTF8') AS untouched FROM payroll WHERE id IN (11, 12) ORDER BY id;
 SELECT v IS NULL AS still_null FROM payroll WHERE id = 13;
-SELECT tbl, col, pass, next_block = table_blocks AS walked_to_end, resealed, pass_stale, pass_unreadable,
+SELECT job, tbl, col, pass, next_block = table_blocks AS walked_to_end, sealed, pass_stale, pass_unreadable,
        pass_not_sealed, resumed, finished_at IS NOT NULL AS finished
-FROM akko_crypt.reencrypt_runs WHERE col = 'v';
+FROM akko_crypt.batch_runs WHERE col = 'v';
 -- Nothing left: a second run reseals nothing in one pass.
 CALL akko_crypt.reencrypt('payroll', 'v');
 
@@ -46,7 +46,7 @@ CALL akko_crypt.reencrypt('payroll', 'c', context => $$convert_to('payroll.c:' |
 SELECT get_byte(c, 9) AS key_version, get_byte(c, 5) AS flags, count(*) FROM payroll GROUP BY 1, 2;
 SELECT count(*) AS opened_with_context FROM payroll
 WHERE (akko_crypt.open_pii(c, convert_to('payroll.c:' || id, 'UTF8')) ->> 'id')::int = id;
-SELECT resumed, resealed FROM akko_crypt.reencrypt_runs WHERE col = 'c';
+SELECT resumed, sealed FROM akko_crypt.batch_runs WHERE col = 'c';
 
 -- Values under a destroyed or retired version cannot be resealed: counted, left alone.
 SELECT akko_crypt.add_class('scrap');
@@ -101,7 +101,7 @@ GRANT SELECT ON payroll TO akko_operator;
 SET ROLE akko_operator;
 CALL akko_crypt.reencrypt('public.payroll', 'v');
 \echo :LAST_ERROR_SQLSTATE
-SELECT count(*) >= 0 AS operator_reads_runs FROM akko_crypt.reencrypt_runs;
+SELECT count(*) >= 0 AS operator_reads_runs FROM akko_crypt.batch_runs;
 RESET ROLE;
 GRANT UPDATE (v) ON payroll TO akko_operator;
 SELECT akko_crypt.rotate_key('payroll') AS v3;
@@ -125,6 +125,7 @@ DROP ROLE akko_operator;
 SELECT operation, role, detail, outcome FROM akko_crypt.audit_log
 WHERE operation = 'reencrypt' ORDER BY id;
 -- status() shows the latest run of each column.
-SELECT r ->> 'table' AS tbl, r ->> 'column' AS col, r ->> 'state' AS state, r ->> 'resealed' AS resealed,
-       r ->> 'cannot_be_opened' AS cannot_be_opened, r ->> 'not_sealed' AS not_sealed
-FROM jsonb_array_elements(akko_crypt.status() -> 'reencrypt') AS r;
+SELECT r ->> 'job' AS job, r ->> 'table' AS tbl, r ->> 'column' AS col, r ->> 'state' AS state,
+       r ->> 'sealed' AS sealed, r ->> 'cannot_be_opened' AS cannot_be_opened, r ->> 'not_sealed' AS not_sealed,
+       (r ->> 'next_block') = (r ->> 'table_blocks') AS walked_to_end
+FROM jsonb_array_elements(akko_crypt.status() -> 'runs') AS r;
