@@ -3,9 +3,12 @@
 --
 -- 0.3.0 closes the paths to plaintext and privilege that 0.2.0 left open: the registries
 -- are written by the extension alone, the table functions move into the library (no stored
--- text ever becomes SQL), every right is an akko_crypt privilege (akko_crypt.privileges),
--- the subjects table keeps a keyed hash of each name instead of the name, and values are
--- sealed in envelope format 2. Values sealed by 0.2.0 open as they are.
+-- text becomes SQL but a re-encryption's context expression, which only the table's owner
+-- gives), every right is an akko_crypt privilege (akko_crypt.privileges), the subjects
+-- table keeps a keyed hash of each name instead of the name, and values are sealed in
+-- envelope format 2. Values sealed by 0.2.0 open as they are. migrate and reencrypt keep
+-- their runs in one table, akko_crypt.batch_runs (reencrypt_runs goes, with any grant made
+-- on it by hand).
 --
 -- What each role could do under 0.2.0, where an EXECUTE grant was the only gate, it keeps:
 -- a role that could execute seal_pii may seal every class, one that could execute open_pii
@@ -212,6 +215,7 @@ CREATE TABLE batch_runs (
     next_block       bigint NOT NULL DEFAULT 0,
     table_blocks     bigint NOT NULL DEFAULT 0,
     blocks_per_batch integer NOT NULL CHECK (blocks_per_batch > 0),
+    relfilenode      oid NOT NULL DEFAULT 0,
     sealed           bigint NOT NULL DEFAULT 0,
     pass_stale       bigint NOT NULL DEFAULT 0,
     pass_unreadable  bigint NOT NULL DEFAULT 0,
@@ -224,6 +228,8 @@ COMMENT ON TABLE batch_runs IS
     'Progress of akko_crypt.migrate and akko_crypt.reencrypt runs, committed with every batch; an unfinished run resumes where it stopped';
 COMMENT ON COLUMN batch_runs.col IS 'The column a reencrypt run reseals; NULL for migrate, which seals every migrating column of the table';
 COMMENT ON COLUMN batch_runs.run_by IS 'The role that started or took over the run: only it drives the run';
+COMMENT ON COLUMN batch_runs.relfilenode IS
+    'The table''s storage the run''s block positions refer to: when a rewrite (VACUUM FULL, CLUSTER) or a new table under a reused OID replaces it, the pass walks again from block 0';
 COMMENT ON COLUMN batch_runs.sealed IS 'Rows migrated, or values resealed, so far';
 COMMENT ON COLUMN batch_runs.pass_stale IS
     'Values under an older key version that could be resealed, found so far in this pass; the run ends after a pass that found none';
@@ -231,17 +237,22 @@ COMMENT ON COLUMN batch_runs.pass_unreadable IS
     'Values found so far in this pass whose key version is retired or destroyed, or whose subject was forgotten: they cannot be resealed';
 COMMENT ON COLUMN batch_runs.pass_not_sealed IS 'Values found so far in this pass that are not akko_crypt envelopes';
 REVOKE ALL ON batch_runs FROM PUBLIC;
-INSERT INTO batch_runs (job, tbl, col, context, batch_size, run_by, pid, backend_start, started_at,
+-- Under their ids (the audit log names runs by them), each unfinished one with no backend,
+-- so that the next call takes it over and checks again what it may do.
+INSERT INTO batch_runs (id, job, tbl, col, context, batch_size, run_by, pid, backend_start, started_at,
                         updated_at, finished_at, resumed, pass, next_block, table_blocks,
-                        blocks_per_batch, sealed, pass_stale, pass_unreadable, pass_not_sealed)
-SELECT 'reencrypt', tbl, col, context, batch_size, current_user::regrole::oid, pid, backend_start, started_at,
+                        blocks_per_batch, relfilenode, sealed, pass_stale, pass_unreadable, pass_not_sealed)
+OVERRIDING SYSTEM VALUE
+SELECT id, 'reencrypt', tbl, col, context, batch_size, current_user::regrole::oid,
+       CASE WHEN finished_at IS NULL THEN 0 ELSE pid END, backend_start, started_at,
        updated_at, finished_at, resumed, pass, next_block, table_blocks,
-       blocks_per_batch, resealed, pass_stale, pass_unreadable, pass_not_sealed
-FROM reencrypt_runs ORDER BY id;
+       blocks_per_batch, coalesce(pg_relation_filenode(tbl), 0), resealed, pass_stale, pass_unreadable, pass_not_sealed
+FROM reencrypt_runs;
+SELECT setval(pg_get_serial_sequence('akko_crypt.batch_runs', 'id'), max(id)) FROM batch_runs HAVING max(id) IS NOT NULL;
 INSERT INTO batch_runs (job, tbl, batch_size, run_by, pid, backend_start, next_block, table_blocks,
-                        blocks_per_batch, sealed)
+                        blocks_per_batch, relfilenode, sealed)
 SELECT 'migrate', p.tbl, 10000, current_user::regrole::oid, 0, now(), min(p.next_block), max(p.table_blocks),
-       1, max(p.migrated)
+       1, pg_relation_filenode(p.tbl), max(p.migrated)
 FROM protected_columns p
 WHERE p.state = 'migrating' AND EXISTS (SELECT FROM pg_class c WHERE c.oid = p.tbl)
 GROUP BY p.tbl HAVING min(p.next_block) > 0;

@@ -15,12 +15,12 @@ use pgrx::prelude::*;
 use crate::errors::{self, raise, Error};
 use crate::pg::settings::as_role_restricted;
 use crate::pg::spi::read_row;
-use crate::session_cache::{get_or_load, SessionCache};
+use crate::session_cache::{get_or_load, settle_at_transaction_ends, Generation, SessionCache};
 
 thread_local! {
     /// Bumped whenever the keyring or subjects table may have changed, here or in another
     /// backend; every cache tagged with an older generation is stale.
-    static GENERATION: Cell<u64> = const { Cell::new(1) };
+    static GENERATION: Generation = const { Generation::new() };
     /// The tables whose relcache invalidations bump the generation, once looked up.
     static WATCHED: Cell<[pg_sys::Oid; 2]> = const { Cell::new([pg_sys::InvalidOid; 2]) };
     static OWNER: RefCell<SessionCache<(), pg_sys::Oid>> = const { RefCell::new(SessionCache::new(1)) };
@@ -29,11 +29,11 @@ thread_local! {
 }
 
 pub fn generation() -> u64 {
-    GENERATION.with(Cell::get)
+    GENERATION.with(Generation::get)
 }
 
 fn bump_generation() {
-    GENERATION.with(|g| g.set(g.get() + 1));
+    GENERATION.with(Generation::move_on);
 }
 
 pub fn init() {
@@ -45,6 +45,7 @@ pub fn init() {
             pg_sys::Datum::from(0),
         )
     };
+    settle_at_transaction_ends(&GENERATION);
 }
 
 /// Other backends' key changes arrive as relcache invalidations of the keyring tables

@@ -24,7 +24,7 @@ use crate::extension::{as_owner, audit, caller};
 use crate::keys::classes;
 use crate::pg::datum::Args;
 use crate::pg::spi::read_one;
-use crate::session_cache::{get_or_load, SessionCache};
+use crate::session_cache::{get_or_load, settle_at_transaction_ends, Generation, SessionCache};
 
 extension_sql!(
     r#"
@@ -228,7 +228,7 @@ impl Resolved {
 const RESOLVED_ROLES: usize = 4;
 
 thread_local! {
-    static GENERATION: Cell<u64> = const { Cell::new(1) };
+    static GENERATION: Generation = const { Generation::new() };
     static TABLE: Cell<pg_sys::Oid> = const { Cell::new(pg_sys::InvalidOid) };
     static RESOLVED: RefCell<SessionCache<pg_sys::Oid, Rc<Resolved>>> =
         const { RefCell::new(SessionCache::new(RESOLVED_ROLES)) };
@@ -255,10 +255,11 @@ pub fn init() {
             );
         }
     }
+    settle_at_transaction_ends(&GENERATION);
 }
 
 fn forget() {
-    GENERATION.with(|g| g.set(g.get() + 1));
+    GENERATION.with(Generation::move_on);
 }
 
 #[pg_guard]
@@ -338,7 +339,7 @@ fn resolve(role: pg_sys::Oid) -> Resolved {
 /// planning can come back here (a hook asking what the caller may do): no borrow of the
 /// cache is held meanwhile.
 fn with_resolved<R>(role: pg_sys::Oid, f: impl FnOnce(&Resolved) -> R) -> R {
-    let generation = GENERATION.with(Cell::get);
+    let generation = GENERATION.with(Generation::get);
     let resolved = get_or_load(&RESOLVED, generation, &role, || Rc::new(resolve(role)));
     f(&resolved)
 }
@@ -369,7 +370,7 @@ thread_local! {
 
 /// Whether `role` holds `privilege` (for `class`, when it is per class).
 pub fn held_by(role: pg_sys::Oid, privilege: Privilege, class: Option<ClassName<'_>>) -> bool {
-    let generation = GENERATION.with(Cell::get);
+    let generation = GENERATION.with(Generation::get);
     let session = crate::pg::unguarded::session_user_id();
     let class = class.map(|c| c.as_str());
     let remembered = LAST_ANSWER.with(|last| {

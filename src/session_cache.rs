@@ -5,10 +5,67 @@
 //! generation, it is empty.
 
 use std::borrow::Borrow;
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
+use std::ffi::c_void;
 use std::hash::Hash;
 use std::thread::LocalKey;
+
+use pgrx::pg_sys;
+use pgrx::prelude::*;
+
+/// The counter a cache's entries are tagged with, moved on by the invalidations of what they
+/// are read from. A read-only query in the middle of a statement reads with the statement's
+/// snapshot, which can be older than an invalidation the statement has taken in since (a
+/// lock it took later reads them): what a cache loads then, under the new generation, may
+/// predate the change. So `settle`, at every transaction end, moves the generation on once
+/// more if it moved during the transaction, dropping whatever the transaction loaded.
+pub struct Generation {
+    current: Cell<u64>,
+    settled: Cell<u64>,
+}
+
+impl Generation {
+    pub const fn new() -> Self {
+        Generation {
+            current: Cell::new(1),
+            settled: Cell::new(1),
+        }
+    }
+
+    pub fn get(&self) -> u64 {
+        self.current.get()
+    }
+
+    /// What the entries were read from may have changed.
+    pub fn move_on(&self) {
+        self.current.set(self.current.get() + 1);
+    }
+
+    /// At a transaction's end: see the type's comment.
+    pub fn settle(&self) {
+        if self.current.get() != self.settled.get() {
+            self.move_on();
+            self.settled.set(self.current.get());
+        }
+    }
+}
+
+/// Settles `generation` (see `Generation`) at the end of every transaction of the backend.
+/// Called once per generation, from _PG_init.
+pub fn settle_at_transaction_ends(generation: &'static LocalKey<Generation>) {
+    let arg = generation as *const LocalKey<Generation> as *mut c_void;
+    // SAFETY: the callback has the C ABI PostgreSQL calls it with; `arg` points to a static
+    // that lives as long as the backend, and only the backend's own thread calls it.
+    unsafe { pg_sys::RegisterXactCallback(Some(settle), arg) };
+}
+
+#[pg_guard]
+unsafe extern "C-unwind" fn settle(_event: pg_sys::XactEvent::Type, arg: *mut c_void) {
+    // SAFETY: `arg` is the `&'static LocalKey<Generation>` registered above.
+    let generation = unsafe { &*(arg as *const LocalKey<Generation>) };
+    generation.with(Generation::settle);
+}
 
 /// Up to this many entries a lookup compares keys one by one; past it, it hashes.
 const SCANNED: usize = 8;
@@ -97,7 +154,28 @@ impl<K: Hash + Eq + Clone, V> SessionCache<K, V> {
         }
     }
 
-    fn clear(&mut self) {
+    /// Drops the entry for `key`, if any: what it was loaded from changed (the relcache
+    /// invalidation of one table, for the trigger's table specs).
+    pub fn forget<Q>(&mut self, key: &Q)
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        let Some(at) = self.position(key) else {
+            return;
+        };
+        self.entries.swap_remove(at);
+        if let Some(index) = &mut self.index {
+            index.remove(key);
+            // The last entry took the place of the one dropped.
+            if let Some((moved, _)) = self.entries.get(at) {
+                index.insert(moved.clone(), at);
+            }
+        }
+        self.last = 0;
+    }
+
+    pub fn clear(&mut self) {
         self.entries.clear();
         self.index = None;
         self.last = 0;

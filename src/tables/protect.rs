@@ -634,7 +634,7 @@ fn migrate_batch(table: &Table, range: Option<(i64, i64)>) -> i64 {
         .collect::<Vec<_>>()
         .join(" OR ");
     let blocks = range.map_or(String::new(), |(first, end)| {
-        format!(" AND ctid >= '({first},0)'::pg_catalog.tid AND ctid < '({end},0)'::pg_catalog.tid")
+        format!(" AND {}", runs::in_blocks(first, end))
     });
     let statement = format!(
         "UPDATE ONLY {} SET {assignments} WHERE ({unsealed}){blocks}",
@@ -656,6 +656,20 @@ fn migrate_batch(table: &Table, range: Option<(i64, i64)>) -> i64 {
     });
     registry::add_migrated(table.oid, touched);
     touched
+}
+
+/// How many rows blocks [first, end) of the table hold (just read by the batch's UPDATE).
+fn rows_in_blocks(table: &Table, first: i64, end: i64) -> i64 {
+    table
+        .as_owner(|| {
+            Spi::get_one::<i64>(&format!(
+                "SELECT pg_catalog.count(*) FROM ONLY {} WHERE {}",
+                table.sql,
+                runs::in_blocks(first, end)
+            ))
+        })
+        .unwrap_or_else(|e| errors::catalog_query_failed("read the table", e))
+        .unwrap_or(0)
 }
 
 /// After a batch met a unique blind index's refusal: migrates the batch's rows (`rows`, a
@@ -1119,18 +1133,26 @@ fn migrate_start(args: &Args) -> i64 {
 
 /// One batch of a migration run; the rows it migrated once it has finished.
 fn migrate_step(args: &Args) -> Option<i64> {
-    let mut run = Run::load(Job::Migrate, args.bigint(0, "run"));
+    let id = args.bigint(0, "run");
+    let table = protectable(Run::table_of(Job::Migrate, id));
+    // The table before the run (see `Run::table_of`).
+    table.run(&format!(
+        "LOCK TABLE ONLY {} IN ROW EXCLUSIVE MODE",
+        table.sql
+    ));
+    let mut run = Run::load(Job::Migrate, id);
     if run.finished() {
         return Some(run.sealed);
     }
-    let table = protectable(run.tbl);
     // A table with nothing left to migrate is walked at once.
     let migrating = registry::columns_of(table.oid).iter().any(|p| p.migrating);
     let blocks = if migrating { table.blocks() } else { 0 };
     let finished = run.advance(blocks, |first_block, end_block| {
         let touched = migrate_batch(&table, Some((first_block, end_block)));
         Batch {
-            rows: touched,
+            // Sized by the rows the range holds, not the few it found to seal: a range
+            // the trigger sealed already would otherwise double the next one every time.
+            rows: rows_in_blocks(&table, first_block, end_block),
             sealed: touched,
             ..Batch::default()
         }

@@ -174,9 +174,8 @@ impl Target {
         let context = context.map_or("NULL".to_owned(), |expression| format!("({expression})"));
         format!(
             "SELECT ctid, {envelope}, {context}::pg_catalog.bytea FROM ONLY {table} \
-             WHERE ctid OPERATOR(pg_catalog.>=) '({first_block},0)'::pg_catalog.tid \
-               AND ctid OPERATOR(pg_catalog.<) '({end_block},0)'::pg_catalog.tid \
-               AND {column} IS NOT NULL",
+             WHERE {blocks} AND {column} IS NOT NULL",
+            blocks = runs::in_blocks(first_block, end_block),
             envelope = self.envelope(&self.column),
             column = self.column,
             table = self.table,
@@ -228,25 +227,8 @@ fn reencrypt_start(
     let batch_size =
         batch_size.unwrap_or_else(|| raise(Error::NullArgument { name: "batch_size" }));
     let target = Target::resolve(tbl, col);
-    let derived;
-    let context = match context {
-        Some(expression) => {
-            if !target.acts_as_owner {
-                raise(Error::ReencryptContextNeedsOwner {
-                    table: &target.table,
-                });
-            }
-            if !crate::pg::sql::is_one_expression(expression) {
-                raise(Error::ContextNotOneExpression);
-            }
-            Some(expression)
-        }
-        None => {
-            // A protected column bound to its rows: the binding the trigger and the views use.
-            derived = crate::tables::reading::row_binding(tbl, col);
-            derived.as_deref()
-        }
-    };
+    let context = run_context(&target, context);
+    let context = context.as_deref();
     // Fails now, not after the first batch, on an expression that does not parse, has the
     // wrong type or reads what the caller may not.
     target
@@ -263,6 +245,29 @@ fn reencrypt_start(
     )
 }
 
+/// The context expression a run evaluates for each row: one the caller gives, which runs as
+/// the table's owner, only from the owner or a member of it, and only one expression;
+/// otherwise, for a protected column bound to its rows, the binding the trigger and the
+/// views use. Checked at every batch: the caller may have left the owner's roles, or the
+/// table changed owner, since the run started.
+fn run_context(target: &Target, given: Option<&str>) -> Option<String> {
+    let derived = crate::tables::reading::row_binding(target.oid, &target.column_name);
+    match given {
+        Some(expression) if Some(expression) != derived.as_deref() => {
+            if !target.acts_as_owner {
+                raise(Error::ReencryptContextNeedsOwner {
+                    table: &target.table,
+                });
+            }
+            if !crate::pg::sql::is_one_expression(expression) {
+                raise(Error::ContextNotOneExpression);
+            }
+            Some(expression.to_owned())
+        }
+        _ => derived,
+    }
+}
+
 /// Does one batch of run `run`: reseals the old values in the next range of blocks (or
 /// starts the next pass). Returns NULL while the run goes on, and the number of values it
 /// resealed once it has finished.
@@ -273,7 +278,7 @@ fn reencrypt_step(run: i64) -> Option<i64> {
         return Some(run.sealed);
     }
     let target = Target::resolve(run.tbl, run.col.as_deref().unwrap_or_default());
-    let context = run.context.clone();
+    let context = run_context(&target, run.context.as_deref());
     let finished = run.advance(target.blocks, |first_block, end_block| {
         reseal_batch(&target, context.as_deref(), first_block, end_block)
     });

@@ -487,12 +487,14 @@ pub fn mark_migrated(tbl: pg_sys::Oid, col: &str) {
     );
 }
 
-/// Tables in the registries that no longer exist; their rows are removed.
+/// Tables in the registries (and the runs) that no longer exist; their rows are removed.
 pub fn forget_dropped_tables() {
     write(
         "remove the rows of dropped tables",
         "WITH gone AS (DELETE FROM akko_crypt.decrypted_views d \
-                       WHERE NOT EXISTS (SELECT FROM pg_class c WHERE c.oid = d.tbl)) \
+                       WHERE NOT EXISTS (SELECT FROM pg_class c WHERE c.oid = d.tbl)), \
+              gone_runs AS (DELETE FROM akko_crypt.batch_runs r \
+                       WHERE NOT EXISTS (SELECT FROM pg_class c WHERE c.oid = r.tbl)) \
          DELETE FROM akko_crypt.protected_columns p \
           WHERE NOT EXISTS (SELECT FROM pg_class c WHERE c.oid = p.tbl)",
         &[],

@@ -39,6 +39,7 @@ CREATE TABLE batch_runs (
     next_block       bigint NOT NULL DEFAULT 0,
     table_blocks     bigint NOT NULL DEFAULT 0,
     blocks_per_batch integer NOT NULL CHECK (blocks_per_batch > 0),
+    relfilenode      oid NOT NULL DEFAULT 0,
     sealed           bigint NOT NULL DEFAULT 0,
     pass_stale       bigint NOT NULL DEFAULT 0,
     pass_unreadable  bigint NOT NULL DEFAULT 0,
@@ -51,6 +52,8 @@ COMMENT ON TABLE batch_runs IS
     'Progress of akko_crypt.migrate and akko_crypt.reencrypt runs, committed with every batch; an unfinished run resumes where it stopped';
 COMMENT ON COLUMN batch_runs.col IS 'The column a reencrypt run reseals; NULL for migrate, which seals every migrating column of the table';
 COMMENT ON COLUMN batch_runs.run_by IS 'The role that started or took over the run: only it drives the run';
+COMMENT ON COLUMN batch_runs.relfilenode IS
+    'The table''s storage the run''s block positions refer to: when a rewrite (VACUUM FULL, CLUSTER) or a new table under a reused OID replaces it, the pass walks again from block 0';
 COMMENT ON COLUMN batch_runs.sealed IS 'Rows migrated, or values resealed, so far';
 COMMENT ON COLUMN batch_runs.pass_stale IS
     'Values under an older key version that could be resealed, found so far in this pass; the run ends after a pass that found none';
@@ -155,6 +158,15 @@ fn next_batch_blocks(blocks_read: i64, rows_read: i64, batch_size: i32) -> i32 {
     sized.min(i32::MAX as i64) as i32
 }
 
+/// The condition that holds for the rows in blocks [first, end) of a table: a TID range
+/// scan reads just those blocks.
+pub fn in_blocks(first: i64, end: i64) -> String {
+    format!(
+        "ctid OPERATOR(pg_catalog.>=) '({first},0)'::pg_catalog.tid \
+         AND ctid OPERATOR(pg_catalog.<) '({end},0)'::pg_catalog.tid"
+    )
+}
+
 /// The planner's rows per block for `tbl`, None when it was never analyzed.
 fn rows_per_block(tbl: pg_sys::Oid) -> Option<f64> {
     read_row(
@@ -170,8 +182,9 @@ fn rows_per_block(tbl: pg_sys::Oid) -> Option<f64> {
 
 /// Starts a run of `job` on `tbl` (and `col`, for reencrypt), or takes over its unfinished
 /// run whose backend has gone or sits idle (its call was cancelled: a pooled connection may
-/// live on without ever calling again); `target` names them in messages. Raises 55006 while
-/// another backend runs it. Audits the start; returns the run's id.
+/// live on without ever calling again), with this caller's `batch_size` and `context`;
+/// `target` names them in messages. Raises 55006 while another backend runs it. Audits the
+/// start; returns the run's id.
 pub fn start(
     job: Job,
     tbl: pg_sys::Oid,
@@ -186,8 +199,16 @@ pub fn start(
     let role = caller();
     let blocks_per_batch = first_batch_blocks(batch_size, rows_per_block(tbl));
     let (run, started) = as_owner(|| {
-        Spi::run("LOCK TABLE akko_crypt.batch_runs IN SHARE ROW EXCLUSIVE MODE")
-            .unwrap_or_else(|e| errors::catalog_query_failed("lock akko_crypt.batch_runs", e));
+        // Starts of one job on one target wait for each other, and for nothing else: a
+        // start left in an open transaction holds up no other run. The activity read
+        // next is taken afresh, not from a snapshot an earlier statement of the
+        // transaction made.
+        Spi::run_with_args(
+            "SELECT pg_advisory_xact_lock(hashtextextended($1 || '/' || $2::oid || '/' || coalesce($3, ''), 0)), \
+                    pg_stat_clear_snapshot()",
+            &[job.name().into(), tbl.into(), col.into()],
+        )
+        .unwrap_or_else(|e| errors::catalog_query_failed("lock the run", e));
         let open_run = first_row(
             "read akko_crypt.batch_runs",
             Spi::get_three_with_args::<i64, i32, bool>(
@@ -229,8 +250,10 @@ pub fn start(
             _ => {
                 let run = Spi::get_one_with_args::<i64>(
                     "INSERT INTO akko_crypt.batch_runs \
-                       (job, tbl, col, context, batch_size, run_by, pid, backend_start, blocks_per_batch) \
-                     SELECT $1, $2::regclass, $3, $4, $5, $6, pg_backend_pid(), backend_start, $7 \
+                       (job, tbl, col, context, batch_size, run_by, pid, backend_start, blocks_per_batch, \
+                        relfilenode) \
+                     SELECT $1, $2::regclass, $3, $4, $5, $6, pg_backend_pid(), backend_start, $7, \
+                            pg_relation_filenode($2) \
                      FROM pg_stat_activity WHERE pid = pg_backend_pid() \
                      RETURNING id",
                     &[
@@ -296,7 +319,10 @@ impl Run {
                 let rows = client.update(
                     "SELECT tbl::oid, col::text, context, batch_size, run_by, pid, \
                             finished_at IS NOT NULL, pass, next_block, blocks_per_batch, sealed, \
-                            pass_stale, pass_unreadable, pass_not_sealed \
+                            pass_stale, pass_unreadable, pass_not_sealed, \
+                            pid = pg_backend_pid() AND backend_start = (SELECT a.backend_start \
+                                FROM pg_stat_activity a WHERE a.pid = pg_backend_pid()), \
+                            relfilenode IS DISTINCT FROM pg_relation_filenode(tbl) \
                      FROM akko_crypt.batch_runs WHERE id = $1 AND job = $2 FOR UPDATE",
                     None,
                     &[id.into(), job.name().into()],
@@ -322,24 +348,58 @@ impl Run {
                 };
                 let run_by: pg_sys::Oid = row.get(5)?.unwrap_or(pg_sys::InvalidOid);
                 let pid: i32 = row.get(6)?.unwrap_or(0);
-                Ok(Some((run, run_by, pid)))
+                let ours: bool = row.get(15)?.unwrap_or(false);
+                let rewritten: bool = row.get(16)?.unwrap_or(true);
+                Ok(Some((run, run_by, pid, ours, rewritten)))
             })
             .unwrap_or_else(|e| errors::catalog_query_failed("read akko_crypt.batch_runs", e))
         });
-        let (run, run_by, pid) = row.unwrap_or_else(|| {
+        let (mut run, run_by, pid, ours, rewritten) = row.unwrap_or_else(|| {
             raise(Error::NoSuchRun {
                 job: job.name(),
                 run: id,
             })
         });
-        // SAFETY: MyProcPid is set at backend start and never changes after.
-        if !run.finished && pid != unsafe { pg_sys::MyProcPid } {
+        if run.finished {
+            return run;
+        }
+        // The backend by its start too: a new backend that got the pid of the one that
+        // ran the run takes it over with `start`, which checks what it may do.
+        if !ours {
             raise(Error::RunOfAnotherBackend { run: id, pid });
         }
-        if !run.finished && run_by != caller() {
+        if run_by != caller() {
             raise(Error::RunOfAnotherRole { run: id });
         }
+        if rewritten {
+            // The blocks walked so far are not the table's blocks any more.
+            run.next_block = 0;
+            run.pass_stale = 0;
+            run.pass_unreadable = 0;
+            run.pass_not_sealed = 0;
+        }
         run
+    }
+
+    /// The table of run `id` of `job`, read without locking the run: a step locks the
+    /// table first, then the run, as `protect` does (it locks the table, then marks the
+    /// table's migration to walk again), so that the two never wait for each other.
+    pub fn table_of(job: Job, id: i64) -> pg_sys::Oid {
+        as_owner(|| {
+            read_row(
+                "read akko_crypt.batch_runs",
+                "SELECT tbl::oid FROM akko_crypt.batch_runs WHERE id = $1 AND job = $2",
+                &[id.into(), job.name().into()],
+                |row| row.get_one::<pg_sys::Oid>(),
+            )
+        })
+        .flatten()
+        .unwrap_or_else(|| {
+            raise(Error::NoSuchRun {
+                job: job.name(),
+                run: id,
+            })
+        })
     }
 
     pub fn finished(&self) -> bool {
@@ -382,7 +442,8 @@ impl Run {
                 "UPDATE akko_crypt.batch_runs SET pass = $2, next_block = $3, \
                    table_blocks = $4, blocks_per_batch = $5, sealed = $6, pass_stale = $7, \
                    pass_unreadable = $8, pass_not_sealed = $9, updated_at = clock_timestamp(), \
-                   finished_at = CASE WHEN $10 THEN clock_timestamp() END \
+                   finished_at = CASE WHEN $10 THEN clock_timestamp() END, \
+                   relfilenode = pg_relation_filenode(tbl) \
                  WHERE id = $1",
                 &[
                     self.id.into(),

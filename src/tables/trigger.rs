@@ -33,6 +33,7 @@ use crate::pg::encoding::database_is_utf8;
 use crate::pg::settings::with_settings;
 use crate::pg::sql;
 use crate::privileges::{self, Privilege};
+use crate::session_cache::{get_or_load, SessionCache};
 use crate::tables::registry::{self, Mode};
 use crate::values::blind_index::{self, BlindIndex};
 use crate::values::columns::{jsonb_envelope_of, text_envelope_datum, KeyOutput};
@@ -54,8 +55,16 @@ COMMENT ON FUNCTION protect_row() IS
 
 v1_function_info!(pg_finfo_akko_protect_row);
 
+/// Protected tables whose specs a session keeps at most; one more starts over.
+const MAX_CACHED_TABLES: usize = 1024;
+
+/// The specs are dropped table by table, by relcache invalidation (`forget_table`), not by a
+/// generation: this one never moves.
+const SPEC_GENERATION: u64 = 0;
+
 thread_local! {
-    static TABLES: RefCell<HashMap<pg_sys::Oid, Rc<TableSpec>>> = RefCell::new(HashMap::new());
+    static TABLES: RefCell<SessionCache<pg_sys::Oid, Rc<TableSpec>>> =
+        const { RefCell::new(SessionCache::new(MAX_CACHED_TABLES)) };
 }
 
 pub fn init() {
@@ -74,7 +83,7 @@ unsafe extern "C-unwind" fn forget_table(_arg: pg_sys::Datum, relid: pg_sys::Oid
         if relid == pg_sys::InvalidOid {
             tables.clear();
         } else {
-            tables.remove(&relid);
+            tables.forget(&relid);
         }
     });
 }
@@ -570,14 +579,10 @@ unsafe fn load_spec(relation: pg_sys::Relation) -> TableSpec {
 }
 
 pub unsafe fn table_spec(relation: pg_sys::Relation) -> Rc<TableSpec> {
-    let relid = (*relation).rd_id;
-    if let Some(spec) = TABLES.with(|t| t.borrow().get(&relid).cloned()) {
-        return spec;
-    }
-    // On its first write to the table in the session, which may be under any search_path.
-    let spec = Rc::new(sql::pinned(|| load_spec(relation)));
-    TABLES.with(|t| t.borrow_mut().insert(relid, spec.clone()));
-    spec
+    // Loaded on the session's first write to the table, which may be under any search_path.
+    get_or_load(&TABLES, SPEC_GENERATION, &(*relation).rd_id, || {
+        Rc::new(sql::pinned(|| load_spec(relation)))
+    })
 }
 
 /// A row's place in its table: block and offset.

@@ -40,8 +40,14 @@ CREATE ROLE akko_runner;
 GRANT USAGE ON SCHEMA akko_test TO akko_runner;
 SELECT akko_crypt.grant_privilege('protect', 'akko_runner') AS granted;
 SET ROLE akko_runner;
-SELECT regexp_replace(akko_test.error_of(format('SELECT akko_crypt.migrate_step(%s)', :run)), '\d+', 'N', 'g') AS other_role;
+SELECT regexp_replace(akko_test.error_of(format('SELECT akko_crypt.migrate_step(%s)', :run)), '\d+', 'N', 'g') AS not_the_owner;
 RESET ROLE;
+-- Not even the table's owner (here for the moment) drives a run another role started.
+ALTER TABLE pairs OWNER TO akko_runner;
+SET ROLE akko_runner;
+SELECT regexp_replace(akko_test.error_of(format('SELECT akko_crypt.migrate_step(%s)', :run)), '\d+', 'N', 'g') AS owner_not_runner;
+RESET ROLE;
+ALTER TABLE pairs OWNER TO postgres;
 SELECT regexp_replace(akko_test.error_of(format('SELECT akko_crypt.reencrypt_step(%s)', :run)), '\d+', 'N', 'g') AS other_job;
 SELECT akko_test.error_of('SELECT akko_crypt.migrate_step(0)') AS no_run;
 -- The next call resumes it (this backend's own run) and seals both columns.
@@ -82,6 +88,54 @@ CALL akko_crypt.migrate('staff_more');
 SELECT job, tbl, resumed, sealed, finished_at IS NOT NULL AS finished
 FROM akko_crypt.batch_runs WHERE tbl = 'staff_more'::regclass;
 
+-- A rewrite of the table between two batches (VACUUM FULL, CLUSTER) moves its rows: the
+-- pass walks again from block 0.
+SELECT akko_crypt.add_class('notes') AS added;
+CREATE TABLE vault_notes (id int PRIMARY KEY, v bytea);
+INSERT INTO vault_notes SELECT i, akko_crypt.seal_pii(jsonb_build_object('id', i), 'notes') FROM generate_series(1, 3000) AS i;
+ANALYZE vault_notes;
+SELECT akko_crypt.rotate_key('notes') > 0 AS rotated;
+SELECT akko_crypt.reencrypt_start('vault_notes'::regclass, 'v', 200, NULL) AS run \gset
+SELECT akko_crypt.reencrypt_step(:run) IS NULL AS goes_on;
+SELECT akko_crypt.reencrypt_step(:run) IS NULL AS goes_on;
+SELECT akko_crypt.reencrypt_step(:run) IS NULL AS goes_on;
+SELECT next_block AS walked_before FROM akko_crypt.batch_runs WHERE id = :run \gset
+VACUUM FULL vault_notes;
+SELECT akko_crypt.reencrypt_step(:run) IS NULL AS goes_on;
+SELECT next_block < :walked_before AS walks_again_from_block_0 FROM akko_crypt.batch_runs WHERE id = :run;
+CALL akko_crypt.reencrypt('vault_notes', 'v');
+SELECT count(*) FILTER (WHERE get_byte(v, 9) = (SELECT version FROM akko_crypt.keyring
+                                                 WHERE class = 'notes' AND state = 'active')) AS under_the_active_version
+FROM vault_notes;
+
+-- A context expression runs as the table's owner: a member of the owner gives one, and the
+-- run refuses to go on once that role is no longer a member (42501).
+CREATE ROLE akko_note_owners;
+CREATE ROLE akko_note_keeper IN ROLE akko_note_owners;
+ALTER TABLE vault_notes OWNER TO akko_note_owners;
+GRANT SELECT, UPDATE ON vault_notes TO akko_note_keeper;
+GRANT USAGE ON SCHEMA akko_test TO akko_note_keeper;
+SELECT akko_crypt.grant_privilege('seal', 'akko_note_keeper', 'notes') AND
+       akko_crypt.grant_privilege('open', 'akko_note_keeper', 'notes') AS granted;
+SELECT akko_crypt.rotate_key('notes') > 0 AS rotated;
+SET ROLE akko_note_keeper;
+SELECT akko_crypt.reencrypt_start('vault_notes'::regclass, 'v', 200, 'NULL::bytea') AS run \gset
+SELECT akko_crypt.reencrypt_step(:run) IS NULL AS goes_on;
+RESET ROLE;
+REVOKE akko_note_owners FROM akko_note_keeper;
+SET ROLE akko_note_keeper;
+SELECT akko_test.error_of(format('SELECT akko_crypt.reencrypt_step(%s)', :run)) AS no_longer_a_member;
+RESET ROLE;
+ALTER TABLE vault_notes OWNER TO postgres;
+SELECT akko_crypt.revoke_privilege('seal', 'akko_note_keeper', 'notes') AND
+       akko_crypt.revoke_privilege('open', 'akko_note_keeper', 'notes') AS revoked;
+REVOKE ALL ON vault_notes FROM akko_note_keeper;
+REVOKE USAGE ON SCHEMA akko_test FROM akko_note_keeper;
+DROP ROLE akko_note_keeper, akko_note_owners;
+-- The unfinished run is taken over by the next call, which derives the context again.
+CALL akko_crypt.reencrypt('vault_notes', 'v');
+SELECT resumed, finished_at IS NOT NULL AS finished, context FROM akko_crypt.batch_runs WHERE id = :run;
+
 -- status() shows every job's latest run in one shape.
 SELECT r ->> 'job' AS job, r ->> 'table' AS tbl, r ->> 'column' AS col, r ->> 'state' AS state,
        r ->> 'sealed' AS sealed, (SELECT array_agg(k ORDER BY k) FROM jsonb_object_keys(r) AS k) AS shape
@@ -94,4 +148,4 @@ SELECT akko_crypt.revoke_privilege('protect', 'akko_runner') AS revoked;
 REVOKE USAGE ON SCHEMA akko_test FROM akko_runner;
 DROP ROLE akko_runner;
 SELECT dblink_disconnect('other');
-DROP TABLE staff, pairs, staff_more;
+DROP TABLE staff, pairs, staff_more, vault_notes;

@@ -176,3 +176,39 @@ SELECT akko_crypt.revoke_privilege('seal', 'akko_app') AND akko_crypt.revoke_pri
 DROP ROLE akko_nobody;
 DROP ROLE akko_app;
 REVOKE USAGE ON SCHEMA akko_test FROM PUBLIC;
+
+-- What a session caches of the keyring and the privileges outlives a transaction only if it
+-- was read after the last change the session took in. A repeatable-read transaction reads
+-- with its first snapshot; when another session rotates a key or revokes a privilege
+-- meanwhile, the transaction's next lock takes in the change but its reads still see the
+-- old rows. The next transaction reads them again: it seals under the new version (a
+-- session sealed under the version rotated out until the next change, before) and no longer
+-- opens.
+SELECT dblink_connect('rotator', format('dbname=%s host=%s port=%s user=postgres', current_database(),
+                                        current_setting('unix_socket_directories'), current_setting('port'))) AS connected;
+SELECT * FROM dblink('rotator', $$SELECT set_config('akko_crypt.key', '000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f', false) IS NOT NULL$$)
+    AS t(loaded boolean);
+SELECT akko_crypt.add_class('probe') AS added;
+CREATE ROLE akko_prober;
+GRANT USAGE ON SCHEMA akko_test TO akko_prober;
+SELECT akko_crypt.grant_privilege('seal', 'akko_prober', 'probe') AND
+       akko_crypt.grant_privilege('open', 'akko_prober', 'probe') AS granted;
+CREATE TABLE akko_test.probes (n int, v bytea);
+GRANT SELECT, INSERT ON akko_test.probes TO akko_prober;
+SET ROLE akko_prober;
+INSERT INTO akko_test.probes VALUES (1, akko_crypt.seal_pii('{"n": 1}', 'probe'));
+BEGIN ISOLATION LEVEL REPEATABLE READ;
+SELECT count(*) AS before_the_change FROM akko_test.probes;
+SELECT * FROM dblink('rotator', $$SELECT akko_crypt.rotate_key('probe')$$) AS t(version int);
+SELECT * FROM dblink('rotator', $$SELECT akko_crypt.revoke_privilege('open', 'akko_prober', 'probe')$$) AS t(revoked boolean);
+INSERT INTO akko_test.probes SELECT 2, akko_crypt.seal_pii('{"n": 2}', 'probe');
+COMMIT;
+INSERT INTO akko_test.probes VALUES (3, akko_crypt.seal_pii('{"n": 3}', 'probe'));
+SELECT n, get_byte(v, 9) AS key_version FROM akko_test.probes ORDER BY n;
+SELECT akko_test.error_of($$SELECT akko_crypt.open_pii(v) FROM akko_test.probes WHERE n = 3$$) AS after_the_revoke;
+RESET ROLE;
+SELECT dblink_disconnect('rotator');
+SELECT akko_crypt.revoke_privilege('seal', 'akko_prober', 'probe') AS revoked;
+DROP TABLE akko_test.probes;
+REVOKE USAGE ON SCHEMA akko_test FROM akko_prober;
+DROP ROLE akko_prober;

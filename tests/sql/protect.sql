@@ -171,3 +171,34 @@ WHERE table_schema = 'Bank' AND table_name = 'Customers' ORDER BY ordinal_positi
 SELECT id, dob, email FROM "Bank"."Customers" ORDER BY id;
 SELECT id, pii FROM events ORDER BY id;
 SELECT id, dob, email FROM "Bank"."Customers_decrypted" ORDER BY id;
+
+-- The trigger keeps one spec per protected table a session writes to (hashed past eight):
+-- a table's DDL drops its spec alone, and every table goes on sealing by its own spec.
+DO $$ BEGIN
+    FOR i IN 1..10 LOOP
+        EXECUTE format('CREATE TABLE spec_%s (id int PRIMARY KEY, v text)', i);
+        PERFORM akko_crypt.protect(format('spec_%s', i)::regclass, 'v', mode => 'text');
+        EXECUTE format('INSERT INTO spec_%1$s VALUES (1, %1$L)', i);
+    END LOOP;
+END $$;
+ALTER TABLE spec_3 ADD COLUMN w text;
+SELECT akko_crypt.protect('spec_3', 'w', mode => 'text');
+DO $$ BEGIN
+    FOR i IN 1..10 LOOP
+        EXECUTE format('INSERT INTO spec_%1$s (id, v) VALUES (2, %1$L)', i);
+    END LOOP;
+END $$;
+INSERT INTO spec_3 VALUES (3, '3', 'w3');
+CREATE TEMP TABLE spec_check (tbl int, id int, v text, in_clear boolean);
+DO $$ BEGIN
+    FOR i IN 1..10 LOOP
+        EXECUTE format($q$INSERT INTO spec_check SELECT %1$s, id, akko_crypt.open_text(akko_crypt.envelope_from_text(v)),
+                                                  NOT starts_with(v, '$akko:') FROM spec_%1$s$q$, i);
+    END LOOP;
+END $$;
+SELECT tbl, string_agg(v, ',' ORDER BY id) AS opened, bool_or(in_clear) AS any_in_clear
+FROM spec_check GROUP BY tbl ORDER BY tbl;
+-- The new column, known only to the spec loaded again after the DDL, is sealed too.
+SELECT akko_crypt.open_text(akko_crypt.envelope_from_text(w)) AS w, starts_with(w, '$akko:') AS sealed
+FROM spec_3 WHERE id = 3;
+DROP TABLE spec_check, spec_1, spec_2, spec_3, spec_4, spec_5, spec_6, spec_7, spec_8, spec_9, spec_10;
