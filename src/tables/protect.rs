@@ -658,7 +658,7 @@ fn migrate_batch(table: &Table, range: Option<(i64, i64)>) -> i64 {
     touched
 }
 
-/// How many rows blocks [first, end) of the table hold (just read by the batch's UPDATE).
+/// How many rows blocks [first, end) of the table hold.
 fn rows_in_blocks(table: &Table, first: i64, end: i64) -> i64 {
     table
         .as_owner(|| {
@@ -1148,12 +1148,13 @@ fn migrate_step(args: &Args) -> Option<i64> {
     let migrating = registry::columns_of(table.oid).iter().any(|p| p.migrating);
     let blocks = if migrating { table.blocks() } else { 0 };
     let finished = run.advance(blocks, |first_block, end_block| {
-        let touched = migrate_batch(&table, Some((first_block, end_block)));
+        // Sized by the rows the range holds, not the few it found to seal (a range the
+        // trigger sealed already would double the next one every time), counted before the
+        // batch moves them: the new versions of a full page's rows go to other pages.
+        let rows = rows_in_blocks(&table, first_block, end_block);
         Batch {
-            // Sized by the rows the range holds, not the few it found to seal: a range
-            // the trigger sealed already would otherwise double the next one every time.
-            rows: rows_in_blocks(&table, first_block, end_block),
-            sealed: touched,
+            rows,
+            sealed: migrate_batch(&table, Some((first_block, end_block))),
             ..Batch::default()
         }
     });

@@ -13,7 +13,11 @@ CREATE TABLE staff (id int PRIMARY KEY, ssn text NOT NULL);
 INSERT INTO staff SELECT i, lpad(i::text, 9, '0') FROM generate_series(1, 5000) AS i;
 ANALYZE staff;
 SELECT akko_crypt.protect('staff', 'ssn', migrate => false);
+SELECT reltuples / relpages AS rows_per_block FROM pg_class WHERE oid = 'staff'::regclass \gset
 CALL akko_crypt.migrate('staff', batch_size => 500);
+-- Each batch holds about 500 rows: the last one's blocks did not grow past twice that.
+SELECT blocks_per_batch * :rows_per_block BETWEEN 250 AND 1000 AS batches_of_about_500_rows
+FROM akko_crypt.batch_runs WHERE tbl = 'staff'::regclass;
 SELECT job, tbl, col, pass, next_block = table_blocks AS walked_to_end, sealed, resumed,
        finished_at IS NOT NULL AS finished
 FROM akko_crypt.batch_runs WHERE tbl = 'staff'::regclass;
