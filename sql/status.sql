@@ -60,7 +60,10 @@ SELECT jsonb_build_object(
                       'table_blocks', r.table_blocks, 'sealed', r.sealed,
                       'cannot_be_opened', r.pass_unreadable, 'not_sealed', r.pass_not_sealed)
                       ORDER BY r.job, r.tbl::text, r.col), '[]')
+                  -- A dropped table's runs and registry rows (removed by the next protect,
+                  -- unprotect or view change) describe nothing that exists.
                   FROM (SELECT DISTINCT ON (job, tbl, col) * FROM akko_crypt.batch_runs
+                        WHERE EXISTS (SELECT FROM pg_class c WHERE c.oid = tbl)
                         ORDER BY job, tbl, col, id DESC) r),
     'protected_columns', (SELECT coalesce(jsonb_agg(jsonb_build_object(
                       'table', p.tbl::text, 'column', p.col, 'class', p.class, 'mode', p.mode,
@@ -83,7 +86,8 @@ SELECT jsonb_build_object(
                           'missing'),
                       'protected_at', p.protected_at, 'migrated_at', p.migrated_at)
                       ORDER BY p.tbl::text, p.col), '[]')
-                  FROM akko_crypt.protected_columns p),
+                  FROM akko_crypt.protected_columns p
+                  WHERE EXISTS (SELECT FROM pg_class c WHERE c.oid = p.tbl)),
     -- Tables whose trigger and registry disagree on what they protect (a table restored from a
     -- table-level or schema-only dump): nothing is written to them until restore_protection.
     'incomplete_protection', (SELECT coalesce(jsonb_agg(jsonb_build_object(

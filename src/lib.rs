@@ -46,10 +46,12 @@ pub extern "C-unwind" fn _PG_init() {
     keys::custody::init();
     extension::init();
     privileges::init();
-    keys::lifecycle::init();
+    keys::status::init();
     hooks::log_redaction::init();
     keys::vault::init();
     hooks::parallel::init();
+    tables::type_io::init();
+    tables::spec::init();
     tables::trigger::init();
     tables::lookups::init();
     // SAFETY: the prefix is a static C string; called once from _PG_init, after akko_crypt's

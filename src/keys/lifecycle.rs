@@ -1,27 +1,27 @@
 //! The operator's key lifecycle: rotate, retire, destroy, forget a subject, move to a new
-//! root, unlock, and the status report. A data key goes
+//! root, unlock and lock. A data key goes
 //! active -> decrypt_only (rotate_key) -> retired (retire_key) -> destroyed (destroy_key).
 //! Each needs akko_crypt's admin privilege (unlock needs unlock); none is executable by
 //! PUBLIC. README.md, "Roles", has the model.
 
 use std::time::Duration;
 
-use akko_crypt_core::{ClassName, RootKey, SEALS_PER_SUBKEY};
+use akko_crypt_core::{ClassName, RootKey};
 use pgrx::prelude::*;
-use pgrx::{GucContext, GucFlags, GucRegistry, GucSetting, JsonB};
 
 use crate::errors::{self, raise, Error};
 use crate::extension::{announce_change, as_owner, audit};
 use crate::keys::keyring::{new_wrapped_key, require_keyring_root};
-use crate::pg::spi::{first_row, read_one};
+use crate::pg::spi::first_row;
 use crate::privileges::{self, Privilege};
-use crate::{hooks::log_redaction, keys::classes, keys::custody, keys::keyring, keys::vault};
+use crate::{
+    hooks::log_redaction, keys::classes, keys::custody, keys::keyring, keys::subjects, keys::vault,
+};
 
 extension_sql!(
     r#"
 REVOKE ALL ON FUNCTION rotate_key(text), retire_key(text, integer, boolean),
-    destroy_key(text, integer, boolean), forget_subject(text), rewrap(text), unlock(), status(),
-    add_class(text), hash_subject_names()
+    destroy_key(text, integer, boolean), forget_subject(text), rewrap(text), unlock(), add_class(text)
     FROM PUBLIC;
 -- lock() only ever drops the caller's own session key.
 GRANT EXECUTE ON FUNCTION lock() TO PUBLIC;
@@ -37,31 +37,11 @@ GRANT USAGE ON SCHEMA akko_crypt TO PUBLIC;
         forget_subject,
         rewrap,
         unlock,
-        status,
         lock,
         add_class,
-        hash_subject_names,
         "keyring"
     ]
 );
-
-/// 90 days, in minutes (the parameter's unit).
-const DEFAULT_ROTATION_INTERVAL_MINUTES: i32 = 90 * 24 * 60;
-static ROTATION_INTERVAL: GucSetting<i32> =
-    GucSetting::<i32>::new(DEFAULT_ROTATION_INTERVAL_MINUTES);
-
-pub fn init() {
-    GucRegistry::define_int_guc(
-        c"akko_crypt.rotation_interval",
-        c"How long a data key may stay active before akko_crypt.status() reports its rotation overdue.",
-        c"Policy only: nothing rotates by itself. Set it per database with ALTER DATABASE ... SET.",
-        &ROTATION_INTERVAL,
-        60,
-        i32::MAX,
-        GucContext::Suset,
-        GucFlags::UNIT_MIN,
-    );
-}
 
 fn key_state(class: ClassName<'_>, version: i32) -> Option<String> {
     keyring::lock_for_writes();
@@ -208,7 +188,7 @@ fn destroy_key(class: &str, version: i32, force: default!(bool, false)) {
 #[pg_extern(volatile, parallel_unsafe)]
 fn forget_subject(subject: &str) -> bool {
     privileges::require(Privilege::Admin, None);
-    let forgotten = keyring::forget_subject(subject.as_bytes());
+    let forgotten = subjects::forget_subject(subject.as_bytes());
     let detail = forgotten.map(|id| {
         let id: String = id.iter().map(|b| format!("{b:02x}")).collect();
         format!("subject id {id}")
@@ -259,27 +239,6 @@ fn unlock() -> String {
     );
     audit("unlock", None, None, Some(&detail), "ok");
     fingerprint.to_string()
-}
-
-/// The security officer's report: cipher, this session's key, the rotation policy, and
-/// every key version of every class with its state and age.
-#[pg_extern(stable, parallel_unsafe)]
-fn status() -> JsonB {
-    privileges::require(Privilege::Admin, None);
-    let fingerprint = custody::fingerprint().map(|f| f.to_string());
-    let source = custody::source();
-    as_owner(|| {
-        read_one::<JsonB>(
-            "build the status report",
-            include_str!("../../sql/status.sql"),
-            &[
-                fingerprint.into(),
-                source.into(),
-                i64::from(SEALS_PER_SUBKEY).into(),
-            ],
-        )
-    })
-    .unwrap_or_else(|| raise(Error::ExtensionMissing))
 }
 
 /// Adds a data class; returns false if it already existed. Its first key version is

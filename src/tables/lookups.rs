@@ -15,7 +15,8 @@ use crate::pg::datum::{bytea_datum, Args};
 use crate::pg::sql;
 use crate::privileges::{self, Privilege};
 use crate::tables::registry;
-use crate::tables::trigger::{relation_name, table_spec, ColumnMode, Lookup, OriginalType};
+use crate::tables::spec::{relation_name, table_spec, ColumnMode};
+use crate::tables::type_io::{Lookup, OriginalType};
 use crate::values::blind_index::{self, BlindIndex};
 use crate::values::sealing::{text_as_utf8, value_class};
 

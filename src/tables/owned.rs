@@ -13,7 +13,7 @@ use crate::privileges::{self, Privilege};
 /// would no longer be sealed (see `restore_protection`).
 pub fn protectable(tbl: pg_sys::Oid) -> Table {
     let table = owned_protectable(tbl);
-    match crate::tables::trigger::disagreements(tbl) {
+    match crate::tables::spec::disagreements(tbl) {
         Some(columns) if !columns.is_empty() => raise(Error::ProtectionIncomplete {
             table: &table.name,
             columns: &columns,
@@ -25,4 +25,15 @@ pub fn protectable(tbl: pg_sys::Oid) -> Table {
 pub fn owned_protectable(tbl: pg_sys::Oid) -> Table {
     privileges::require(Privilege::Protect, None);
     Table::owned(tbl)
+}
+
+/// The migration seals the table's values as its owner (see `sql::as_table_owner`), so the
+/// owner needs `seal` on the class; said before anything changes.
+pub fn require_owner_seals(table: &Table, class: akko_crypt_core::ClassName<'_>) {
+    if !privileges::held_by(table.owner, Privilege::Seal, Some(class)) {
+        raise(Error::OwnerMayNotSeal {
+            table: &table.sql,
+            class: class.as_str(),
+        });
+    }
 }

@@ -8,18 +8,14 @@
 //! under the column's class, bound to this row if the column binds values, and hold a
 //! valid value of the column's type; so only a role that may open the class can write one,
 //! and nothing shaped like an envelope is ever stored unopened. What each table protects is
-//! read from `akko_crypt.protected_columns` once per backend and kept until a relcache
-//! invalidation of the table (protect and unprotect recreate the trigger, which sends one),
-//! so a row costs no catalog query.
+//! its spec (`spec`), read once per session.
 
-use std::cell::{Cell, RefCell, UnsafeCell};
+use std::cell::RefCell;
 use std::collections::HashMap;
-use std::ffi::{c_char, CStr, CString};
-use std::rc::Rc;
+use std::ffi::CString;
 
 use akko_crypt_core::column::{
-    envelope_in_text, jsonb_envelope_text, payload_text, row_context, text_payload, BindingId,
-    Normalization, BLIND_INDEX_LEN,
+    envelope_in_text, jsonb_envelope_text, payload_text, row_context, text_payload, BLIND_INDEX_LEN,
 };
 use akko_crypt_core::envelope::MAGIC;
 use akko_crypt_core::{ClassName, Envelope};
@@ -28,18 +24,18 @@ use pgrx::prelude::*;
 use zeroize::Zeroizing;
 
 use crate::errors::{self, raise, Error};
-use crate::pg::datum::{bytea_datum, c_bytes_mut, datum_bytes, Wiped};
-use crate::pg::encoding::database_is_utf8;
-use crate::pg::settings::with_settings;
-use crate::pg::sql;
+use crate::pg::datum::{bytea_datum, datum_bytes, Wiped};
+use crate::pg::spi::read_row;
+use crate::pg::sql::{run, Table};
 use crate::privileges::{self, Privilege};
-use crate::session_cache::{get_or_load, SessionCache};
-use crate::tables::registry::{self, Mode};
+use crate::tables::registry;
+use crate::tables::spec::{table_spec, Carrier, ColumnMode, ColumnSpec, TableSpec};
+use crate::tables::type_io::{to_server_cstring, OriginalType, ValueText};
 use crate::values::blind_index::{self, BlindIndex};
 use crate::values::columns::{jsonb_envelope_of, text_envelope_datum, KeyOutput};
 use crate::values::sealing::{
     open_just_sealed, open_to_buffer, plaintext_input, seal_written_to_varlena, server_jsonb_in,
-    text_as_utf8, value_class, JsonText, ServerText,
+    text_as_utf8, value_class, JsonText,
 };
 
 extension_sql!(
@@ -55,534 +51,10 @@ COMMENT ON FUNCTION protect_row() IS
 
 v1_function_info!(pg_finfo_akko_protect_row);
 
-/// Protected tables whose specs a session keeps at most; one more starts over.
-const MAX_CACHED_TABLES: usize = 1024;
-
-/// The specs are dropped table by table, by relcache invalidation (`forget_table`), not by a
-/// generation: this one never moves.
-const SPEC_GENERATION: u64 = 0;
-
-thread_local! {
-    static TABLES: RefCell<SessionCache<pg_sys::Oid, Rc<TableSpec>>> =
-        const { RefCell::new(SessionCache::new(MAX_CACHED_TABLES)) };
-}
-
 pub fn init() {
-    // SAFETY: registered once, from _PG_init; both callbacks have the C ABI PostgreSQL calls
-    // them with.
-    unsafe {
-        pg_sys::CacheRegisterRelcacheCallback(Some(forget_table), pg_sys::Datum::from(0));
-        pg_sys::RegisterXactCallback(Some(at_transaction_end), std::ptr::null_mut());
-    }
-}
-
-#[pg_guard]
-unsafe extern "C-unwind" fn forget_table(_arg: pg_sys::Datum, relid: pg_sys::Oid) {
-    TABLES.with(|t| {
-        let mut tables = t.borrow_mut();
-        if relid == pg_sys::InvalidOid {
-            tables.clear();
-        } else {
-            tables.forget(&relid);
-        }
-    });
-}
-
-/// How a type's I/O function is looked up.
-pub enum Lookup {
-    /// Once per transaction, in the table spec's memory of that transaction: what the
-    /// function keeps in `fn_extra` (an array's element I/O, a domain's constraints) serves
-    /// the transaction's later values. For the table specs, which every row of every
-    /// statement uses.
-    PerTransaction(Rc<SpecMemory>),
-    /// For every call, in the current memory context: for a type used once.
-    PerCall,
-}
-
-/// The memory a table spec's cached functions keep their state in: a child of
-/// TopTransactionContext made by the first call of a transaction, which goes with the
-/// transaction, or earlier with the spec (a spec made again at every invalidation of its
-/// table within one long transaction would otherwise pile up its domains' state there).
-#[derive(Default)]
-pub struct SpecMemory(Cell<Option<(u64, pg_sys::MemoryContext)>>);
-
-impl SpecMemory {
-    /// This transaction's context.
-    unsafe fn current(&self) -> pg_sys::MemoryContext {
-        let transaction = transaction_number();
-        match self.0.get() {
-            Some((made_in, memory)) if made_in == transaction => memory,
-            _ => {
-                let memory = pg_sys::AllocSetContextCreateInternal(
-                    pg_sys::TopTransactionContext,
-                    c"akko_crypt table spec".as_ptr(),
-                    pg_sys::ALLOCSET_SMALL_MINSIZE as usize,
-                    pg_sys::ALLOCSET_SMALL_INITSIZE as usize,
-                    pg_sys::ALLOCSET_SMALL_MAXSIZE as usize,
-                );
-                self.0.set(Some((transaction, memory)));
-                memory
-            }
-        }
-    }
-}
-
-impl Drop for SpecMemory {
-    fn drop(&mut self) {
-        // A context of an earlier transaction went with it: the transaction number moves on
-        // (at_transaction_end) before PostgreSQL frees the transaction's memory.
-        if let Some((made_in, memory)) = self.0.get() {
-            if made_in == transaction_number() {
-                // SAFETY: the context was made by this spec in this transaction (checked just
-                // above), so TopTransactionContext still holds it and nothing else deletes it.
-                unsafe { pg_sys::MemoryContextDelete(memory) }
-            }
-        }
-    }
-}
-
-/// A type's input or output function, and the FmgrInfo its calls take.
-struct TypeFunction {
-    oid: pg_sys::Oid,
-    lookup: Lookup,
-    /// The FmgrInfo looked up in the transaction of that number (`transaction_number`).
-    cached: UnsafeCell<Option<(u64, pg_sys::FmgrInfo)>>,
-    /// Whether a call through `cached` is running. What `fn_extra` holds belongs to one call
-    /// at a time: a nested one (a domain CHECK that writes to the same table) gets an
-    /// FmgrInfo of its own, as PL/pgSQL's cast cache does.
-    in_use: Cell<bool>,
-}
-
-/// Marks a TypeFunction's cached FmgrInfo free again when its call returns or unwinds.
-struct InUse<'a>(&'a Cell<bool>);
-
-impl Drop for InUse<'_> {
-    fn drop(&mut self) {
-        self.0.set(false);
-    }
-}
-
-impl TypeFunction {
-    fn new(oid: pg_sys::Oid, lookup: Lookup) -> TypeFunction {
-        TypeFunction {
-            oid,
-            lookup,
-            cached: UnsafeCell::new(None),
-            in_use: Cell::new(false),
-        }
-    }
-
-    /// Runs `call` with the function's FmgrInfo.
-    unsafe fn call<R>(&self, call: impl FnOnce(*mut pg_sys::FmgrInfo) -> R) -> R {
-        let memory = match &self.lookup {
-            Lookup::PerTransaction(memory) if !self.in_use.get() => memory,
-            _ => {
-                let mut info = std::mem::zeroed::<pg_sys::FmgrInfo>();
-                pg_sys::fmgr_info(self.oid, &mut info);
-                return call(&mut info);
-            }
-        };
-        let transaction = transaction_number();
-        // No reference into `cached` is held while `call` runs: a nested call sees `in_use`.
-        let cached = &mut *self.cached.get();
-        let info: *mut pg_sys::FmgrInfo = match cached {
-            Some((looked_up_in, info)) if *looked_up_in == transaction => info,
-            _ => {
-                let mut info = std::mem::zeroed::<pg_sys::FmgrInfo>();
-                pg_sys::fmgr_info_cxt(self.oid, &mut info, memory.current());
-                &mut cached.insert((transaction, info)).1
-            }
-        };
-        self.in_use.set(true);
-        let _in_use = InUse(&self.in_use);
-        call(info)
-    }
-}
-
-thread_local! {
-    /// Counts the backend's transactions, so that an FmgrInfo cached in one transaction's
-    /// memory is never used in the next.
-    static TRANSACTIONS: Cell<u64> = const { Cell::new(0) };
-}
-
-fn transaction_number() -> u64 {
-    TRANSACTIONS.with(Cell::get)
-}
-
-/// The type a bytea- or text-mode column had before it was protected: plaintext written to
-/// it is checked and normalised by that type's input and output functions, looked up once.
-pub struct OriginalType {
-    pub name: String,
-    oid: pg_sys::Oid,
-    typmod: i32,
-    input: TypeFunction,
-    io_param: pg_sys::Oid,
-    output: TypeFunction,
-    /// json and jsonb values (or a domain over them) are sealed as the document itself,
-    /// others as a JSON string.
-    json: bool,
-    /// text and unconstrained varchar: the text as written is the canonical text.
-    verbatim: bool,
-    /// Dates, times and intervals print by DateStyle, IntervalStyle and TimeZone, floats by
-    /// extra_float_digits, and arrays, ranges and composites by their elements: they are
-    /// sealed under fixed settings (ISO dates in UTC, every float digit), which every
-    /// session reads back whatever its own.
-    styled: bool,
-    /// Of those, the ones whose text also depends on TimeZone: timestamptz and timetz, and
-    /// arrays, ranges and composites, which may hold them. A date needs no switch in a
-    /// session whose time zone is not UTC.
-    zoned: bool,
-}
-
-impl OriginalType {
-    /// `lookup` makes how each of its two functions is looked up.
-    pub unsafe fn of(oid: pg_sys::Oid, typmod: i32, lookup: impl Fn() -> Lookup) -> OriginalType {
-        let (mut input, mut io_param, mut output, mut is_varlena) = (
-            pg_sys::InvalidOid,
-            pg_sys::InvalidOid,
-            pg_sys::InvalidOid,
-            false,
-        );
-        let (mut category, mut preferred) = (0 as c_char, false);
-        pg_sys::getTypeInputInfo(oid, &mut input, &mut io_param);
-        pg_sys::getTypeOutputInfo(oid, &mut output, &mut is_varlena);
-        pg_sys::get_type_category_preferred(oid, &mut category, &mut preferred);
-        let base = pg_sys::getBaseType(oid);
-        let containers = [
-            pg_sys::TYPCATEGORY_ARRAY,
-            pg_sys::TYPCATEGORY_RANGE,
-            pg_sys::TYPCATEGORY_COMPOSITE,
-        ];
-        let category = category as u8;
-        OriginalType {
-            name: sql::type_display(oid, typmod),
-            oid,
-            typmod,
-            input: TypeFunction::new(input, lookup()),
-            io_param,
-            output: TypeFunction::new(output, lookup()),
-            json: base == pg_sys::JSONBOID || base == pg_sys::JSONOID,
-            verbatim: oid == pg_sys::TEXTOID || (oid == pg_sys::VARCHAROID && typmod < 0),
-            styled: category == pg_sys::TYPCATEGORY_DATETIME
-                || category == pg_sys::TYPCATEGORY_TIMESPAN
-                || containers.contains(&category)
-                || [pg_sys::FLOAT4OID, pg_sys::FLOAT8OID].contains(&base),
-            zoned: containers.contains(&category)
-                || [pg_sys::TIMESTAMPTZOID, pg_sys::TIMETZOID].contains(&base),
-        }
-    }
-
-    /// The type a reader parses this one's text as, without running a domain's CHECK (see
-    /// `sql::reader_type`), where that is another type; for one call.
-    pub unsafe fn without_domains(&self, column: &str, table: &str) -> Option<OriginalType> {
-        let (oid, typmod) = sql::reader_type(self.oid, self.typmod).unwrap_or_else(|| {
-            raise(Error::UnreadableType {
-                column,
-                table,
-                type_name: &self.name,
-            })
-        });
-        (oid != self.oid).then(|| OriginalType::of(oid, typmod, || Lookup::PerCall))
-    }
-
-    /// The value's text as its type writes it, from text as a user wrote it. Errors name
-    /// the column and type, never the value.
-    pub fn canonical_text<'t>(&self, column: &str, utf8: &'t str) -> ValueText<'t> {
-        if utf8.contains('\0') {
-            raise(Error::PlaintextNotUtf8);
-        }
-        if self.verbatim {
-            return ValueText::Borrowed(utf8);
-        }
-        // SAFETY: server is a NUL-terminated copy that lives until after the input function
-        // returns; info is this type's input function, called with its own I/O parameter and
-        // the column's typmod, and the datum it returns is of this type, as text_of needs.
-        unsafe {
-            let server = to_server_cstring(utf8);
-            let value = plaintext_input(
-                || {
-                    self.input.call(|info| {
-                        let text = server.as_ptr().cast_mut().cast();
-                        pg_sys::InputFunctionCall(info, text, self.io_param, self.typmod)
-                    })
-                },
-                |code| {
-                    raise(Error::InvalidProtectedValue {
-                        column,
-                        type_name: &self.name,
-                        sqlstate: errors::sqlstate_of(code),
-                    })
-                },
-            );
-            drop(server);
-            self.text_of(value)
-        }
-    }
-
-    /// A value of this type as its output function writes it under fixed settings (see
-    /// `styled`), as UTF-8: its canonical text.
-    ///
-    /// # Safety
-    /// `value` is a datum of this type, alive for the call.
-    pub unsafe fn text_of<'t>(&self, value: pg_sys::Datum) -> ValueText<'t> {
-        let output = if self.styled && !fixed_settings_in_effect(self.zoned) {
-            with_settings(
-                &[
-                    (c"datestyle", c"ISO, YMD"),
-                    (c"intervalstyle", c"postgres"),
-                    (c"extra_float_digits", c"1"),
-                    (c"timezone", c"UTC"),
-                ],
-                || {
-                    self.output
-                        .call(|info| pg_sys::OutputFunctionCall(info, value))
-                },
-            )
-        } else {
-            self.output
-                .call(|info| pg_sys::OutputFunctionCall(info, value))
-        };
-        from_server_cstring(output)
-    }
-}
-
-/// A value's text: borrowed (a canonical text that is the text as written), a copy of its
-/// own (unescaped from JSON), or as its type's output function printed it; the last two are
-/// wiped when they go.
-pub enum ValueText<'t> {
-    Borrowed(&'t str),
-    Owned(Zeroizing<String>),
-    /// Checked to be UTF-8 when it was made (`from_server_cstring`).
-    Printed(ServerText<'t>),
-}
-
-impl std::ops::Deref for ValueText<'_> {
-    type Target = str;
-    fn deref(&self) -> &str {
-        match self {
-            ValueText::Borrowed(text) => text,
-            ValueText::Owned(text) => text,
-            // SAFETY: from_server_cstring checked these bytes, which do not change until
-            // the text is wiped when it goes.
-            ValueText::Printed(text) => unsafe { std::str::from_utf8_unchecked(text.utf8()) },
-        }
-    }
-}
-
-/// Whether DateStyle and IntervalStyle already print ISO, floats print every digit and, for
-/// a type whose text depends on it (`zoned`), the time zone is UTC: then a value needs no
-/// switch, which costs setting changes per value.
-fn fixed_settings_in_effect(zoned: bool) -> bool {
-    // SAFETY: reads settings PostgreSQL keeps in globals on this thread; session_timezone is
-    // checked for NULL before its name is read.
-    unsafe {
-        pg_sys::DateStyle == pg_sys::USE_ISO_DATES as i32
-            && pg_sys::IntervalStyle == pg_sys::INTSTYLE_POSTGRES as i32
-            && pg_sys::extra_float_digits > 0
-            && (!zoned
-                || !pg_sys::session_timezone.is_null()
-                    && CStr::from_ptr(pg_sys::pg_get_timezone_name(pg_sys::session_timezone))
-                        == c"UTC")
-    }
-}
-
-/// A palloc'd, NUL-terminated copy of UTF-8 text in the server encoding, wiped when the
-/// guard goes (the UTF-8 copy at once, if it was converted).
-unsafe fn to_server_cstring<'a>(utf8: &str) -> Wiped<'a> {
-    let copy = pg_sys::palloc(utf8.len() + 1).cast::<u8>();
-    std::ptr::copy_nonoverlapping(utf8.as_ptr(), copy, utf8.len());
-    *copy.add(utf8.len()) = 0;
-    let copy = copy.cast::<c_char>();
-    if database_is_utf8() {
-        return Wiped(std::slice::from_raw_parts_mut(copy.cast(), utf8.len() + 1));
-    }
-    let server = pg_sys::pg_any_to_server(copy, utf8.len() as i32, pg_sys::pg_enc::PG_UTF8 as i32);
-    if server != copy {
-        drop(Wiped(c_bytes_mut(copy)));
-    }
-    let len = CStr::from_ptr(server).to_bytes().len();
-    Wiped(std::slice::from_raw_parts_mut(server.cast(), len + 1))
-}
-
-/// An output function's text as UTF-8, read in place; the palloc'd text is wiped.
-unsafe fn from_server_cstring<'t>(text: *mut c_char) -> ValueText<'t> {
-    let text = ServerText::wrap(text);
-    if std::str::from_utf8(text.utf8()).is_err() {
-        raise(Error::ValueNotUtf8);
-    }
-    ValueText::Printed(text)
-}
-
-pub enum ColumnMode {
-    /// bytea or text mode: the value is its original type's text, sealed as a JSON string.
-    Scalar(OriginalType, Carrier),
-    Jsonb,
-}
-
-/// How a scalar column holds an envelope: as bytea, or as `$akko:` text.
-#[derive(Clone, Copy, PartialEq, Eq)]
-pub enum Carrier {
-    Bytea,
-    Text,
-}
-
-pub struct ColumnSpec {
-    pub name: String,
-    /// Index of the column in the row (attnum - 1).
-    column: usize,
-    pub class: String,
-    pub mode: ColumnMode,
-    pub binding: BindingId,
-    bound_to_row: bool,
-    pub blind_index: Option<BlindIndex>,
-    /// While a column migrates online: the renamed plaintext column, of the original type.
-    plain: Option<usize>,
-}
-
-pub struct TableSpec {
-    pub columns: Vec<ColumnSpec>,
-    /// The primary key columns (index in the row, how they are written), for row-bound values.
-    key: Vec<(usize, KeyOutput)>,
-}
-
-pub unsafe fn relation_name(relation: pg_sys::Relation) -> String {
-    CStr::from_ptr((*(*relation).rd_rel).relname.data.as_ptr())
-        .to_string_lossy()
-        .into_owned()
-}
-
-/// The name of the one sealing trigger `protect` gives a table.
-pub const TRIGGER_NAME: &CStr = c"zz_akko_crypt_protect";
-
-/// The arguments of the table's sealing trigger, which carry what it protects (see
-/// `registry::carried_arguments`); None when the table has no such trigger (by that name,
-/// running akko_crypt.protect_row()).
-pub unsafe fn carried_by_trigger(relation: pg_sys::Relation) -> Option<Vec<String>> {
-    let triggers = (*relation).trigdesc;
-    if triggers.is_null() {
-        return None;
-    }
-    let triggers =
-        std::slice::from_raw_parts((*triggers).triggers, (*triggers).numtriggers as usize);
-    let protect_row = registry::protect_row_function();
-    let trigger = triggers
-        .iter()
-        .find(|t| CStr::from_ptr(t.tgname) == TRIGGER_NAME && t.tgfoid == protect_row)?;
-    Some(
-        (0..trigger.tgnargs as usize)
-            .map(|i| {
-                CStr::from_ptr(*trigger.tgargs.add(i))
-                    .to_string_lossy()
-                    .into_owned()
-            })
-            .collect(),
-    )
-}
-
-/// The columns on which the registry and the sealing trigger of table `relid` disagree;
-/// None when they agree on at least one protected column. Empty when neither has any.
-pub fn disagreements(relid: pg_sys::Oid) -> Option<Vec<String>> {
-    disagreements_with(
-        relid,
-        &registry::trigger_arguments(relid).unwrap_or_default(),
-    )
-}
-
-fn disagreements_with(relid: pg_sys::Oid, carried: &[String]) -> Option<Vec<String>> {
-    let differ = registry::disagreements(relid, carried);
-    (carried.is_empty() || !differ.is_empty()).then_some(differ)
-}
-
-unsafe fn load_spec(relation: pg_sys::Relation) -> TableSpec {
-    let relid = (*relation).rd_id;
-    let tupdesc = (*relation).rd_att;
-    let natts = (*tupdesc).natts as usize;
-    let attrs = (*tupdesc).attrs.as_slice(natts);
-    let table = relation_name(relation);
-    // The registry and the trigger's arguments must agree: after a table-level or
-    // schema-only restore the registry has nothing, and the table nothing is written to.
-    if let Some(differ) =
-        disagreements_with(relid, &carried_by_trigger(relation).unwrap_or_default())
-    {
-        raise(Error::ProtectionIncomplete {
-            table: &table,
-            columns: &differ,
-        });
-    }
-    let column_index = |name: &str, wanted: Option<pg_sys::Oid>| -> usize {
-        let found = attrs.iter().position(|a| {
-            !a.attisdropped && CStr::from_ptr(a.attname.data.as_ptr()).to_bytes() == name.as_bytes()
-        });
-        let Some(i) = found else {
-            raise(Error::ProtectedColumnMissing {
-                table: &table,
-                column: name,
-            })
-        };
-        if wanted.is_some_and(|wanted| attrs[i].atttypid != wanted) {
-            raise(Error::ProtectedColumnRetyped {
-                table: &table,
-                column: name,
-            });
-        }
-        i
-    };
-    let memory = Rc::new(SpecMemory::default());
-    let columns = registry::columns_of(relid)
-        .into_iter()
-        .map(|p| {
-            let original = || {
-                let lookup = || Lookup::PerTransaction(memory.clone());
-                OriginalType::of(p.original_type, p.original_typmod, lookup)
-            };
-            let mode = match p.mode {
-                Mode::Jsonb => ColumnMode::Jsonb,
-                Mode::Bytea => ColumnMode::Scalar(original(), Carrier::Bytea),
-                Mode::Text => ColumnMode::Scalar(original(), Carrier::Text),
-            };
-            let stored_as = p.mode.stored_type();
-            let plain = p
-                .plain_col
-                .as_deref()
-                .map(|plain| column_index(plain, Some(p.original_type)));
-            ColumnSpec {
-                column: column_index(&p.col, Some(stored_as)),
-                class: p.class,
-                mode,
-                binding: p.binding_id,
-                bound_to_row: p.bind_row,
-                blind_index: p.bidx_col.as_deref().map(|bidx| BlindIndex {
-                    column: column_index(bidx, Some(pg_sys::BYTEAOID)),
-                    key_version: p.bidx_key_version.unwrap_or(1) as u32,
-                    normalization: p
-                        .bidx_normalize
-                        .as_deref()
-                        .and_then(Normalization::parse)
-                        .unwrap_or(Normalization::None),
-                }),
-                plain,
-                name: p.col,
-            }
-        })
-        .collect::<Vec<_>>();
-    let key = sql::primary_key(relid)
-        .into_iter()
-        .map(|(attnum, _)| {
-            let i = attnum as usize - 1;
-            (i, KeyOutput::of(attrs[i].atttypid))
-        })
-        .collect::<Vec<_>>();
-    if key.is_empty() && columns.iter().any(|c| c.bound_to_row) {
-        raise(Error::RowBindingNeedsPrimaryKey { table: &table });
-    }
-    TableSpec { columns, key }
-}
-
-pub unsafe fn table_spec(relation: pg_sys::Relation) -> Rc<TableSpec> {
-    // Loaded on the session's first write to the table, which may be under any search_path.
-    get_or_load(&TABLES, SPEC_GENERATION, &(*relation).rd_id, || {
-        Rc::new(sql::pinned(|| load_spec(relation)))
-    })
+    // SAFETY: registered once, from _PG_init; the callback has the C ABI PostgreSQL calls it
+    // with.
+    unsafe { pg_sys::RegisterXactCallback(Some(at_transaction_end), std::ptr::null_mut()) }
 }
 
 /// A row's place in its table: block and offset.
@@ -737,17 +209,6 @@ unsafe extern "C-unwind" fn at_transaction_end(
         XACT_EVENT_COMMIT | XACT_EVENT_ABORT | XACT_EVENT_PREPARE
     ) {
         JUST_SEALED.with(|j| j.replace(None));
-    }
-    if matches!(
-        event,
-        XACT_EVENT_COMMIT
-            | XACT_EVENT_ABORT
-            | XACT_EVENT_PREPARE
-            | XACT_EVENT_PARALLEL_COMMIT
-            | XACT_EVENT_PARALLEL_ABORT
-    ) {
-        // What was cached in the transaction's memory goes with it, after this callback.
-        TRANSACTIONS.with(|t| t.set(t.get() + 1));
     }
 }
 
@@ -1224,4 +685,37 @@ unsafe fn set_jsonb_envelope(
         pg_sys::Datum::from(text.as_ptr()),
     );
     changes.set(column.column, Some(jsonb));
+}
+
+/// Creates, or drops when nothing is left to protect, the table's one sealing trigger.
+/// BEFORE triggers fire in name order: "zz_" lets the table's own BEFORE triggers change a
+/// value before it is sealed.
+pub fn install_trigger(table: &Table) {
+    let exists = read_row(
+        "look up the trigger",
+        "SELECT EXISTS (SELECT FROM pg_trigger g WHERE g.tgrelid = $1 AND g.tgname = 'zz_akko_crypt_protect')",
+        &[table.oid.into()],
+        |row| row.get_one::<bool>(),
+    )
+    .flatten()
+    .unwrap_or(false);
+    // As the caller, who may reach akko_crypt.protect_row(), which the owner need not; no
+    // code of the table's runs in either statement.
+    if exists {
+        run(&format!(
+            "DROP TRIGGER zz_akko_crypt_protect ON {}",
+            table.sql
+        ));
+    }
+    // The trigger carries what it protects, so that a dump of the table alone carries it
+    // too (see `registry::carried_arguments`).
+    let carried = registry::carried_arguments(table.oid);
+    if !carried.is_empty() {
+        run(&format!(
+            "CREATE TRIGGER zz_akko_crypt_protect BEFORE INSERT OR UPDATE ON {} \
+             FOR EACH ROW EXECUTE FUNCTION akko_crypt.protect_row({})",
+            table.sql,
+            carried.join(", ")
+        ));
+    }
 }

@@ -119,7 +119,7 @@ pub unsafe extern "C-unwind" fn akko_seal_pii(fcinfo: pg_sys::FunctionCallInfo) 
     let class = value_class(class_name);
     privileges::require(Privilege::Seal, Some(class));
     let context = args.bytes(2);
-    let subject = args.bytes(3).map(keyring::subject_id);
+    let subject = args.bytes(3).map(crate::keys::subjects::subject_id);
     let text = JsonText::of(arg_jsonb(fcinfo, 0));
     let sealed = seal_to_varlena(class, subject.as_ref(), context, text.utf8());
     pg_sys::Datum::from(sealed)

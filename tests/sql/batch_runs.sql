@@ -92,6 +92,30 @@ CALL akko_crypt.migrate('staff_more');
 SELECT job, tbl, resumed, sealed, finished_at IS NOT NULL AS finished
 FROM akko_crypt.batch_runs WHERE tbl = 'staff_more'::regclass;
 
+-- A start left in an open transaction (a pooled connection idle in its transaction) holds
+-- up no other table's run, which starts and finishes at once; a start on its own table
+-- waits for that transaction (here until lock_timeout, 55P03), and after its rollback
+-- starts afresh.
+CREATE TABLE idle_a (id int PRIMARY KEY, v text);
+CREATE TABLE idle_b (id int PRIMARY KEY, v text);
+INSERT INTO idle_a SELECT i, 'a' || i FROM generate_series(1, 50) AS i;
+INSERT INTO idle_b SELECT i, 'b' || i FROM generate_series(1, 50) AS i;
+SELECT akko_crypt.protect('idle_a', 'v', migrate => false) AS a,
+       akko_crypt.protect('idle_b', 'v', migrate => false) AS b;
+SELECT dblink_exec('other', 'BEGIN') AS began;
+SELECT * FROM dblink('other', $$SELECT akko_crypt.migrate_start('idle_a', 10) IS NOT NULL$$) AS t(started boolean);
+SET lock_timeout = '10s';
+CALL akko_crypt.migrate('idle_b', batch_size => 10);
+SET lock_timeout = '200ms';
+SELECT akko_test.error_of($$SELECT akko_crypt.migrate_start('idle_a', 10)$$) AS same_table_waits;
+RESET lock_timeout;
+SELECT dblink_exec('other', 'ROLLBACK') AS rolled_back;
+CALL akko_crypt.migrate('idle_a', batch_size => 10);
+SELECT tbl, resumed, sealed, finished_at IS NOT NULL AS finished
+FROM akko_crypt.batch_runs WHERE tbl IN ('idle_a'::regclass, 'idle_b'::regclass) ORDER BY tbl::text;
+SELECT count(*) FILTER (WHERE akko_crypt.open_text(v) LIKE 'a%') AS a_sealed_and_opening FROM idle_a;
+DROP TABLE idle_a, idle_b;
+
 -- A rewrite of the table between two batches (VACUUM FULL, CLUSTER) moves its rows: the
 -- pass walks again from block 0.
 SELECT akko_crypt.add_class('notes') AS added;
