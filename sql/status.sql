@@ -61,7 +61,7 @@ SELECT jsonb_build_object(
                       'cannot_be_opened', r.pass_unreadable, 'not_sealed', r.pass_not_sealed)
                       ORDER BY r.job, r.tbl::text, r.col), '[]')
                   -- A dropped table's runs and registry rows (removed by the next protect,
-                  -- unprotect or view change) describe nothing that exists.
+                  -- restore_protection, create_view or refresh_views) describe nothing that exists.
                   FROM (SELECT DISTINCT ON (job, tbl, col) * FROM akko_crypt.batch_runs
                         WHERE EXISTS (SELECT FROM pg_class c WHERE c.oid = tbl)
                         ORDER BY job, tbl, col, id DESC) r),

@@ -1,8 +1,9 @@
 //! The operator's key lifecycle: rotate, retire, destroy, forget a subject, move to a new
 //! root, unlock and lock. A data key goes
 //! active -> decrypt_only (rotate_key) -> retired (retire_key) -> destroyed (destroy_key).
-//! Each needs akko_crypt's admin privilege (unlock needs unlock); none is executable by
-//! PUBLIC. README.md, "Roles", has the model.
+//! Each needs akko_crypt's admin privilege (unlock needs unlock) and none is executable by
+//! PUBLIC, but `lock`, which only drops the caller's own keys. README.md, "Roles", has the
+//! model.
 
 use std::time::Duration;
 

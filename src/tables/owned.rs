@@ -1,5 +1,6 @@
 //! The tables a caller may protect, change or give a decrypting view: with the privilege to
-//! protect, owned by the caller, and with a protection its registry rows and trigger agree on.
+//! protect, owned by the caller, and with a protection its registry rows and trigger agree on;
+//! and the check that such a table's owner, whom its statements run as, may seal a class.
 
 use pgrx::pg_sys;
 
@@ -29,7 +30,7 @@ pub fn owned_protectable(tbl: pg_sys::Oid) -> Table {
 
 /// The migration seals the table's values as its owner (see `sql::as_table_owner`), so the
 /// owner needs `seal` on the class; said before anything changes.
-pub fn require_owner_seals(table: &Table, class: akko_crypt_core::ClassName<'_>) {
+pub(super) fn require_owner_seals(table: &Table, class: akko_crypt_core::ClassName<'_>) {
     if !privileges::held_by(table.owner, Privilege::Seal, Some(class)) {
         raise(Error::OwnerMayNotSeal {
             table: &table.sql,

@@ -49,7 +49,7 @@ COMMENT ON FUNCTION protection_disagreements(regclass) IS
     'For status(): NULL when the registry and the table''s trigger agree on what it protects, else the columns they disagree on';
 
 REVOKE ALL ON FUNCTION protect(regclass, name, text, text, boolean, boolean, text, boolean, boolean),
-    unprotect(regclass, name), protect_row(), restore_protection(regclass),
+    unprotect(regclass, name), restore_protection(regclass),
     protection_disagreements(regclass) FROM PUBLIC;
 "#,
     name = "protect",

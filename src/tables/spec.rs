@@ -90,12 +90,12 @@ pub unsafe fn relation_name(relation: pg_sys::Relation) -> String {
 }
 
 /// The name of the one sealing trigger `protect` gives a table.
-pub const TRIGGER_NAME: &CStr = c"zz_akko_crypt_protect";
+const TRIGGER_NAME: &CStr = c"zz_akko_crypt_protect";
 
 /// The arguments of the table's sealing trigger, which carry what it protects (see
 /// `registry::carried_arguments`); None when the table has no such trigger (by that name,
 /// running akko_crypt.protect_row()).
-pub unsafe fn carried_by_trigger(relation: pg_sys::Relation) -> Option<Vec<String>> {
+unsafe fn carried_by_trigger(relation: pg_sys::Relation) -> Option<Vec<String>> {
     let triggers = (*relation).trigdesc;
     if triggers.is_null() {
         return None;

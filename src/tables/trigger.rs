@@ -8,7 +8,8 @@
 //! under the column's class, bound to this row if the column binds values, and hold a
 //! valid value of the column's type; so only a role that may open the class can write one,
 //! and nothing shaped like an envelope is ever stored unopened. What each table protects is
-//! its spec (`spec`), read once per session.
+//! its spec (`spec`), read once per session. `install_trigger` creates the trigger, with
+//! what it protects as its arguments.
 
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -44,6 +45,7 @@ CREATE FUNCTION protect_row() RETURNS trigger LANGUAGE c
     AS 'MODULE_PATHNAME', 'akko_protect_row';
 COMMENT ON FUNCTION protect_row() IS
     'BEFORE INSERT OR UPDATE row trigger that akko_crypt.protect creates: seals the protected columns of each row';
+REVOKE ALL ON FUNCTION protect_row() FROM PUBLIC;
 "#,
     name = "protect_trigger",
     requires = ["sealing"]

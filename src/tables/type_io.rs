@@ -2,7 +2,8 @@
 //! protected: looked up once per transaction for the table specs (an FmgrInfo and what its
 //! function keeps in `fn_extra` live in the transaction's memory), and the canonical text a
 //! value of such a type is sealed as, printed under fixed settings where its text depends on
-//! the session's.
+//! the session's. It counts the backend's transactions (`count_transaction_end`), so that
+//! nothing cached in one transaction's memory is used in the next.
 
 use std::cell::{Cell, UnsafeCell};
 use std::ffi::{c_char, CStr};
@@ -61,7 +62,7 @@ impl SpecMemory {
 impl Drop for SpecMemory {
     fn drop(&mut self) {
         // A context of an earlier transaction went with it: the transaction number moves on
-        // (at_transaction_end) before PostgreSQL frees the transaction's memory.
+        // (count_transaction_end) before PostgreSQL frees the transaction's memory.
         if let Some((made_in, memory)) = self.0.get() {
             if made_in == transaction_number() {
                 // SAFETY: the context was made by this spec in this transaction (checked just
