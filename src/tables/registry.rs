@@ -12,6 +12,7 @@ use pgrx::prelude::*;
 
 use crate::errors::{self, raise, Error};
 use crate::extension::as_owner;
+use crate::pg::majors::parse_type_string;
 
 extension_sql!(
     r#"
@@ -664,9 +665,9 @@ fn type_from_name(text: &str) -> Option<(pg_sys::Oid, i32)> {
     let c_text = std::ffi::CString::new(text).ok()?;
     let (mut oid, mut typmod) = (pg_sys::InvalidOid, -1);
     PgTryBuilder::new(std::panic::AssertUnwindSafe(|| {
-        // SAFETY: parseTypeString reads the NUL-terminated copy above and writes two locals;
+        // SAFETY: parse_type_string reads the NUL-terminated copy above and writes two locals;
         // its errors are caught by the PgTryBuilder around it.
-        unsafe { pg_sys::parseTypeString(c_text.as_ptr(), &mut oid, &mut typmod, false) };
+        unsafe { parse_type_string(&c_text, &mut oid, &mut typmod) };
         Some((oid, typmod))
     }))
     .catch_others(|_| None)

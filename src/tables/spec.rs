@@ -14,6 +14,7 @@ use pgrx::pg_sys;
 use pgrx::prelude::*;
 
 use crate::errors::{raise, Error};
+use crate::pg::majors::tuple_desc_attributes;
 use crate::pg::sql;
 use crate::session_cache::{get_or_load, SessionCache};
 use crate::tables::registry::{self, Mode};
@@ -134,8 +135,7 @@ fn disagreements_with(relid: pg_sys::Oid, carried: &[String]) -> Option<Vec<Stri
 unsafe fn load_spec(relation: pg_sys::Relation) -> TableSpec {
     let relid = (*relation).rd_id;
     let tupdesc = (*relation).rd_att;
-    let natts = (*tupdesc).natts as usize;
-    let attrs = (*tupdesc).attrs.as_slice(natts);
+    let attrs = tuple_desc_attributes(tupdesc);
     let table = relation_name(relation);
     // The registry and the trigger's arguments must agree: after a table-level or
     // schema-only restore the registry has nothing, and the table nothing is written to.

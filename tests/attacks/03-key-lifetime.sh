@@ -49,6 +49,6 @@ keyed_as postgres $db -c "SELECT akko_crypt.rotate_key('identity')" -c "CREATE R
     -c "ALTER DATABASE $db SET akko_crypt.vault_addr = 'http://127.0.0.1:9'" >/dev/null
 out=$(run_as reentry_reader $db -c "SET parallel_setup_cost = 0" -c "SET parallel_tuple_cost = 0" \
     -c "SET min_parallel_table_scan_size = 0" -c "SELECT count(akko_crypt.open_text(email)) FROM public.u" \
-    -c "SET force_parallel_mode = on" -c "SELECT 1")
+    -c "SET $force_parallel = on" -c "SELECT 1")
 check "Vault configured, no key, parallel privilege lookups: 42501 for a role without unlock, then queries run; no XX000" \
     bash -c 'grep -q "ERROR:  42501:" <<<"$1" && ! grep -q XX000 <<<"$1" && grep -qx 1 <<<"$1"' _ "$out"

@@ -77,7 +77,10 @@ ANALYZE wide;
 SET parallel_setup_cost = 0;
 SET parallel_tuple_cost = 0;
 SET min_parallel_table_scan_size = 0;
-SET force_parallel_mode = on;
+-- force_parallel_mode is named debug_parallel_query from PostgreSQL 16 on.
+SELECT CASE WHEN current_setting('server_version_num')::int < 160000 THEN 'force_parallel_mode'
+            ELSE 'debug_parallel_query' END AS force_parallel \gset
+SET :force_parallel = on;
 EXPLAIN (ANALYZE, COSTS OFF, TIMING OFF, SUMMARY OFF) SELECT count(*) FROM wide;
 SELECT count(*) AS opened FROM wide WHERE (akko_crypt.open_pii(s) ->> 'i')::int = i;
 RESET ALL;

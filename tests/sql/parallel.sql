@@ -27,7 +27,10 @@ SELECT count(*) FILTER (WHERE akko_crypt.open_pii(s) = p.pii) AS sealed_in_worke
   FROM akko_test.par_sealed JOIN akko_test.par p USING (g);
 
 -- A single-copy plan shows that the work, and an error raised there, happen in a worker.
-SET force_parallel_mode = on;
+-- force_parallel_mode is named debug_parallel_query from PostgreSQL 16 on.
+SELECT CASE WHEN current_setting('server_version_num')::int < 160000 THEN 'force_parallel_mode'
+            ELSE 'debug_parallel_query' END AS force_parallel \gset
+SET :force_parallel = on;
 SELECT akko_crypt.open_pii(bound, int4send(g)) FROM akko_test.par WHERE g = 7;
 SELECT akko_crypt.open_pii(bound, int4send(g + 1)) FROM akko_test.par WHERE g = 7;
 -- What the session shows stays the fingerprint; the sealed root behind it is never displayed.
@@ -91,7 +94,7 @@ EXPLAIN (ANALYZE, COSTS OFF, TIMING OFF, SUMMARY OFF)
 RESET enable_hashjoin;
 RESET enable_mergejoin;
 -- What issue 16 found: a CREATE TABLE ... AS that is a class's first seal.
-RESET force_parallel_mode;
+RESET :force_parallel;
 SELECT akko_crypt.add_class('parallel_ctas');
 CREATE TABLE akko_test.par_first AS SELECT g, akko_crypt.seal_pii(pii, 'parallel_ctas') AS s FROM akko_test.par;
 SELECT count(*) FILTER (WHERE akko_crypt.open_pii(s) = p.pii) AS first_seals_open
