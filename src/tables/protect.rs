@@ -114,7 +114,8 @@ fn attribute(table: &Table, col: &str) -> Attribute {
     .unwrap_or_else(|| raise(Error::NoSuchColumn { table: &table.sql, column: col }))
 }
 
-/// An index or constraint that uses the column: they cannot work on ciphertext.
+/// An index or constraint that uses the column: they cannot work on ciphertext. NOT NULL,
+/// which PostgreSQL 18 records as a constraint too, holds on envelopes as on plaintext.
 fn blocker(table: &Table, attnum: i16) -> Option<String> {
     read_row(
         "look up what uses the column",
@@ -124,7 +125,9 @@ fn blocker(table: &Table, attnum: i16) -> Option<String> {
          FROM pg_depend d \
          WHERE d.refclassid = 'pg_class'::regclass AND d.refobjid = $1 AND d.refobjsubid = $2 \
            AND d.classid IN ('pg_class'::regclass, 'pg_constraint'::regclass) AND d.deptype IN ('a', 'n') \
-           AND (d.classid = 'pg_constraint'::regclass OR EXISTS (SELECT FROM pg_class ic WHERE ic.oid = d.objid AND ic.relkind = 'i')) \
+           AND (d.classid = 'pg_constraint'::regclass \
+                AND NOT EXISTS (SELECT FROM pg_constraint nn WHERE nn.oid = d.objid AND nn.contype = 'n') \
+                OR EXISTS (SELECT FROM pg_class ic WHERE ic.oid = d.objid AND ic.relkind = 'i')) \
          LIMIT 1",
         &[table.oid.into(), (attnum as i32).into()],
         |row| row.get_one::<String>(),

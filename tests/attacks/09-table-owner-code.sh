@@ -268,8 +268,9 @@ if [ "$server_major" -lt 16 ]; then
     check "status() lists a protected table turned into a view under reader_exposures" \
         [ "$exposure" = "it is no longer an ordinary table: reading it runs the query its owner gave it" ]
 else
-    check "PostgreSQL $server_major refuses to turn the table into a view (0A000), and status() lists no exposure for it" \
-        bash -c 'grep -q "ERROR:  0A000:" <<<"$1" && [ "$2" = r ] && [ -z "$3" ]' _ "$out" "$turned_kind" "$exposure"
+    check "PostgreSQL $server_major refuses to turn the table into a view (42809), and status() lists no exposure for it" \
+        bash -c 'grep -q "ERROR:  42809: relation \"turned\" cannot have ON SELECT rules" <<<"$1" && [ "$2" = r ] && [ -z "$3" ]' _ \
+        "$out" "$turned_kind" "$exposure"
 fi
 # A row inserted while protect waits for the table is migrated, not lost.
 run_as mallory $db -c "CREATE TABLE m.late (id int PRIMARY KEY, ssn text)" >/dev/null

@@ -81,7 +81,8 @@ SET min_parallel_table_scan_size = 0;
 SELECT CASE WHEN current_setting('server_version_num')::int < 160000 THEN 'force_parallel_mode'
             ELSE 'debug_parallel_query' END AS force_parallel \gset
 SET :force_parallel = on;
-EXPLAIN (ANALYZE, COSTS OFF, TIMING OFF, SUMMARY OFF, BUFFERS OFF) SELECT count(*) FROM wide;
+SELECT * FROM akko_test.plan_run($$
+    SELECT count(*) FROM wide$$) AS "QUERY PLAN";
 SELECT count(*) AS opened FROM wide WHERE (akko_crypt.open_pii(s) ->> 'i')::int = i;
 RESET ALL;
 

@@ -71,26 +71,26 @@ SET akko_crypt.key = '000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c
 -- seal the subject's: a plan whose seals may do so runs without workers (Workers Launched: 0),
 -- and works; once the class has its key, the same plan runs in a worker again.
 SELECT akko_crypt.add_class('parallel_class');
-EXPLAIN (ANALYZE, COSTS OFF, TIMING OFF, SUMMARY OFF, BUFFERS OFF)
-    SELECT akko_crypt.seal_pii(pii, 'parallel_class') FROM akko_test.par WHERE g = 7;
-EXPLAIN (ANALYZE, COSTS OFF, TIMING OFF, SUMMARY OFF, BUFFERS OFF)
-    SELECT akko_crypt.seal_pii(pii, 'parallel_class') FROM akko_test.par WHERE g = 7;
-EXPLAIN (ANALYZE, COSTS OFF, TIMING OFF, SUMMARY OFF, BUFFERS OFF)
-    SELECT akko_crypt.seal_pii(pii, 'parallel_class', subject => 'parallel subject') FROM akko_test.par WHERE g = 7;
+SELECT * FROM akko_test.plan_run($$
+    SELECT akko_crypt.seal_pii(pii, 'parallel_class') FROM akko_test.par WHERE g = 7$$) AS "QUERY PLAN";
+SELECT * FROM akko_test.plan_run($$
+    SELECT akko_crypt.seal_pii(pii, 'parallel_class') FROM akko_test.par WHERE g = 7$$) AS "QUERY PLAN";
+SELECT * FROM akko_test.plan_run($$
+    SELECT akko_crypt.seal_pii(pii, 'parallel_class', subject => 'parallel subject') FROM akko_test.par WHERE g = 7$$) AS "QUERY PLAN";
 SELECT akko_crypt.open_pii(akko_crypt.seal_pii(pii, 'parallel_class', subject => 'parallel subject'))
   FROM akko_test.par WHERE g = 7;
 -- A class known only as the plan runs may be one without a key: no workers either.
-EXPLAIN (ANALYZE, COSTS OFF, TIMING OFF, SUMMARY OFF, BUFFERS OFF)
-    SELECT akko_crypt.seal_pii(pii, CASE WHEN g = 7 THEN 'parallel_class' END) FROM akko_test.par WHERE g = 7;
+SELECT * FROM akko_test.plan_run($$
+    SELECT akko_crypt.seal_pii(pii, CASE WHEN g = 7 THEN 'parallel_class' END) FROM akko_test.par WHERE g = 7$$) AS "QUERY PLAN";
 -- A call the walk of target lists and filters does not reach (a join's condition), beside
 -- one it does on a class with a key: the plan's text counts every call, so no workers.
 SELECT akko_crypt.add_class('parallel_join');
 SET enable_hashjoin = off;
 SET enable_mergejoin = off;
-EXPLAIN (ANALYZE, COSTS OFF, TIMING OFF, SUMMARY OFF, BUFFERS OFF)
+SELECT * FROM akko_test.plan_run($$
     SELECT count(akko_crypt.seal_pii(a.pii, 'identity')) FROM akko_test.par a JOIN akko_test.par b
         ON a.g = b.g AND akko_crypt.seal_pii(a.pii || b.pii, 'parallel_join') IS NOT NULL
-     WHERE a.g < 3 AND b.g < 3;
+     WHERE a.g < 3 AND b.g < 3$$) AS "QUERY PLAN";
 RESET enable_hashjoin;
 RESET enable_mergejoin;
 -- What issue 16 found: a CREATE TABLE ... AS that is a class's first seal.
