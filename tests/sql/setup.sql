@@ -10,7 +10,8 @@ EXCEPTION WHEN OTHERS THEN
     RETURN SQLSTATE || ': ' || SQLERRM;
 END $$;
 -- The plan of a statement as it ran, as PostgreSQL 15 prints it: 18 gives the actual rows
--- per loop two decimals, rounded here to the whole number 15 prints, and adds how much
+-- per loop two decimals, rounded here to the whole number 15 prints (half to even, as its
+-- printf does), and adds how much
 -- memory a materialized node used, left out.
 CREATE FUNCTION akko_test.plan_run(statement text) RETURNS SETOF text LANGUAGE plpgsql AS $$
 DECLARE
@@ -21,7 +22,7 @@ BEGIN
         CONTINUE WHEN line ~ '^\s*Storage: ';
         actual_rows := substring(line FROM 'rows=([0-9.]+)');
         IF actual_rows IS NOT NULL THEN
-            line := replace(line, 'rows=' || actual_rows, 'rows=' || round(actual_rows::numeric));
+            line := replace(line, 'rows=' || actual_rows, 'rows=' || round(actual_rows::float8));
         END IF;
         RETURN NEXT line;
     END LOOP;
