@@ -107,8 +107,9 @@ psql_ -c "ALTER SYSTEM RESET log_statement" -c "SELECT pg_reload_conf()" postgre
 tail -c +"$log_start" "$dir/server.log" >"$dir/attack_log.txt"
 psql_ -At -c "SELECT query FROM pg_stat_statements" $db >"$dir/attack_statements.txt"
 
+# PostgreSQL 17 writes "Parameters:", earlier majors "parameters:".
 check "control: the log holds the bound statements and their parameters" \
-    bash -c 'grep -q "execute <unnamed>: SELECT public.use_key(\$1)" "$1" && grep -q "DETAIL:  parameters: \$1 = " "$1"' _ "$dir/attack_log.txt"
+    bash -c 'grep -q "execute <unnamed>: SELECT public.use_key(\$1)" "$1" && grep -qi "DETAIL:  parameters: \$1 = " "$1"' _ "$dir/attack_log.txt"
 check "control: the log holds auto_explain's nested plans" grep -q "Query Text: (SELECT count(\*) FROM pg_namespace)" "$dir/attack_log.txt"
 check "control: pg_stat_activity was sampled while both sessions idled ($(wc -l <"$dir/attack_activity.txt") rows)" \
     [ "$(grep -c "redacted" "$dir/attack_activity.txt")" -eq 2 ]
