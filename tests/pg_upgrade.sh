@@ -8,12 +8,19 @@
 # reads as before, the views and triggers seal new writes, the blind index finds them, the
 # forgotten subject stays forgotten, and ALTER EXTENSION UPDATE takes the 0.2.0 database to
 # this release. The 15 cluster is left as it was (pg_upgrade copies), so each major starts from it.
+# Its server is PostgreSQL 15.19 (.pg/15.19, make deps), with the library and scripts built for
+# Debian's 15 copied in: Debian's 15.20 stamps every column with an option, pg_attver, that the
+# builds of 17 and 18 at hand do not know, so pg_upgrade from it stops restoring the first table.
 #   tests/pg_upgrade.sh DIR PORT MAJOR...   (clusters of its own in DIR)
 set -uo pipefail
 base=$1 port=$2
 shift 2
 here=$(cd "$(dirname "$0")" && pwd)
-old_bin=/usr/lib/postgresql/15/bin
+old_tree=$(dirname "$here")/.pg/15.19
+old_bin=$old_tree/bin
+built_for_15=$("$here/../packaging/pg-config.sh" 15)
+install -m 0644 "$("$built_for_15" --pkglibdir)/akko_crypt.so" "$old_tree/lib/"
+install -m 0644 "$("$built_for_15" --sharedir)"/extension/akko_crypt* "$old_tree/share/extension/"
 dir=$base/old
 . "$here/checks.sh"
 
@@ -22,7 +29,8 @@ db=akko_across
 psql_ -c "CREATE DATABASE $db" -c "CREATE DATABASE akko_from_020" -c "CREATE ROLE across_bi" \
     -c "CREATE ROLE fixture_app" -c "CREATE ROLE fixture_bi" -c "CREATE ROLE fixture_admin" postgres >/dev/null
 psql_ -c "CREATE EXTENSION akko_crypt" $db >/dev/null
-keyed $db "SELECT akko_crypt.rotate_key('identity');
+keyed $db "SELECT akko_crypt.rotate_key('identity'), akko_crypt.rotate_key('financial'), akko_crypt.rotate_key('financial');
+    SELECT akko_crypt.retire_key('financial', 1, force => true);
     CREATE TABLE sealed (id int PRIMARY KEY, v bytea);
     INSERT INTO sealed VALUES (1, akko_crypt.seal_pii('{\"name\": \"Ada Lovelace\"}'));
     SELECT akko_crypt.rotate_key('identity');
@@ -31,8 +39,6 @@ keyed $db "SELECT akko_crypt.rotate_key('identity');
         (4, akko_crypt.seal_pii('{\"email\": \"kept@example.com\"}', subject => 'customer:kept')),
         (5, akko_crypt.seal_pii('{\"email\": \"gone@example.com\"}', subject => 'customer:gone'));
     SELECT akko_crypt.forget_subject('customer:gone');
-    SELECT akko_crypt.rotate_key('financial');
-    SELECT akko_crypt.retire_key('financial', 1, force => true);
     CREATE TABLE customers (id serial PRIMARY KEY, name text, tax_id text NOT NULL, dob date, email text);
     INSERT INTO customers (name, tax_id, dob, email) VALUES ('Grace', '987-65-4321', '1906-12-09', 'grace@example.com');
     SELECT akko_crypt.protect('customers', 'tax_id');
@@ -91,7 +97,8 @@ for major in "$@"; do
         [ "$(psql_ -c "SELECT current_setting('server_version_num')::int / 10000" postgres)" = "$major" ]
 
     after=$(reads)
-    check "on $major: every value opens with the same root and the views read what 15 read" [ "$after" = "$before" ]
+    check "on $major: every value opens with the same root and the views read what 15 read" \
+        bash -c '[ "$1" = "$2" ] && [ "$(grep -c . <<<"$1")" = 5 ]' _ "$after" "$before"
     forgotten=$(keyed $db "SELECT akko_crypt.open_pii(v) FROM sealed WHERE id = 5" 2>&1)
     check "on $major: the forgotten subject stays forgotten (42704)" grep -q "has been forgotten" <<<"$forgotten"
     written=$(keyed $db "INSERT INTO customers_decrypted (name, tax_id, dob, email) VALUES ('Edsger', '555-00-1111', '1930-05-11', 'edsger@example.com');
